@@ -1,0 +1,166 @@
+"""The ``latitude`` command: the operator's view of a latitude deployment and its local stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from latitude import config as configuration
+from latitude.errors import LatitudeError
+from latitude.stack.config import StackConfig
+from latitude.stack.progress import Progress
+from latitude.stack.stack import Stack, StackStatus
+from latitude.table import human_bytes, render
+
+EXIT_ERROR = 1
+EXIT_NOT_READY = 3
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(args.command(args))
+    except LatitudeError as err:
+        print(f"latitude: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader (``| head``) went away: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("latitude: interrupted; what had been started was stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latitude", description="latitude: multi-region routing and PostgreSQL failover"
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = _stack_command(commands, "up", "start the local three-region stack (or recover it)")
+    up.add_argument("--host", help="address every server listens on (default 127.0.0.1)")
+    up.add_argument(
+        "--port-base", type=int, help="first of consecutive ports (default: free ports)"
+    )
+    up.set_defaults(command=_up)
+
+    down = _stack_command(commands, "down", "stop the local stack and remove its data")
+    down.set_defaults(command=_down)
+
+    status = _stack_command(commands, "status", "show the local stack: regions, lag, etcd")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--region", help="show only this region")
+    status.set_defaults(command=_status)
+    return parser
+
+
+def _stack_command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help, description=help)
+    command.add_argument("--dir", type=Path, help="the stack's directory (default .latitude)")
+    command.add_argument("--config", type=Path, help="a TOML file with a [stack] table")
+    return command
+
+
+def _stack(args: argparse.Namespace, progress: Progress | None = None) -> Stack:
+    flags = {
+        "dir": args.dir,
+        "host": getattr(args, "host", None),
+        "port_base": getattr(args, "port_base", None),
+    }
+    config = configuration.load(
+        StackConfig,
+        section="stack",
+        env_prefix="LATITUDE_STACK_",
+        file=args.config,
+        env=os.environ,
+        flags=flags,
+    )
+    return Stack(config, progress=progress or Progress(None))
+
+
+async def _up(args: argparse.Namespace) -> int:
+    stack = _stack(args, Progress(sys.stderr))
+    print(f"latitude up: {stack.dir}", file=sys.stderr)
+    _, started = await stack.up()
+    if not started:
+        print(f"latitude: the stack in {stack.dir} is already running", file=sys.stderr)
+    print(format_status(await stack.status()))
+    return 0
+
+
+async def _down(args: argparse.Namespace) -> int:
+    stack = _stack(args, Progress(sys.stderr))
+    stopped = await stack.down()
+    print(f"latitude down: stopped {len(stopped)} processes and removed {stack.dir}")
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    if args.region:
+        stack.topology.region(args.region)
+    status = await stack.status()
+    if args.region:
+        regions = [r for r in status.regions if r.region == args.region]
+        status = StackStatus(status.dir, regions, status.etcd, status.processes)
+    if args.json:
+        print(json.dumps(status_json(status), indent=2))
+    else:
+        print(format_status(status))
+    return 0 if status.ready else EXIT_NOT_READY
+
+
+def status_json(status: StackStatus) -> dict:
+    return {
+        "dir": str(status.dir),
+        "ready": status.ready,
+        "regions": [asdict(r) | {"streaming": r.streaming} for r in status.regions],
+        "etcd": [asdict(m) for m in status.etcd],
+        "processes": status.processes,
+    }
+
+
+def format_status(status: StackStatus) -> str:
+    regions = render(
+        ["REGION", "ROLE", "ADDRESS", "TIMELINE", "LSN", "LAG", "WAL RECEIVER", "PROBLEM"],
+        [
+            [
+                r.region,
+                r.role,
+                r.address,
+                r.timeline or "-",
+                r.lsn or "-",
+                human_bytes(r.lag_bytes) if r.role == "standby" else "-",
+                r.receiver or "-",
+                r.error,
+            ]
+            for r in status.regions
+        ],
+    )
+    members = render(
+        ["ETCD", "ENDPOINT", "HEALTH", "LEADER", "PROBLEM"],
+        [
+            [
+                m.name,
+                m.endpoint,
+                "healthy" if m.healthy else "unhealthy",
+                "*" * m.is_leader,
+                m.error,
+            ]
+            for m in status.etcd
+        ],
+    )
+    verdict = "ready" if status.ready else "NOT READY"
+    return f"latitude stack in {status.dir}: {verdict}\n\n{regions}\n\n{members}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The root of latitude's exceptions.
+
+Errors from the outside world (processes, sockets, etcd, PostgreSQL, gRPC) are translated once,
+at the boundary where they are caught, into one of these, always with ``raise ... from err`` so
+the cause stays visible. The CLI prints ``str(err)`` of a LatitudeError and exits non-zero; any
+other exception is a bug and keeps its traceback.
+"""
+
+
+class LatitudeError(Exception):
+    """Something the operator can act on; the message says what and, where possible, how."""
+
+
+class ConfigError(LatitudeError):
+    """A configuration value is missing, malformed or out of range; the message names the field."""
+
+
+class StackError(LatitudeError):
+    """The local stack could not be started, inspected or stopped."""
+
+
+class MissingBinaryError(StackError):
+    """A program the stack needs is not installed; the message names the package to install."""
+
+
+class PortInUseError(StackError):
+    """A port the stack needs is taken by another process."""
+
+
+class UnknownRegionError(LatitudeError):
+    """A region name that the topology does not know."""

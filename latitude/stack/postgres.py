@@ -1,0 +1,273 @@
+"""PostgreSQL for each region: initdb, base backups, start and stop, and what status reports.
+
+The initial primary is created with ``initdb``; each standby is a ``pg_basebackup -R`` of it with
+its own physical replication slot. ``wal_log_hints`` is on so that a failed-over old primary can
+later be rewound with ``pg_rewind`` instead of copied afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from latitude.errors import StackError
+from latitude.stack import processes
+from latitude.stack.processes import ProcessRecord
+
+REPLICATION_USER = "replicator"
+SUPERUSER = "postgres"
+
+# Small-machine settings: three clusters share two cores with etcd and the control plane.
+_SERVER_SETTINGS = """
+# Written by latitude. Per-node settings (address, port) are in latitude.conf.
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+wal_log_hints = on
+hot_standby = on
+hot_standby_feedback = on
+wal_receiver_status_interval = 1s
+# A standby retries a lost or repointed primary quickly (default 5 s).
+wal_retrieve_retry_interval = 500ms
+max_slot_wal_keep_size = 1GB
+shared_buffers = 64MB
+max_connections = 60
+unix_socket_directories = ''
+include_if_exists = 'latitude.conf'
+"""
+
+_HBA = """
+# Written by latitude: password (SCRAM) authentication over TCP only.
+local   all          all                       peer
+host    all          all          all          scram-sha-256
+host    replication  {replicator}  all          scram-sha-256
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresNode:
+    region: str
+    host: str
+    port: int
+    data_dir: Path
+    log: Path
+
+    @property
+    def name(self) -> str:
+        return f"postgres-{self.region}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Postgres:
+    """PostgreSQL's programs, run as the database's system user."""
+
+    def __init__(self, programs: dict[str, Path], user: str | None) -> None:
+        self._programs = programs
+        self._user = user
+
+    def prepare_dir(self, path: Path, mode: int = 0o700) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(mode)
+        self._chown(path)
+
+    def prepare_file(self, path: Path, content: str = "", mode: int = 0o600) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as out:
+            out.write(content)
+        path.chmod(mode)
+        self._chown(path)
+
+    async def check_access(self, directory: Path) -> None:
+        """PostgreSQL runs as another user: it must be able to reach the stack directory."""
+        if self._user is None:
+            return
+        try:
+            await processes.run(["test", "-x", str(directory)], what="access", user=self._user)
+        except StackError as err:
+            raise StackError(
+                f"PostgreSQL runs as the {self._user!r} user, which cannot reach {directory}: "
+                "put the stack in a directory every user can traverse (--dir)"
+            ) from err
+
+    async def init_primary(self, node: PostgresNode, superuser_password: str) -> None:
+        self._fresh(node.data_dir)
+        pwfile = node.data_dir.parent / f".{node.region}.pw"
+        self.prepare_file(pwfile, superuser_password + "\n")
+        try:
+            await self._run(
+                "initdb", "-D", str(node.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8",
+                "--locale=C", "--no-instructions",
+                what=f"initdb for {node.region}",
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with (node.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(_SERVER_SETTINGS)
+        (node.data_dir / "pg_hba.conf").write_text(_HBA.format(replicator=REPLICATION_USER))
+        self.write_node_settings(node)
+
+    async def create_replication(
+        self, node: PostgresNode, superuser_password: str, replication_password: str,
+        slots: list[str],
+    ) -> None:  # fmt: skip
+        """The replication role and one physical slot per standby, on the primary."""
+        conn = await connect(node, superuser_password)
+        try:
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1", REPLICATION_USER
+            )
+            verb = "ALTER" if exists else "CREATE"
+            # Role passwords cannot be bound parameters; quote_literal does the escaping.
+            literal = await conn.fetchval("SELECT quote_literal($1)", replication_password)
+            await conn.execute(
+                f"{verb} ROLE {REPLICATION_USER} WITH REPLICATION LOGIN PASSWORD {literal}"
+            )
+            for slot in slots:
+                await conn.execute(
+                    "SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS "
+                    "(SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                    slot,
+                )
+        finally:
+            await conn.close()
+
+    async def base_backup(
+        self, node: PostgresNode, primary: PostgresNode, slot: str, passfile: Path
+    ) -> None:
+        self._fresh(node.data_dir)
+        conninfo = (
+            f"host={primary.host} port={primary.port} user={REPLICATION_USER} "
+            f"application_name={node.region} passfile={passfile}"
+        )
+        await self._run(
+            "pg_basebackup", "-d", conninfo, "-D", str(node.data_dir), "-R",
+            "-X", "stream", "-S", slot, "--checkpoint=fast", "--no-sync",
+            what=f"base backup of {primary.region} for {node.region}",
+        )  # fmt: skip
+        self.write_node_settings(node)
+
+    def write_node_settings(self, node: PostgresNode) -> None:
+        self.prepare_file(
+            node.data_dir / "latitude.conf",
+            f"listen_addresses = '{node.host}'\nport = {node.port}\n"
+            f"cluster_name = '{node.region}'\n",
+        )
+
+    async def start(self, node: PostgresNode, timeout: float) -> ProcessRecord:
+        """Start the server and wait until it accepts connections; the postmaster's record."""
+        if not node.log.exists():
+            self.prepare_file(node.log, mode=0o640)
+        try:
+            await self._run(
+                "pg_ctl", "start", "-D", str(node.data_dir), "-l", str(node.log),
+                "-w", "-t", str(int(timeout)),
+                what=f"starting PostgreSQL for {node.region}", timeout=timeout + 5,
+            )  # fmt: skip
+        except StackError as err:
+            raise StackError(f"{err}\n{node.log} ends with:\n{processes.tail(node.log)}") from err
+        pid = int((node.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        return processes.record_for(node.name, pid)
+
+    async def _run(self, program: str, *args: str, what: str, timeout: float = 120.0) -> str:
+        return await processes.run(
+            [str(self._programs[program]), *args], what=what, user=self._user, timeout=timeout
+        )
+
+    def _fresh(self, data_dir: Path) -> None:
+        """An empty data directory, removing what a crashed attempt left behind."""
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        self.prepare_dir(data_dir)
+
+    def _chown(self, path: Path) -> None:
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+async def connect(node: PostgresNode, password: str, timeout: float = 3.0) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=node.host, port=node.port, user=SUPERUSER, password=password,
+        database="postgres", timeout=timeout,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    region: str
+    address: str
+    role: str  # primary, standby or down
+    lsn: str = ""
+    timeline: int | None = None
+    receiver: str = ""  # the standby's WAL receiver status, e.g. "streaming"
+    lag_bytes: int | None = None
+    error: str = ""
+
+    @property
+    def streaming(self) -> bool:
+        return self.role == "standby" and self.receiver == "streaming"
+
+
+_PROBE = """
+SELECT pg_is_in_recovery() AS standby,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+            ELSE pg_current_wal_lsn() END::text AS lsn,
+       (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline,
+       (SELECT status FROM pg_stat_wal_receiver) AS receiver
+"""
+
+
+async def probe(node: PostgresNode, password: str, timeout: float = 2.0) -> NodeStatus:
+    try:
+        conn = await connect(node, password, timeout)
+        try:
+            row = await asyncio.wait_for(conn.fetchrow(_PROBE), timeout)
+        finally:
+            await conn.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        return NodeStatus(node.region, node.address, "down", error=reason or type(err).__name__)
+    return NodeStatus(
+        node.region,
+        node.address,
+        "standby" if row["standby"] else "primary",
+        lsn=row["lsn"] or "",
+        timeline=row["timeline"],
+        receiver=row["receiver"] or "",
+    )
+
+
+async def cluster_status(nodes: list[PostgresNode], password: str) -> list[NodeStatus]:
+    """Every node's status, with each standby's replay lag behind the primary in bytes."""
+    found = list(await asyncio.gather(*(probe(n, password) for n in nodes)))
+    primaries = [s for s in found if s.role == "primary"]
+    if len(primaries) != 1 or not primaries[0].lsn:
+        return found
+    head = parse_lsn(primaries[0].lsn)
+    return [
+        _with_lag(s, max(0, head - parse_lsn(s.lsn))) if s.role == "standby" and s.lsn else s
+        for s in found
+    ]
+
+
+def _with_lag(status: NodeStatus, lag: int) -> NodeStatus:
+    return NodeStatus(
+        status.region, status.address, status.role, status.lsn, status.timeline,
+        status.receiver, lag, status.error,
+    )  # fmt: skip
+
+
+def parse_lsn(text: str) -> int:
+    """'16/B374D848' -> its byte position in the WAL."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)

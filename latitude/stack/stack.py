@@ -1,0 +1,342 @@
+"""The native local stack behind ``latitude up``: etcd x3 and PostgreSQL x3, one per region.
+
+``up`` is idempotent: it starts whatever is not running, so it both brings up a new stack and
+recovers one after a crash (a killed process is restarted on its recorded port and data; a data
+directory that was never completed is made again). The test suite drives the same class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from latitude.errors import StackError
+from latitude.stack import etcd, ports, processes
+from latitude.stack.config import StackConfig
+from latitude.stack.etcd import EtcdMember, MemberHealth
+from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
+from latitude.stack.processes import ProcessRecord
+from latitude.stack.progress import QUIET, Progress
+from latitude.stack.state import StackState, exclusive, state_path
+from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
+
+_POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class StackStatus:
+    dir: Path
+    regions: list[NodeStatus]
+    etcd: list[MemberHealth]
+    processes: dict[str, bool]  # name -> running
+
+    @property
+    def ready(self) -> bool:
+        primaries = [r for r in self.regions if r.role == "primary"]
+        standbys = [r for r in self.regions if r.role != "primary"]
+        return (
+            len(primaries) == 1
+            and all(s.streaming for s in standbys)
+            and all(m.healthy for m in self.etcd)
+        )
+
+
+class Stack:
+    def __init__(
+        self,
+        config: StackConfig,
+        topology: Topology = DEFAULT_TOPOLOGY,
+        progress: Progress = QUIET,
+    ) -> None:
+        self.config = config
+        self.topology = topology
+        self.dir = config.dir.absolute()
+        self._progress = progress
+
+    # -- what the stack is made of ---------------------------------------------------------
+
+    def component_names(self) -> list[str]:
+        """Every process of the stack, in the order they start (``down`` stops in reverse)."""
+        return [
+            *self.topology.etcd_members,
+            *(f"postgres-{r.name}" for r in (self.topology.primary, *self.topology.standbys)),
+        ]
+
+    def _port_names(self) -> list[str]:
+        names = []
+        for member in self.topology.etcd_members:
+            names += [f"{member}.client", f"{member}.peer"]
+        names += [f"postgres-{r.name}" for r in self.topology.regions]
+        return names
+
+    def etcd_members(self, state: StackState) -> list[EtcdMember]:
+        return [
+            EtcdMember(m, state.host, state.ports[f"{m}.client"], state.ports[f"{m}.peer"])
+            for m in self.topology.etcd_members
+        ]
+
+    def postgres_node(self, state: StackState, region: str) -> PostgresNode:
+        self.topology.region(region)
+        return PostgresNode(
+            region,
+            state.host,
+            state.ports[f"postgres-{region}"],
+            self.dir / "postgres" / region,
+            self.dir / "logs" / f"postgres-{region}.log",
+        )
+
+    def postgres_nodes(self, state: StackState) -> list[PostgresNode]:
+        return [self.postgres_node(state, r.name) for r in self.topology.regions]
+
+    def state(self) -> StackState:
+        """The running stack's state; StackError when there is none."""
+        state = StackState.load(self.dir)
+        if state is None:
+            raise StackError(f"no latitude stack in {self.dir} (no state file): run `latitude up`")
+        return state
+
+    # -- up --------------------------------------------------------------------------------
+
+    async def up(self) -> tuple[StackState, bool]:
+        """Start whatever is not running; (state, whether anything had to be started)."""
+        etcd_path = self.config.etcd_path()
+        postgres = Postgres(self.config.pg_programs(), self.config.db_user)
+        with exclusive(self.dir):
+            state, created = self._load_or_create()
+            running = {n: processes.is_alive(r) for n, r in state.processes.items()}
+            if all(running.get(n, False) for n in self.component_names()):
+                return state, False
+            started: list[ProcessRecord] = []
+            try:
+                self._check_ports(state, running)
+                await postgres.check_access(self.dir)
+                await _first_error(
+                    self._up_etcd(state, etcd_path, running, started),
+                    self._up_postgres(state, postgres, running, started),
+                )
+                await self._wait_ready(state)
+            except BaseException:
+                await asyncio.shield(self._undo(state, started, created))
+                raise
+            return state, True
+
+    def _load_or_create(self) -> tuple[StackState, bool]:
+        try:
+            state = StackState.load(self.dir)
+        except StackError as err:
+            raise StackError(f"{err}; {self._leftovers_advice()}") from err
+        if state is not None:
+            if state.host != self.config.host:
+                raise StackError(
+                    f"the stack in {self.dir} listens on {state.host}, not {self.config.host}: "
+                    "run `latitude down` first to change its address"
+                )
+            return state, False
+        leftovers = [p.name for p in self.dir.iterdir() if p.name != "lock"]
+        if leftovers:
+            raise StackError(
+                f"{self.dir} holds {', '.join(sorted(leftovers))} but no state file: "
+                f"it is not a stack latitude can recover; {self._leftovers_advice()}"
+            )
+        chosen = ports.allocate(self.config.host, self._port_names(), self.config.port_base)
+        state = StackState(dir=self.dir, host=self.config.host, ports=chosen)
+        for sub in ("etcd", "logs"):
+            (self.dir / sub).mkdir(exist_ok=True)
+        state.save()
+        self._progress("stack", f"new stack in {self.dir} on {state.host}")
+        return state, True
+
+    def _leftovers_advice(self) -> str:
+        pids = processes.find_by_cmdline(str(self.dir) + "/")
+        kill = f"stop its processes (kill {' '.join(map(str, pids))}), then " if pids else ""
+        return f"{kill}remove it (rm -rf {self.dir})"
+
+    def _check_ports(self, state: StackState, running: dict[str, bool]) -> None:
+        """The ports of every component about to start must still be free."""
+        wanted = {
+            name: port
+            for name, port in state.ports.items()
+            if not running.get(name.split(".", 1)[0], False)
+        }
+        ports.check_free(state.host, wanted)
+
+    async def _up_etcd(
+        self, state: StackState, etcd_path: str, running: dict[str, bool],
+        started: list[ProcessRecord],
+    ) -> None:  # fmt: skip
+        members = self.etcd_members(state)
+        if not all(m.name in state.initialized for m in members):
+            # A cluster that never formed cannot be half-restarted: start it afresh.
+            for member in members:
+                if running.get(member.name):
+                    await processes.stop(state.processes[member.name])
+                running[member.name] = False
+                shutil.rmtree(self.dir / "etcd" / member.name, ignore_errors=True)
+        for member in members:
+            if running.get(member.name):
+                continue
+            argv = etcd.argv(
+                etcd_path, member, members, self.dir / "etcd" / member.name, state.cluster_token
+            )
+            record = await processes.spawn_daemon(
+                member.name, argv, log=self.dir / "logs" / f"{member.name}.log"
+            )
+            self._record(state, record, started)
+            self._progress(member.name, f"started (pid {record.pid}) on {member.endpoint}")
+        await self._poll(
+            lambda: self._etcd_healthy(state), "the etcd cluster to elect a leader", state
+        )
+        state.initialized.update(m.name for m in members)
+        state.save()
+        self._progress("etcd", f"cluster healthy ({len(members)}/{len(members)} members)")
+
+    async def _etcd_healthy(self, state: StackState) -> bool:
+        health = await etcd.cluster_health(self.etcd_members(state), timeout=0.5)
+        return all(h.healthy for h in health)
+
+    async def _up_postgres(
+        self, state: StackState, postgres: Postgres, running: dict[str, bool],
+        started: list[ProcessRecord],
+    ) -> None:  # fmt: skip
+        postgres.prepare_dir(self.dir / "postgres", mode=0o700)
+        primary = self.postgres_node(state, self.topology.primary.name)
+        if primary.name not in state.initialized:
+            self._progress(primary.name, "initdb (primary)")
+            await postgres.init_primary(primary, state.superuser_password)
+            self._mark_initialized(state, primary.name)
+        if not running.get(primary.name):
+            record = await postgres.start(primary, self.config.ready_timeout)
+            self._record(state, record, started)
+            self._progress(primary.name, f"primary accepting connections on {primary.address}")
+        passfile = self.dir / "postgres" / "pgpass"
+        postgres.prepare_file(passfile, f"*:*:*:replicator:{state.replication_password}\n")
+        await postgres.create_replication(
+            primary,
+            state.superuser_password,
+            state.replication_password,
+            [r.slot_name for r in self.topology.standbys],
+        )
+        await asyncio.gather(
+            *(
+                self._up_standby(state, postgres, region.name, primary, passfile, running, started)
+                for region in self.topology.standbys
+            )
+        )
+
+    async def _up_standby(
+        self, state: StackState, postgres: Postgres, region: str, primary: PostgresNode,
+        passfile: Path, running: dict[str, bool], started: list[ProcessRecord],
+    ) -> None:  # fmt: skip
+        node = self.postgres_node(state, region)
+        if node.name not in state.initialized:
+            self._progress(node.name, f"base backup from {primary.region}")
+            await postgres.base_backup(
+                node, primary, self.topology.region(region).slot_name, passfile
+            )
+            self._mark_initialized(state, node.name)
+        if not running.get(node.name):
+            record = await postgres.start(node, self.config.ready_timeout)
+            self._record(state, record, started)
+            self._progress(node.name, f"standby accepting connections on {node.address}")
+
+    async def _wait_ready(self, state: StackState) -> None:
+        async def streaming() -> bool:
+            return (await self.status_of(state)).ready
+
+        await self._poll(streaming, "every standby to stream from the primary", state)
+        self._progress("stack", "ready: every region streaming")
+
+    async def _poll(self, check: Callable[[], Awaitable[bool]], what: str, state: StackState):
+        deadline = time.monotonic() + self.config.ready_timeout
+        while not await check():
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"gave up after {self.config.ready_timeout:.0f} s waiting for {what}; "
+                    f"logs are in {self.dir / 'logs'}"
+                )
+            await asyncio.sleep(_POLL)
+
+    def _record(self, state: StackState, record: ProcessRecord, started: list) -> None:
+        state.processes[record.name] = record
+        started.append(record)
+        state.save()
+
+    def _mark_initialized(self, state: StackState, name: str) -> None:
+        state.initialized.add(name)
+        state.save()
+
+    async def _undo(self, state: StackState, started: list[ProcessRecord], created: bool) -> None:
+        """A failed ``up`` leaves nothing half-done: stop what it started; forget a new stack."""
+        for record in reversed(started):
+            await self._stop(record)
+            state.processes.pop(record.name, None)
+        if created:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        elif state.path.exists():
+            state.save()
+
+    # -- down ------------------------------------------------------------------------------
+
+    async def down(self) -> list[str]:
+        """Stop every process of the stack and remove its directory; the names stopped."""
+        if not state_path(self.dir).exists():
+            raise StackError(f"nothing to stop: no latitude stack in {self.dir} (no state file)")
+        with exclusive(self.dir):
+            try:
+                state = self.state()
+            except StackError as err:
+                raise StackError(f"{err}; {self._leftovers_advice()}") from err
+            stopped = []
+            for name in reversed(self.component_names()):
+                record = state.processes.get(name)
+                if record is not None and processes.is_alive(record):
+                    await self._stop(record)
+                    self._progress(name, f"stopped (pid {record.pid})")
+                    stopped.append(name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return stopped
+
+    async def _stop(self, record: ProcessRecord) -> None:
+        # SIGINT is PostgreSQL's fast shutdown: no waiting for clients to disconnect.
+        sig = signal.SIGINT if record.name.startswith("postgres-") else signal.SIGTERM
+        await processes.stop(record, sig=sig, grace=30.0)
+
+    # -- status and faults -----------------------------------------------------------------
+
+    async def status(self) -> StackStatus:
+        return await self.status_of(self.state())
+
+    async def status_of(self, state: StackState) -> StackStatus:
+        regions, members = await asyncio.gather(
+            cluster_status(self.postgres_nodes(state), state.superuser_password),
+            etcd.cluster_health(self.etcd_members(state)),
+        )
+        alive = {n: processes.is_alive(r) for n, r in state.processes.items()}
+        return StackStatus(self.dir, regions, members, alive)
+
+    async def kill(self, name: str, sig: int = signal.SIGKILL) -> ProcessRecord:
+        """Send ``sig`` to one of the stack's processes (for fault injection); its record."""
+        record = self.state().processes.get(name)
+        if record is None or not processes.is_alive(record):
+            raise StackError(f"{name} is not running in the stack in {self.dir}")
+        os.kill(record.pid, sig)
+        if sig == signal.SIGKILL:
+            await processes.wait_gone(record, 5.0)
+        return record
+
+
+async def _first_error(*steps: Awaitable[None]) -> None:
+    """Run ``steps`` concurrently; on the first failure cancel the rest and raise that error."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
