@@ -11,6 +11,7 @@ import asyncio
 import os
 import pwd
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,14 +168,27 @@ class Postgres:
         """Start the server and wait until it accepts connections; the postmaster's record."""
         if not node.log.exists():
             self.prepare_file(node.log, mode=0o640)
-        try:
-            await self._run(
-                "pg_ctl", "start", "-D", str(node.data_dir), "-l", str(node.log),
-                "-w", "-t", str(int(timeout)),
-                what=f"starting PostgreSQL for {node.region}", timeout=timeout + 5,
-            )  # fmt: skip
-        except StackError as err:
-            raise StackError(f"{err}\n{node.log} ends with:\n{processes.tail(node.log)}") from err
+        _remove_stale_pid_file(node.data_dir)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self._run(
+                    "pg_ctl", "start", "-D", str(node.data_dir), "-l", str(node.log),
+                    "-w", "-t", str(int(timeout)),
+                    what=f"starting PostgreSQL for {node.region}", timeout=timeout + 5,
+                )  # fmt: skip
+                break
+            except StackError as err:
+                # A killed postmaster's children hold its shared memory until they notice
+                # the death (well under a second); PostgreSQL refuses to start until then.
+                if _SHARED_MEMORY_BUSY in processes.tail(node.log, 3) and (
+                    time.monotonic() < deadline
+                ):
+                    await asyncio.sleep(0.2)
+                    continue
+                raise StackError(
+                    f"{err}\n{node.log} ends with:\n{processes.tail(node.log)}"
+                ) from err
         pid = int((node.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         return processes.record_for(node.name, pid)
 
@@ -200,6 +214,25 @@ async def connect(node: PostgresNode, password: str, timeout: float = 3.0) -> as
         host=node.host, port=node.port, user=SUPERUSER, password=password,
         database="postgres", timeout=timeout,
     )  # fmt: skip
+
+
+_SHARED_MEMORY_BUSY = "pre-existing shared memory block"
+
+
+def _remove_stale_pid_file(data_dir: Path) -> None:
+    """Remove postmaster.pid when the postmaster it names is gone.
+
+    PostgreSQL removes a stale lock file itself, except when the pid still exists: after a
+    kill -9 it can linger as a zombie until init reaps it. Its shared-memory interlock still
+    protects against a second postmaster while old backends live.
+    """
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return
+    if processes.start_ticks(pid) is None:
+        pid_file.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,24 +107,33 @@ class Stack:
         """Start whatever is not running; (state, whether anything had to be started)."""
         etcd_path = self.config.etcd_path()
         postgres = Postgres(self.config.pg_programs(), self.config.db_user)
-        with exclusive(self.dir):
-            state, created = self._load_or_create()
-            running = {n: processes.is_alive(r) for n, r in state.processes.items()}
-            if all(running.get(n, False) for n in self.component_names()):
-                return state, False
-            started: list[ProcessRecord] = []
-            try:
-                self._check_ports(state, running)
-                await postgres.check_access(self.dir)
-                await _first_error(
-                    self._up_etcd(state, etcd_path, running, started),
-                    self._up_postgres(state, postgres, running, started),
-                )
-                await self._wait_ready(state)
-            except BaseException:
-                await asyncio.shield(self._undo(state, started, created))
-                raise
-            return state, True
+        existed = self.dir.exists()
+        try:
+            with exclusive(self.dir):
+                return await self._up_locked(etcd_path, postgres)
+        except BaseException:
+            if not existed and not state_path(self.dir).exists():
+                shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    async def _up_locked(self, etcd_path: str, postgres: Postgres) -> tuple[StackState, bool]:
+        state, created = self._load_or_create()
+        running = {n: processes.is_alive(r) for n, r in state.processes.items()}
+        if all(running.get(n, False) for n in self.component_names()):
+            return state, False
+        started: list[ProcessRecord] = []
+        try:
+            self._check_ports(state, running)
+            await postgres.check_access(self.dir)
+            await _first_error(
+                self._up_etcd(state, etcd_path, running, started),
+                self._up_postgres(state, postgres, running, started),
+            )
+            await self._wait_ready(state)
+        except BaseException:
+            await asyncio.shield(self._undo(state, started, created))
+            raise
+        return state, True
 
     def _load_or_create(self) -> tuple[StackState, bool]:
         try:

@@ -1,0 +1,34 @@
+"""The local stack as a test harness: the suite runs exactly what ``latitude up`` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from latitude.stack.config import StackConfig
+from latitude.stack.stack import Stack
+
+
+def traversable_tempdir(prefix: str) -> Path:
+    """A fresh directory PostgreSQL's system user can reach (pytest's own tmp is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@contextmanager
+def running_stack(**settings) -> Iterator[Stack]:
+    """A stack started in a temporary directory, stopped and removed afterwards."""
+    parent = traversable_tempdir("latitude-stack-")
+    stack = Stack(StackConfig(dir=parent / "stack", **settings))
+    try:
+        asyncio.run(stack.up())
+        yield stack
+    finally:
+        if (stack.dir / "state.json").exists():
+            asyncio.run(stack.down())
+        shutil.rmtree(parent, ignore_errors=True)
