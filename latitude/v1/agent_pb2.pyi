@@ -1,0 +1,194 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from latitude.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CommandKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMMAND_KIND_UNSPECIFIED: _ClassVar[CommandKind]
+    COMMAND_KIND_FENCE: _ClassVar[CommandKind]
+    COMMAND_KIND_UNFENCE: _ClassVar[CommandKind]
+    COMMAND_KIND_PROMOTE: _ClassVar[CommandKind]
+    COMMAND_KIND_FOLLOW: _ClassVar[CommandKind]
+    COMMAND_KIND_REJOIN: _ClassVar[CommandKind]
+    COMMAND_KIND_REPORT_NOW: _ClassVar[CommandKind]
+    COMMAND_KIND_CHECKPOINT: _ClassVar[CommandKind]
+COMMAND_KIND_UNSPECIFIED: CommandKind
+COMMAND_KIND_FENCE: CommandKind
+COMMAND_KIND_UNFENCE: CommandKind
+COMMAND_KIND_PROMOTE: CommandKind
+COMMAND_KIND_FOLLOW: CommandKind
+COMMAND_KIND_REJOIN: CommandKind
+COMMAND_KIND_REPORT_NOW: CommandKind
+COMMAND_KIND_CHECKPOINT: CommandKind
+
+class AgentMessage(_message.Message):
+    __slots__ = ("hello", "report", "command_result")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_RESULT_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    report: Report
+    command_result: CommandResult
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., command_result: _Optional[_Union[CommandResult, _Mapping]] = ...) -> None: ...
+
+class CoordinatorMessage(_message.Message):
+    __slots__ = ("welcome", "command", "not_leader", "report_ack")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    NOT_LEADER_FIELD_NUMBER: _ClassVar[int]
+    REPORT_ACK_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    command: Command
+    not_leader: NotLeader
+    report_ack: ReportAck
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., not_leader: _Optional[_Union[NotLeader, _Mapping]] = ..., report_ack: _Optional[_Union[ReportAck, _Mapping]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("region", "agent_id", "location", "capacity", "priority", "endpoints", "agent_version", "highest_epoch_seen")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HIGHEST_EPOCH_SEEN_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    agent_id: str
+    location: _common_pb2.Location
+    capacity: int
+    priority: int
+    endpoints: _containers.RepeatedCompositeFieldContainer[_common_pb2.Endpoint]
+    agent_version: str
+    highest_epoch_seen: int
+    def __init__(self, region: _Optional[str] = ..., agent_id: _Optional[str] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., capacity: _Optional[int] = ..., priority: _Optional[int] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., agent_version: _Optional[str] = ..., highest_epoch_seen: _Optional[int] = ...) -> None: ...
+
+class PeerRtt(_message.Message):
+    __slots__ = ("region", "rtt_seconds", "reachable")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    RTT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    rtt_seconds: float
+    reachable: bool
+    def __init__(self, region: _Optional[str] = ..., rtt_seconds: _Optional[float] = ..., reachable: _Optional[bool] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("sequence", "sent_at", "database", "checks", "capacity_utilization", "error_rate", "response_time_seconds", "peers")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    sent_at: _timestamp_pb2.Timestamp
+    database: _common_pb2.DatabaseStatus
+    checks: _containers.RepeatedCompositeFieldContainer[_common_pb2.CheckResult]
+    capacity_utilization: float
+    error_rate: float
+    response_time_seconds: float
+    peers: _containers.RepeatedCompositeFieldContainer[PeerRtt]
+    def __init__(self, sequence: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., capacity_utilization: _Optional[float] = ..., error_rate: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerRtt, _Mapping]]] = ...) -> None: ...
+
+class CommandResult(_message.Message):
+    __slots__ = ("command_id", "ok", "error", "observed", "agent_epoch")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    ok: bool
+    error: str
+    observed: _common_pb2.DatabaseStatus
+    agent_epoch: int
+    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., observed: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., agent_epoch: _Optional[int] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("leader_id", "epoch", "report_interval", "fence_after", "peer_probe_interval")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REPORT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    FENCE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    PEER_PROBE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    epoch: int
+    report_interval: _duration_pb2.Duration
+    fence_after: _duration_pb2.Duration
+    peer_probe_interval: _duration_pb2.Duration
+    def __init__(self, leader_id: _Optional[str] = ..., epoch: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peer_probe_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("sequence", "epoch")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    epoch: int
+    def __init__(self, sequence: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class NotLeader(_message.Message):
+    __slots__ = ("leader_id", "leader_address")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    leader_address: str
+    def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
+
+class PromoteArgs(_message.Message):
+    __slots__ = ("min_replayed_lsn",)
+    MIN_REPLAYED_LSN_FIELD_NUMBER: _ClassVar[int]
+    min_replayed_lsn: int
+    def __init__(self, min_replayed_lsn: _Optional[int] = ...) -> None: ...
+
+class FollowArgs(_message.Message):
+    __slots__ = ("primary_region", "primary_host", "primary_port", "slot_name")
+    PRIMARY_REGION_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_HOST_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_PORT_FIELD_NUMBER: _ClassVar[int]
+    SLOT_NAME_FIELD_NUMBER: _ClassVar[int]
+    primary_region: str
+    primary_host: str
+    primary_port: int
+    slot_name: str
+    def __init__(self, primary_region: _Optional[str] = ..., primary_host: _Optional[str] = ..., primary_port: _Optional[int] = ..., slot_name: _Optional[str] = ...) -> None: ...
+
+class RejoinArgs(_message.Message):
+    __slots__ = ("follow", "allow_rewind")
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_REWIND_FIELD_NUMBER: _ClassVar[int]
+    follow: FollowArgs
+    allow_rewind: bool
+    def __init__(self, follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., allow_rewind: _Optional[bool] = ...) -> None: ...
+
+class Command(_message.Message):
+    __slots__ = ("command_id", "epoch", "kind", "promote", "follow", "rejoin", "deadline", "reason")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    REJOIN_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    epoch: int
+    kind: CommandKind
+    promote: PromoteArgs
+    follow: FollowArgs
+    rejoin: RejoinArgs
+    deadline: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
