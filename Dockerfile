@@ -1,0 +1,61 @@
+# syntax=docker/dockerfile:1
+#
+# One image for latitude's own processes: the coordinator (`latitude-coordinator`) and the region
+# agent (`latitude-agent`), plus the `latitude` CLI. PostgreSQL itself runs from the official
+# postgres:15 image as separate services (see docker-compose.yml); this image carries the
+# PostgreSQL 15 server binaries only because the agent works on its region's data directory
+# (pg_rewind, pg_basebackup, pg_controldata), which it shares with the database container.
+#
+#   docker build -t latitude:local .
+
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The postgres user gets uid/gid 999, the ids the official postgres image uses, so that the agent
+# (run as this user) owns the PGDATA volume it shares with the database container. It is created
+# before the packages are installed so that postgresql-common adopts it instead of picking its own
+# ids. The coordinator runs as the unprivileged `latitude` user.
+RUN set -eux; \
+    groupadd --system --gid 999 postgres; \
+    useradd --system --uid 999 --gid postgres --home-dir /var/lib/postgresql \
+        --shell /bin/bash postgres; \
+    mkdir -p /var/lib/postgresql; \
+    chown postgres:postgres /var/lib/postgresql; \
+    groupadd --system --gid 10001 latitude; \
+    useradd --system --uid 10001 --gid latitude --create-home --home-dir /home/latitude \
+        --shell /usr/sbin/nologin latitude
+
+# Debian bookworm ships PostgreSQL 15. postgresql-common would create and start a "main" cluster on
+# install; the image must hold binaries only, so cluster creation is switched off first.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends postgresql-common; \
+    sed -ri 's/#(create_main_cluster) .*$/\1 = false/' /etc/postgresql-common/createcluster.conf; \
+    apt-get install -y --no-install-recommends postgresql-15 postgresql-client-15; \
+    rm -rf /var/lib/apt/lists/*
+ENV PATH=/usr/lib/postgresql/15/bin:$PATH
+
+# Only what the package needs, listed one by one: there is no .dockerignore, and the work tree
+# holds a virtualenv and git history that must not end up in the image.
+WORKDIR /tmp/latitude-src
+COPY pyproject.toml README.md ./
+COPY latitude ./latitude
+COPY agent ./agent
+COPY coordinator ./coordinator
+RUN set -eux; \
+    pip install .; \
+    for program in latitude latitude-agent latitude-coordinator; do \
+        command -v "$program" >/dev/null || { echo "console script $program is missing" >&2; exit 1; }; \
+    done; \
+    python -c "import grpc_health.v1.health_pb2"
+WORKDIR /home/latitude
+RUN rm -rf /tmp/latitude-src
+
+# No HEALTHCHECK here: the same image runs agents and coordinators, and only the coordinators
+# serve grpc.health.v1. docker-compose.yml gives the coordinators their health check.
+USER latitude
+CMD ["latitude", "--help"]
