@@ -155,3 +155,15 @@ class RegionMonitor:
 
     def failed(self, now: float) -> bool:
         return self.arrivals.failed(now)
+
+    def resume(self, now: float, state: RegionState, reason: str) -> None:
+        """Carry over the state a previous leader published, as if a report arrived now.
+
+        A new leader does not know when the region last reported, so it grants one full
+        deadline from its election: an agent that reconnects in time keeps its state, a dead
+        one turns UNHEALTHY a deadline later instead of flapping through PENDING.
+        """
+        if state in (RegionState.HEALTHY, RegionState.DEGRADED):
+            self.arrivals.reset()
+            self.arrivals.arrived(now)
+            self._current = Assessment(state, reason, now)

@@ -91,7 +91,7 @@ class Election:
         interval = self._ttl / 3
         while not watcher.done():
             await asyncio.wait({watcher}, timeout=interval)
-            if watcher.done():
+            if watcher.done() or self.leadership is not leadership:
                 return
             remaining = self._valid_until - self._clock()
             if remaining <= 0:
@@ -114,6 +114,10 @@ class Election:
             if info is None or info.epoch != leadership.epoch:
                 log.warning("leader key changed under us; stepping down")
                 return
+
+    def step_down(self) -> None:
+        """Stop leading at once (a guarded write found the leader key no longer ours)."""
+        self._step_down()
 
     def _step_down(self) -> None:
         if self.leadership is not None:

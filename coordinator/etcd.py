@@ -182,3 +182,38 @@ def _prefix_end(prefix: bytes) -> bytes:
             end[i] += 1
             return bytes(end[: i + 1])
     return b"\0"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    endpoint: str
+    healthy: bool
+    member_id: int = 0
+    is_leader: bool = False
+    error: str = ""
+
+
+class MemberProbe:
+    """Asks each etcd member for its own status, over a channel per member (the shared
+    round-robin channel cannot say which member answered)."""
+
+    def __init__(self, endpoints: Sequence[str]) -> None:
+        self._channels = {e: grpc.aio.insecure_channel(e) for e in endpoints}
+
+    async def statuses(self, timeout: float = 0.5) -> list[MemberStatus]:
+        return list(await asyncio.gather(*(self._status(e, timeout) for e in self._channels)))
+
+    async def _status(self, endpoint: str, timeout: float) -> MemberStatus:
+        stub = rpc.MaintenanceStub(self._channels[endpoint])
+        try:
+            reply = await stub.Status(rpc.StatusRequest(), timeout=timeout)
+        except grpc.RpcError as err:
+            reason = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
+            return MemberStatus(endpoint, False, error=reason or "no answer")
+        member = reply.header.member_id
+        healthy = reply.leader != 0 and not reply.errors
+        error = "; ".join(reply.errors) or ("" if reply.leader else "no raft leader")
+        return MemberStatus(endpoint, healthy, member, member == reply.leader, error)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self._channels.values()))

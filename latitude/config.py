@@ -33,10 +33,12 @@ def load(
     file: Path | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
+    ignore: tuple[str, ...] = (),
 ) -> T:
     """Build ``cls`` from ``[section]`` of ``file``, then ``env_prefix + FIELD`` env, then flags.
 
-    Flags whose value is None are treated as not given.
+    Flags whose value is None are treated as not given. Keys of the file's table named in
+    ``ignore`` are left for the caller (structured settings such as lists of tables).
     """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -45,6 +47,8 @@ def load(
     if file is not None:
         table = _read_section(file, section)
         for key, raw in table.items():
+            if key in ignore:
+                continue
             if key not in names:
                 raise ConfigError(f"{file}: [{section}] has no setting {key!r}")
             values[key] = _convert(raw, hints[key], f"{file}: [{section}] {key}")

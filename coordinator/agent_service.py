@@ -1,0 +1,110 @@
+"""AgentService: the leader's end of every agent's stream.
+
+Each stream has one reader (this module's ``_read``) and one writer (the handler itself,
+draining the session's outbox), because gRPC allows one write at a time per stream. Errors
+found by the reader are carried to the handler, which ends the stream with the status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from coordinator.node import CoordinatorNode
+from coordinator.registry import RegionHeld
+from coordinator.sessions import AgentSession
+from coordinator.validation import InvalidMessage, check_hello, check_report
+from latitude.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 5.0
+
+
+class AgentService(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, node: CoordinatorNode) -> None:
+        self._node = node
+
+    async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):
+        node = self._node
+        if not node.is_leader:
+            await context.write(node.not_leader())
+            return
+        try:
+            first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello within 5 s")
+        if first is grpc.aio.EOF:
+            return
+        if first.WhichOneof("body") != "hello":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"hello: the first message must be a hello, got {first.WhichOneof('body')}",
+            )
+        hello = first.hello
+        registry = node.registry
+        session = AgentSession(region=hello.region, agent_id=hello.agent_id)
+        try:
+            check_hello(hello, node.config.regions)
+            if not node.is_leader or registry is None:
+                await context.write(node.not_leader())
+                return
+            if hello.highest_epoch_seen > node.epoch:
+                await context.write(node.not_leader())
+                return
+            record = registry.attach(hello, session)
+        except InvalidMessage as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except RegionHeld as err:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
+        log.info("agent %s connected for %s", hello.agent_id, hello.region)
+        node.sessions.add(session)
+        session.send(node.welcome())
+        reader = asyncio.create_task(self._read(context, session, record))
+        try:
+            while (message := await session.outbox.get()) is not None:
+                await context.write(message)
+            if session.error is not None:
+                await context.abort(*session.error)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            node.sessions.discard(session)
+            registry.detach(hello.region, session)
+
+    async def _read(self, context, session: AgentSession, record) -> None:
+        node = self._node
+        registry = node.registry
+        try:
+            while True:
+                message = await context.read()
+                if message is grpc.aio.EOF:
+                    session.close()
+                    return
+                kind = message.WhichOneof("body")
+                if kind == "report":
+                    report = message.report
+                    check_report(report, record.sequence)
+                    if not node.is_leader:
+                        session.close(node.not_leader())
+                        return
+                    change = registry.report(record, report)
+                    if change is not None:
+                        node.region_changed(change)
+                    session.send(
+                        agent_pb2.CoordinatorMessage(
+                            report_ack=agent_pb2.ReportAck(
+                                sequence=report.sequence, epoch=node.epoch
+                            )
+                        )
+                    )
+                elif kind == "command_result":
+                    log.info("command result %s", message.command_result.command_id)
+                else:
+                    raise InvalidMessage(kind or "body", "only one hello per stream")
+        except InvalidMessage as err:
+            session.close(error=(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
+        except (grpc.RpcError, asyncio.InvalidStateError):
+            session.close()

@@ -1,0 +1,75 @@
+"""The coordinator's settings: a TOML file's [coordinator] table, LATITUDE_COORDINATOR_*, flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from latitude.errors import ConfigError
+from latitude.netaddr import parse_host_port
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    # This replica's name, unique among coordinators.
+    id: str = ""
+    # host:port the gRPC server listens on.
+    listen: str = "127.0.0.1:50051"
+    # host:port agents and clients use to reach this replica (default: listen).
+    advertise: str = ""
+    # etcd client endpoints, host:port each.
+    etcd: tuple[str, ...] = ("127.0.0.1:2379",)
+    # Every key latitude writes lives under this prefix.
+    etcd_prefix: str = "/latitude"
+    # The regions this deployment has; a Hello for any other region is refused.
+    regions: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-southeast-1")
+    # Timing (seconds); see DESIGN.md.
+    lease_ttl: int = 3
+    report_interval: float = 0.5
+    fence_after: float = 4.0
+    suspect_after: float = 1.5
+    fail_after: float = 3.0
+    # How often the leader publishes region health to etcd (at most; changes go sooner).
+    publish_interval: float = 0.5
+    # A standby further behind than this is DEGRADED (and, later, not promoted automatically).
+    lag_budget_bytes: int = 64 * 1024 * 1024
+    lag_budget_seconds: float = 300.0
+    # A region whose requests fail more often than this is DEGRADED.
+    max_error_rate: float = 0.05
+    # Largest message accepted from an agent.
+    max_message_bytes: int = 256 * 1024
+    # How long SIGTERM waits for streams to finish.
+    shutdown_grace: float = 2.0
+
+    def validate(self) -> None:
+        parse_host_port(self.listen, "listen")
+        if self.advertise:
+            parse_host_port(self.advertise, "advertise")
+        if not self.etcd:
+            raise ConfigError("etcd: at least one endpoint is needed")
+        for endpoint in self.etcd:
+            parse_host_port(endpoint, "etcd")
+        if not self.regions or len(set(self.regions)) != len(self.regions):
+            raise ConfigError(f"regions: need distinct region names, got {list(self.regions)}")
+        if self.lease_ttl < 2:
+            raise ConfigError(f"lease_ttl: must be at least 2 s, got {self.lease_ttl}")
+        positive = ("report_interval", "fence_after", "suspect_after", "fail_after",
+                    "publish_interval", "lag_budget_seconds", "shutdown_grace")  # fmt: skip
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.suspect_after > self.fail_after:
+            raise ConfigError("suspect_after: must not exceed fail_after")
+        if self.suspect_after <= self.report_interval:
+            raise ConfigError("suspect_after: must exceed report_interval")
+        if not 0 <= self.max_error_rate <= 1:
+            raise ConfigError(f"max_error_rate: must be within 0..1, got {self.max_error_rate}")
+
+    @property
+    def node_id(self) -> str:
+        return self.id or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def advertised(self) -> str:
+        return self.advertise or self.listen

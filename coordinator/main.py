@@ -1,0 +1,102 @@
+"""``latitude-coordinator``: one replica of the control plane."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from coordinator.admin_service import AdminService
+from coordinator.agent_service import AgentService
+from coordinator.config import CoordinatorConfig
+from coordinator.etcd import Etcd, MemberProbe
+from coordinator.node import CoordinatorNode
+from coordinator.store import EtcdStore
+from latitude import config as configuration
+from latitude.errors import LatitudeError
+from latitude.serving import Server, until_signalled
+from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger("latitude.coordinator")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    parser = argparse.ArgumentParser(prog="latitude-coordinator", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML file with a [coordinator] table")
+    parser.add_argument("--id", help="this replica's name")
+    parser.add_argument("--listen", help="host:port to serve gRPC on")
+    parser.add_argument("--advertise", help="host:port others reach this replica at")
+    parser.add_argument("--etcd", help="etcd endpoints, comma-separated host:port")
+    parser.add_argument("--etcd-prefix", help="key prefix in etcd (default /latitude)")
+    parser.add_argument("--regions", help="the deployment's regions, comma-separated")
+    parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    flags = {k: getattr(args, k) for k in
+             ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions")}  # fmt: skip
+    return args, flags
+
+
+async def serve(config: CoordinatorConfig) -> None:
+    etcd = Etcd(config.etcd, timeout=1.0)
+    store = EtcdStore(etcd, config.etcd_prefix)
+    members = MemberProbe(config.etcd)
+    node = CoordinatorNode(config, store)
+    server = Server(config.listen, max_message_bytes=config.max_message_bytes)
+    server.add(
+        agent_pb2_grpc.add_AgentServiceServicer_to_server,
+        AgentService(node),
+        agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    )
+    server.add(
+        admin_pb2_grpc.add_AdminServiceServicer_to_server,
+        AdminService(node, members),
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    )
+    await server.start()
+    log.info(
+        "coordinator %s serving on %s (etcd %s)", node.id, config.listen, ",".join(config.etcd)
+    )
+    running = asyncio.create_task(node.run(), name="node")
+    try:
+        await until_signalled()
+        log.info("shutting down")
+        await server.stop(config.shutdown_grace, before=[node.election.resign])
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await members.close()
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, flags = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = configuration.load(
+            CoordinatorConfig,
+            section="coordinator",
+            env_prefix="LATITUDE_COORDINATOR_",
+            file=args.config,
+            env=os.environ,
+            flags=flags,
+        )
+        asyncio.run(serve(config))
+    except LatitudeError as err:
+        print(f"latitude-coordinator: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

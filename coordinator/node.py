@@ -1,0 +1,174 @@
+"""One coordinator replica: election, and the duties it takes on while it leads.
+
+Every replica campaigns and serves reads. The leader also owns the registry: it accepts agent
+streams, evaluates region health every tick, and publishes it to etcd, each write guarded by
+its leader key. When leadership is lost it drops all of that at once and closes every agent
+stream with NotLeader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from coordinator.config import CoordinatorConfig
+from coordinator.detector import DetectorSettings, RegionState
+from coordinator.election import Election
+from coordinator.etcd import EtcdError
+from coordinator.registry import HealthPolicy, Registry
+from coordinator.sessions import Sessions
+from coordinator.store import Candidate, Store
+from latitude.v1 import admin_pb2, agent_pb2, common_pb2
+
+log = logging.getLogger(__name__)
+
+TICK = 0.1
+# Most region keys one transaction writes (etcd's --max-txn-ops defaults to 128).
+_TXN_OPS = 100
+
+
+class CoordinatorNode:
+    def __init__(self, config: CoordinatorConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.id = config.node_id
+        self.election = Election(store, Candidate(self.id, config.advertised), ttl=config.lease_ttl)
+        self.sessions = Sessions()
+        self.registry: Registry | None = None
+        self._publish_now = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def is_leader(self) -> bool:
+        return self.election.is_leader and self.registry is not None
+
+    def not_leader(self) -> agent_pb2.CoordinatorMessage:
+        leader = self.election.leader
+        return agent_pb2.CoordinatorMessage(
+            not_leader=agent_pb2.NotLeader(
+                leader_id=leader.id if leader and leader.id != self.id else "",
+                leader_address=leader.address if leader and leader.id != self.id else "",
+            )
+        )
+
+    def welcome(self) -> agent_pb2.CoordinatorMessage:
+        message = agent_pb2.CoordinatorMessage(
+            welcome=agent_pb2.Welcome(leader_id=self.id, epoch=self.epoch)
+        )
+        message.welcome.report_interval.FromNanoseconds(int(self.config.report_interval * 1e9))
+        message.welcome.fence_after.FromNanoseconds(int(self.config.fence_after * 1e9))
+        message.welcome.peer_probe_interval.FromSeconds(5)
+        return message
+
+    @property
+    def epoch(self) -> int:
+        leadership = self.election.leadership
+        return leadership.epoch if leadership else 0
+
+    async def run(self) -> None:
+        """Campaign and, whenever elected, lead; until cancelled."""
+        self._tasks.append(asyncio.create_task(self.election.run(), name="election"))
+        try:
+            while True:
+                await self.election.elected.wait()
+                await self._lead()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _lead(self) -> None:
+        policy = HealthPolicy(
+            detector=DetectorSettings(
+                suspect_after=self.config.suspect_after, fail_after=self.config.fail_after
+            ),
+            lag_budget_bytes=self.config.lag_budget_bytes,
+            lag_budget_seconds=self.config.lag_budget_seconds,
+            max_error_rate=self.config.max_error_rate,
+        )
+        registry = Registry(self.config.regions, policy)
+        await self._resume(registry)
+        self.registry = registry
+        duties = [
+            asyncio.create_task(self._tick(registry), name="tick"),
+            asyncio.create_task(self._publish(registry), name="publish"),
+        ]
+        deposed = asyncio.create_task(self.election.deposed.wait())
+        try:
+            await asyncio.wait([deposed, *duties], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.registry = None
+            self.sessions.close_all(self.not_leader())
+            for task in (deposed, *duties):
+                task.cancel()
+            await asyncio.gather(deposed, *duties, return_exceptions=True)
+            log.info("no longer leader")
+
+    async def _resume(self, registry: Registry) -> None:
+        """Start from what the previous leader published, so regions do not flap to PENDING."""
+        try:
+            published = await self.store.read_prefix("regions")
+        except EtcdError as err:
+            log.warning("could not read published region health: %s", err)
+            return
+        now = time.monotonic()
+        for name, value in published.items():
+            if name in registry.regions:
+                status = admin_pb2.RegionStatus.FromString(value)
+                state = RegionState(common_pb2.RegionState.Name(status.state)[13:])
+                registry.regions[name].monitor.resume(now, state, status.state_reason)
+
+    async def _tick(self, registry: Registry) -> None:
+        while True:
+            for change in registry.evaluate():
+                self._log_change(change)
+                self._publish_now.set()
+            await asyncio.sleep(TICK)
+
+    def region_changed(self, change) -> None:
+        """Called by the agent service when a report changes a region's state."""
+        self._log_change(change)
+        self._publish_now.set()
+
+    def _log_change(self, change) -> None:
+        log.info(
+            "region %s: %s -> %s (%s)",
+            change.region,
+            change.before.state.value,
+            change.after.state.value,
+            change.after.reason,
+        )
+
+    async def _publish(self, registry: Registry) -> None:
+        """Write changed region health to etcd: at most every TICK, at least every interval."""
+        while True:
+            try:
+                await asyncio.wait_for(self._publish_now.wait(), self.config.publish_interval)
+            except TimeoutError:
+                pass
+            self._publish_now.clear()
+            if registry.dirty:
+                names, registry.dirty = sorted(registry.dirty), set()
+                await self._write_statuses(registry, names)
+            await asyncio.sleep(TICK)
+
+    async def _write_statuses(self, registry: Registry, names: list[str]) -> None:
+        leadership = self.election.leadership
+        if leadership is None:
+            return
+        for start in range(0, len(names), _TXN_OPS):
+            chunk = names[start : start + _TXN_OPS]
+            puts = {f"regions/{n}": registry.status(n).SerializeToString() for n in chunk}
+            try:
+                applied = await self.store.write(
+                    leadership, puts, timeout=self.config.lease_ttl / 3
+                )
+            except EtcdError as err:
+                log.warning("publishing region health failed: %s", err)
+                registry.dirty.update(chunk)
+                return
+            if not applied:
+                log.warning("leader key no longer ours: stepping down")
+                self.election.step_down()
+                return

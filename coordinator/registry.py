@@ -1,0 +1,191 @@
+"""The leader's knowledge of every region: its agent, its latest report, its health.
+
+No I/O here. The agent service feeds it Hellos and Reports; the leader's tick calls
+``evaluate``; the publisher turns ``status`` into what etcd (and so every replica) shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from coordinator.detector import Assessment, DetectorSettings, RegionMonitor, RegionState
+from latitude.errors import LatitudeError
+from latitude.table import human_bytes
+from latitude.v1 import admin_pb2, agent_pb2, common_pb2
+
+_PROTO_STATE = {state: common_pb2.RegionState.Value(f"REGION_STATE_{state.value}")
+                for state in RegionState}  # fmt: skip
+
+
+def _is_writable_primary(report: agent_pb2.Report) -> bool:
+    db = report.database
+    return db.role == common_pb2.DATABASE_ROLE_PRIMARY and not db.fenced
+
+
+class RegionHeld(LatitudeError):
+    """Another agent already speaks for the region."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    lag_budget_bytes: int = 64 * 1024 * 1024
+    lag_budget_seconds: float = 300.0
+    max_error_rate: float = 0.05
+
+
+@dataclass
+class RegionRecord:
+    name: str
+    monitor: RegionMonitor
+    agent_id: str = ""
+    session: object | None = None  # the open stream that speaks for the region
+    hello: agent_pb2.Hello | None = None
+    report: agent_pb2.Report | None = None
+    report_wall: float = 0.0  # when the last report arrived (leader's wall clock)
+    sequence: int = 0
+    changes: list[Assessment] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    region: str
+    before: Assessment
+    after: Assessment
+
+
+class Registry:
+    def __init__(
+        self,
+        regions: Iterable[str],
+        policy: HealthPolicy = HealthPolicy(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._wall = wall
+        now = clock()
+        self.regions = {name: RegionRecord(name, RegionMonitor(policy.detector, now))
+                        for name in sorted(regions)}  # fmt: skip
+        # Regions whose status changed since the last publish.
+        self.dirty: set[str] = set(self.regions)
+        self._primary: RegionRecord | None = None
+
+    def attach(self, hello: agent_pb2.Hello, session: object) -> RegionRecord:
+        """A validated Hello opens a session for its region; RegionHeld if another agent has it."""
+        record = self.regions[hello.region]
+        now = self._clock()
+        if (
+            record.session is not None
+            and record.session is not session
+            and record.agent_id != hello.agent_id
+            and not record.monitor.arrivals.overdue(now)
+        ):
+            raise RegionHeld(
+                f"region {hello.region} is already reported by agent {record.agent_id!r}"
+            )
+        if record.agent_id != hello.agent_id:
+            record.monitor.arrivals.reset()
+        record.agent_id = hello.agent_id
+        record.session = session
+        record.hello = hello
+        record.sequence = 0
+        self.dirty.add(record.name)
+        return record
+
+    def detach(self, region: str, session: object) -> None:
+        record = self.regions[region]
+        if record.session is session:
+            record.session = None
+            self.dirty.add(region)
+
+    def report(self, record: RegionRecord, report: agent_pb2.Report) -> StateChange | None:
+        record.report = report
+        if _is_writable_primary(report):
+            self._primary = record
+        elif self._primary is record:
+            self._primary = None
+        record.report_wall = self._wall()
+        record.sequence = report.sequence
+        before = record.monitor.current
+        after = record.monitor.report(self._clock(), self._problems(record))
+        self.dirty.add(record.name)
+        return None if after is before else StateChange(record.name, before, after)
+
+    def evaluate(self) -> list[StateChange]:
+        """Re-assess every region at the current time: silence turns into UNHEALTHY here."""
+        now = self._clock()
+        changes = []
+        for record in self.regions.values():
+            before = record.monitor.current
+            after = record.monitor.evaluate(now)
+            if after is not before:
+                self.dirty.add(record.name)
+                changes.append(StateChange(record.name, before, after))
+        return changes
+
+    def primary(self) -> RegionRecord | None:
+        """The region whose database last reported itself a writable primary."""
+        return self._primary
+
+    def lag_bytes(self, record: RegionRecord, primary: RegionRecord | None) -> int:
+        if primary is None or record is primary or record.report is None:
+            return 0
+        db = record.report.database
+        if db.role != common_pb2.DATABASE_ROLE_STANDBY:
+            return 0
+        return max(0, primary.report.database.current_lsn - db.replayed_lsn)
+
+    def _problems(self, record: RegionRecord) -> list[str]:
+        report = record.report
+        db = report.database
+        problems = []
+        if db.role == common_pb2.DATABASE_ROLE_DOWN:
+            problems.append(f"database down: {db.probe_error or 'no answer'}")
+        elif db.role == common_pb2.DATABASE_ROLE_UNKNOWN:
+            problems.append(f"database not answering: {db.probe_error or 'unknown role'}")
+        elif db.role == common_pb2.DATABASE_ROLE_STANDBY:
+            if not db.wal_receiver_streaming:
+                problems.append("standby not streaming WAL")
+            lag = self.lag_bytes(record, self.primary())
+            if lag > self._policy.lag_budget_bytes:
+                problems.append(f"replica lag {human_bytes(lag)} over budget")
+            if db.replay_lag_seconds > self._policy.lag_budget_seconds:
+                problems.append(f"replica lag {db.replay_lag_seconds:.0f} s over budget")
+        problems += [f"check {c.name} failing: {c.error}" for c in report.checks if not c.ok]
+        if report.error_rate > self._policy.max_error_rate:
+            problems.append(f"error rate {report.error_rate:.0%}")
+        return problems
+
+    def status(self, name: str) -> admin_pb2.RegionStatus:
+        record = self.regions[name]
+        assessment = record.monitor.current
+        status = admin_pb2.RegionStatus(
+            region=name,
+            state=_PROTO_STATE[assessment.state],
+            state_reason=assessment.reason,
+            agent_id=record.agent_id,
+            agent_connected=record.session is not None,
+        )
+        if record.hello is not None:
+            status.capacity = record.hello.capacity
+            status.priority = record.hello.priority
+            status.location.CopyFrom(record.hello.location)
+        report = record.report
+        if report is not None:
+            status.last_report_at.FromNanoseconds(int(record.report_wall * 1e9))
+            status.database.CopyFrom(report.database)
+            status.checks.extend(report.checks)
+            status.replay_lag_bytes = self.lag_bytes(record, self.primary())
+            status.replay_lag_seconds = report.database.replay_lag_seconds
+            status.capacity_utilization = report.capacity_utilization
+            status.response_time_seconds = report.response_time_seconds
+            status.error_rate = report.error_rate
+        return status
+
+    def states(self) -> dict[str, RegionState]:
+        return {name: r.monitor.current.state for name, r in self.regions.items()}

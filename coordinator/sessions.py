@@ -1,0 +1,51 @@
+"""Open agent streams, and how the leader speaks to them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from latitude.v1 import agent_pb2
+
+_CLOSE = None
+
+
+@dataclass
+class AgentSession:
+    """One agent's stream: an outbox drained by the stream's single writer."""
+
+    region: str = ""
+    agent_id: str = ""
+    error: tuple | None = None  # (grpc.StatusCode, details) to end the stream with
+
+    def __post_init__(self) -> None:
+        self.outbox: asyncio.Queue[agent_pb2.CoordinatorMessage | None] = asyncio.Queue()
+
+    def send(self, message: agent_pb2.CoordinatorMessage) -> None:
+        self.outbox.put_nowait(message)
+
+    def close(self, final: agent_pb2.CoordinatorMessage | None = None, error=None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        if final is not None:
+            self.outbox.put_nowait(final)
+        self.outbox.put_nowait(_CLOSE)
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self._open: set[AgentSession] = set()
+
+    def add(self, session: AgentSession) -> None:
+        self._open.add(session)
+
+    def discard(self, session: AgentSession) -> None:
+        self._open.discard(session)
+
+    def close_all(self, final: agent_pb2.CoordinatorMessage) -> None:
+        for session in list(self._open):
+            session.close(final)
+        self._open.clear()
+
+    def __len__(self) -> int:
+        return len(self._open)
