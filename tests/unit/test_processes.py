@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,9 @@ async def test_a_reused_pid_is_not_taken_for_ours(tmp_path: Path):
 async def test_leftovers_are_found_by_their_command_line(tmp_path: Path):
     marker = tmp_path / "data-dir"
     record = await processes.spawn_daemon(
-        "sleeper", ["sh", "-c", "sleep 60", f"{marker}/x"], log=tmp_path / "l"
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(60)", f"{marker}/x"],
+        log=tmp_path / "l",
     )
     try:
         assert processes.find_by_cmdline(str(marker) + "/") == [record.pid]
