@@ -1,0 +1,190 @@
+"""The registry and the message checks: pure code, fake clocks, no servers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from coordinator.detector import RegionState
+from coordinator.registry import HealthPolicy, RegionHeld, Registry
+from coordinator.validation import InvalidMessage, check_hello, check_report
+from latitude.v1 import agent_pb2, common_pb2
+
+REGIONS = ("us-east-1", "eu-west-1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hello(region="us-east-1", agent_id="a1", **fields) -> agent_pb2.Hello:
+    message = agent_pb2.Hello(
+        region=region,
+        agent_id=agent_id,
+        location=common_pb2.Location(latitude=38.9, longitude=-77.4),
+        capacity=100,
+        endpoints=[
+            common_pb2.Endpoint(
+                name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address="10.0.0.1:5432"
+            )
+        ],
+    )
+    for name, value in fields.items():
+        setattr(message, name, value)
+    return message
+
+
+def report(sequence=1, role=common_pb2.DATABASE_ROLE_PRIMARY, **fields) -> agent_pb2.Report:
+    message = agent_pb2.Report(
+        sequence=sequence, database=common_pb2.DatabaseStatus(role=role), **fields
+    )
+    message.sent_at.GetCurrentTime()
+    return message
+
+
+def registry(clock: Clock) -> Registry:
+    return Registry(REGIONS, HealthPolicy(lag_budget_bytes=1000), clock=clock, wall=clock)
+
+
+def test_a_second_agent_is_refused_while_the_first_reports():
+    clock = Clock()
+    reg = registry(clock)
+    first = object()
+    record = reg.attach(hello(agent_id="a1"), first)
+    reg.report(record, report())
+    with pytest.raises(RegionHeld, match="already reported by agent 'a1'"):
+        reg.attach(hello(agent_id="a2"), object())
+    # The same agent reconnecting replaces its own session.
+    assert reg.attach(hello(agent_id="a1"), object()) is record
+    # Once the first has gone silent, another agent may take over.
+    clock.now += 2.0
+    reg.attach(hello(agent_id="a2"), object())
+    assert record.agent_id == "a2"
+
+
+def test_silence_is_detected_by_evaluate_and_published_as_dirty():
+    clock = Clock()
+    reg = registry(clock)
+    record = reg.attach(hello(), object())
+    change = reg.report(record, report())
+    assert change.after.state is RegionState.HEALTHY
+    reg.dirty.clear()
+    clock.now += 1.0
+    assert reg.evaluate() == []
+    clock.now += 0.6
+    (change,) = reg.evaluate()
+    assert change.region == "us-east-1" and change.after.state is RegionState.UNHEALTHY
+    assert reg.dirty == {"us-east-1"}
+
+
+def test_standby_lag_is_measured_against_the_primary_and_degrades_past_budget():
+    clock = Clock()
+    reg = registry(clock)
+    primary = reg.attach(hello("us-east-1", "p"), object())
+    standby = reg.attach(hello("eu-west-1", "s"), object())
+    head = report(role=common_pb2.DATABASE_ROLE_PRIMARY)
+    head.database.current_lsn = 50_000
+    reg.report(primary, head)
+    behind = report(role=common_pb2.DATABASE_ROLE_STANDBY)
+    behind.database.replayed_lsn = 40_000
+    behind.database.wal_receiver_streaming = True
+    change = reg.report(standby, behind)
+    assert change.after.state is RegionState.DEGRADED
+    assert "replica lag 9.8 KiB over budget" in change.after.reason
+    status = reg.status("eu-west-1")
+    assert status.replay_lag_bytes == 10_000
+    assert status.state == common_pb2.REGION_STATE_DEGRADED
+    assert reg.primary() is primary
+
+
+def test_a_database_down_is_degraded_not_unhealthy():
+    clock = Clock()
+    reg = registry(clock)
+    record = reg.attach(hello(), object())
+    down = report(role=common_pb2.DATABASE_ROLE_DOWN)
+    down.database.probe_error = "connection refused"
+    change = reg.report(record, down)
+    assert change.after.state is RegionState.DEGRADED
+    assert change.after.reason == "database down: connection refused"
+
+
+def test_failing_checks_and_errors_are_named():
+    clock = Clock()
+    reg = registry(clock)
+    record = reg.attach(hello(), object())
+    bad = report(
+        checks=[common_pb2.CheckResult(name="api", ok=False, error="HTTP 503")], error_rate=0.5
+    )
+    assert reg.report(record, bad).after.reason == "check api failing: HTTP 503; error rate 50%"
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (hello(region="mars-1"), "hello.region"),
+        (hello(region=""), "hello.region"),
+        (hello(agent_id=""), "hello.agent_id"),
+        (hello(capacity=0), "hello.capacity"),
+    ],
+)
+def test_bad_hellos_name_the_field(message, field):
+    with pytest.raises(InvalidMessage) as raised:
+        check_hello(message, REGIONS)
+    assert raised.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude", "field"),
+    [
+        (91.0, 0.0, "hello.location.latitude"),
+        (math.nan, 0.0, "hello.location.latitude"),
+        (0.0, -180.5, "hello.location.longitude"),
+    ],
+)
+def test_out_of_range_locations_are_refused(latitude, longitude, field):
+    message = hello()
+    message.location.latitude = latitude
+    message.location.longitude = longitude
+    with pytest.raises(InvalidMessage, match=field):
+        check_hello(message, REGIONS)
+
+
+def test_a_hello_needs_exactly_one_postgres_endpoint():
+    message = hello()
+    message.endpoints.append(message.endpoints[0])
+    with pytest.raises(InvalidMessage, match="exactly one POSTGRES endpoint, got 2"):
+        check_hello(message, REGIONS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"error_rate": math.nan}, "report.error_rate"),
+        ({"error_rate": 1.5}, "report.error_rate"),
+        ({"capacity_utilization": -0.1}, "report.capacity_utilization"),
+        ({"response_time_seconds": math.inf}, "report.response_time_seconds"),
+        (
+            {"checks": [common_pb2.CheckResult(name="x", latency_seconds=-1)]},
+            "report.checks[0].latency_seconds",
+        ),
+        ({"peers": [agent_pb2.PeerRtt(region="", rtt_seconds=0.1)]}, "report.peers[0].region"),
+    ],
+)
+def test_bad_reports_name_the_field(fields, field):
+    with pytest.raises(InvalidMessage, match=field.replace("[", r"\[").replace("]", r"\]")):
+        check_report(report(**fields), previous_sequence=0)
+
+
+def test_sequence_numbers_must_increase_but_may_skip():
+    check_report(report(sequence=7), previous_sequence=3)
+    with pytest.raises(InvalidMessage, match="report.sequence: 3 does not follow 3"):
+        check_report(report(sequence=3), previous_sequence=3)
+    unsent = report()
+    unsent.ClearField("sent_at")
+    with pytest.raises(InvalidMessage, match="report.sent_at: required"):
+        check_report(unsent, previous_sequence=0)
