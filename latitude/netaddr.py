@@ -10,6 +10,8 @@ from latitude.errors import ConfigError
 def parse_host_port(text: str, field: str) -> tuple[str, int]:
     """'10.0.0.1:5432', 'db.example:5432' or '[::1]:5432' -> (host, port); ConfigError naming
     ``field`` otherwise."""
+    if "/" in text or "@" in text or any(c.isspace() for c in text):
+        raise ConfigError(f"{field}: expected host:port, got {text!r}")
     host, sep, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

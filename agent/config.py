@@ -1,0 +1,88 @@
+"""The agent's settings: a TOML file's [agent] table (and [[agent.checks]]), then
+LATITUDE_AGENT_* environment variables, then flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from latitude import config as configuration
+from latitude.errors import ConfigError
+from latitude.netaddr import parse_host_port
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    # The region this agent speaks for.
+    region: str = ""
+    # Unique per agent process; default region/host/pid.
+    agent_id: str = ""
+    # Coordinator addresses (host:port); any one will do, the agent finds the leader.
+    coordinators: tuple[str, ...] = ()
+    # host:port for the agent's own gRPC server (health, reflection); port 0 picks one.
+    listen: str = "127.0.0.1:0"
+    # Where the region is, for geographic routing.
+    latitude: float = 0.0
+    longitude: float = 0.0
+    # Relative serving capacity (only ratios between regions matter).
+    capacity: int = 100
+    # Failover preference among equally caught-up standbys; 0 = never promote automatically.
+    priority: int = 100
+    # The region's PostgreSQL, as this agent and other regions reach it.
+    db_host: str = "127.0.0.1"
+    db_port: int = 5432
+    db_user: str = "postgres"
+    db_password: str = ""
+    db_name: str = "postgres"
+    # How often to report until the leader's Welcome says otherwise.
+    report_interval: float = 0.5
+    # Bounds on one database probe.
+    probe_timeout: float = 1.0
+
+    def validate(self) -> None:
+        if not self.region:
+            raise ConfigError("region: required (--region or LATITUDE_AGENT_REGION)")
+        if not self.coordinators:
+            raise ConfigError("coordinators: at least one coordinator address is needed")
+        for address in self.coordinators:
+            parse_host_port(address, "coordinators")
+        parse_host_port(self.listen, "listen")
+        if not -90 <= self.latitude <= 90:
+            raise ConfigError(f"latitude: must be within -90..90, got {self.latitude}")
+        if not -180 <= self.longitude <= 180:
+            raise ConfigError(f"longitude: must be within -180..180, got {self.longitude}")
+        if self.capacity <= 0:
+            raise ConfigError(f"capacity: must be positive, got {self.capacity}")
+        if self.priority < 0:
+            raise ConfigError(f"priority: must not be negative, got {self.priority}")
+        if not 0 < self.db_port < 65536:
+            raise ConfigError(f"db_port: {self.db_port} is not a port")
+        if not self.report_interval > 0 or not self.probe_timeout > 0:
+            raise ConfigError("report_interval and probe_timeout must be positive")
+
+    @property
+    def id(self) -> str:
+        return self.agent_id or f"{self.region}/{socket.gethostname()}/{os.getpid()}"
+
+
+def load(file: Path | None, flags: dict) -> tuple[AgentConfig, list[dict]]:
+    """The agent's settings and its raw ``[[agent.checks]]`` tables."""
+    config = configuration.load(
+        AgentConfig,
+        section="agent",
+        env_prefix="LATITUDE_AGENT_",
+        file=file,
+        env=os.environ,
+        flags=flags,
+        ignore=("checks",),
+    )
+    checks: list[dict] = []
+    if file is not None:
+        table = tomllib.loads(file.read_text()).get("agent", {})
+        checks = table.get("checks", [])
+        if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+            raise ConfigError(f"{file}: [[agent.checks]] must be a list of tables")
+    return config, checks

@@ -1,0 +1,171 @@
+"""``latitude-agent``: the sidecar beside one region's PostgreSQL and services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import latitude
+from agent import config as agent_config
+from agent.checks import CheckRunner, CheckSpec
+from agent.config import AgentConfig
+from agent.link import CoordinatorLink
+from agent.postgres_probe import DatabaseTarget, PostgresProbe
+from latitude.errors import LatitudeError
+from latitude.serving import Server, until_signalled
+from latitude.v1 import agent_pb2, common_pb2
+
+log = logging.getLogger("latitude.agent")
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, checks: list[CheckSpec]) -> None:
+        self.config = config
+        self.probe = PostgresProbe(
+            DatabaseTarget(
+                config.db_host, config.db_port, config.db_user, config.db_password or None,
+                config.db_name,
+            ),
+            region=config.region,
+            connect_timeout=config.probe_timeout,
+            query_timeout=config.probe_timeout,
+        )  # fmt: skip
+        self.checks = CheckRunner(checks)
+        self.link = CoordinatorLink(config.coordinators, self._hello)
+        self.database = common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_UNKNOWN)
+        self._sequence = 0
+
+    @property
+    def interval(self) -> float:
+        welcome = self.link.welcome
+        if welcome is not None and welcome.report_interval.ToNanoseconds() > 0:
+            return welcome.report_interval.ToNanoseconds() / 1e9
+        return self.config.report_interval
+
+    def _hello(self, highest_epoch: int) -> agent_pb2.Hello:
+        config = self.config
+        return agent_pb2.Hello(
+            region=config.region,
+            agent_id=config.id,
+            location=common_pb2.Location(latitude=config.latitude, longitude=config.longitude),
+            capacity=config.capacity,
+            priority=config.priority,
+            endpoints=[
+                common_pb2.Endpoint(
+                    name="postgres",
+                    kind=common_pb2.ENDPOINT_KIND_POSTGRES,
+                    address=f"{config.db_host}:{config.db_port}",
+                )
+            ],
+            agent_version=latitude.__version__,
+            highest_epoch_seen=highest_epoch,
+        )
+
+    def report(self) -> agent_pb2.Report:
+        self._sequence += 1
+        report = agent_pb2.Report(
+            sequence=self._sequence,
+            database=self.database,
+            checks=self.checks.latest(),
+            error_rate=self.checks.error_rate(),
+            response_time_seconds=self.checks.response_time(),
+        )
+        report.sent_at.FromNanoseconds(time.time_ns())
+        return report
+
+    async def run(self) -> None:
+        self.checks.start()
+        tasks = [
+            asyncio.create_task(self.link.run(), name="link"),
+            asyncio.create_task(self._probe_loop(), name="probe"),
+            asyncio.create_task(self._report_loop(), name="report"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.checks.close()
+            await self.probe.close()
+
+    async def _probe_loop(self) -> None:
+        """Observe the database every interval, in its own loop: a slow database delays the
+        next observation, never the reports."""
+        while True:
+            started = time.monotonic()
+            # Beat first, so the primary's report carries the heartbeat it just wrote.
+            await self.probe.heartbeat()
+            self.database = await self.probe.observe()
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def _report_loop(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            self.link.offer(self.report())
+            next_at += self.interval
+            now = time.monotonic()
+            if next_at < now:  # we fell behind (suspended?): do not send a burst
+                next_at = now + self.interval
+            await asyncio.sleep(next_at - now)
+
+
+async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
+    agent = Agent(config, checks)
+    server = Server(config.listen)
+    await server.start()
+    log.info("agent %s for %s serving health on port %d", config.id, config.region, server.port)
+    running = asyncio.create_task(agent.run(), name="agent")
+    try:
+        await asyncio.wait(
+            [running, asyncio.create_task(until_signalled())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if running.done():
+            running.result()
+        log.info("shutting down")
+        await server.stop(1.0)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+_FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
+          "db_name", "latitude", "longitude", "capacity", "priority")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="latitude-agent", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML file with an [agent] table")
+    for name in _FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"))
+    parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    flags = {name: getattr(args, name) for name in _FLAGS}
+    try:
+        config, raw_checks = agent_config.load(args.config, flags)
+        where = str(args.config) if args.config else "configuration"
+        checks = [CheckSpec.parse(raw, f"{where}: [[agent.checks]] #{i + 1}")
+                  for i, raw in enumerate(raw_checks)]  # fmt: skip
+        asyncio.run(serve(config, checks))
+    except LatitudeError as err:
+        print(f"latitude-agent: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
