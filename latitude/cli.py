@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
@@ -15,7 +15,9 @@ from latitude.errors import LatitudeError
 from latitude.stack.config import StackConfig
 from latitude.stack.progress import Progress
 from latitude.stack.stack import Stack, StackStatus
+from latitude.status_view import cluster_json, format_cluster
 from latitude.table import human_bytes, render
+from latitude.v1 import admin_pb2
 
 EXIT_ERROR = 1
 EXIT_NOT_READY = 3
@@ -109,8 +111,7 @@ async def _status(args: argparse.Namespace) -> int:
         stack.topology.region(args.region)
     status = await stack.status()
     if args.region:
-        regions = [r for r in status.regions if r.region == args.region]
-        status = StackStatus(status.dir, regions, status.etcd, status.processes)
+        status = _only_region(status, args.region)
     if args.json:
         print(json.dumps(status_json(status), indent=2))
     else:
@@ -118,17 +119,40 @@ async def _status(args: argparse.Namespace) -> int:
     return 0 if status.ready else EXIT_NOT_READY
 
 
+def _only_region(status: StackStatus, region: str) -> StackStatus:
+    cluster = status.cluster
+    if cluster is not None:
+        cluster = admin_pb2.ClusterStatus()
+        cluster.CopyFrom(status.cluster)
+        del cluster.regions[:]
+        cluster.regions.extend(r for r in status.cluster.regions if r.region == region)
+    databases = [r for r in status.regions if r.region == region]
+    return replace(status, regions=databases, cluster=cluster)
+
+
 def status_json(status: StackStatus) -> dict:
     return {
         "dir": str(status.dir),
         "ready": status.ready,
-        "regions": [asdict(r) | {"streaming": r.streaming} for r in status.regions],
+        "streaming": status.streaming,
+        "cluster": None if status.cluster is None else cluster_json(status.cluster),
+        "cluster_error": status.cluster_error,
+        "databases": [asdict(r) | {"streaming": r.streaming} for r in status.regions],
         "etcd": [asdict(m) for m in status.etcd],
         "processes": status.processes,
     }
 
 
 def format_status(status: StackStatus) -> str:
+    verdict = "ready" if status.ready else "NOT READY"
+    head = f"latitude stack in {status.dir}: {verdict}"
+    if status.cluster is not None:
+        return f"{head}\n{format_cluster(status.cluster)}"
+    return f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}"
+
+
+def format_databases(status: StackStatus) -> str:
+    """The stack's own view, straight from PostgreSQL and etcd."""
     regions = render(
         ["REGION", "ROLE", "ADDRESS", "TIMELINE", "LSN", "LAG", "WAL RECEIVER", "PROBLEM"],
         [
@@ -158,8 +182,7 @@ def format_status(status: StackStatus) -> str:
             for m in status.etcd
         ],
     )
-    verdict = "ready" if status.ready else "NOT READY"
-    return f"latitude stack in {status.dir}: {verdict}\n\n{regions}\n\n{members}"
+    return f"{regions}\n\n{members}"
 
 
 if __name__ == "__main__":

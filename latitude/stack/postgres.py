@@ -135,7 +135,7 @@ class Postgres:
             )
             for slot in slots:
                 await conn.execute(
-                    "SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS "
+                    "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS "
                     "(SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
                     slot,
                 )

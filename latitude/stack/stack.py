@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from latitude import admin_client
 from latitude.errors import StackError
-from latitude.stack import etcd, ports, processes
+from latitude.netaddr import join_host_port
+from latitude.stack import etcd, ports, processes, services
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
 from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
@@ -25,6 +27,7 @@ from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
 from latitude.stack.state import StackState, exclusive, state_path
 from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
+from latitude.v1 import admin_pb2, common_pb2
 
 _POLL = 0.05
 
@@ -35,15 +38,29 @@ class StackStatus:
     regions: list[NodeStatus]
     etcd: list[MemberHealth]
     processes: dict[str, bool]  # name -> running
+    # The control plane's view (from any coordinator); None when none answered.
+    cluster: admin_pb2.ClusterStatus | None = None
+    cluster_error: str = ""
 
     @property
-    def ready(self) -> bool:
+    def streaming(self) -> bool:
         primaries = [r for r in self.regions if r.role == "primary"]
         standbys = [r for r in self.regions if r.role != "primary"]
         return (
             len(primaries) == 1
             and all(s.streaming for s in standbys)
             and all(m.healthy for m in self.etcd)
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Every region streams, and a leader sees every region HEALTHY."""
+        return (
+            self.streaming
+            and self.cluster is not None
+            and bool(self.cluster.leader.leader_id)
+            and len(self.cluster.regions) == len(self.regions)
+            and all(r.state == common_pb2.REGION_STATE_HEALTHY for r in self.cluster.regions)
         )
 
 
@@ -66,6 +83,8 @@ class Stack:
         return [
             *self.topology.etcd_members,
             *(f"postgres-{r.name}" for r in (self.topology.primary, *self.topology.standbys)),
+            *self.topology.coordinators,
+            *(f"agent-{r.name}" for r in self.topology.regions),
         ]
 
     def _port_names(self) -> list[str]:
@@ -73,7 +92,12 @@ class Stack:
         for member in self.topology.etcd_members:
             names += [f"{member}.client", f"{member}.peer"]
         names += [f"postgres-{r.name}" for r in self.topology.regions]
+        names += list(self.topology.coordinators)
+        names += [f"agent-{r.name}" for r in self.topology.regions]
         return names
+
+    def coordinator_addresses(self, state: StackState) -> list[str]:
+        return [join_host_port(state.host, state.ports[c]) for c in self.topology.coordinators]
 
     def etcd_members(self, state: StackState) -> list[EtcdMember]:
         return [
@@ -129,6 +153,7 @@ class Stack:
                 self._up_etcd(state, etcd_path, running, started),
                 self._up_postgres(state, postgres, running, started),
             )
+            await self._up_control_plane(state, running, started)
             await self._wait_ready(state)
         except BaseException:
             await asyncio.shield(self._undo(state, started, created))
@@ -254,12 +279,47 @@ class Stack:
             self._record(state, record, started)
             self._progress(node.name, f"standby accepting connections on {node.address}")
 
+    async def _up_control_plane(
+        self, state: StackState, running: dict[str, bool], started: list[ProcessRecord]
+    ) -> None:
+        etcd_endpoints = [m.endpoint for m in self.etcd_members(state)]
+        regions = [r.name for r in self.topology.regions]
+        coordinators = self.coordinator_addresses(state)
+        for name, address in zip(self.topology.coordinators, coordinators, strict=True):
+            if not running.get(name):
+                argv = services.coordinator_argv(name, address, etcd_endpoints, regions)
+                await self._spawn(state, name, argv, started, {}, f"serving on {address}")
+        for region in self.topology.regions:
+            name = f"agent-{region.name}"
+            if not running.get(name):
+                node = self.postgres_node(state, region.name)
+                argv = services.agent_argv(
+                    region, state.host, state.ports[name], coordinators, node
+                )
+                env = services.agent_env(state.superuser_password)
+                await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
+
+    async def _spawn(
+        self, state: StackState, name: str, argv: list[str], started: list[ProcessRecord],
+        env: dict[str, str], what: str,
+    ) -> None:  # fmt: skip
+        record = await processes.spawn_daemon(
+            name, argv, log=self.dir / "logs" / f"{name}.log", env=env
+        )
+        self._record(state, record, started)
+        self._progress(name, f"started (pid {record.pid}), {what}")
+
     async def _wait_ready(self, state: StackState) -> None:
         async def streaming() -> bool:
+            return (await self.status_of(state)).streaming
+
+        async def healthy() -> bool:
             return (await self.status_of(state)).ready
 
         await self._poll(streaming, "every standby to stream from the primary", state)
-        self._progress("stack", "ready: every region streaming")
+        self._progress("stack", "every region streaming")
+        await self._poll(healthy, "a coordinator leader to see every region HEALTHY", state)
+        self._progress("stack", "ready: leader elected, every region HEALTHY")
 
     async def _poll(self, check: Callable[[], Awaitable[bool]], what: str, state: StackState):
         deadline = time.monotonic() + self.config.ready_timeout
@@ -267,7 +327,8 @@ class Stack:
             if time.monotonic() > deadline:
                 raise StackError(
                     f"gave up after {self.config.ready_timeout:.0f} s waiting for {what}; "
-                    f"logs are in {self.dir / 'logs'}"
+                    f"logs are in {self.dir / 'logs'} (`latitude up` retries, "
+                    "`latitude down` removes the stack)"
                 )
             await asyncio.sleep(_POLL)
 
@@ -281,11 +342,12 @@ class Stack:
         state.save()
 
     async def _undo(self, state: StackState, started: list[ProcessRecord], created: bool) -> None:
-        """A failed ``up`` leaves nothing half-done: stop what it started; forget a new stack."""
+        """A failed ``up`` leaves nothing running that it started. A new stack that failed
+        before starting anything is forgotten; otherwise its directory stays, logs included,
+        for ``up`` to retry or ``down`` to remove."""
         for record in reversed(started):
             await self._stop(record)
-            state.processes.pop(record.name, None)
-        if created:
+        if created and not started:
             shutil.rmtree(self.dir, ignore_errors=True)
         elif state.path.exists():
             state.save()
@@ -322,12 +384,19 @@ class Stack:
         return await self.status_of(self.state())
 
     async def status_of(self, state: StackState) -> StackStatus:
-        regions, members = await asyncio.gather(
+        regions, members, (cluster, error) = await asyncio.gather(
             cluster_status(self.postgres_nodes(state), state.superuser_password),
             etcd.cluster_health(self.etcd_members(state)),
+            self._cluster(state),
         )
         alive = {n: processes.is_alive(r) for n, r in state.processes.items()}
-        return StackStatus(self.dir, regions, members, alive)
+        return StackStatus(self.dir, regions, members, alive, cluster, error)
+
+    async def _cluster(self, state: StackState) -> tuple[admin_pb2.ClusterStatus | None, str]:
+        try:
+            return await admin_client.cluster_status(self.coordinator_addresses(state), 1.0), ""
+        except admin_client.NoCoordinator as err:
+            return None, str(err)
 
     async def kill(self, name: str, sig: int = signal.SIGKILL) -> ProcessRecord:
         """Send ``sig`` to one of the stack's processes (for fault injection); its record."""

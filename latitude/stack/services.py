@@ -1,0 +1,47 @@
+"""Command lines for the control plane's processes in the local stack: coordinators and agents.
+
+They run the installed programs with this interpreter, so the stack runs exactly the code
+that ``pip install`` put next to it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from latitude.netaddr import join_host_port
+from latitude.stack.postgres import SUPERUSER, PostgresNode
+from latitude.stack.topology import RegionSpec
+
+
+def coordinator_argv(
+    name: str, address: str, etcd_endpoints: list[str], regions: list[str]
+) -> list[str]:
+    return [
+        sys.executable, "-m", "coordinator.main",
+        "--id", name,
+        "--listen", address,
+        "--etcd", ",".join(etcd_endpoints),
+        "--regions", ",".join(regions),
+    ]  # fmt: skip
+
+
+def agent_argv(
+    region: RegionSpec, host: str, port: int, coordinators: list[str], database: PostgresNode
+) -> list[str]:
+    return [
+        sys.executable, "-m", "agent.main",
+        "--region", region.name,
+        "--agent-id", f"{region.name}/stack",
+        "--listen", join_host_port(host, port),
+        "--coordinators", ",".join(coordinators),
+        "--db-host", database.host,
+        "--db-port", str(database.port),
+        "--db-user", SUPERUSER,
+        "--latitude", str(region.latitude),
+        "--longitude", str(region.longitude),
+    ]  # fmt: skip
+
+
+def agent_env(password: str) -> dict[str, str]:
+    # The password travels in the environment, not argv: /proc/PID/cmdline is world-readable.
+    return {"LATITUDE_AGENT_DB_PASSWORD": password}

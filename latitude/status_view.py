@@ -1,0 +1,91 @@
+"""The status views a person reads at a glance: the control plane's, and the stack's own."""
+
+from __future__ import annotations
+
+import time
+
+from google.protobuf import json_format
+
+from latitude.table import human_bytes, render
+from latitude.v1 import admin_pb2, common_pb2
+
+_ROLES = {
+    common_pb2.DATABASE_ROLE_PRIMARY: "primary",
+    common_pb2.DATABASE_ROLE_STANDBY: "standby",
+    common_pb2.DATABASE_ROLE_DOWN: "down",
+    common_pb2.DATABASE_ROLE_UNKNOWN: "unknown",
+}
+
+
+def _state(value: int) -> str:
+    return common_pb2.RegionState.Name(value).removeprefix("REGION_STATE_")
+
+
+def _role(database: common_pb2.DatabaseStatus) -> str:
+    role = _ROLES.get(database.role, "-")
+    return role + " (fenced)" if database.fenced else role
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def _services(checks) -> str:
+    if not checks:
+        return "-"
+    ok = sum(c.ok for c in checks)
+    return f"{ok}/{len(checks)} ok"
+
+
+def region_rows(status: admin_pb2.ClusterStatus) -> list[list[str]]:
+    rows = []
+    for r in status.regions:
+        standby = r.database.role == common_pb2.DATABASE_ROLE_STANDBY
+        age = r.last_report_age_seconds if r.HasField("last_report_age_seconds") else None
+        rows.append(
+            [
+                r.region,
+                _state(r.state),
+                _role(r.database) if age is not None else "-",
+                "never" if age is None else _seconds(age),
+                _seconds(r.response_time_seconds) if age is not None else "-",
+                f"{r.error_rate:.1%}" if age is not None else "-",
+                f"{r.capacity} ({r.capacity_utilization:.0%})" if r.capacity else "-",
+                _services(r.checks),
+                f"{human_bytes(r.replay_lag_bytes)} / {_seconds(r.replay_lag_seconds)}"
+                if standby
+                else "-",
+                r.state_reason,
+            ]
+        )
+    return rows
+
+
+def format_cluster(status: admin_pb2.ClusterStatus) -> str:
+    leader = status.leader
+    if leader.leader_id:
+        elected = time.time() - leader.elected_at.ToNanoseconds() / 1e9
+        head = (
+            f"leader {leader.leader_id} at {leader.address} (epoch {leader.epoch}, "
+            f"for {_seconds(max(0.0, elected))})"
+        )
+    else:
+        head = "NO LEADER (election in progress, or etcd unreachable)"
+    write = status.write_region or "none"
+    regions = render(
+        ["REGION", "STATE", "ROLE", "LAST REPORT", "RESPONSE", "ERRORS", "CAPACITY",
+         "SERVICES", "REPLAY LAG", "REASON"],
+        region_rows(status),
+    )  # fmt: skip
+    members = render(
+        ["ETCD", "HEALTH", "LEADER", "PROBLEM"],
+        [
+            [m.name, "healthy" if m.healthy else "UNHEALTHY", "*" * m.is_leader, m.error]
+            for m in status.etcd_members
+        ],
+    )
+    return f"{head}; write region: {write}\n\n{regions}\n\n{members}"
+
+
+def cluster_json(status: admin_pb2.ClusterStatus) -> dict:
+    return json_format.MessageToDict(status, preserving_proto_field_name=True)
