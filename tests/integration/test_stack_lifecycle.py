@@ -70,11 +70,16 @@ def test_up_status_up_again_down(stack_dir: Path):
     assert status.returncode == 0, status.stderr
     view = json.loads(status.stdout)
     assert view["ready"] is True
-    assert sorted(r["region"] for r in view["regions"] if r["streaming"]) == [
+    assert sorted(r["region"] for r in view["databases"] if r["streaming"]) == [
         "ap-southeast-1",
         "eu-west-1",
     ]
     assert [m["healthy"] for m in view["etcd"]] == [True, True, True]
+    cluster = view["cluster"]
+    assert cluster["leader"]["leader_id"].startswith("coordinator-")
+    assert {r["region"]: r["state"] for r in cluster["regions"]} == dict.fromkeys(
+        ["ap-southeast-1", "eu-west-1", "us-east-1"], "REGION_STATE_HEALTHY"
+    )
 
     before = recorded(stack_dir)
     again = latitude("up", "--dir", str(stack_dir))
@@ -84,7 +89,7 @@ def test_up_status_up_again_down(stack_dir: Path):
 
     down = latitude("down", "--dir", str(stack_dir))
     assert down.returncode == 0, down.stderr
-    assert "stopped 6 processes" in down.stdout
+    assert "stopped 12 processes" in down.stdout
     assert not stack_dir.exists()
     assert_nothing_running(stack_dir, before)
 
