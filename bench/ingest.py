@@ -1,0 +1,196 @@
+"""One coordinator fed by N simulated agents at 2 Hz: CPU cost and report latency.
+
+Run: .venv/bin/python bench/ingest.py [--agents 100,500,1000] [--seconds 20]
+Prints one JSON object. The coordinator is the real program (a subprocess, leader of its own
+etcd prefix on the local stack's etcd); the agents are simulated streams in this process, each
+sending a realistic Report (database status with replicas, two checks, peers) every 0.5 s.
+CPU is the coordinator process's user+system time over the measurement window. Latency is
+report sent -> ReportAck received, an upper bound of report -> registry (the leader acks a
+report after the registry has taken it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from latitude.stack.harness import running_stack
+from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+
+INTERVAL = 0.5
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def report(sequence: int) -> agent_pb2.Report:
+    message = agent_pb2.Report(
+        sequence=sequence,
+        database=common_pb2.DatabaseStatus(
+            role=common_pb2.DATABASE_ROLE_STANDBY,
+            timeline_id=1,
+            received_lsn=123456789,
+            replayed_lsn=123456700,
+            replay_lag_bytes=89,
+            replay_lag_seconds=0.2,
+            wal_receiver_streaming=True,
+            upstream_address="10.0.0.1:5432",
+            system_identifier=7312345678901234567,
+            server_version="15.18",
+        ),
+        checks=[
+            common_pb2.CheckResult(name="api", ok=True, latency_seconds=0.012),
+            common_pb2.CheckResult(name="grpc", ok=True, latency_seconds=0.003),
+        ],
+        capacity_utilization=0.4,
+        error_rate=0.001,
+        response_time_seconds=0.015,
+        peers=[agent_pb2.PeerRtt(region="peer", rtt_seconds=0.08, reachable=True)],
+    )
+    message.sent_at.FromNanoseconds(time.time_ns())
+    message.database.observed_at.FromNanoseconds(time.time_ns())
+    return message
+
+
+async def agent(address: str, region: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
+        hello = agent_pb2.Hello(
+            region=region,
+            agent_id=f"{region}/bench",
+            location=common_pb2.Location(latitude=10.0, longitude=20.0),
+            capacity=100,
+            priority=1,
+            endpoints=[
+                common_pb2.Endpoint(
+                    name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address="10.0.0.2:5432"
+                )
+            ],
+        )
+        await call.write(agent_pb2.AgentMessage(hello=hello))
+        first = await call.read()
+        assert first.WhichOneof("body") == "welcome", first
+        sent: dict[int, float] = {}
+
+        async def read() -> None:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                if message.WhichOneof("body") == "report_ack":
+                    started = sent.pop(message.report_ack.sequence, None)
+                    if started is not None:
+                        latencies.append(time.perf_counter() - started)
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(random.random() * INTERVAL)  # spread agents over the interval
+        sequence = 0
+        next_at = time.monotonic()
+        while not stop.is_set():
+            sequence += 1
+            sent[sequence] = time.perf_counter()
+            await call.write(agent_pb2.AgentMessage(report=report(sequence)))
+            next_at += INTERVAL
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        call.cancel()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def measure(endpoints: list[str], agents: int, seconds: float, warmup: float) -> dict:
+    regions = [f"r{i:04d}" for i in range(agents)]
+    address = f"127.0.0.1:{free_port()}"
+    prefix = f"/bench-ingest-{agents}-{os.getpid()}"
+    coordinator = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "coordinator.main", "--id", "bench", "--listen", address,
+        "--etcd", ",".join(endpoints), "--etcd-prefix", prefix, "--regions", ",".join(regions),
+        "--log-level", "WARNING",
+    )  # fmt: skip
+    try:
+        await wait_leader(address)
+        stop = asyncio.Event()
+        latencies: list[float] = []
+        tasks = [asyncio.create_task(agent(address, r, stop, latencies)) for r in regions]
+        await asyncio.sleep(warmup)
+        latencies.clear()
+        cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu1, t1 = cpu_seconds(coordinator.pid), time.monotonic()
+        count = len(latencies)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        coordinator.terminate()
+        await coordinator.wait()
+    cpu = cpu1 - cpu0
+    latencies.sort()
+    return {
+        "agents": agents,
+        "reports_acked": count,
+        "reports_per_second": round(count / (t1 - t0), 1),
+        "coordinator_cpu_seconds_per_1000_reports": round(1000 * cpu / max(count, 1), 4),
+        "coordinator_cores_used": round(cpu / (t1 - t0), 3),
+        "report_to_ack_p50_ms": round(1000 * statistics.median(latencies), 2),
+        "report_to_ack_p99_ms": round(1000 * latencies[int(0.99 * (count - 1))], 2),
+    }
+
+
+async def wait_leader(address: str) -> None:
+    from latitude.admin_client import NoCoordinator, cluster_status
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if (await cluster_status([address], 1.0)).leader.leader_id == "bench":
+                return
+        except NoCoordinator:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bench coordinator never became leader")
+        await asyncio.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", default="100,500,1000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    args = parser.parse_args()
+    with running_stack() as stack:
+        endpoints = [m.endpoint for m in stack.etcd_members(stack.state())]
+        results = [
+            asyncio.run(measure(endpoints, int(n), args.seconds, args.warmup))
+            for n in args.agents.split(",")
+        ]
+    print(
+        json.dumps(
+            {
+                "benchmark": "ingest",
+                "report_interval_seconds": INTERVAL,
+                "window_seconds": args.seconds,
+                "target": "1000 agents at 2 Hz within 0.5 core",
+                "cpus": os.cpu_count(),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
