@@ -140,6 +140,23 @@ class Registry:
             return 0
         return max(0, primary.report.database.current_lsn - db.replayed_lsn)
 
+    def lag_seconds(self, record: RegionRecord, primary: RegionRecord | None) -> float:
+        """How far behind the primary's heartbeats the standby's replay is; the agent's own
+        estimate when either side has no heartbeat yet."""
+        db = record.report.database if record.report else None
+        if db is None or db.role != common_pb2.DATABASE_ROLE_STANDBY:
+            return 0.0
+        if (
+            primary is not None
+            and primary.report.database.HasField("heartbeat_at")
+            and (db.HasField("heartbeat_at"))
+        ):
+            behind = primary.report.database.heartbeat_at.ToNanoseconds() - (
+                db.heartbeat_at.ToNanoseconds()
+            )
+            return max(0.0, behind / 1e9)
+        return db.replay_lag_seconds
+
     def _problems(self, record: RegionRecord) -> list[str]:
         report = record.report
         db = report.database
@@ -154,8 +171,9 @@ class Registry:
             lag = self.lag_bytes(record, self.primary())
             if lag > self._policy.lag_budget_bytes:
                 problems.append(f"replica lag {human_bytes(lag)} over budget")
-            if db.replay_lag_seconds > self._policy.lag_budget_seconds:
-                problems.append(f"replica lag {db.replay_lag_seconds:.0f} s over budget")
+            seconds = self.lag_seconds(record, self.primary())
+            if seconds > self._policy.lag_budget_seconds:
+                problems.append(f"replica lag {seconds:.0f} s over budget")
         problems += [f"check {c.name} failing: {c.error}" for c in report.checks if not c.ok]
         if report.error_rate > self._policy.max_error_rate:
             problems.append(f"error rate {report.error_rate:.0%}")
@@ -181,7 +199,7 @@ class Registry:
             status.database.CopyFrom(report.database)
             status.checks.extend(report.checks)
             status.replay_lag_bytes = self.lag_bytes(record, self.primary())
-            status.replay_lag_seconds = report.database.replay_lag_seconds
+            status.replay_lag_seconds = self.lag_seconds(record, self.primary())
             status.capacity_utilization = report.capacity_utilization
             status.response_time_seconds = report.response_time_seconds
             status.error_rate = report.error_rate

@@ -10,7 +10,7 @@ from latitude.v1 import agent_pb2
 _CLOSE = None
 
 
-@dataclass
+@dataclass(eq=False)  # sessions are compared (and hashed) by identity
 class AgentSession:
     """One agent's stream: an outbox drained by the stream's single writer."""
 
