@@ -164,8 +164,8 @@ class CoordinatorLink:
 
     async def _read(self, call) -> None:
         while True:
-            # Reports go out every interval; no answer for ack_timeout means a dead leader.
-            message = await asyncio.wait_for(call.read(), self._ack_timeout)
+            # Reports go out every interval; no answer for this long means a dead leader.
+            message = await asyncio.wait_for(call.read(), self._silence_limit())
             if message is grpc.aio.EOF:
                 raise Redirect("")
             kind = message.WhichOneof("body")
@@ -175,6 +175,13 @@ class CoordinatorLink:
                 self._on_command(message.command)
             elif kind == "not_leader":
                 raise Redirect(message.not_leader.leader_address)
+
+    def _silence_limit(self) -> float:
+        welcome = self.welcome
+        if welcome is None:
+            return self._ack_timeout
+        interval = welcome.report_interval.ToNanoseconds() / 1e9
+        return max(self._ack_timeout, 3 * max(welcome.ack_every, 1) * interval)
 
     def _acked(self, ack: agent_pb2.ReportAck) -> None:
         if ack.epoch < self.highest_epoch:

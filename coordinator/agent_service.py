@@ -77,6 +77,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def _read(self, context, session: AgentSession, record) -> None:
         node = self._node
         registry = node.registry
+        ack_every = node.config.ack_every
         try:
             while True:
                 message = await context.read()
@@ -93,6 +94,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     change = registry.report(record, report)
                     if change is not None:
                         node.region_changed(change)
+                    if report.sequence % ack_every and change is None:
+                        continue
                     session.send(
                         agent_pb2.CoordinatorMessage(
                             report_ack=agent_pb2.ReportAck(

@@ -30,8 +30,10 @@ class CoordinatorConfig:
     fence_after: float = 4.0
     suspect_after: float = 1.5
     fail_after: float = 3.0
+    # The leader acknowledges every Nth report (agents fence on missing acknowledgements).
+    ack_every: int = 2
     # How often the leader publishes region health to etcd (at most; changes go sooner).
-    publish_interval: float = 0.5
+    publish_interval: float = 1.0
     # A standby further behind than this is DEGRADED (and, later, not promoted automatically).
     lag_budget_bytes: int = 64 * 1024 * 1024
     lag_budget_seconds: float = 300.0
@@ -52,6 +54,8 @@ class CoordinatorConfig:
             parse_host_port(endpoint, "etcd")
         if not self.regions or len(set(self.regions)) != len(self.regions):
             raise ConfigError(f"regions: need distinct region names, got {list(self.regions)}")
+        if not 1 <= self.ack_every <= 4:
+            raise ConfigError(f"ack_every: must be within 1..4, got {self.ack_every}")
         if self.lease_ttl < 2:
             raise ConfigError(f"lease_ttl: must be at least 2 s, got {self.lease_ttl}")
         positive = ("report_interval", "fence_after", "suspect_after", "fail_after",

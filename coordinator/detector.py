@@ -56,18 +56,25 @@ class ArrivalDetector:
         self._settings = settings
         self._intervals: deque[float] = deque(maxlen=settings.history)
         self.last_arrival: float | None = None
+        # Recomputed on arrival only: the leader evaluates every region ten times a second.
+        self._deadline = settings.suspect_after
 
     def arrived(self, now: float) -> None:
         if self.last_arrival is not None:
             self._intervals.append(max(0.0, now - self.last_arrival))
+            self._deadline = self._compute_deadline()
         self.last_arrival = now
 
     def reset(self) -> None:
         """Forget the history: a new agent process is a new arrival pattern."""
         self._intervals.clear()
         self.last_arrival = None
+        self._deadline = self._settings.suspect_after
 
     def deadline(self) -> float:
+        return self._deadline
+
+    def _compute_deadline(self) -> float:
         s = self._settings
         if len(self._intervals) < 2:
             return s.suspect_after

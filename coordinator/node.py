@@ -59,6 +59,7 @@ class CoordinatorNode:
         message.welcome.report_interval.FromNanoseconds(int(self.config.report_interval * 1e9))
         message.welcome.fence_after.FromNanoseconds(int(self.config.fence_after * 1e9))
         message.welcome.peer_probe_interval.FromSeconds(5)
+        message.welcome.ack_every = self.config.ack_every
         return message
 
     @property

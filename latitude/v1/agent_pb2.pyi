@@ -118,18 +118,20 @@ class CommandResult(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., observed: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., agent_epoch: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("leader_id", "epoch", "report_interval", "fence_after", "peer_probe_interval")
+    __slots__ = ("leader_id", "epoch", "report_interval", "fence_after", "peer_probe_interval", "ack_every")
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     FENCE_AFTER_FIELD_NUMBER: _ClassVar[int]
     PEER_PROBE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    ACK_EVERY_FIELD_NUMBER: _ClassVar[int]
     leader_id: str
     epoch: int
     report_interval: _duration_pb2.Duration
     fence_after: _duration_pb2.Duration
     peer_probe_interval: _duration_pb2.Duration
-    def __init__(self, leader_id: _Optional[str] = ..., epoch: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peer_probe_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    ack_every: int
+    def __init__(self, leader_id: _Optional[str] = ..., epoch: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peer_probe_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ack_every: _Optional[int] = ...) -> None: ...
 
 class ReportAck(_message.Message):
     __slots__ = ("sequence", "epoch")
