@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from coordinator.detector import Assessment, DetectorSettings, RegionMonitor, RegionState
+from coordinator.lag import PrimaryHistory
 from latitude.errors import LatitudeError
 from latitude.table import human_bytes
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
@@ -74,6 +75,7 @@ class Registry:
         # Regions whose status changed since the last publish.
         self.dirty: set[str] = set(self.regions)
         self._primary: RegionRecord | None = None
+        self._history = PrimaryHistory()
 
     def attach(self, hello: agent_pb2.Hello, session: object) -> RegionRecord:
         """A validated Hello opens a session for its region; RegionHeld if another agent has it."""
@@ -106,9 +108,13 @@ class Registry:
     def report(self, record: RegionRecord, report: agent_pb2.Report) -> StateChange | None:
         record.report = report
         if _is_writable_primary(report):
+            if self._primary is not record:
+                self._history.clear()
             self._primary = record
+            self._history.record(report.database)
         elif self._primary is record:
             self._primary = None
+            self._history.clear()
         record.report_wall = self._wall()
         record.sequence = report.sequence
         before = record.monitor.current
@@ -132,30 +138,12 @@ class Registry:
         """The region whose database last reported itself a writable primary."""
         return self._primary
 
-    def lag_bytes(self, record: RegionRecord, primary: RegionRecord | None) -> int:
-        if primary is None or record is primary or record.report is None:
-            return 0
-        db = record.report.database
-        if db.role != common_pb2.DATABASE_ROLE_STANDBY:
-            return 0
-        return max(0, primary.report.database.current_lsn - db.replayed_lsn)
-
-    def lag_seconds(self, record: RegionRecord, primary: RegionRecord | None) -> float:
-        """How far behind the primary's heartbeats the standby's replay is; the agent's own
-        estimate when either side has no heartbeat yet."""
-        db = record.report.database if record.report else None
-        if db is None or db.role != common_pb2.DATABASE_ROLE_STANDBY:
-            return 0.0
-        if (
-            primary is not None
-            and primary.report.database.HasField("heartbeat_at")
-            and (db.HasField("heartbeat_at"))
-        ):
-            behind = primary.report.database.heartbeat_at.ToNanoseconds() - (
-                db.heartbeat_at.ToNanoseconds()
-            )
-            return max(0.0, behind / 1e9)
-        return db.replay_lag_seconds
+    def lag(self, record: RegionRecord) -> tuple[int, float]:
+        """(bytes, seconds) a standby region is behind the primary; (0, 0) for the others."""
+        report = record.report
+        if report is None or report.database.role != common_pb2.DATABASE_ROLE_STANDBY:
+            return 0, 0.0
+        return self._history.lag(report.database)
 
     def _problems(self, record: RegionRecord) -> list[str]:
         report = record.report
@@ -168,10 +156,9 @@ class Registry:
         elif db.role == common_pb2.DATABASE_ROLE_STANDBY:
             if not db.wal_receiver_streaming:
                 problems.append("standby not streaming WAL")
-            lag = self.lag_bytes(record, self.primary())
+            lag, seconds = self.lag(record)
             if lag > self._policy.lag_budget_bytes:
                 problems.append(f"replica lag {human_bytes(lag)} over budget")
-            seconds = self.lag_seconds(record, self.primary())
             if seconds > self._policy.lag_budget_seconds:
                 problems.append(f"replica lag {seconds:.0f} s over budget")
         problems += [f"check {c.name} failing: {c.error}" for c in report.checks if not c.ok]
@@ -198,8 +185,7 @@ class Registry:
             status.last_report_at.FromNanoseconds(int(record.report_wall * 1e9))
             status.database.CopyFrom(report.database)
             status.checks.extend(report.checks)
-            status.replay_lag_bytes = self.lag_bytes(record, self.primary())
-            status.replay_lag_seconds = self.lag_seconds(record, self.primary())
+            status.replay_lag_bytes, status.replay_lag_seconds = self.lag(record)
             status.capacity_utilization = report.capacity_utilization
             status.response_time_seconds = report.response_time_seconds
             status.error_rate = report.error_rate
