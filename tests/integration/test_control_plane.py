@@ -259,3 +259,19 @@ async def test_an_oversized_message_is_refused_and_others_carry_on(cluster: Stac
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     view = await status(cluster)
     assert all(r.state == HEALTHY for r in view.regions)
+
+
+async def test_a_region_whose_database_is_down_is_degraded_not_dead(cluster: Stack):
+    name = "ap-southeast-1"
+    await cluster.kill(f"postgres-{name}")
+    view = await wait_status(
+        cluster,
+        lambda s: region(s, name).state == common_pb2.REGION_STATE_DEGRADED,
+        10,
+        f"{name} to be DEGRADED",
+    )
+    degraded = region(view, name)
+    assert degraded.state_reason.startswith("database down")
+    assert degraded.agent_connected and degraded.database.role == common_pb2.DATABASE_ROLE_DOWN
+    await cluster.up()
+    await _recovers_without_flapping(cluster, name)
