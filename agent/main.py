@@ -17,7 +17,8 @@ from agent.checks import CheckRunner, CheckSpec
 from agent.config import AgentConfig
 from agent.link import CoordinatorLink
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
-from latitude.errors import LatitudeError
+from latitude import program
+from latitude.program import all_or_none, setup_logging
 from latitude.serving import Server, until_signalled
 from latitude.v1 import agent_pb2, common_pb2
 
@@ -81,17 +82,9 @@ class Agent:
 
     async def run(self) -> None:
         self.checks.start()
-        tasks = [
-            asyncio.create_task(self.link.run(), name="link"),
-            asyncio.create_task(self._probe_loop(), name="probe"),
-            asyncio.create_task(self._report_loop(), name="report"),
-        ]
         try:
-            await asyncio.gather(*tasks)
+            await all_or_none(self.link.run(), self._probe_loop(), self._report_loop())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await self.checks.close()
             await self.probe.close()
 
@@ -147,24 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"))
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level)
     flags = {name: getattr(args, name) for name in _FLAGS}
-    try:
+
+    async def start() -> None:
         config, raw_checks = agent_config.load(args.config, flags)
         where = str(args.config) if args.config else "configuration"
         checks = [CheckSpec.parse(raw, f"{where}: [[agent.checks]] #{i + 1}")
                   for i, raw in enumerate(raw_checks)]  # fmt: skip
-        asyncio.run(serve(config, checks))
-    except LatitudeError as err:
-        print(f"latitude-agent: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        await serve(config, checks)
+
+    return program.run("latitude-agent", start)
 
 
 if __name__ == "__main__":

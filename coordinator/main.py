@@ -17,7 +17,8 @@ from coordinator.etcd import Etcd, MemberProbe
 from coordinator.node import CoordinatorNode
 from coordinator.store import EtcdStore
 from latitude import config as configuration
-from latitude.errors import LatitudeError
+from latitude import program
+from latitude.program import setup_logging
 from latitude.serving import Server, until_signalled
 from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
@@ -75,12 +76,9 @@ async def serve(config: CoordinatorConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args, flags = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
+    setup_logging(args.log_level)
+
+    async def start() -> None:
         config = configuration.load(
             CoordinatorConfig,
             section="coordinator",
@@ -89,13 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             env=os.environ,
             flags=flags,
         )
-        asyncio.run(serve(config))
-    except LatitudeError as err:
-        print(f"latitude-coordinator: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        await serve(config)
+
+    return program.run("latitude-coordinator", start)
 
 
 if __name__ == "__main__":

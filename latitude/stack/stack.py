@@ -19,6 +19,7 @@ from pathlib import Path
 from latitude import admin_client
 from latitude.errors import StackError
 from latitude.netaddr import join_host_port
+from latitude.program import all_or_none
 from latitude.stack import etcd, ports, processes, services
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
@@ -149,7 +150,7 @@ class Stack:
         try:
             self._check_ports(state, running)
             await postgres.check_access(self.dir)
-            await _first_error(
+            await all_or_none(
                 self._up_etcd(state, etcd_path, running, started),
                 self._up_postgres(state, postgres, running, started),
             )
@@ -407,14 +408,3 @@ class Stack:
         if sig == signal.SIGKILL:
             await processes.wait_gone(record, 5.0)
         return record
-
-
-async def _first_error(*steps: Awaitable[None]) -> None:
-    """Run ``steps`` concurrently; on the first failure cancel the rest and raise that error."""
-    tasks = [asyncio.ensure_future(step) for step in steps]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
