@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,6 +69,8 @@ class CoordinatorLink:
         self._backoff = backoff
         self._clock = clock
         self._pending: agent_pb2.Report | None = None
+        # Command results are never dropped: they wait here until a stream takes them.
+        self._results: deque[agent_pb2.CommandResult] = deque()
         self._wake = asyncio.Event()
         self._sent_at: dict[int, float] = {}
         self.highest_epoch = 0
@@ -79,6 +82,11 @@ class CoordinatorLink:
         self.welcome: agent_pb2.Welcome | None = None
         self.connected = asyncio.Event()
         self._welcomed = False
+
+    def send_result(self, result: agent_pb2.CommandResult) -> None:
+        """Queue a command's result for the leader, ahead of the next report."""
+        self._results.append(result)
+        self._wake.set()
 
     def offer(self, report: agent_pb2.Report) -> None:
         """Make ``report`` the next one sent, replacing any not yet sent. Never blocks."""
@@ -156,6 +164,9 @@ class CoordinatorLink:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            while self._results:
+                await call.write(agent_pb2.AgentMessage(command_result=self._results[0]))
+                self._results.popleft()
             report, self._pending = self._pending, None
             if report is None:
                 continue

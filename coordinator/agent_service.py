@@ -104,7 +104,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         )
                     )
                 elif kind == "command_result":
-                    log.info("command result %s", message.command_result.command_id)
+                    node.commands.resolve(message.command_result)
                 else:
                     raise InvalidMessage(kind or "body", "only one hello per stream")
         except InvalidMessage as err:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from coordinator.commands import CommandDispatcher, CommandFailed
 from coordinator.config import CoordinatorConfig
 from coordinator.detector import DetectorSettings, RegionState
 from coordinator.election import Election
@@ -35,6 +36,7 @@ class CoordinatorNode:
         self.id = config.node_id
         self.election = Election(store, Candidate(self.id, config.advertised), ttl=config.lease_ttl)
         self.sessions = Sessions()
+        self.commands = CommandDispatcher()
         self.registry: Registry | None = None
         self._publish_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -61,6 +63,18 @@ class CoordinatorNode:
         message.welcome.peer_probe_interval.FromSeconds(5)
         message.welcome.ack_every = self.config.ack_every
         return message
+
+    async def command(
+        self, region: str, command: agent_pb2.Command, *, timeout: float, reason: str = ""
+    ) -> agent_pb2.CommandResult:
+        """Send ``command`` to the region's agent, as leader; the agent's result."""
+        registry = self.registry
+        if registry is None or not self.is_leader:
+            raise CommandFailed("not the leader")
+        session = registry.regions[region].session
+        return await self.commands.send(
+            session, command, epoch=self.epoch, timeout=timeout, reason=reason
+        )
 
     @property
     def epoch(self) -> int:
