@@ -150,10 +150,12 @@ class NotLeader(_message.Message):
     def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
 
 class PromoteArgs(_message.Message):
-    __slots__ = ("min_replayed_lsn",)
+    __slots__ = ("min_replayed_lsn", "create_slots")
     MIN_REPLAYED_LSN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     min_replayed_lsn: int
-    def __init__(self, min_replayed_lsn: _Optional[int] = ...) -> None: ...
+    create_slots: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, min_replayed_lsn: _Optional[int] = ..., create_slots: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FollowArgs(_message.Message):
     __slots__ = ("primary_region", "primary_host", "primary_port", "slot_name")

@@ -1,0 +1,370 @@
+"""Carries out the leader's commands on the region's PostgreSQL; self-fencing calls fence() too.
+
+One connection of its own (the probe's belongs to the probe loop), one command at a time on it.
+Every step is bounded: a statement by statement_timeout and by the command's deadline, a wait
+(a setting taking effect, WAL being replayed, a promotion) by the deadline alone. Trouble with the
+database becomes CommandResult(ok=False, error=...), never an exception out of execute().
+
+Commands are idempotent twice over: a repeated command_id gets the remembered result back
+without acting again, and each command only drives the server towards a state, so repeating it
+under a new id is harmless too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from agent.postgres_probe import DatabaseTarget, PostgresProbe
+from latitude.errors import LatitudeError
+from latitude.netaddr import join_host_port
+from latitude.v1 import agent_pb2, common_pb2
+
+_UNSPECIFIED = common_pb2.FENCE_CAUSE_UNSPECIFIED
+_K = agent_pb2.CommandKind
+_REMEMBERED = 256  # command results kept for repeated command_ids
+_POLL = 0.02  # seconds between looks while waiting for the server
+
+_TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+            asyncpg.InternalClientError)  # fmt: skip
+# After these the connection's state is unknown: drop it rather than reuse it.
+_BROKEN = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+           asyncpg.PostgresConnectionError)  # fmt: skip
+
+# The agent's own sessions (the probe, this one) are spared: the probe must go on reporting the
+# fence. Signalling in the select list of a materialized list keeps pg_terminate_backend from
+# running before the filters (the planner may reorder WHERE clauses).
+_TERMINATE = """
+WITH victims AS MATERIALIZED (
+    SELECT pid FROM pg_stat_activity
+    WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+      AND coalesce(application_name, '') NOT LIKE 'latitude-agent%'
+)
+SELECT coalesce(array_agg(pid) FILTER (WHERE pg_terminate_backend(pid)), '{}') FROM victims
+"""
+_SURVIVORS = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+_CREATE_SLOT = """
+SELECT pg_create_physical_replication_slot($1, true)
+WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)
+"""
+# key = value in libpq's conninfo syntax: a value is single-quoted or bare, \ escapes anywhere.
+_CONNINFO_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?!')(?:[^\s\\]|\\.)+)")
+
+
+class ActuatorError(LatitudeError):
+    """A command could not be carried out; the message says why."""
+
+
+class Actuator:
+    def __init__(
+        self, target: DatabaseTarget, probe: PostgresProbe, *, region: str,
+        clock: Callable[[], float] = time.time, statement_timeout: float = 5.0,
+        probe_lock: asyncio.Lock | None = None,
+    ) -> None:  # fmt: skip
+        self._target = target
+        self._address = join_host_port(target.host, target.port)
+        self._probe = probe
+        # The probe takes one caller at a time: pass the lock the probe loop holds around it.
+        self._probe_lock = probe_lock or asyncio.Lock()
+        self._region = region
+        self._clock = clock
+        self._statement_timeout = statement_timeout
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()  # one command at a time on the one connection
+        self._results: OrderedDict[str, agent_pb2.CommandResult] = OrderedDict()
+        self._upstream_region = ""  # from the last FOLLOW
+        self.highest_epoch = 0
+        self.fence_cause: int = _UNSPECIFIED
+
+    def accept_epoch(self, epoch: int) -> bool:
+        """Record ``epoch``; False if a higher one was accepted already (a deposed leader's)."""
+        if epoch < self.highest_epoch:
+            return False
+        self.highest_epoch = epoch
+        return True
+
+    async def execute(self, command: agent_pb2.Command) -> agent_pb2.CommandResult:
+        async with self._lock:
+            remembered = self._results.get(command.command_id)
+            if remembered is None:
+                remembered = await self._answer(command)
+                if command.command_id:
+                    self._results[command.command_id] = remembered
+                    while len(self._results) > _REMEMBERED:
+                        self._results.popitem(last=False)
+            result = agent_pb2.CommandResult()
+            result.CopyFrom(remembered)
+            return result
+
+    async def fence(self, cause: int) -> None:
+        """Make the database refuse writes; ActuatorError when that could not be confirmed."""
+        async with self._lock:
+            await self._guarded("FENCE", self._fence(cause, None))
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            # Shielded so that a cancelled caller still leaves a closed (or terminated) socket.
+            await asyncio.shield(conn.close(timeout=self._statement_timeout))
+        except asyncio.CancelledError:
+            conn.terminate()
+            raise
+        except _TROUBLE:
+            conn.terminate()
+
+    async def _answer(self, command: agent_pb2.Command) -> agent_pb2.CommandResult:
+        result = agent_pb2.CommandResult(command_id=command.command_id)
+        try:
+            await self._carry_out(command)
+            result.ok = True
+        except ActuatorError as err:
+            result.error = str(err)
+        result.observed.CopyFrom(await self._observe())
+        result.agent_epoch = self.highest_epoch
+        return result
+
+    async def _carry_out(self, command: agent_pb2.Command) -> None:
+        if not self.accept_epoch(command.epoch):
+            raise ActuatorError(
+                f"refused: the command's epoch {command.epoch} is lower than epoch "
+                f"{self.highest_epoch} already accepted (it comes from a deposed leader)"
+            )
+        stop = None  # time.monotonic() at the deadline: waits must survive wall-clock steps
+        if command.HasField("deadline"):
+            left = command.deadline.ToNanoseconds() / 1e9 - self._clock()
+            if left <= 0:
+                raise ActuatorError(f"refused: received {-left:.3f} s after its deadline")
+            stop = time.monotonic() + left
+        match command.kind:
+            case _K.COMMAND_KIND_FENCE:
+                step = self._fence(common_pb2.FENCE_CAUSE_COMMAND, stop)
+            case _K.COMMAND_KIND_UNFENCE:
+                step = self._unfence(stop)
+            case _K.COMMAND_KIND_PROMOTE:
+                step = self._promote(command.promote, stop)
+            case _K.COMMAND_KIND_FOLLOW:
+                step = self._follow(command.follow, stop)
+            case _K.COMMAND_KIND_REPORT_NOW:
+                return  # the fresh observation is the answer
+            case _K.COMMAND_KIND_CHECKPOINT:
+                step = self._sql("execute", "CHECKPOINT", stop=stop, wait=True)
+            case _K.COMMAND_KIND_REJOIN:
+                # pg_rewind needs the server stopped and started, which this agent cannot do.
+                raise ActuatorError("REJOIN is not supported by this agent yet")
+            case _:
+                raise ActuatorError(f"unknown command kind {command.kind}")
+        await self._guarded(_K.Name(command.kind).removeprefix("COMMAND_KIND_"), step)
+
+    async def _guarded(self, what: str, step) -> None:
+        try:
+            await step
+        except _TROUBLE as err:
+            if isinstance(err, _BROKEN):
+                self._discard()
+            raise ActuatorError(f"{what} on {self._address} failed: {_why(err)}") from err
+
+    # -- the commands ----------------------------------------------------------------------
+
+    async def _fence(self, cause: int, stop: float | None) -> None:
+        # The first cause is kept until the fence is lifted: it is why the database is fenced.
+        self.fence_cause = self.fence_cause or cause
+        if await self._sql("fetchval", "SELECT pg_is_in_recovery()", stop=stop):
+            return  # a standby refuses writes already
+        # Confirmed before the sweep: a session forked before the postmaster reloaded would
+        # start writable and could escape a sweep made too early.
+        await self._set_read_only(True, stop)
+        # default_transaction_read_only binds new transactions only: open ones must die.
+        victims = await self._sql("fetchval", _TERMINATE, stop=stop)
+        if victims:
+            await self._settle(
+                _SURVIVORS, victims, done=lambda alive: alive == 0, stop=stop,
+                failure=lambda alive: f"{alive} terminated session(s) still running",
+            )  # fmt: skip
+
+    async def _unfence(self, stop: float | None) -> None:
+        await self._set_read_only(False, stop)
+        self.fence_cause = _UNSPECIFIED
+
+    async def _promote(self, args: agent_pb2.PromoteArgs, stop: float | None) -> None:
+        standby, read_only = await self._sql("fetchrow", "SELECT pg_is_in_recovery(), "
+                                             "current_setting('default_transaction_read_only')::bool",
+                                             stop=stop)  # fmt: skip
+        if not standby and read_only:
+            raise ActuatorError("this is a fenced primary (the old one?): PROMOTE never unfences")
+        if standby:
+            want = args.min_replayed_lsn
+            if want:
+                await self._settle(
+                    "SELECT coalesce(pg_last_wal_replay_lsn() - '0/0', 0)",
+                    done=lambda replayed: replayed >= want, stop=stop, wait=True,
+                    failure=lambda replayed: f"replayed WAL reached {_lsn(replayed)}, not "
+                    f"{_lsn(want)}, by the deadline: not promoted",
+                )  # fmt: skip
+            if read_only:  # a former primary's configuration may carry its fence
+                await self._set_read_only(False, stop)
+            seconds = max(1, math.floor(self._budget(stop, wait=True)))
+            conn = await self._connection(stop)
+            promote = "SELECT pg_promote(wait => true, wait_seconds => $1)"
+            if not await conn.fetchval(promote, seconds, timeout=seconds + self._statement_timeout):
+                raise ActuatorError(f"promotion did not finish in {seconds} s (it may yet)")
+        for slot in args.create_slots:
+            try:
+                await self._sql("execute", _CREATE_SLOT, slot, stop=stop)
+            except asyncpg.DuplicateObjectError:
+                pass  # created between our look and our request: kept, as asked
+        self.fence_cause = _UNSPECIFIED
+        self._upstream_region = ""
+
+    async def _follow(self, follow: agent_pb2.FollowArgs, stop: float | None) -> None:
+        if not follow.primary_host or not 0 < follow.primary_port < 65536:
+            raise ActuatorError("FOLLOW needs follow.primary_host and follow.primary_port")
+        if not await self._sql("fetchval", "SELECT pg_is_in_recovery()", stop=stop):
+            raise ActuatorError("a primary cannot follow; use REJOIN")
+        now = await self._sql("fetchval", "SELECT current_setting('primary_conninfo')", stop=stop)
+        conninfo = follow_conninfo(now, follow.primary_host, follow.primary_port)
+        await self._alter_system("primary_conninfo", conninfo, stop)
+        await self._alter_system("primary_slot_name", follow.slot_name or None, stop)
+        # PostgreSQL 13+ restarts the WAL receiver when a reload changes primary_conninfo.
+        await self._sql("execute", "SELECT pg_reload_conf()", stop=stop)
+        await self._settle(
+            "SELECT current_setting('primary_conninfo') = $1 "
+            "AND current_setting('primary_slot_name') = $2",
+            conninfo, follow.slot_name, done=bool, stop=stop,
+            failure=lambda _: "the new primary_conninfo did not take effect on reload",
+        )  # fmt: skip
+        self.fence_cause = _UNSPECIFIED
+        self._upstream_region = follow.primary_region
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def _set_read_only(self, on: bool, stop: float | None) -> None:
+        await self._alter_system("default_transaction_read_only", "on" if on else None, stop)
+        await self._sql("execute", "SELECT pg_reload_conf()", stop=stop)
+        # The reload is asynchronous. The postmaster re-reads the files before it passes SIGHUP
+        # on to the backends, so once this session sees the value, every new session does too.
+        want = "on" if on else "off"
+        await self._settle(
+            "SHOW default_transaction_read_only", done=lambda value: value == want, stop=stop,
+            failure=lambda value: f"default_transaction_read_only is still {value} after a "
+            "reload (is it set in postgresql.conf?)",
+        )  # fmt: skip
+
+    async def _alter_system(self, name: str, value: str | None, stop: float | None) -> None:
+        if value is None:
+            await self._sql("execute", f"ALTER SYSTEM RESET {name}", stop=stop)
+            return
+        # ALTER SYSTEM takes no bind parameters: the server quotes the value.
+        statement = await self._sql("fetchval", "SELECT format('ALTER SYSTEM SET %I = %L', "
+                                    "$1::text, $2::text)", name, value, stop=stop)  # fmt: skip
+        await self._sql("execute", statement, stop=stop)
+
+    async def _settle(
+        self, query: str, *args: Any, done: Callable[[Any], bool], failure: Callable[[Any], str],
+        stop: float | None, wait: bool = False,
+    ) -> None:  # fmt: skip
+        """Run ``query`` until done(its value), for the step's budget; then ActuatorError."""
+        until = time.monotonic() + self._budget(stop, wait=wait)
+        while True:
+            seen = await self._sql("fetchval", query, *args, stop=stop)
+            if done(seen):
+                return
+            if time.monotonic() + _POLL >= until:
+                raise ActuatorError(failure(seen))
+            await asyncio.sleep(_POLL)
+
+    def _budget(self, stop: float | None, *, wait: bool = False) -> float:
+        """Seconds for one step: up to the deadline, and at most statement_timeout unless it is
+        a wait. Without a deadline every step gets statement_timeout."""
+        if stop is None:
+            return self._statement_timeout
+        left = stop - time.monotonic()
+        if left <= 0:
+            raise ActuatorError("the command's deadline passed before it was done")
+        return left if wait else min(left, self._statement_timeout)
+
+    async def _sql(self, op: str, query: str, *args: Any, stop: float | None, wait=False) -> Any:
+        """conn.<op>(query, *args) (fetchval, fetchrow or execute) within the step's budget."""
+        conn = await self._connection(stop)
+        return await getattr(conn, op)(query, *args, timeout=self._budget(stop, wait=wait))
+
+    async def _connection(self, stop: float | None) -> asyncpg.Connection:
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        self._discard()
+        budget, target = self._budget(stop), self._target
+        async with asyncio.timeout(budget):
+            self._conn = await asyncpg.connect(
+                host=target.host, port=target.port, user=target.user, password=target.password,
+                database=target.database, timeout=budget,
+                server_settings={
+                    # The probe's prefix, which a fence spares.
+                    "application_name": f"latitude-agent {self._region} actuator",
+                    # A fence must not wait on a synchronous standby that may be gone.
+                    "synchronous_commit": "local",
+                },
+            )  # fmt: skip
+        return self._conn
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def _observe(self) -> common_pb2.DatabaseStatus:
+        async with self._probe_lock:
+            status = await self._probe.observe()
+        if status.role == common_pb2.DATABASE_ROLE_STANDBY:
+            status.upstream_region = status.upstream_region or self._upstream_region
+            # A fenced standby is reported fenced until PROMOTE, FOLLOW or UNFENCE.
+            status.fenced = status.fenced or self.fence_cause != _UNSPECIFIED
+        status.fence_cause = self.fence_cause if status.fenced else _UNSPECIFIED
+        return status
+
+
+def parse_conninfo(text: str) -> list[tuple[str, str]]:
+    """libpq's ``key = value ...``: values bare or single-quoted, with backslash escapes."""
+    if text.lstrip().startswith(("postgresql://", "postgres://")):
+        raise ActuatorError("primary_conninfo is a URI; only key=value conninfo can be rewritten")
+    pairs, at, text = [], 0, text.rstrip()
+    while at < len(text):
+        pair = _CONNINFO_PAIR.match(text, at)
+        if pair is None:  # not quoting the text: it may hold a password
+            raise ActuatorError(f"primary_conninfo is malformed at character {at + 1}")
+        key, value = pair.groups()
+        value = value[1:-1] if value.startswith("'") else value
+        pairs.append((key, re.sub(r"\\(.)", r"\1", value)))
+        at = pair.end()
+    return pairs
+
+
+def follow_conninfo(current: str, host: str, port: int) -> str:
+    """``current`` with the new host and port, everything else (user, passfile,
+    application_name, ...) kept. hostaddr goes too: libpq would connect to it, not to host."""
+    kept = [(k, v) for k, v in parse_conninfo(current) if k not in ("host", "hostaddr", "port")]
+    return " ".join(f"{k}={_quote(v)}" for k, v in [("host", host), ("port", str(port)), *kept])
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _lsn(position: int) -> str:
+    position = int(position)
+    return f"{position >> 32:X}/{position & 0xFFFF_FFFF:X}"
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err).strip() or type(err).__name__

@@ -1,0 +1,317 @@
+"""The actuator against real PostgreSQL servers: fence, unfence, follow, promote.
+
+These tests change the cluster (the last one promotes eu-west-1), so the module runs its own
+stack instead of the session's, and the tests run in file order: each leaves us-east-1 the
+writable primary with both standbys streaming from it, except the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+
+from agent.actuator import Actuator, ActuatorError, follow_conninfo, parse_conninfo
+from agent.postgres_probe import DatabaseTarget, PostgresProbe
+from latitude.stack.harness import running_stack
+from latitude.stack.postgres import SUPERUSER
+from latitude.stack.stack import Stack
+from latitude.v1 import agent_pb2, common_pb2
+
+pytestmark = pytest.mark.stack
+
+K = agent_pb2.CommandKind
+PRIMARY, STANDBY = common_pb2.DATABASE_ROLE_PRIMARY, common_pb2.DATABASE_ROLE_STANDBY
+BY_COMMAND = common_pb2.FENCE_CAUSE_COMMAND
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Stack:
+    """A stack of this module's own: the tests below fence, repoint and promote."""
+    # No control plane: its leader would fence the primaries these tests make.
+    with running_stack(control_plane=False) as stack:
+        yield stack
+
+
+def command(kind: int, *, epoch: int = 1, within: float = 10.0, **args) -> agent_pb2.Command:
+    cmd = agent_pb2.Command(command_id=str(uuid.uuid4()), epoch=epoch, kind=kind, **args)
+    cmd.deadline.FromNanoseconds(int((time.time() + within) * 1e9))
+    return cmd
+
+
+def target_for(stack: Stack, region: str) -> DatabaseTarget:
+    state = stack.state()
+    node = stack.postgres_node(state, region)
+    return DatabaseTarget(node.host, node.port, SUPERUSER, state.superuser_password)
+
+
+@asynccontextmanager
+async def actuator_for(stack: Stack, region: str) -> AsyncIterator[Actuator]:
+    target = target_for(stack, region)
+    probe = PostgresProbe(target, region=region)
+    actuator = Actuator(target, probe, region=region)
+    try:
+        yield actuator
+    finally:
+        await actuator.close()
+        await probe.close()
+
+
+@asynccontextmanager
+async def session(
+    stack: Stack, region: str, app: str = "test"
+) -> AsyncIterator[asyncpg.Connection]:
+    """A fresh client session, as an application would open one."""
+    state = stack.state()
+    node = stack.postgres_node(state, region)
+    conn = await asyncpg.connect(
+        host=node.host, port=node.port, user=SUPERUSER, password=state.superuser_password,
+        database="postgres", timeout=3.0, server_settings={"application_name": app},
+    )  # fmt: skip
+    try:
+        yield conn
+    finally:
+        await conn.close(timeout=3.0)
+
+
+async def query(stack: Stack, region: str, sql: str, *args):
+    async with session(stack, region) as conn:
+        return await conn.fetchval(sql, *args, timeout=3.0)
+
+
+async def eventually(look: Callable[[], Awaitable], timeout: float, what: str):
+    """Poll ``look`` until it returns something true; its last value on failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = await look()
+        if seen:
+            return seen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; saw {seen!r}")
+        await asyncio.sleep(0.05)
+
+
+async def receiver(stack: Stack, region: str) -> tuple[str, int] | None:
+    return await query(stack, region, "SELECT (status, sender_port) FROM pg_stat_wal_receiver")
+
+
+async def streams_from(stack: Stack, region: str, upstream: str, timeout: float = 15.0) -> None:
+    port = stack.postgres_node(stack.state(), upstream).port
+    await eventually(
+        lambda: _streaming_from(stack, region, port), timeout, f"{region} to stream from {upstream}"
+    )
+
+
+async def _streaming_from(stack: Stack, region: str, port: int) -> bool:
+    return tuple(await receiver(stack, region) or ()) == ("streaming", port)
+
+
+def test_conninfo_rewrite_keeps_everything_but_the_address():
+    current = (
+        "user=replicator passfile='/tmp/a b/pgpass' host=10.0.0.1 hostaddr=10.0.0.1 port=5433 "
+        r"application_name=eu-west-1 password='it\'s \\ odd' sslmode = prefer"
+    )
+    rewritten = follow_conninfo(current, "db.example", 6543)
+    assert parse_conninfo(rewritten) == [
+        ("host", "db.example"), ("port", "6543"), ("user", "replicator"),
+        ("passfile", "/tmp/a b/pgpass"), ("application_name", "eu-west-1"),
+        ("password", "it's \\ odd"), ("sslmode", "prefer"),
+    ]  # fmt: skip
+    for bad in ("user", "user='unterminated", "postgresql://replicator@db/postgres"):
+        with pytest.raises(ActuatorError):
+            parse_conninfo(bad)
+
+
+async def test_fence_stops_writes_and_unfence_restores_them(cluster: Stack):
+    async with (
+        actuator_for(cluster, "us-east-1") as actuator,
+        session(cluster, "us-east-1") as writer,
+        session(cluster, "us-east-1", app="latitude-agent us-east-1") as agent_session,
+    ):
+        await writer.execute("CREATE TABLE fence_test (n int)")
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.execute("INSERT INTO fence_test VALUES (1)")
+
+        fenced = await actuator.execute(command(K.COMMAND_KIND_FENCE))
+        assert fenced.ok, fenced.error
+        assert fenced.observed.role == PRIMARY and fenced.observed.fenced
+        assert fenced.observed.fence_cause == BY_COMMAND == actuator.fence_cause
+        # The open write transaction was terminated: its COMMIT cannot succeed.
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await transaction.commit()
+        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+        assert await query(cluster, "us-east-1", gone, writer.get_server_pid()) == 0
+        assert await query(cluster, "us-east-1", "SELECT count(*) FROM fence_test") == 0
+        # New sessions are read-only; the agent's own sessions survive.
+        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "on"
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await query(cluster, "us-east-1", "INSERT INTO fence_test VALUES (2)")
+        assert await agent_session.fetchval("SELECT 1") == 1
+        probe = PostgresProbe(target_for(cluster, "us-east-1"), region="us-east-1")
+        try:
+            assert (await probe.observe()).fenced
+        finally:
+            await probe.close()
+
+        again = await actuator.execute(command(K.COMMAND_KIND_FENCE))
+        assert again.ok and again.observed.fenced, again.error
+
+        unfenced = await actuator.execute(command(K.COMMAND_KIND_UNFENCE))
+        assert unfenced.ok, unfenced.error
+        assert not unfenced.observed.fenced
+        assert unfenced.observed.fence_cause == common_pb2.FENCE_CAUSE_UNSPECIFIED
+        assert actuator.fence_cause == common_pb2.FENCE_CAUSE_UNSPECIFIED
+        async with session(cluster, "us-east-1") as conn:
+            await conn.execute("INSERT INTO fence_test VALUES (3)")
+            assert await conn.fetchval("SELECT count(*) FROM fence_test") == 1
+
+
+async def test_self_fence_records_its_cause(cluster: Stack):
+    async with actuator_for(cluster, "us-east-1") as actuator:
+        await actuator.fence(common_pb2.FENCE_CAUSE_SELF)
+        await actuator.fence(common_pb2.FENCE_CAUSE_SELF)  # idempotent
+        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "on"
+        report = await actuator.execute(command(K.COMMAND_KIND_REPORT_NOW))
+        assert report.ok and report.observed.fenced
+        assert report.observed.fence_cause == common_pb2.FENCE_CAUSE_SELF
+        assert (await actuator.execute(command(K.COMMAND_KIND_UNFENCE))).ok
+
+
+async def test_checkpoint_runs_and_rejoin_is_not_supported_yet(cluster: Stack):
+    async with actuator_for(cluster, "eu-west-1") as actuator:
+        checkpoint = await actuator.execute(command(K.COMMAND_KIND_CHECKPOINT))
+        assert checkpoint.ok and checkpoint.observed.role == STANDBY, checkpoint.error
+        rejoin = await actuator.execute(command(K.COMMAND_KIND_REJOIN))
+        assert not rejoin.ok and rejoin.error == "REJOIN is not supported by this agent yet"
+
+
+async def test_a_stale_epoch_is_refused_without_touching_the_database(cluster: Stack):
+    async with actuator_for(cluster, "us-east-1") as actuator:
+        assert actuator.accept_epoch(5)
+        assert not actuator.accept_epoch(4)
+        stale = await actuator.execute(command(K.COMMAND_KIND_FENCE, epoch=4))
+        assert not stale.ok and "4" in stale.error and "5" in stale.error
+        assert stale.agent_epoch == 5
+        assert stale.observed.role == PRIMARY and not stale.observed.fenced
+        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "off"
+        newer = await actuator.execute(command(K.COMMAND_KIND_REPORT_NOW, epoch=6))
+        assert newer.ok and newer.agent_epoch == 6 == actuator.highest_epoch
+
+
+async def test_a_repeated_command_id_is_not_carried_out_again(cluster: Stack):
+    async with actuator_for(cluster, "us-east-1") as actuator:
+        fence = command(K.COMMAND_KIND_FENCE)
+        first = await actuator.execute(fence)
+        assert first.ok, first.error
+        assert (await actuator.execute(command(K.COMMAND_KIND_UNFENCE))).ok
+        repeated = await actuator.execute(fence)
+        assert repeated == first  # the remembered answer, fenced as it was then...
+        # ...but the database was not fenced again.
+        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "off"
+
+
+async def test_a_command_past_its_deadline_is_refused(cluster: Stack):
+    async with actuator_for(cluster, "us-east-1") as actuator:
+        late = await actuator.execute(command(K.COMMAND_KIND_FENCE, within=-1.0))
+        assert not late.ok and "deadline" in late.error
+        assert late.observed.role == PRIMARY and not late.observed.fenced
+        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "off"
+
+
+async def test_follow_repoints_a_standby(cluster: Stack):
+    state = cluster.state()
+    eu, us = (cluster.postgres_node(state, r) for r in ("eu-west-1", "us-east-1"))
+    before = await query(cluster, "ap-southeast-1", "SHOW primary_conninfo")
+    async with actuator_for(cluster, "ap-southeast-1") as actuator:
+        # Fencing a standby changes nothing in it but is remembered until it follows anew.
+        fenced = await actuator.execute(command(K.COMMAND_KIND_FENCE))
+        assert fenced.ok and fenced.observed.role == STANDBY, fenced.error
+        assert fenced.observed.fenced and fenced.observed.fence_cause == BY_COMMAND
+        assert await query(cluster, "ap-southeast-1", "SHOW default_transaction_read_only") == "off"
+        # A cascading standby: ap-southeast-1 streams from the standby eu-west-1.
+        follow = agent_pb2.FollowArgs(
+            primary_region="eu-west-1", primary_host=eu.host, primary_port=eu.port
+        )
+        result = await actuator.execute(command(K.COMMAND_KIND_FOLLOW, follow=follow))
+        assert result.ok, result.error
+        assert result.observed.upstream_region == "eu-west-1" and not result.observed.fenced
+        conninfo = dict(
+            parse_conninfo(await query(cluster, "ap-southeast-1", "SHOW primary_conninfo"))
+        )
+        assert (conninfo["host"], conninfo["port"]) == (eu.host, str(eu.port))
+        kept = {k: v for k, v in parse_conninfo(before) if k not in ("host", "port")}
+        assert kept.items() <= conninfo.items() and kept["application_name"] == "ap-southeast-1"
+        assert await query(cluster, "ap-southeast-1", "SHOW primary_slot_name") == ""
+        await streams_from(cluster, "ap-southeast-1", "eu-west-1")
+
+        back = agent_pb2.FollowArgs(
+            primary_region="us-east-1", primary_host=us.host, primary_port=us.port,
+            slot_name=cluster.topology.region("ap-southeast-1").slot_name,
+        )  # fmt: skip
+        result = await actuator.execute(command(K.COMMAND_KIND_FOLLOW, follow=back))
+        assert result.ok, result.error
+        slot = await query(cluster, "ap-southeast-1", "SHOW primary_slot_name")
+        assert slot == back.slot_name
+        await streams_from(cluster, "ap-southeast-1", "us-east-1")
+
+
+async def test_a_primary_cannot_follow(cluster: Stack):
+    eu = cluster.postgres_node(cluster.state(), "eu-west-1")
+    async with actuator_for(cluster, "us-east-1") as actuator:
+        follow = agent_pb2.FollowArgs(
+            primary_region="eu-west-1", primary_host=eu.host, primary_port=eu.port
+        )
+        result = await actuator.execute(command(K.COMMAND_KIND_FOLLOW, follow=follow))
+        assert not result.ok and "use REJOIN" in result.error
+        assert result.observed.role == PRIMARY
+        assert await query(cluster, "us-east-1", "SHOW primary_conninfo") == ""
+
+
+async def test_promote_waits_for_wal_and_gives_up_at_the_deadline(cluster: Stack):
+    head = await query(cluster, "us-east-1", "SELECT pg_current_wal_lsn() - '0/0'")
+    async with actuator_for(cluster, "ap-southeast-1") as actuator:
+        beyond = agent_pb2.PromoteArgs(min_replayed_lsn=int(head) + (1 << 30))
+        started = time.monotonic()
+        result = await actuator.execute(command(K.COMMAND_KIND_PROMOTE, within=1.5, promote=beyond))
+        took = time.monotonic() - started
+        assert not result.ok and "not promoted" in result.error
+        assert 1.2 < took < 4.0
+        assert result.observed.role == STANDBY
+        assert await query(cluster, "ap-southeast-1", "SELECT pg_is_in_recovery()")
+
+
+async def test_promote_makes_a_writable_primary_with_slots(cluster: Stack):
+    # eu-west-1 carries a fence in its own configuration, as a former primary's might.
+    async with session(cluster, "eu-west-1") as conn:
+        await conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        await conn.execute("SELECT pg_reload_conf()")
+    async with actuator_for(cluster, "us-east-1") as old, actuator_for(cluster, "eu-west-1") as new:
+        assert (await old.execute(command(K.COMMAND_KIND_FENCE, epoch=2))).ok
+        final = await query(cluster, "us-east-1", "SELECT pg_current_wal_lsn() - '0/0'")
+        slots = [cluster.topology.region(r).slot_name for r in ("us-east-1", "ap-southeast-1")]
+        args = agent_pb2.PromoteArgs(min_replayed_lsn=int(final), create_slots=slots)
+        promoted = await new.execute(
+            command(K.COMMAND_KIND_PROMOTE, epoch=2, within=20, promote=args)
+        )
+        assert promoted.ok, promoted.error
+        assert promoted.observed.role == PRIMARY and not promoted.observed.fenced
+        assert promoted.observed.timeline_id == 2
+        async with session(cluster, "eu-west-1") as conn:
+            assert not await conn.fetchval("SELECT pg_is_in_recovery()")
+            assert await conn.fetchval("SHOW default_transaction_read_only") == "off"
+            await conn.execute("CREATE TABLE promoted (n int); INSERT INTO promoted VALUES (1)")
+            found = await conn.fetch("SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+            assert [r["slot_name"] for r in found] == sorted(slots)
+
+        again = await new.execute(command(K.COMMAND_KIND_PROMOTE, epoch=2, promote=args))
+        assert again.ok, again.error
+        # The fenced old primary is never promoted back.
+        refused = await old.execute(command(K.COMMAND_KIND_PROMOTE, epoch=2))
+        assert not refused.ok and "fenced primary" in refused.error
+        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "on"
