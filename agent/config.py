@@ -41,6 +41,9 @@ class AgentConfig:
     report_interval: float = 0.5
     # Bounds on one database probe.
     probe_timeout: float = 1.0
+    # A primary fences itself when no report has been acknowledged for this long, until the
+    # leader's Welcome says otherwise.
+    fence_after: float = 4.0
 
     def validate(self) -> None:
         if not self.region:
@@ -60,8 +63,8 @@ class AgentConfig:
             raise ConfigError(f"priority: must not be negative, got {self.priority}")
         if not 0 < self.db_port < 65536:
             raise ConfigError(f"db_port: {self.db_port} is not a port")
-        if not self.report_interval > 0 or not self.probe_timeout > 0:
-            raise ConfigError("report_interval and probe_timeout must be positive")
+        if not self.report_interval > 0 or not self.probe_timeout > 0 or not self.fence_after > 0:
+            raise ConfigError("report_interval, probe_timeout and fence_after must be positive")
 
     @property
     def id(self) -> str:

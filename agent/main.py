@@ -13,8 +13,10 @@ from pathlib import Path
 
 import latitude
 from agent import config as agent_config
+from agent.actuator import Actuator, ActuatorError
 from agent.checks import CheckRunner, CheckSpec
 from agent.config import AgentConfig
+from agent.fencing import fence_due
 from agent.link import CoordinatorLink
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from latitude import program
@@ -38,7 +40,16 @@ class Agent:
             query_timeout=config.probe_timeout,
         )  # fmt: skip
         self.checks = CheckRunner(checks)
-        self.link = CoordinatorLink(config.coordinators, self._hello)
+        # The probe has one connection: the probe loop and commands take turns with it.
+        self._probe_lock = asyncio.Lock()
+        self.actuator = Actuator(
+            self.probe.target, self.probe, region=config.region, probe_lock=self._probe_lock
+        )
+        self._commands: asyncio.Queue[agent_pb2.Command] = asyncio.Queue()
+        self.link = CoordinatorLink(
+            config.coordinators, self._hello, on_command=self._commands.put_nowait
+        )
+        self._started = time.monotonic()
         self.database = common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_UNKNOWN)
         self._sequence = 0
 
@@ -83,9 +94,12 @@ class Agent:
     async def run(self) -> None:
         self.checks.start()
         try:
-            await all_or_none(self.link.run(), self._probe_loop(), self._report_loop())
+            await all_or_none(
+                self.link.run(), self._probe_loop(), self._report_loop(), self._command_loop()
+            )
         finally:
             await self.checks.close()
+            await self.actuator.close()
             await self.probe.close()
 
     async def _probe_loop(self) -> None:
@@ -94,9 +108,49 @@ class Agent:
         while True:
             started = time.monotonic()
             # Beat first, so the primary's report carries the heartbeat it just wrote.
-            await self.probe.heartbeat()
-            self.database = await self.probe.observe()
+            async with self._probe_lock:
+                await self.probe.heartbeat()
+                database = await self.probe.observe()
+            if self._fence_due(database):
+                log.warning(
+                    "no report acknowledged for %.1f s: fencing the primary", self.fence_after
+                )
+                try:
+                    await self.actuator.fence(common_pb2.FENCE_CAUSE_SELF)
+                except ActuatorError as err:
+                    log.error("self-fencing failed: %s", err)
+                async with self._probe_lock:
+                    database = await self.probe.observe()
+            if database.fenced:
+                database.fence_cause = self.actuator.fence_cause
+            self.database = database
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    @property
+    def fence_after(self) -> float:
+        welcome = self.link.welcome
+        if welcome is not None and welcome.fence_after.ToNanoseconds() > 0:
+            return welcome.fence_after.ToNanoseconds() / 1e9
+        return self.config.fence_after
+
+    def _fence_due(self, database: common_pb2.DatabaseStatus) -> bool:
+        return fence_due(
+            time.monotonic(),
+            database=database,
+            last_ack_sent_at=self.link.last_ack_sent_at,
+            started_at=self._started,
+            fence_after=self.fence_after,
+        )
+
+    async def _command_loop(self) -> None:
+        """Commands run one at a time, in the order the leader sent them."""
+        while True:
+            command = await self._commands.get()
+            self.actuator.accept_epoch(self.link.highest_epoch)
+            result = await self.actuator.execute(command)
+            log.info("%s %s: %s", agent_pb2.CommandKind.Name(command.kind), command.command_id,
+                     "ok" if result.ok else result.error)  # fmt: skip
+            self.link.send_result(result)
 
     async def _report_loop(self) -> None:
         next_at = time.monotonic()

@@ -116,7 +116,7 @@ class PostgresProbe:
         query_timeout: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._target = target
+        self.target = target
         self._address = join_host_port(target.host, target.port)
         self._region = region
         self._connect_timeout = connect_timeout
@@ -212,7 +212,7 @@ class PostgresProbe:
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
         self._discard()
-        target = self._target
+        target = self.target
         async with asyncio.timeout(self._connect_timeout):
             self._conn = await asyncpg.connect(
                 host=target.host,

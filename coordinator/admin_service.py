@@ -10,7 +10,7 @@ import grpc
 
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.node import CoordinatorNode
-from latitude.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+from latitude.v1 import admin_pb2, admin_pb2_grpc
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -21,8 +21,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def GetStatus(self, request, context):
         store = self._node.store
         try:
-            (leader, _), published, members = await asyncio.gather(
-                store.leader(), store.read_prefix("regions"), self._members.statuses()
+            (leader, _), published, members, write_region, failover = await asyncio.gather(
+                store.leader(),
+                store.read_prefix("regions"),
+                self._members.statuses(),
+                store.read("write_region"),
+                store.read("failover/current"),
             )
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
@@ -39,11 +43,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             if region.HasField("last_report_at"):
                 age = now - region.last_report_at.ToNanoseconds() / 1e9
                 region.last_report_age_seconds = max(0.0, age)
-            if region.database.role == common_pb2.DATABASE_ROLE_PRIMARY and not (
-                region.database.fenced
-            ):
-                status.write_region = region.region
             status.regions.append(region)
+        status.write_region = (write_region or b"").decode()
+        if failover:
+            record = admin_pb2.FailoverStatus.FromString(failover)
+            if not record.HasField("finished_at"):
+                status.failover.CopyFrom(record)
         for member in members:
             status.etcd_members.append(
                 admin_pb2.EtcdMember(

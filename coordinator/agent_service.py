@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 
@@ -96,6 +97,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         node.region_changed(change)
                     if report.sequence % ack_every and change is None:
                         continue
+                    record.acked_wall = time.time()
                     session.send(
                         agent_pb2.CoordinatorMessage(
                             report_ack=agent_pb2.ReportAck(

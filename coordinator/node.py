@@ -17,6 +17,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.detector import DetectorSettings, RegionState
 from coordinator.election import Election
 from coordinator.etcd import EtcdError
+from coordinator.orchestrator import Orchestrator
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.sessions import Sessions
 from coordinator.store import Candidate, Store
@@ -38,6 +39,7 @@ class CoordinatorNode:
         self.sessions = Sessions()
         self.commands = CommandDispatcher()
         self.registry: Registry | None = None
+        self.orchestrator: Orchestrator | None = None
         self._publish_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -105,15 +107,18 @@ class CoordinatorNode:
         registry = Registry(self.config.regions, policy)
         await self._resume(registry)
         self.registry = registry
+        self.orchestrator = Orchestrator(self, registry, time.time())
         duties = [
             asyncio.create_task(self._tick(registry), name="tick"),
             asyncio.create_task(self._publish(registry), name="publish"),
+            asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
         ]
         deposed = asyncio.create_task(self.election.deposed.wait())
         try:
             await asyncio.wait([deposed, *duties], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.registry = None
+            self.orchestrator = None
             self.sessions.close_all(self.not_leader())
             for task in (deposed, *duties):
                 task.cancel()
@@ -167,6 +172,21 @@ class CoordinatorNode:
                 names, registry.dirty = sorted(registry.dirty), set()
                 await self._write_statuses(registry, names)
             await asyncio.sleep(TICK)
+
+    async def write(self, puts: dict[str, bytes]) -> bool:
+        """A guarded write as leader; False (and stepping down) when no longer leader."""
+        leadership = self.election.leadership
+        if leadership is None:
+            return False
+        try:
+            applied = await self.store.write(leadership, puts, timeout=self.config.lease_ttl / 3)
+        except EtcdError as err:
+            log.warning("write to etcd failed: %s", err)
+            return False
+        if not applied:
+            log.warning("leader key no longer ours: stepping down")
+            self.election.step_down()
+        return applied
 
     async def _write_statuses(self, registry: Registry, names: list[str]) -> None:
         leadership = self.election.leadership

@@ -47,7 +47,9 @@ class RegionRecord:
     report: agent_pb2.Report | None = None
     report_wall: float = 0.0  # when the last report arrived (leader's wall clock)
     sequence: int = 0
-    changes: list[Assessment] = field(default_factory=list)
+    # When this leader last acknowledged one of the region's reports (leader's wall clock):
+    # the agent of a primary fences itself fence_after after the report it acknowledges.
+    acked_wall: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

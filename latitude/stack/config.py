@@ -30,6 +30,9 @@ class StackConfig:
     pg_user: str = "postgres"
     # How long ``up`` waits for every region to stream before giving up.
     ready_timeout: float = 60.0
+    # Start the coordinators and agents too; false gives bare etcd and PostgreSQL (for tests
+    # that drive the databases by hand, and for running a control plane from elsewhere).
+    control_plane: bool = True
 
     def validate(self) -> None:
         try:

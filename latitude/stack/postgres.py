@@ -18,10 +18,10 @@ from pathlib import Path
 import asyncpg
 
 from latitude.errors import StackError
+from latitude.replication import REPLICATION_USER
 from latitude.stack import processes
 from latitude.stack.processes import ProcessRecord
 
-REPLICATION_USER = "replicator"
 SUPERUSER = "postgres"
 
 # Small-machine settings: three clusters share two cores with etcd and the control plane.

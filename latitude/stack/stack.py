@@ -81,12 +81,16 @@ class Stack:
 
     def component_names(self) -> list[str]:
         """Every process of the stack, in the order they start (``down`` stops in reverse)."""
-        return [
+        names = [
             *self.topology.etcd_members,
             *(f"postgres-{r.name}" for r in (self.topology.primary, *self.topology.standbys)),
-            *self.topology.coordinators,
-            *(f"agent-{r.name}" for r in self.topology.regions),
         ]
+        if self.config.control_plane:
+            names += [
+                *self.topology.coordinators,
+                *(f"agent-{r.name}" for r in self.topology.regions),
+            ]
+        return names
 
     def _port_names(self) -> list[str]:
         names = []
@@ -283,6 +287,8 @@ class Stack:
     async def _up_control_plane(
         self, state: StackState, running: dict[str, bool], started: list[ProcessRecord]
     ) -> None:
+        if not self.config.control_plane:
+            return
         etcd_endpoints = [m.endpoint for m in self.etcd_members(state)]
         regions = [r.name for r in self.topology.regions]
         coordinators = self.coordinator_addresses(state)
@@ -319,6 +325,8 @@ class Stack:
 
         await self._poll(streaming, "every standby to stream from the primary", state)
         self._progress("stack", "every region streaming")
+        if not self.config.control_plane:
+            return
         await self._poll(healthy, "a coordinator leader to see every region HEALTHY", state)
         self._progress("stack", "ready: leader elected, every region HEALTHY")
 

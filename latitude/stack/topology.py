@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from latitude.errors import UnknownRegionError
+from latitude.replication import slot_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +23,7 @@ class RegionSpec:
 
     @property
     def slot_name(self) -> str:
-        """The physical replication slot this region's standby uses on the primary."""
-        return "latitude_" + self.name.replace("-", "_")
+        return slot_name(self.name)
 
 
 @dataclass(frozen=True, slots=True)

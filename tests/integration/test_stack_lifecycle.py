@@ -160,8 +160,22 @@ def asyncio_wait_gone(record: ProcessRecord, timeout: float = 5.0) -> bool:
     return True
 
 
+def _taken_port_after_two_free() -> socket.socket:
+    """A listening socket whose port P has P-2 and P-1 free, for a run starting at P-2."""
+    for _ in range(50):
+        taken = socket.create_server(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        try:
+            for free in (port - 2, port - 1):
+                socket.create_server(("127.0.0.1", free)).close()
+            return taken
+        except OSError:
+            taken.close()
+    raise AssertionError("no run of three ports found")
+
+
 def test_fresh_up_on_ports_in_use_fails_cleanly(stack_dir: Path):
-    with socket.create_server(("127.0.0.1", 0)) as taken:
+    with _taken_port_after_two_free() as taken:
         port = taken.getsockname()[1]
         # The run is etcd-1 client, etcd-1 peer, etcd-2 client, ...: the taken one is the third.
         result = latitude("up", "--dir", str(stack_dir), "--port-base", str(port - 2))

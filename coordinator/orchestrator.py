@@ -1,0 +1,313 @@
+"""The leader's failover orchestration: fence, choose, promote, repoint, redirect.
+
+The failover record lives in etcd (``failover/current``) and is rewritten, guarded by the
+leader key, at every phase, so a new leader resumes a failover where the old one stopped:
+each step is an idempotent command. Promotion waits for the old primary's fence deadline
+unless the old primary was fenced by command. The write region (``write_region``) changes
+only in the REPOINTING phase, after the new primary has been promoted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+
+from coordinator.commands import CommandFailed
+from coordinator.failover import Budget, PrimaryView, StandbyView, assess_primary, choose
+from coordinator.registry import Registry
+from latitude.replication import slot_name
+from latitude.v1 import admin_pb2, agent_pb2, common_pb2
+
+log = logging.getLogger(__name__)
+
+FENCE_MARGIN = 0.5
+KEY = "failover/current"
+WRITE_REGION = "write_region"
+Phase = admin_pb2.FailoverPhase
+_DONE = (admin_pb2.FAILOVER_PHASE_COMPLETED, admin_pb2.FAILOVER_PHASE_ABORTED)
+
+
+def _stamp(timestamp, wall: float | None = None) -> None:
+    timestamp.FromNanoseconds(int((time.time() if wall is None else wall) * 1e9))
+
+
+class Orchestrator:
+    def __init__(self, node, registry: Registry, elected_wall: float) -> None:
+        self._node = node
+        self._registry = registry
+        self._config = node.config
+        self._elected_wall = elected_wall
+        self.current: admin_pb2.FailoverStatus | None = None
+        self.write_region = ""
+        self._noted: set[str] = set()
+        self._fenced_at: dict[str, float] = {}
+
+    async def run(self) -> None:
+        store = self._node.store
+        raw = await store.read(KEY)
+        self.write_region = (await store.read(WRITE_REGION) or b"").decode()
+        if raw:
+            record = admin_pb2.FailoverStatus.FromString(raw)
+            if record.phase not in _DONE:
+                log.info("resuming failover %s in phase %s", record.failover_id,
+                         Phase.Name(record.phase))  # fmt: skip
+                await self._carry_out(record)
+        while True:
+            await asyncio.sleep(0.1)
+            await self._watch()
+
+    async def _watch(self) -> None:
+        registry = self._registry
+        if not self.write_region:
+            primary = registry.primary()
+            if primary is not None:
+                await self._set_write_region(primary.name)
+            return
+        await self._fence_stray_primaries()
+        verdict = assess_primary(
+            self._primary_view(), self._standby_views(), fail_after=self._config.fail_after
+        )
+        if verdict.confirmed:
+            await self.start(admin_pb2.FAILOVER_KIND_AUTOMATIC, verdict.reason)
+        elif verdict.failed and verdict.reason not in self._noted:
+            self._noted.add(verdict.reason)
+            log.warning("not failing over: %s", verdict.reason)
+        elif not verdict.failed:
+            self._noted.clear()
+
+    async def start(self, kind: int, reason: str, *, target: str = "", forced: bool = False):
+        record = admin_pb2.FailoverStatus(
+            failover_id=uuid.uuid4().hex[:8],
+            kind=kind,
+            phase=admin_pb2.FAILOVER_PHASE_FENCING,
+            from_region=self.write_region,
+            to_region=target,
+            reason=reason,
+            forced=forced,
+        )
+        _stamp(record.started_at)
+        _stamp(record.steps["detected"])
+        log.warning("failover %s: %s", record.failover_id, reason)
+        await self._carry_out(record)
+        return record
+
+    async def _carry_out(self, record: admin_pb2.FailoverStatus) -> None:
+        self.current = record
+        old = self._registry.regions[record.from_region]
+        old.monitor.in_failover = True
+        self._registry.dirty.add(old.name)
+        try:
+            if record.phase == admin_pb2.FAILOVER_PHASE_FENCING:
+                await self._save(record)
+                _stamp(record.steps["drained"])
+                await self._fence(record)
+                record.phase = admin_pb2.FAILOVER_PHASE_SELECTING
+                await self._save(record)
+            if record.phase == admin_pb2.FAILOVER_PHASE_SELECTING:
+                if not await self._select(record):
+                    return await self._finish(record, admin_pb2.FAILOVER_PHASE_ABORTED)
+                record.phase = admin_pb2.FAILOVER_PHASE_PROMOTING
+                await self._save(record)
+            if record.phase == admin_pb2.FAILOVER_PHASE_PROMOTING:
+                await self._promote(record)
+                record.phase = admin_pb2.FAILOVER_PHASE_REPOINTING
+                await self._save(record)
+            if record.phase == admin_pb2.FAILOVER_PHASE_REPOINTING:
+                await self._set_write_region(record.to_region)
+                _stamp(record.steps["redirected"])
+                await self._repoint(record)
+                await self._finish(record, admin_pb2.FAILOVER_PHASE_COMPLETED)
+        except CommandFailed as err:
+            record.error = str(err)
+            await self._finish(record, admin_pb2.FAILOVER_PHASE_ABORTED)
+        finally:
+            old.monitor.in_failover = False
+            self._registry.dirty.add(old.name)
+            self.current = None
+
+    async def _fence(self, record: admin_pb2.FailoverStatus) -> None:
+        old = self._registry.regions[record.from_region]
+        if old.session is not None and not old.monitor.arrivals.overdue(time.monotonic()):
+            try:
+                result = await self._node.command(
+                    old.name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
+                    timeout=1.0, reason=f"failover {record.failover_id}",
+                )  # fmt: skip
+                if result.ok:
+                    _stamp(record.steps["fenced"])
+                    return
+            except CommandFailed as err:
+                log.warning("fencing %s by command failed: %s", old.name, err)
+        # Unreachable: it fences itself fence_after after the last report anyone acknowledged.
+        # A new leader cannot know its predecessor's acks, only that they came before its term.
+        last_ack = max(old.acked_wall, self._elected_wall if not old.acked_wall else 0.0)
+        deadline = last_ack + self._config.fence_after + FENCE_MARGIN
+        if record.HasField("fence_deadline"):
+            deadline = max(deadline, record.fence_deadline.ToNanoseconds() / 1e9)
+        _stamp(record.fence_deadline, deadline)
+        await self._save(record)
+        await asyncio.sleep(max(0.0, deadline - time.time()))
+        _stamp(record.steps["fenced"])
+
+    async def _select(self, record: admin_pb2.FailoverStatus) -> bool:
+        # Ask every candidate for its position now rather than trusting the last report.
+        names = [n for n in self._registry.regions if n != record.from_region]
+        await asyncio.gather(*(self._report_now(n) for n in names), return_exceptions=True)
+        old = self._registry.regions[record.from_region].report
+        old_db = old.database if old is not None else common_pb2.DatabaseStatus()
+        choice = choose(
+            self._standby_views(),
+            primary_lsn=old_db.current_lsn,
+            primary_heartbeat_ns=old_db.heartbeat_at.ToNanoseconds()
+            if old_db.HasField("heartbeat_at")
+            else 0,
+            budget=Budget(self._config.lag_budget_bytes, self._config.lag_budget_seconds),
+            forced=record.forced,
+            target=record.to_region,
+        )
+        record.old_primary_lsn = old_db.current_lsn
+        record.data_loss_bound_bytes = choice.loss_bytes
+        record.data_loss_bound_seconds = choice.loss_seconds
+        record.selection_reason = choice.reason
+        if choice.region is None:
+            record.error = choice.reason
+            return False
+        record.to_region = choice.region
+        chosen = self._registry.regions[choice.region].report
+        record.promoted_lsn = chosen.database.replayed_lsn
+        _stamp(record.steps["selected"])
+        return True
+
+    async def _report_now(self, region: str) -> None:
+        result = await self._node.command(
+            region, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_REPORT_NOW), timeout=1.0
+        )
+        record = self._registry.regions[region]
+        if result.ok and record.report is not None:
+            record.report.database.CopyFrom(result.observed)
+
+    async def _promote(self, record: admin_pb2.FailoverStatus) -> None:
+        followers = [n for n in self._registry.regions if n != record.to_region]
+        command = agent_pb2.Command(
+            kind=agent_pb2.COMMAND_KIND_PROMOTE,
+            promote=agent_pb2.PromoteArgs(create_slots=[slot_name(n) for n in followers]),
+        )
+        result = await self._node.command(
+            record.to_region, command, timeout=15.0, reason=f"failover {record.failover_id}"
+        )
+        if not result.ok:
+            raise CommandFailed(f"promoting {record.to_region} failed: {result.error}")
+        _stamp(record.steps["promoted"])
+
+    async def _repoint(self, record: admin_pb2.FailoverStatus) -> None:
+        host, _, port = self._postgres_address(record.to_region).rpartition(":")
+        for name in self._registry.regions:
+            if name in (record.to_region, record.from_region):
+                continue
+            follow = agent_pb2.FollowArgs(
+                primary_region=record.to_region, primary_host=host, primary_port=int(port),
+                slot_name=slot_name(name),
+            )  # fmt: skip
+            try:
+                result = await self._node.command(
+                    name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FOLLOW, follow=follow),
+                    timeout=5.0, reason=f"failover {record.failover_id}",
+                )  # fmt: skip
+                if not result.ok:
+                    log.warning("repointing %s failed: %s", name, result.error)
+            except CommandFailed as err:
+                log.warning("repointing %s failed: %s", name, err)
+        _stamp(record.steps["repointed"])
+
+    async def _fence_stray_primaries(self) -> None:
+        """Never two writable primaries: fence any that is not the write region."""
+        now = time.monotonic()
+        for name, region in self._registry.regions.items():
+            db = region.report.database if region.report else None
+            if name == self.write_region or db is None or self.current is not None:
+                continue
+            if db.role == common_pb2.DATABASE_ROLE_PRIMARY and not db.fenced:
+                if now - self._fenced_at.get(name, -math.inf) < 2.0:
+                    continue
+                self._fenced_at[name] = now
+                log.warning("%s reports a writable primary, but writes go to %s: fencing it",
+                            name, self.write_region)  # fmt: skip
+                try:
+                    await self._node.command(
+                        name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
+                        timeout=1.0, reason="a second writable primary",
+                    )  # fmt: skip
+                except CommandFailed as err:
+                    log.warning("fencing %s failed: %s", name, err)
+
+    def _primary_view(self) -> PrimaryView:
+        record = self._registry.regions[self.write_region]
+        db = record.report.database if record.report else None
+        return PrimaryView(
+            self.write_region,
+            record.monitor.arrivals.silence(time.monotonic()),
+            db is not None and db.role == common_pb2.DATABASE_ROLE_DOWN,
+            self._postgres_address(self.write_region),
+        )
+
+    def _standby_views(self) -> list[StandbyView]:
+        views = []
+        now = time.monotonic()
+        for name, record in self._registry.regions.items():
+            if name == self.write_region:
+                continue
+            db = record.report.database if record.report else None
+            why = ""
+            if db is None or record.session is None or record.monitor.arrivals.overdue(now):
+                why = "its agent is not reporting"
+            elif db.role != common_pb2.DATABASE_ROLE_STANDBY:
+                why = f"its database is {common_pb2.DatabaseRole.Name(db.role)}"
+            elif record.monitor.maintenance:
+                why = "in maintenance"
+            elif record.hello is not None and record.hello.priority == 0:
+                why = "priority 0 (never promoted automatically)"
+            views.append(
+                StandbyView(
+                    name,
+                    db.replayed_lsn if db else 0,
+                    db.upstream_address if db and db.wal_receiver_streaming else "",
+                    db.heartbeat_at.ToNanoseconds() if db and db.HasField("heartbeat_at") else 0,
+                    record.hello.priority if record.hello else 0,
+                    not why,
+                    why,
+                )
+            )
+        return views
+
+    def _postgres_address(self, region: str) -> str:
+        hello = self._registry.regions[region].hello
+        if hello is None:
+            return ""
+        return next(
+            (e.address for e in hello.endpoints if e.kind == common_pb2.ENDPOINT_KIND_POSTGRES),
+            "",
+        )
+
+    async def _set_write_region(self, region: str) -> None:
+        if await self._node.write({WRITE_REGION: region.encode()}):
+            self.write_region = region
+
+    async def _save(self, record: admin_pb2.FailoverStatus) -> None:
+        _stamp(record.updated_at)
+        if not await self._node.write({KEY: record.SerializeToString()}):
+            raise CommandFailed("deposed: the failover record could not be written")
+
+    async def _finish(self, record: admin_pb2.FailoverStatus, phase: int) -> None:
+        record.phase = phase
+        _stamp(record.finished_at)
+        total = (record.finished_at.ToNanoseconds() - record.started_at.ToNanoseconds()) / 1e9
+        log.warning("failover %s %s in %.2f s: %s -> %s (%s)", record.failover_id,
+                    Phase.Name(phase), total, record.from_region, record.to_region or "-",
+                    record.error or record.selection_reason)  # fmt: skip
+        await self._node.write(
+            {KEY: record.SerializeToString(), f"failover/history/{record.failover_id}":
+             record.SerializeToString()}
+        )  # fmt: skip

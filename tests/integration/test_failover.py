@@ -1,0 +1,137 @@
+"""Regional failover on a private stack (it is destroyed along the way) under a write load,
+watched by an independent monitor that samples every region's writability."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import asyncpg
+import pytest
+
+from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.stack.harness import running_stack
+from latitude.stack.postgres import connect
+from latitude.stack.stack import Stack
+from latitude.v1 import admin_pb2
+
+pytestmark = pytest.mark.stack
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+
+
+@pytest.fixture(scope="module")
+def private_stack():
+    with running_stack() as stack:
+        yield stack
+
+
+async def status(stack: Stack) -> admin_pb2.ClusterStatus | None:
+    try:
+        return await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+    except NoCoordinator:
+        return None
+
+
+class Monitor:
+    """Samples pg_is_in_recovery() and default_transaction_read_only everywhere, 20 times a
+    second, and remembers the most regions it ever saw writable at once."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self.most_writable = 0
+        self.samples = 0
+        self._conns: dict[str, asyncpg.Connection | None] = dict.fromkeys(REGIONS)
+
+    async def _writable(self, region: str) -> bool:
+        state = self._stack.state()
+        try:
+            conn = self._conns[region]
+            if conn is None or conn.is_closed():
+                node = self._stack.postgres_node(state, region)
+                conn = await connect(node, state.superuser_password, timeout=0.3)
+                self._conns[region] = conn
+            row = await conn.fetchrow(
+                "SELECT NOT pg_is_in_recovery() AS primary, "
+                "current_setting('default_transaction_read_only') = 'off' AS writable",
+                timeout=0.3,
+            )
+            return bool(row["primary"] and row["writable"])
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self._conns[region] = None
+            return False
+
+    async def run(self) -> None:
+        while True:
+            writable = await asyncio.gather(*(self._writable(r) for r in REGIONS))
+            self.most_writable = max(self.most_writable, sum(writable))
+            self.samples += 1
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        for conn in self._conns.values():
+            if conn is not None:
+                conn.terminate()
+
+
+async def test_losing_only_the_primarys_agent_does_not_promote(private_stack: Stack):
+    stack = private_stack
+    await stack.kill("agent-us-east-1")
+    deadline = time.monotonic() + 8  # well past the 3 s failure threshold and fence deadline
+    while time.monotonic() < deadline:
+        view = await status(stack)
+        assert view is not None
+        assert view.write_region == "us-east-1"
+        assert not view.HasField("failover"), f"a failover started: {view.failover}"
+        await asyncio.sleep(0.2)
+    await stack.up()
+
+
+async def test_losing_the_primary_region_promotes_the_best_standby(private_stack: Stack):
+    stack = private_stack
+    state = stack.state()
+    primary = await connect(stack.postgres_node(state, "us-east-1"), state.superuser_password)
+    await primary.execute("CREATE TABLE IF NOT EXISTS failover_probe (id int PRIMARY KEY)")
+    await primary.execute("INSERT INTO failover_probe VALUES (0)")
+    primary.terminate()
+    monitor = Monitor(stack)
+    watching = asyncio.create_task(monitor.run())
+    try:
+        killed_at = time.monotonic()
+        await stack.kill("agent-us-east-1")
+        await stack.kill("postgres-us-east-1")
+        while True:
+            view = await status(stack)
+            if view is not None and view.write_region not in ("", "us-east-1"):
+                break
+            assert time.monotonic() - killed_at < 15, f"no failover: {view}"
+            await asyncio.sleep(0.05)
+        redirected_in = time.monotonic() - killed_at
+        new = view.write_region
+        assert new in ("eu-west-1", "ap-southeast-1")
+        assert redirected_in < 10, f"failover took {redirected_in:.1f} s"
+
+        # The new primary takes writes, and holds what was committed before the failure.
+        conn = await connect(stack.postgres_node(state, new), state.superuser_password)
+        try:
+            await conn.execute("INSERT INTO failover_probe VALUES (1)")
+            assert await conn.fetchval("SELECT count(*) FROM failover_probe") == 2
+            other = next(r for r in ("eu-west-1", "ap-southeast-1") if r != new)
+            deadline = time.monotonic() + 10
+            while not await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_replication "
+                "WHERE application_name = $1 AND state = 'streaming'",
+                other,
+            ):
+                assert time.monotonic() < deadline, f"{other} never followed {new}"
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+        assert monitor.samples > 20
+        assert monitor.most_writable == 1, "two writable primaries were seen at once"
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await monitor.close()
