@@ -10,13 +10,17 @@ import grpc
 
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.node import CoordinatorNode
+from coordinator.orchestrator import FailoverRefused
 from latitude.v1 import admin_pb2, admin_pb2_grpc
+
+LEADER_METADATA = "latitude-leader-address"
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, node: CoordinatorNode, members: MemberProbe) -> None:
         self._node = node
         self._members = members
+        self._background: set[asyncio.Task] = set()
 
     async def GetStatus(self, request, context):
         store = self._node.store
@@ -61,3 +65,56 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 )
             )
         return status
+
+    async def Switchover(self, request, context):
+        orchestrator = await self._leading(context, request.target_region)
+        reason = f"switchover to {request.target_region or 'the best standby'} requested"
+        record = await self._start(
+            context, orchestrator, request.wait, admin_pb2.FAILOVER_KIND_SWITCHOVER, reason,
+            target=request.target_region, forced=request.force,
+        )  # fmt: skip
+        return admin_pb2.SwitchoverResponse(failover=record)
+
+    async def Failover(self, request, context):
+        orchestrator = await self._leading(context, request.target_region)
+        failed, why = orchestrator.primary_failed()
+        if not failed and not request.force:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"the primary's region is not failed ({why}): use Switchover, or force",
+            )
+        reason = request.reason or f"failover requested by an operator ({why})"
+        record = await self._start(
+            context, orchestrator, request.wait, admin_pb2.FAILOVER_KIND_MANUAL, reason,
+            target=request.target_region, forced=request.force,
+        )  # fmt: skip
+        return admin_pb2.FailoverResponse(failover=record)
+
+    async def _leading(self, context, target: str):
+        node = self._node
+        if target and target not in node.config.regions:
+            known = ", ".join(node.config.regions)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"target_region: unknown region {target!r} (known: {known})",
+            )
+        orchestrator = node.orchestrator
+        if not node.is_leader or orchestrator is None:
+            leader = node.election.leader
+            if leader is not None and leader.id != node.id:
+                context.set_trailing_metadata(((LEADER_METADATA, leader.address),))
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not the leader")
+        return orchestrator
+
+    async def _start(self, context, orchestrator, wait: bool, kind: int, reason: str, **how):
+        # The failover runs on its own: a caller that goes away must not cancel it mid-way.
+        task = asyncio.create_task(orchestrator.start(kind, reason, **how))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            if wait:
+                return await asyncio.shield(task)
+            await asyncio.wait({task}, timeout=0.05)  # let it record its start
+            return task.result() if task.done() else orchestrator.current
+        except FailoverRefused as err:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))

@@ -18,6 +18,7 @@ import uuid
 from coordinator.commands import CommandFailed
 from coordinator.failover import Budget, PrimaryView, StandbyView, assess_primary, choose
 from coordinator.registry import Registry
+from latitude.errors import LatitudeError
 from latitude.replication import slot_name
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
@@ -28,6 +29,10 @@ KEY = "failover/current"
 WRITE_REGION = "write_region"
 Phase = admin_pb2.FailoverPhase
 _DONE = (admin_pb2.FAILOVER_PHASE_COMPLETED, admin_pb2.FAILOVER_PHASE_ABORTED)
+
+
+class FailoverRefused(LatitudeError):
+    """A failover or switchover cannot start now (the message says why)."""
 
 
 def _stamp(timestamp, wall: float | None = None) -> None:
@@ -44,6 +49,7 @@ class Orchestrator:
         self.write_region = ""
         self._noted: set[str] = set()
         self._fenced_at: dict[str, float] = {}
+        self._busy = asyncio.Lock()
 
     async def run(self) -> None:
         store = self._node.store
@@ -79,6 +85,16 @@ class Orchestrator:
             self._noted.clear()
 
     async def start(self, kind: int, reason: str, *, target: str = "", forced: bool = False):
+        """Begin a failover or switchover and carry it out; its final record."""
+        if self._busy.locked():
+            running = self.current.failover_id if self.current else "another"
+            raise FailoverRefused(f"failover {running} is in progress")
+        if not self.write_region:
+            raise FailoverRefused("no write region is known yet")
+        if target and target not in self._registry.regions:
+            raise FailoverRefused(f"unknown region {target!r}")
+        if target == self.write_region:
+            raise FailoverRefused(f"{target} already holds the primary")
         record = admin_pb2.FailoverStatus(
             failover_id=uuid.uuid4().hex[:8],
             kind=kind,
@@ -95,6 +111,10 @@ class Orchestrator:
         return record
 
     async def _carry_out(self, record: admin_pb2.FailoverStatus) -> None:
+        async with self._busy:
+            await self._carry_out_locked(record)
+
+    async def _carry_out_locked(self, record: admin_pb2.FailoverStatus) -> None:
         self.current = record
         old = self._registry.regions[record.from_region]
         old.monitor.in_failover = True
@@ -130,6 +150,20 @@ class Orchestrator:
 
     async def _fence(self, record: admin_pb2.FailoverStatus) -> None:
         old = self._registry.regions[record.from_region]
+        if record.kind == admin_pb2.FAILOVER_KIND_SWITCHOVER:
+            # Planned: the old primary must be fenced by command, and its final position read,
+            # so the target can be made to replay every acknowledged write before promotion.
+            result = await self._node.command(
+                old.name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
+                timeout=2.0, reason=f"switchover {record.failover_id}",
+            )  # fmt: skip
+            if not result.ok:
+                raise CommandFailed(f"fencing {old.name} failed: {result.error}")
+            record.old_primary_lsn = result.observed.current_lsn
+            if old.report is not None:
+                old.report.database.CopyFrom(result.observed)
+            _stamp(record.steps["fenced"])
+            return
         if old.session is not None and not old.monitor.arrivals.overdue(time.monotonic()):
             try:
                 result = await self._node.command(
@@ -165,19 +199,21 @@ class Orchestrator:
             if old_db.HasField("heartbeat_at")
             else 0,
             budget=Budget(self._config.lag_budget_bytes, self._config.lag_budget_seconds),
-            forced=record.forced,
+            # A switchover waits for the target to catch up: lag costs time, not data.
+            forced=record.forced or record.kind == admin_pb2.FAILOVER_KIND_SWITCHOVER,
             target=record.to_region,
         )
+        switchover = record.kind == admin_pb2.FAILOVER_KIND_SWITCHOVER
         record.old_primary_lsn = old_db.current_lsn
-        record.data_loss_bound_bytes = choice.loss_bytes
-        record.data_loss_bound_seconds = choice.loss_seconds
+        record.data_loss_bound_bytes = 0 if switchover else choice.loss_bytes
+        record.data_loss_bound_seconds = 0.0 if switchover else choice.loss_seconds
         record.selection_reason = choice.reason
         if choice.region is None:
             record.error = choice.reason
             return False
         record.to_region = choice.region
         chosen = self._registry.regions[choice.region].report
-        record.promoted_lsn = chosen.database.replayed_lsn
+        record.promoted_lsn = max(chosen.database.replayed_lsn, record.old_primary_lsn * switchover)
         _stamp(record.steps["selected"])
         return True
 
@@ -195,6 +231,9 @@ class Orchestrator:
             kind=agent_pb2.COMMAND_KIND_PROMOTE,
             promote=agent_pb2.PromoteArgs(create_slots=[slot_name(n) for n in followers]),
         )
+        if record.kind == admin_pb2.FAILOVER_KIND_SWITCHOVER:
+            # Zero loss: promote only once everything the fenced primary wrote is replayed.
+            command.promote.min_replayed_lsn = record.old_primary_lsn
         result = await self._node.command(
             record.to_region, command, timeout=15.0, reason=f"failover {record.failover_id}"
         )
@@ -221,6 +260,29 @@ class Orchestrator:
             except CommandFailed as err:
                 log.warning("repointing %s failed: %s", name, err)
         _stamp(record.steps["repointed"])
+        await self._rejoin(record.from_region, record.to_region)
+
+    async def _rejoin(self, region: str, primary: str) -> bool:
+        """Turn a former primary into a standby of ``primary`` (pg_rewind if it diverged)."""
+        host, _, port = self._postgres_address(primary).rpartition(":")
+        if not port or self._registry.regions[region].session is None:
+            return False
+        follow = agent_pb2.FollowArgs(
+            primary_region=primary, primary_host=host, primary_port=int(port),
+            slot_name=slot_name(region),
+        )  # fmt: skip
+        command = agent_pb2.Command(
+            kind=agent_pb2.COMMAND_KIND_REJOIN,
+            rejoin=agent_pb2.RejoinArgs(follow=follow, allow_rewind=True),
+        )
+        try:
+            result = await self._node.command(region, command, timeout=60.0, reason="rejoin")
+        except CommandFailed as err:
+            log.warning("rejoining %s failed: %s", region, err)
+            return False
+        if not result.ok:
+            log.warning("rejoining %s failed: %s", region, result.error)
+        return result.ok
 
     async def _fence_stray_primaries(self) -> None:
         """Never two writable primaries: fence any that is not the write region."""
@@ -229,10 +291,12 @@ class Orchestrator:
             db = region.report.database if region.report else None
             if name == self.write_region or db is None or self.current is not None:
                 continue
-            if db.role == common_pb2.DATABASE_ROLE_PRIMARY and not db.fenced:
-                if now - self._fenced_at.get(name, -math.inf) < 2.0:
-                    continue
-                self._fenced_at[name] = now
+            if db.role != common_pb2.DATABASE_ROLE_PRIMARY:
+                continue
+            if now - self._fenced_at.get(name, -math.inf) < 5.0:
+                continue
+            self._fenced_at[name] = now
+            if not db.fenced:
                 log.warning("%s reports a writable primary, but writes go to %s: fencing it",
                             name, self.write_region)  # fmt: skip
                 try:
@@ -242,6 +306,16 @@ class Orchestrator:
                     )  # fmt: skip
                 except CommandFailed as err:
                     log.warning("fencing %s failed: %s", name, err)
+                    continue
+            # A former primary back from a failover: make it a standby of the current one.
+            await self._rejoin(name, self.write_region)
+
+    def primary_failed(self) -> tuple[bool, str]:
+        """Whether the primary's region is declared failed, and why (for a manual failover)."""
+        verdict = assess_primary(
+            self._primary_view(), self._standby_views(), fail_after=self._config.fail_after
+        )
+        return verdict.failed, verdict.reason
 
     def _primary_view(self) -> PrimaryView:
         record = self._registry.regions[self.write_region]

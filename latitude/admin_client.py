@@ -42,3 +42,36 @@ async def cluster_status(addresses: Sequence[str], timeout: float = 2.0) -> admi
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     raise NoCoordinator("no coordinator answered (" + "; ".join(errors) + ")")
+
+
+LEADER_METADATA = "latitude-leader-address"
+
+
+async def call_leader(addresses: Sequence[str], method: str, request, timeout: float):
+    """Call an AdminService method that only the leader carries out: try the coordinators,
+    following the leader address a follower names."""
+    errors: list[str] = []
+    queue = list(addresses)
+    tried: set[str] = set()
+    while queue:
+        address = queue.pop(0)
+        if address in tried:
+            continue
+        tried.add(address)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            try:
+                return await getattr(stub, method)(request, timeout=timeout)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.FAILED_PRECONDITION and (
+                    err.details() == "not the leader"
+                ):
+                    leader = dict(err.trailing_metadata() or ()).get(LEADER_METADATA)
+                    if leader:
+                        queue.insert(0, leader)
+                    continue
+                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    errors.append(f"{address}: {err.code().name}")
+                    continue
+                raise LatitudeError(err.details() or err.code().name) from err
+    raise NoCoordinator("no leader answered (" + ("; ".join(errors) or "no leader") + ")")

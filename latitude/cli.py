@@ -11,11 +11,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
+from latitude.admin_client import call_leader
 from latitude.errors import LatitudeError
 from latitude.stack.config import StackConfig
 from latitude.stack.progress import Progress
 from latitude.stack.stack import Stack, StackStatus
-from latitude.status_view import cluster_json, format_cluster
+from latitude.status_view import cluster_json, format_cluster, format_failover
 from latitude.table import human_bytes, render
 from latitude.v1 import admin_pb2
 
@@ -61,7 +62,34 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--region", help="show only this region")
     status.set_defaults(command=_status)
+
+    switchover = _stack_command(
+        commands, "switchover", "move the primary to another region without losing a write"
+    )
+    switchover.add_argument("--to", dest="target", default="", help="the region to promote")
+    switchover.add_argument("--force", action="store_true", help="even past the lag budget")
+    _coordinators_option(switchover)
+    switchover.set_defaults(command=_switchover)
+
+    failover = _stack_command(
+        commands, "failover", "promote a standby now (the primary's region must have failed)"
+    )
+    failover.add_argument("--to", dest="target", default="", help="the region to promote")
+    failover.add_argument(
+        "--force", action="store_true", help="even if the primary looks alive or lags too far"
+    )
+    failover.add_argument("--reason", default="", help="recorded with the failover")
+    _coordinators_option(failover)
+    failover.set_defaults(command=_failover)
     return parser
+
+
+def _coordinators_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--coordinators",
+        help="coordinator addresses, comma-separated (default: the local stack's)",
+    )
+    command.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
 
 
 def _stack_command(commands, name: str, help: str) -> argparse.ArgumentParser:
@@ -117,6 +145,29 @@ async def _status(args: argparse.Namespace) -> int:
     else:
         print(format_status(status))
     return 0 if status.ready else EXIT_NOT_READY
+
+
+def _coordinators(args: argparse.Namespace) -> list[str]:
+    if args.coordinators:
+        return [a.strip() for a in args.coordinators.split(",") if a.strip()]
+    stack = _stack(args)
+    return stack.coordinator_addresses(stack.state())
+
+
+async def _switchover(args: argparse.Namespace) -> int:
+    request = admin_pb2.SwitchoverRequest(target_region=args.target, force=args.force, wait=True)
+    response = await call_leader(_coordinators(args), "Switchover", request, args.timeout)
+    print(format_failover(response.failover))
+    return 0 if response.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED else EXIT_ERROR
+
+
+async def _failover(args: argparse.Namespace) -> int:
+    request = admin_pb2.FailoverRequest(
+        target_region=args.target, force=args.force, reason=args.reason, wait=True
+    )
+    response = await call_leader(_coordinators(args), "Failover", request, args.timeout)
+    print(format_failover(response.failover))
+    return 0 if response.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED else EXIT_ERROR
 
 
 def _only_region(status: StackStatus, region: str) -> StackStatus:

@@ -89,3 +89,32 @@ def format_cluster(status: admin_pb2.ClusterStatus) -> str:
 
 def cluster_json(status: admin_pb2.ClusterStatus) -> dict:
     return json_format.MessageToDict(status, preserving_proto_field_name=True)
+
+
+_STEPS = ("detected", "drained", "fenced", "selected", "promoted", "redirected", "repointed")
+
+
+def format_failover(record: admin_pb2.FailoverStatus) -> str:
+    """A failover's outcome and the time each step took from its start."""
+    kind = admin_pb2.FailoverKind.Name(record.kind).removeprefix("FAILOVER_KIND_").lower()
+    phase = admin_pb2.FailoverPhase.Name(record.phase).removeprefix("FAILOVER_PHASE_")
+    start = record.started_at.ToNanoseconds()
+    lines = [
+        f"{kind} {record.failover_id}: {phase}, {record.from_region} -> "
+        f"{record.to_region or '(none)'}",
+        f"  why: {record.reason}",
+    ]
+    if record.selection_reason:
+        lines.append(f"  chosen: {record.selection_reason}")
+    if record.HasField("data_loss_bound_bytes"):
+        lines.append(
+            f"  data-loss bound: {human_bytes(record.data_loss_bound_bytes)}, "
+            f"{record.data_loss_bound_seconds:.1f} s"
+        )
+    for step in _STEPS:
+        if step in record.steps:
+            at = (record.steps[step].ToNanoseconds() - start) / 1e9
+            lines.append(f"  {step:<11} +{at:.2f} s")
+    if record.error:
+        lines.append(f"  error: {record.error}")
+    return "\n".join(lines)
