@@ -147,9 +147,10 @@ class RegionMonitor:
             return RegionState.FAILOVER, "failover in progress"
         if self.arrivals.last_arrival is None:
             return RegionState.PENDING, "no report yet"
-        silence = self.arrivals.silence(now)
         if self.arrivals.overdue(now):
-            return RegionState.UNHEALTHY, f"no report for {silence:.1f} s"
+            # Not the running silence: a reason that changed every tick would be republished
+            # every tick.
+            return RegionState.UNHEALTHY, f"no report for over {self.arrivals.deadline():.1f} s"
         previous = self._current.state
         recovering = previous in (RegionState.UNHEALTHY, RegionState.DEGRADED)
         if self._problems:

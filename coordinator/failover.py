@@ -49,7 +49,9 @@ def assess_primary(
         cause = "its agent reports the database down"
     else:
         return Assessment(False, False, "reporting")
-    streaming = [s.region for s in standbys if s.streaming_from == primary.address]
+    streaming = [
+        s.region for s in standbys if s.streaming_from and s.streaming_from == primary.address
+    ]
     if streaming:
         return Assessment(
             True,

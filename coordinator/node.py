@@ -137,7 +137,14 @@ class CoordinatorNode:
             if name in registry.regions:
                 status = admin_pb2.RegionStatus.FromString(value)
                 state = RegionState(common_pb2.RegionState.Name(status.state)[13:])
-                registry.regions[name].monitor.resume(now, state, status.state_reason)
+                record = registry.regions[name]
+                record.monitor.resume(now, state, status.state_reason)
+                # Until its agent says hello again, what the previous leader knew of it.
+                record.hello = agent_pb2.Hello(
+                    region=name, agent_id=status.agent_id, location=status.location,
+                    capacity=status.capacity, priority=status.priority,
+                    endpoints=status.endpoints,
+                )  # fmt: skip
 
     async def _tick(self, registry: Registry) -> None:
         while True:
@@ -152,7 +159,8 @@ class CoordinatorNode:
         self._publish_now.set()
 
     def _log_change(self, change) -> None:
-        log.info(
+        same = change.before.state == change.after.state
+        (log.debug if same else log.info)(
             "region %s: %s -> %s (%s)",
             change.region,
             change.before.state.value,

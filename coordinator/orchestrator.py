@@ -60,6 +60,7 @@ class Orchestrator:
             if record.phase not in _DONE:
                 log.info("resuming failover %s in phase %s", record.failover_id,
                          Phase.Name(record.phase))  # fmt: skip
+                await self._await_agents(record)
                 await self._carry_out(record)
         while True:
             await asyncio.sleep(0.1)
@@ -73,6 +74,7 @@ class Orchestrator:
                 await self._set_write_region(primary.name)
             return
         await self._fence_stray_primaries()
+        await self._unfence_write_region()
         verdict = assess_primary(
             self._primary_view(), self._standby_views(), fail_after=self._config.fail_after
         )
@@ -147,6 +149,16 @@ class Orchestrator:
             old.monitor.in_failover = False
             self._registry.dirty.add(old.name)
             self.current = None
+
+    async def _await_agents(self, record: admin_pb2.FailoverStatus, timeout: float = 5.0):
+        """A new leader resuming a failover first lets the agents find it (they reconnect
+        within a second or two); the commands it resends need their streams."""
+        wanted = [self._registry.regions[n] for n in self._registry.regions
+                  if n != record.from_region]  # fmt: skip
+        for _ in range(int(timeout / 0.05)):
+            if all(region.session is not None for region in wanted):
+                return
+            await asyncio.sleep(0.05)
 
     async def _fence(self, record: admin_pb2.FailoverStatus) -> None:
         old = self._registry.regions[record.from_region]
@@ -226,6 +238,14 @@ class Orchestrator:
             record.report.database.CopyFrom(result.observed)
 
     async def _promote(self, record: admin_pb2.FailoverStatus) -> None:
+        target = self._registry.regions[record.to_region].report
+        if target is not None and target.database.role == common_pb2.DATABASE_ROLE_PRIMARY:
+            # Promoted already (by a predecessor) and fenced itself while no leader
+            # acknowledged it: it is the new primary, so lift its fence.
+            if target.database.fenced:
+                await self._unfence(record.to_region, f"failover {record.failover_id}")
+            _stamp(record.steps["promoted"])
+            return
         followers = [n for n in self._registry.regions if n != record.to_region]
         command = agent_pb2.Command(
             kind=agent_pb2.COMMAND_KIND_PROMOTE,
@@ -283,6 +303,37 @@ class Orchestrator:
         if not result.ok:
             log.warning("rejoining %s failed: %s", region, result.error)
         return result.ok
+
+    async def _unfence(self, region: str, reason: str) -> None:
+        result = await self._node.command(
+            region, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_UNFENCE), timeout=2.0,
+            reason=reason,
+        )  # fmt: skip
+        if not result.ok:
+            raise CommandFailed(f"unfencing {region} failed: {result.error}")
+
+    async def _unfence_write_region(self) -> None:
+        """The primary fenced itself while no leader acknowledged it (a leader change that
+        took longer than fence_after). Now that a leader hears it again, lift the fence."""
+        record = self._registry.regions[self.write_region]
+        db = record.report.database if record.report else None
+        if (
+            db is None
+            or db.role != common_pb2.DATABASE_ROLE_PRIMARY
+            or not db.fenced
+            or db.fence_cause != common_pb2.FENCE_CAUSE_SELF
+            or record.session is None
+        ):
+            return
+        now = time.monotonic()
+        if now - self._fenced_at.get(self.write_region, -math.inf) < 2.0:
+            return
+        self._fenced_at[self.write_region] = now
+        log.warning("%s fenced itself while out of touch; unfencing it", self.write_region)
+        try:
+            await self._unfence(self.write_region, "the leader hears the primary again")
+        except CommandFailed as err:
+            log.warning("%s", err)
 
     async def _fence_stray_primaries(self) -> None:
         """Never two writable primaries: fence any that is not the write region."""

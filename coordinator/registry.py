@@ -182,6 +182,7 @@ class Registry:
             status.capacity = record.hello.capacity
             status.priority = record.hello.priority
             status.location.CopyFrom(record.hello.location)
+            status.endpoints.extend(record.hello.endpoints)
         report = record.report
         if report is not None:
             status.last_report_at.FromNanoseconds(int(record.report_wall * 1e9))

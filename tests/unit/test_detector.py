@@ -34,7 +34,7 @@ def test_silence_past_the_deadline_is_unhealthy_and_not_before():
     assert monitor.evaluate(last + 1.5).state is RegionState.HEALTHY
     unhealthy = monitor.evaluate(last + 1.51)
     assert unhealthy.state is RegionState.UNHEALTHY
-    assert unhealthy.reason == "no report for 1.5 s"
+    assert unhealthy.reason == "no report for over 1.5 s"
     assert unhealthy.since == last + 1.51
     assert not monitor.failed(last + 2.9)
     assert monitor.failed(last + 3.0)
