@@ -55,7 +55,7 @@ RUN set -eux; \
 WORKDIR /home/latitude
 RUN rm -rf /tmp/latitude-src
 
-# No HEALTHCHECK here: the same image runs agents and coordinators, and only the coordinators
-# serve grpc.health.v1. docker-compose.yml gives the coordinators their health check.
+# No HEALTHCHECK here: the same image runs agents and coordinators, which serve grpc.health.v1 on
+# different ports. docker-compose.yml gives each service its health check.
 USER latitude
 CMD ["latitude", "--help"]

@@ -52,7 +52,7 @@ class AgentConfig:
             raise ConfigError("coordinators: at least one coordinator address is needed")
         for address in self.coordinators:
             parse_host_port(address, "coordinators")
-        parse_host_port(self.listen, "listen")
+        parse_host_port(self.listen, "listen", any_port=True)
         if not -90 <= self.latitude <= 90:
             raise ConfigError(f"latitude: must be within -90..90, got {self.latitude}")
         if not -180 <= self.longitude <= 180:

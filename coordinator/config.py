@@ -45,7 +45,7 @@ class CoordinatorConfig:
     shutdown_grace: float = 2.0
 
     def validate(self) -> None:
-        parse_host_port(self.listen, "listen")
+        parse_host_port(self.listen, "listen", any_port=True)
         if self.advertise:
             parse_host_port(self.advertise, "advertise")
         if not self.etcd:

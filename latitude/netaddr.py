@@ -7,9 +7,9 @@ import ipaddress
 from latitude.errors import ConfigError
 
 
-def parse_host_port(text: str, field: str) -> tuple[str, int]:
+def parse_host_port(text: str, field: str, *, any_port: bool = False) -> tuple[str, int]:
     """'10.0.0.1:5432', 'db.example:5432' or '[::1]:5432' -> (host, port); ConfigError naming
-    ``field`` otherwise."""
+    ``field`` otherwise. ``any_port`` also accepts port 0 (listen on a free port)."""
     if "/" in text or "@" in text or any(c.isspace() for c in text):
         raise ConfigError(f"{field}: expected host:port, got {text!r}")
     host, sep, port = text.rpartition(":")
@@ -19,7 +19,8 @@ def parse_host_port(text: str, field: str) -> tuple[str, int]:
             ipaddress.IPv6Address(host)
         except ValueError as err:
             raise ConfigError(f"{field}: {text!r} has a malformed IPv6 address") from err
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if any_port else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise ConfigError(f"{field}: expected host:port, got {text!r}")
     return host, int(port)
 

@@ -7,14 +7,17 @@
 # primary_slot_name in postgresql.auto.conf). Then, and on every later start, it execs the
 # container's command (postgres). Once the data directory exists this script never touches it:
 # after a failover the agent owns the region's role and configuration.
+#
+# Its inputs are the DEPLOY_* variables docker-compose.yml sets for this script alone; no latitude
+# program reads them.
 set -Eeuo pipefail
 
 : "${PGDATA:?PGDATA must be set}"
-: "${LATITUDE_PRIMARY_HOST:?LATITUDE_PRIMARY_HOST must name the host of the primary}"
-: "${LATITUDE_SLOT_NAME:?LATITUDE_SLOT_NAME must name the replication slot of this region}"
-: "${LATITUDE_REPLICATION_USER:?LATITUDE_REPLICATION_USER must be set}"
-: "${LATITUDE_REPLICATION_PASSWORD:?LATITUDE_REPLICATION_PASSWORD must be set}"
-primary_port="${LATITUDE_PRIMARY_PORT:-5432}"
+: "${DEPLOY_PRIMARY_HOST:?DEPLOY_PRIMARY_HOST must name the host of the primary}"
+: "${DEPLOY_SLOT_NAME:?DEPLOY_SLOT_NAME must name the replication slot of this region}"
+: "${DEPLOY_REPLICATION_USER:?DEPLOY_REPLICATION_USER must be set}"
+: "${DEPLOY_REPLICATION_PASSWORD:?DEPLOY_REPLICATION_PASSWORD must be set}"
+primary_port="${DEPLOY_PRIMARY_PORT:-5432}"
 
 if [[ $# -eq 0 ]]; then
     set -- postgres
@@ -38,7 +41,7 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
 
     # depends_on waits for the primary to be healthy; this covers a restart of this container alone.
     for _ in $(seq 60); do
-        if pg_isready --quiet --host="$LATITUDE_PRIMARY_HOST" --port="$primary_port"; then
+        if pg_isready --quiet --host="$DEPLOY_PRIMARY_HOST" --port="$primary_port"; then
             break
         fi
         sleep 1
@@ -48,10 +51,10 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
     # interrupted clone leaves PGDATA empty and the next start simply tries again.
     partial="$PGDATA.partial"
     rm -rf -- "$partial"
-    echo "standby-entrypoint: cloning $LATITUDE_PRIMARY_HOST:$primary_port through slot $LATITUDE_SLOT_NAME"
-    PGPASSWORD="$LATITUDE_REPLICATION_PASSWORD" pg_basebackup \
-        -h "$LATITUDE_PRIMARY_HOST" -p "$primary_port" -U "$LATITUDE_REPLICATION_USER" \
-        -D "$partial" -R -X stream -S "$LATITUDE_SLOT_NAME" \
+    echo "standby-entrypoint: cloning $DEPLOY_PRIMARY_HOST:$primary_port through slot $DEPLOY_SLOT_NAME"
+    PGPASSWORD="$DEPLOY_REPLICATION_PASSWORD" pg_basebackup \
+        -h "$DEPLOY_PRIMARY_HOST" -p "$primary_port" -U "$DEPLOY_REPLICATION_USER" \
+        -D "$partial" -R -X stream -S "$DEPLOY_SLOT_NAME" \
         --checkpoint=fast --no-password
     chmod 0700 "$partial"
     rmdir -- "$PGDATA"

@@ -80,14 +80,20 @@ async def run(
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
 ) -> str:
-    """Run a short command to completion; its stdout on success, a StackError naming it if not."""
+    """Run a short command to completion; its stdout on success, a StackError naming it if not.
+
+    ``user`` runs it as that system user, through runuser rather than Popen(user=): changing
+    user makes Python fork instead of vfork, and a fork runs gRPC's at-fork handlers, which
+    crash the child of a process that has gRPC channels open.
+    """
+    if user is not None:
+        argv = ["runuser", "-u", user, "--", *argv]
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            user=user,
             env=_environment(env),
             start_new_session=True,
         )
