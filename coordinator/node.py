@@ -197,21 +197,9 @@ class CoordinatorNode:
         return applied
 
     async def _write_statuses(self, registry: Registry, names: list[str]) -> None:
-        leadership = self.election.leadership
-        if leadership is None:
-            return
         for start in range(0, len(names), _TXN_OPS):
             chunk = names[start : start + _TXN_OPS]
             puts = {f"regions/{n}": registry.status(n).SerializeToString() for n in chunk}
-            try:
-                applied = await self.store.write(
-                    leadership, puts, timeout=self.config.lease_ttl / 3
-                )
-            except EtcdError as err:
-                log.warning("publishing region health failed: %s", err)
-                registry.dirty.update(chunk)
-                return
-            if not applied:
-                log.warning("leader key no longer ours: stepping down")
-                self.election.step_down()
+            if not await self.write(puts):
+                registry.dirty.update(chunk)  # tried again at the next publish, if still leader
                 return

@@ -152,45 +152,44 @@ def fresh_stack():
 
 
 async def test_a_new_leader_finishes_a_failover_its_predecessor_started(fresh_stack: Stack):
-    if True:
-        stack = fresh_stack
-        leader = (await status(stack)).leader.leader_id
-        await stack.kill("agent-us-east-1")
-        await stack.kill("postgres-us-east-1")
-        # Kill the leader while it promotes: the record says PROMOTING, the rest is undone.
-        deadline = time.monotonic() + 15
-        while True:
-            view = await status(stack)
-            if view is not None and view.failover.phase == admin_pb2.FAILOVER_PHASE_PROMOTING:
-                break
-            assert time.monotonic() < deadline, f"never saw the promotion start: {view}"
-            await asyncio.sleep(0.01)
-        await stack.kill(leader)
-        deadline = time.monotonic() + 20
-        while True:
-            view = await status(stack)
-            if (
-                view is not None
-                and view.leader.leader_id not in ("", leader)
-                and view.write_region not in ("", "us-east-1")
-                and not view.HasField("failover")
-            ):
-                break
-            assert time.monotonic() < deadline, (
-                f"the new leader did not finish: {view}\n{_logs(stack, 'coordinator')}"
-            )
-            await asyncio.sleep(0.05)
-        new = view.write_region
-        other = next(r for r in ("eu-west-1", "ap-southeast-1") if r != new)
-        state = stack.state()
-        conn = await connect(stack.postgres_node(state, new), state.superuser_password)
-        try:
-            await conn.execute("CREATE TABLE resumed (v int)")
-            deadline = time.monotonic() + 10
-            while not await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1", other
-            ):
-                assert time.monotonic() < deadline, f"{other} never followed {new}"
-                await asyncio.sleep(0.1)
-        finally:
-            await conn.close()
+    stack = fresh_stack
+    leader = (await status(stack)).leader.leader_id
+    await stack.kill("agent-us-east-1")
+    await stack.kill("postgres-us-east-1")
+    # Kill the leader while it promotes: the record says PROMOTING, the rest is undone.
+    deadline = time.monotonic() + 15
+    while True:
+        view = await status(stack)
+        if view is not None and view.failover.phase == admin_pb2.FAILOVER_PHASE_PROMOTING:
+            break
+        assert time.monotonic() < deadline, f"never saw the promotion start: {view}"
+        await asyncio.sleep(0.01)
+    await stack.kill(leader)
+    deadline = time.monotonic() + 20
+    while True:
+        view = await status(stack)
+        if (
+            view is not None
+            and view.leader.leader_id not in ("", leader)
+            and view.write_region not in ("", "us-east-1")
+            and not view.HasField("failover")
+        ):
+            break
+        assert time.monotonic() < deadline, (
+            f"the new leader did not finish: {view}\n{_logs(stack, 'coordinator')}"
+        )
+        await asyncio.sleep(0.05)
+    new = view.write_region
+    other = next(r for r in ("eu-west-1", "ap-southeast-1") if r != new)
+    state = stack.state()
+    conn = await connect(stack.postgres_node(state, new), state.superuser_password)
+    try:
+        await conn.execute("CREATE TABLE resumed (v int)")
+        deadline = time.monotonic() + 10
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1", other
+        ):
+            assert time.monotonic() < deadline, f"{other} never followed {new}"
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
