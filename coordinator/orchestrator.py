@@ -183,6 +183,10 @@ class Orchestrator:
                     timeout=1.0, reason=f"failover {record.failover_id}",
                 )  # fmt: skip
                 if result.ok:
+                    # Fenced and answering: its final position is known exactly.
+                    record.old_primary_lsn = result.observed.current_lsn
+                    if old.report is not None:
+                        old.report.database.CopyFrom(result.observed)
                     _stamp(record.steps["fenced"])
                     return
             except CommandFailed as err:
@@ -216,9 +220,27 @@ class Orchestrator:
             target=record.to_region,
         )
         switchover = record.kind == admin_pb2.FAILOVER_KIND_SWITCHOVER
-        record.old_primary_lsn = old_db.current_lsn
-        record.data_loss_bound_bytes = 0 if switchover else choice.loss_bytes
-        record.data_loss_bound_seconds = 0.0 if switchover else choice.loss_seconds
+        exact = switchover or ("fenced" in record.steps and not record.HasField("fence_deadline"))
+        if not record.old_primary_lsn:
+            record.old_primary_lsn = old_db.current_lsn
+        if switchover:
+            record.data_loss_bound_bytes = 0
+            record.data_loss_bound_seconds = 0.0
+        elif exact:
+            record.data_loss_bound_bytes = choice.loss_bytes
+            record.data_loss_bound_seconds = choice.loss_seconds
+        elif choice.region is not None:
+            # The old primary went silent: what it wrote after its last report is unknown in
+            # bytes. In time, nothing older than the candidate's newest replayed heartbeat is
+            # missing, and nothing was written after now.
+            chosen_db = self._registry.regions[choice.region].report.database
+            beat = (
+                chosen_db.heartbeat_at.ToNanoseconds() / 1e9
+                if chosen_db.HasField("heartbeat_at")
+                else 0.0
+            )
+            if beat:
+                record.data_loss_bound_seconds = max(0.0, time.time() - beat)
         record.selection_reason = choice.reason
         if choice.region is None:
             record.error = choice.reason
@@ -342,6 +364,8 @@ class Orchestrator:
             db = region.report.database if region.report else None
             if name == self.write_region or db is None or self.current is not None:
                 continue
+            if region.session is None or region.monitor.arrivals.overdue(now):
+                continue  # a dead region's last report says nothing about it now
             if db.role != common_pb2.DATABASE_ROLE_PRIMARY:
                 continue
             if now - self._fenced_at.get(name, -math.inf) < 5.0:
