@@ -13,6 +13,7 @@ under a new id is harmless too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
+from agent.rejoin import REWIND_SLOT, LocalServer, RejoinError
 from latitude.errors import LatitudeError
 from latitude.netaddr import join_host_port
 from latitude.v1 import agent_pb2, common_pb2
@@ -31,6 +33,10 @@ _UNSPECIFIED = common_pb2.FENCE_CAUSE_UNSPECIFIED
 _K = agent_pb2.CommandKind
 _REMEMBERED = 256  # command results kept for repeated command_ids
 _POLL = 0.02  # seconds between looks while waiting for the server
+_REJOIN_BUDGET = 120.0  # seconds for a REJOIN sent without a deadline
+_REJOIN_GRACE = 10.0  # at most this long for a standby already following to stream again
+
+log = logging.getLogger("latitude.agent.actuator")
 
 _TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
             asyncpg.InternalClientError)  # fmt: skip
@@ -54,6 +60,12 @@ _CREATE_SLOT = """
 SELECT pg_create_physical_replication_slot($1, true)
 WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)
 """
+# What REJOIN looks at: is the server already a standby of the new primary, and streaming?
+_STANDBY_VIEW = """
+SELECT pg_is_in_recovery() AS standby, current_setting('primary_conninfo') AS conninfo,
+       current_setting('primary_slot_name') AS slot,
+       (SELECT status FROM pg_stat_wal_receiver) AS receiver
+"""
 # key = value in libpq's conninfo syntax: a value is single-quoted or bare, \ escapes anywhere.
 _CONNINFO_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?!')(?:[^\s\\]|\\.)+)")
 
@@ -66,7 +78,7 @@ class Actuator:
     def __init__(
         self, target: DatabaseTarget, probe: PostgresProbe, *, region: str,
         clock: Callable[[], float] = time.time, statement_timeout: float = 5.0,
-        probe_lock: asyncio.Lock | None = None,
+        probe_lock: asyncio.Lock | None = None, server: LocalServer | None = None,
     ) -> None:  # fmt: skip
         self._target = target
         self._address = join_host_port(target.host, target.port)
@@ -76,6 +88,8 @@ class Actuator:
         self._region = region
         self._clock = clock
         self._statement_timeout = statement_timeout
+        # The database as files and processes, for REJOIN; None when the agent runs elsewhere.
+        self._server = server
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()  # one command at a time on the one connection
         self._results: OrderedDict[str, agent_pb2.CommandResult] = OrderedDict()
@@ -158,8 +172,7 @@ class Actuator:
             case _K.COMMAND_KIND_CHECKPOINT:
                 step = self._sql("execute", "CHECKPOINT", stop=stop, wait=True)
             case _K.COMMAND_KIND_REJOIN:
-                # pg_rewind needs the server stopped and started, which this agent cannot do.
-                raise ActuatorError("REJOIN is not supported by this agent yet")
+                step = self._rejoin(command.rejoin, stop)
             case _:
                 raise ActuatorError(f"unknown command kind {command.kind}")
         await self._guarded(_K.Name(command.kind).removeprefix("COMMAND_KIND_"), step)
@@ -243,6 +256,98 @@ class Actuator:
         )  # fmt: skip
         self.fence_cause = _UNSPECIFIED
         self._upstream_region = follow.primary_region
+
+    async def _rejoin(self, args: agent_pb2.RejoinArgs, stop: float | None) -> None:
+        """A former primary (or a standby gone astray) becomes a streaming standby of
+        args.follow: stopped, rewound or copied afresh when its WAL diverged, started as a
+        standby. It is never writable meanwhile: a running primary is fenced, then stopped,
+        and the server is only ever started with standby.signal (see agent.rejoin)."""
+        server, follow = self._server, args.follow
+        if server is None:
+            raise ActuatorError("REJOIN needs pg_data: this agent has no data directory to "
+                                "stop, rewind and start (set pg_data)")  # fmt: skip
+        if not follow.primary_host or not 0 < follow.primary_port < 65536:
+            raise ActuatorError("REJOIN needs rejoin.follow.primary_host and primary_port")
+        if (follow.primary_host, follow.primary_port) == (self._target.host, self._target.port):
+            raise ActuatorError("REJOIN was asked to follow this very server")
+        until = stop if stop is not None else time.monotonic() + _REJOIN_BUDGET
+        seen = await self._standby_view(until)
+        if seen is not None and _follows(seen, follow):
+            # Already done (a repeated REJOIN), or about to be: a standby that has just started
+            # or lost its connection for a moment streams again soon.
+            now = time.monotonic()
+            if await self._streaming(follow, now + min(_REJOIN_GRACE, (until - now) / 3)):
+                self._rejoined(follow)
+                return
+        try:
+            await server.check_source(follow.primary_host, follow.primary_port, until)
+            if seen is not None:
+                await self._before_the_stop(primary=not seen["standby"], stop=until)
+            await self.close()  # our session must not hold up the shutdown
+            done = await server.rejoin(
+                follow.primary_host, follow.primary_port, follow.slot_name,
+                allow_rewind=args.allow_rewind, until=until,
+            )  # fmt: skip
+        except RejoinError as err:
+            if server.running():  # not stopped after all: the slot must not hold its WAL
+                await self._drop_rewind_slot()
+            raise ActuatorError(f"REJOIN: {err}") from err
+        if not await self._streaming(follow, until):
+            raise ActuatorError(
+                f"REJOIN: {done}, but it does not stream from "
+                f"{join_host_port(follow.primary_host, follow.primary_port)} by the deadline"
+            )
+        log.info("REJOIN: %s; streaming from %s", done, follow.primary_region or "the primary")
+        self._rejoined(follow)
+
+    async def _before_the_stop(self, *, primary: bool, stop: float) -> None:
+        """Fence a primary; keep the WAL pg_rewind may read from the shutdown checkpoint.
+        Best effort: the stop that follows ends writes all the same, and a rewind that lacks
+        WAL falls back to a fresh copy."""
+        try:
+            if primary:
+                await self._fence(common_pb2.FENCE_CAUSE_COMMAND, stop)
+            await self._sql("execute", _CREATE_SLOT, REWIND_SLOT, stop=stop)
+        except (ActuatorError, *_TROUBLE) as err:
+            if isinstance(err, _BROKEN):
+                self._discard()
+            log.warning("REJOIN: before stopping the server: %s", _why(err))
+
+    async def _drop_rewind_slot(self) -> None:
+        try:  # its own budget: the command's deadline may have passed
+            await self._sql("execute", "SELECT pg_drop_replication_slot(slot_name) FROM "
+                            "pg_replication_slots WHERE slot_name = $1 AND NOT active",
+                            REWIND_SLOT, stop=None)  # fmt: skip
+        except _TROUBLE as err:
+            if isinstance(err, _BROKEN):
+                self._discard()
+            log.warning("REJOIN: the slot %s could not be dropped: %s", REWIND_SLOT, _why(err))
+
+    def _rejoined(self, follow: agent_pb2.FollowArgs) -> None:
+        self.fence_cause = _UNSPECIFIED
+        self._upstream_region = follow.primary_region
+
+    async def _standby_view(self, stop: float) -> asyncpg.Record | None:
+        """What _STANDBY_VIEW says; None when the server cannot be asked (down, starting)."""
+        try:
+            return await self._sql("fetchrow", _STANDBY_VIEW, stop=stop)
+        except _TROUBLE as err:
+            if isinstance(err, _BROKEN):
+                self._discard()
+            return None
+
+    async def _streaming(self, follow: agent_pb2.FollowArgs, until: float) -> bool:
+        """Wait until the server is a standby streaming from ``follow``; False at ``until``."""
+        while True:
+            if time.monotonic() < until:
+                seen = await self._standby_view(until)
+                if seen is not None and not seen["standby"]:
+                    raise ActuatorError("REJOIN: the server runs as a primary")  # never expected
+                if seen is not None and _follows(seen, follow) and seen["receiver"] == "streaming":
+                    return True
+            if time.monotonic() + _POLL >= until:
+                return False
+            await asyncio.sleep(_POLL * 5)
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -351,6 +456,21 @@ def follow_conninfo(current: str, host: str, port: int) -> str:
     application_name, ...) kept. hostaddr goes too: libpq would connect to it, not to host."""
     kept = [(k, v) for k, v in parse_conninfo(current) if k not in ("host", "hostaddr", "port")]
     return " ".join(f"{k}={_quote(v)}" for k, v in [("host", host), ("port", str(port)), *kept])
+
+
+def _follows(seen: asyncpg.Record, follow: agent_pb2.FollowArgs) -> bool:
+    """A standby configured to stream from ``follow``'s server, through its slot."""
+    if not seen["standby"]:
+        return False
+    try:
+        conninfo = dict(parse_conninfo(seen["conninfo"] or ""))
+    except ActuatorError:
+        return False
+    return (
+        conninfo.get("host") == follow.primary_host
+        and conninfo.get("port") == str(follow.primary_port)
+        and (seen["slot"] or "") == follow.slot_name
+    )
 
 
 def _quote(value: str) -> str:

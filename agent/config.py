@@ -44,6 +44,20 @@ class AgentConfig:
     # A primary fences itself when no report has been acknowledged for this long, until the
     # leader's Welcome says otherwise.
     fence_after: float = 4.0
+    # The database as files and processes, for REJOIN (stop, pg_rewind, start as a standby).
+    # Without pg_data (an agent that does not run beside its database) REJOIN is refused.
+    pg_data: Path | None = None
+    # Where pg_ctl, pg_rewind, pg_basebackup, ... are; empty: /usr/lib/postgresql/15/bin (or 16).
+    pg_bindir: Path | None = None
+    # The system user PostgreSQL's programs run as; empty: "postgres" when the agent runs as
+    # root, else the agent's own user.
+    pg_os_user: str = ""
+    # The server log pg_ctl start writes; empty: <pg_data>.log beside the data directory.
+    pg_log: Path | None = None
+    # How a rejoined standby replicates: the role, and a libpq passfile holding its password
+    # (readable by pg_os_user; empty: libpq's default, ~/.pgpass of that user).
+    replication_user: str = "replicator"
+    replication_passfile: Path | None = None
 
     def validate(self) -> None:
         if not self.region:
@@ -65,6 +79,8 @@ class AgentConfig:
             raise ConfigError(f"db_port: {self.db_port} is not a port")
         if not self.report_interval > 0 or not self.probe_timeout > 0 or not self.fence_after > 0:
             raise ConfigError("report_interval, probe_timeout and fence_after must be positive")
+        if not self.replication_user:
+            raise ConfigError("replication_user: must not be empty")
 
     @property
     def id(self) -> str:

@@ -19,6 +19,7 @@ from agent.config import AgentConfig
 from agent.fencing import fence_due
 from agent.link import CoordinatorLink
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
+from agent.rejoin import LocalServer
 from latitude import program
 from latitude.program import all_or_none, setup_logging
 from latitude.serving import Server, until_signalled
@@ -43,8 +44,9 @@ class Agent:
         # The probe has one connection: the probe loop and commands take turns with it.
         self._probe_lock = asyncio.Lock()
         self.actuator = Actuator(
-            self.probe.target, self.probe, region=config.region, probe_lock=self._probe_lock
-        )
+            self.probe.target, self.probe, region=config.region, probe_lock=self._probe_lock,
+            server=LocalServer.from_config(config),
+        )  # fmt: skip
         self._commands: asyncio.Queue[agent_pb2.Command] = asyncio.Queue()
         self.link = CoordinatorLink(
             config.coordinators, self._hello, on_command=self._commands.put_nowait
@@ -184,7 +186,8 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 
 
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
-          "db_name", "latitude", "longitude", "capacity", "priority")  # fmt: skip
+          "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
+          "replication_passfile")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,11 @@ def agent_argv(
         "--db-user", SUPERUSER,
         "--latitude", str(region.latitude),
         "--longitude", str(region.longitude),
+        # For REJOIN: the agent stops, rewinds and starts its region's server itself.
+        "--pg-data", str(database.data_dir),
+        "--pg-log", str(database.log),
+        # Beside the data directories, where Stack._up_postgres writes it.
+        "--replication-passfile", str(database.data_dir.parent / "pgpass"),
     ]  # fmt: skip
 
 

@@ -147,6 +147,7 @@ class Stack:
 
     async def _up_locked(self, etcd_path: str, postgres: Postgres) -> tuple[StackState, bool]:
         state, created = self._load_or_create()
+        self._adopt_postmasters(state)
         running = {n: processes.is_alive(r) for n, r in state.processes.items()}
         if all(running.get(n, False) for n in self.component_names()):
             return state, False
@@ -195,6 +196,25 @@ class Stack:
         pids = processes.find_by_cmdline(str(self.dir) + "/")
         kill = f"stop its processes (kill {' '.join(map(str, pids))}), then " if pids else ""
         return f"{kill}remove it (rm -rf {self.dir})"
+
+    def _adopt_postmasters(self, state: StackState) -> None:
+        """An agent may restart its region's PostgreSQL (to rejoin it as a standby): the
+        postmaster running on the region's data directory is the stack's, whatever its pid."""
+        for node in self.postgres_nodes(state):
+            try:
+                pid = int((node.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            except (FileNotFoundError, ValueError, PermissionError):
+                continue
+            known = state.processes.get(node.name)
+            if known is not None and known.pid == pid:
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(node.data_dir).encode() in cmdline and processes.start_ticks(pid):
+                state.processes[node.name] = processes.record_for(node.name, pid)
+                state.save()
 
     def _check_ports(self, state: StackState, running: dict[str, bool]) -> None:
         """The ports of every component about to start must still be free."""
@@ -372,6 +392,7 @@ class Stack:
                 state = self.state()
             except StackError as err:
                 raise StackError(f"{err}; {self._leftovers_advice()}") from err
+            self._adopt_postmasters(state)
             stopped = []
             for name in reversed(self.component_names()):
                 record = state.processes.get(name)
@@ -393,6 +414,7 @@ class Stack:
         return await self.status_of(self.state())
 
     async def status_of(self, state: StackState) -> StackStatus:
+        self._adopt_postmasters(state)
         regions, members, (cluster, error) = await asyncio.gather(
             cluster_status(self.postgres_nodes(state), state.superuser_password),
             etcd.cluster_health(self.etcd_members(state)),

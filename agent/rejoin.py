@@ -1,0 +1,581 @@
+"""REJOIN's work on the region's PostgreSQL as files and processes: stop, rewind, copy, start.
+
+A former primary becomes a standby of the new primary. That needs the server stopped and
+started, so the agent must run beside the database with its data directory (AgentConfig pg_data
+and friends). The actuator fences a running primary first; then, each step bounded by the
+command's deadline:
+
+1. the server is stopped (``pg_ctl stop -m fast``);
+2. a crashed primary is recovered in single-user mode, where no client can connect;
+3. ``standby.signal`` is written before anything else changes the data: from here on, whoever
+   starts the server (this agent, an operator, ``latitude up``) gets a standby, never a primary;
+4. ``pg_rewind --dry-run`` tells whether its WAL went past the point where the new primary's
+   timeline forked; if so (and allow_rewind), ``pg_rewind``; when that fails, a fresh
+   ``pg_basebackup``, made beside the data directory and swapped in whole once complete, the
+   old directory kept as ``<data>.failed-<time>``;
+5. the node's own configuration files are put back (pg_rewind and pg_basebackup copy the
+   source's, whose port and address are the new primary's), primary_conninfo and
+   primary_slot_name are written into postgresql.auto.conf and the fence removed from it;
+6. the server is started, as a standby.
+
+Every step can be repeated: an interrupted REJOIN leaves a state the next one recognises (a
+stopped server, a rewound directory waiting for its recovery, a copy half made beside it, or
+``<data>.rewinding``, the node's own configuration files kept while pg_rewind runs: found
+there later, it means pg_rewind did not finish, and only a fresh copy is trusted). With
+allow_rewind false the data is never rewritten: a diverged server makes the command fail, left
+stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import asyncpg
+
+from agent.config import AgentConfig
+from latitude.errors import LatitudeError
+
+log = logging.getLogger("latitude.agent.rejoin")
+
+# Debian installs PostgreSQL's server programs here, outside PATH.
+_BINDIR_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
+_PROGRAMS = ("pg_ctl", "pg_controldata", "pg_rewind", "pg_basebackup", "postgres")
+_CLEAN = ("shut down", "shut down in recovery")
+# pg_rewind reads the target's WAL back to the last checkpoint before the fork, which the
+# server's next checkpoint (its shutdown, or the end of crash recovery) would recycle. Before
+# the stop the actuator makes this slot, reserving WAL from the last checkpoint's redo point;
+# crash recovery runs keeping all WAL. The rejoined standby's slots are all removed: the
+# slots it held as a primary would hold WAL on a standby indefinitely (PROMOTE makes anew
+# the ones a primary needs).
+REWIND_SLOT = "latitude_rewind"
+_KEEP_ALL_WAL = "wal_keep_size=1TB"
+# Settings REJOIN owns in postgresql.auto.conf; the fence goes too (a standby refuses writes
+# anyway, and a later PROMOTE must find a writable configuration).
+_OWNED = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only")
+_SETTING = re.compile(r"\s*([A-Za-z_][\w.]*)\s*(?:=|\s|$)")
+# A killed postmaster's children hold its shared memory until they notice the death.
+_SHARED_MEMORY_BUSY = "pre-existing shared memory block"
+_RETRY = 0.2  # seconds between attempts to start while that memory is busy
+# The source's system, and whether its control file shows the timeline it writes on. A primary
+# promoted a moment ago records its new timeline there only at its first checkpoint; until then
+# pg_rewind, which reads the timeline from the control file, finds "the same timeline" and
+# declares that no rewind is needed, however far the target diverged.
+_SOURCE_VIEW = """
+SELECT (SELECT system_identifier FROM pg_control_system()) AS system_identifier,
+       pg_is_in_recovery() OR (SELECT timeline_id FROM pg_control_checkpoint())
+           = ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+           AS timeline_recorded
+"""
+_TAIL = 12  # lines of a program's output or a log quoted in an error
+
+
+class RejoinError(LatitudeError):
+    """REJOIN could not be carried out; the message says why and in what state it left things."""
+
+
+class RewindFailed(RejoinError):
+    """pg_rewind ran and failed (not merely ran out of time): a fresh copy may still work."""
+
+
+class LocalServer:
+    """The region's PostgreSQL as a data directory and a postmaster this agent can stop,
+    rewind, copy afresh and start. Programs run as the database's system user."""
+
+    def __init__(
+        self, data: Path, *, region: str, bindir: Path | None = None, os_user: str = "",
+        log_file: Path | None = None, db_user: str = "postgres", db_password: str | None = None,
+        db_name: str = "postgres", replication_user: str = "replicator",
+        replication_passfile: Path | None = None,
+    ) -> None:  # fmt: skip
+        self.data = data.absolute()
+        self.log = (log_file or self.data.with_name(self.data.name + ".log")).absolute()
+        self._region = region
+        self._bindir_setting = bindir
+        self._bindir: Path | None = None
+        self._os_user = _run_as(os_user)
+        self._db = (db_user, db_password, db_name)
+        self._replication_user = replication_user
+        self._passfile = replication_passfile.absolute() if replication_passfile else None
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> LocalServer | None:
+        """None when the agent has no pg_data: it runs away from its database."""
+        if config.pg_data is None:
+            return None
+        return cls(
+            config.pg_data, region=config.region, bindir=config.pg_bindir,
+            os_user=config.pg_os_user, log_file=config.pg_log, db_user=config.db_user,
+            db_password=config.db_password or None, db_name=config.db_name,
+            replication_user=config.replication_user,
+            replication_passfile=config.replication_passfile,
+        )  # fmt: skip
+
+    # -- what the actuator calls -----------------------------------------------------------
+
+    async def check_source(self, host: str, port: int, until: float) -> None:
+        """The server to follow answers, holds the same database system as ours, and its
+        control file is current (a CHECKPOINT there sees to it): nothing is stopped or copied
+        for a primary that cannot be reached or is another cluster."""
+        user, password, database = self._db
+        budget = min(_left(until, "reaching the new primary"), 5.0)
+        try:
+            async with asyncio.timeout(budget):
+                conn = await asyncpg.connect(
+                    host=host, port=port, user=user, password=password, database=database,
+                    timeout=budget, server_settings={"application_name": self._app("check")},
+                )  # fmt: skip
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            raise RejoinError(
+                f"the new primary at {host}:{port} cannot be reached ({_why(err)}): nothing changed"
+            ) from err
+        try:
+            await conn.execute("CHECKPOINT", timeout=_left(until, "a CHECKPOINT on the primary"))
+            source = await conn.fetchrow(_SOURCE_VIEW, timeout=budget)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            raise RejoinError(
+                f"CHECKPOINT on the new primary at {host}:{port} failed ({_why(err)}; pg_rewind "
+                "needs its control file current): nothing changed"
+            ) from err
+        finally:
+            await conn.close(timeout=budget)
+        if not source["timeline_recorded"]:
+            raise RejoinError(f"the control file of {host}:{port} does not show its timeline "
+                              "even after a CHECKPOINT: nothing changed")  # fmt: skip
+        theirs = source["system_identifier"]
+        if (self.data / "global" / "pg_control").exists():
+            ours = (await self._control(until)).get("Database system identifier")
+            if ours != str(theirs):
+                raise RejoinError(
+                    f"{host}:{port} is another database system (identifier {theirs}, ours "
+                    f"{ours}): refusing to rewind or copy it over {self.data}"
+                )
+
+    def running(self) -> bool:
+        return self._postmaster() is not None
+
+    async def stop(self, until: float) -> None:
+        if self._postmaster() is None:
+            return
+        _, said = await self._run(
+            "pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w",
+            "-t", _seconds(until), until=until, what="stopping PostgreSQL", check=False,
+        )  # fmt: skip
+        if self._postmaster() is not None:
+            raise RejoinError(f"PostgreSQL did not stop: {_tail(said)}")
+
+    async def rejoin(self, host: str, port: int, slot: str, *, allow_rewind: bool,
+                     until: float) -> str:  # fmt: skip
+        """Make the stopped-or-running server a standby of host:port and start it; what was
+        done, for the log. The caller fenced a running primary."""
+        await self.stop(until)
+        conninfo = self._replication_conninfo(host, port)
+        if not self.data.exists():
+            # A fresh copy was swapped in only half-way: the old directory is aside.
+            kept = self._newest_aside()
+            if kept is None:
+                raise RejoinError(f"the data directory {self.data} does not exist")
+            await self._copy_afresh(conninfo, slot, until=until)
+            return f"made a fresh copy with pg_basebackup; the old data is kept in {kept}"
+        if not (self.data / "PG_VERSION").exists():
+            raise RejoinError(f"{self.data} is not a PostgreSQL data directory")
+        if self._rewinding.exists():
+            why = "a previous pg_rewind did not finish, which leaves the data untrustworthy"
+            return await self._fall_back(conninfo, slot, why, allow_rewind, until)
+        if (self.data / "backup_label").exists():
+            # Rewound (or copied) already; its recovery, as a standby, was never finished.
+            done = "finished a previous rewind's recovery"
+        elif (state := await self._state(until)) == "in archive recovery":
+            # A standby that crashed: it comes back as one (pg_rewind needs a clean shutdown,
+            # and recovering it as a primary would write WAL of its own). If it diverged it
+            # will not stream, and the next REJOIN finds it stopped cleanly.
+            done = "restarted a crashed standby as a standby"
+        else:
+            if state not in _CLEAN:
+                await self._recover_crash(until)
+            _write(self.data / "standby.signal", b"", self._owner(self.data))
+            try:
+                done = await self._rewind_if_diverged(host, port, allow_rewind, until)
+            except RewindFailed as err:
+                return await self._fall_back(conninfo, slot, str(err), allow_rewind, until)
+            if self._rewinding.exists():  # rewound: the configuration files are the source's
+                _restore(self.data, self._own_settings())
+        self._configure(self.data, conninfo, slot)
+        if self._rewinding.exists():
+            await asyncio.to_thread(shutil.rmtree, self._rewinding)
+        await self.start(until)
+        return done
+
+    async def start(self, until: float) -> None:
+        """Start the server, as a standby only: without standby.signal it is refused."""
+        if not (self.data / "standby.signal").exists():
+            raise RejoinError(f"refusing to start {self.data} without standby.signal")
+        if not self.log.exists():
+            _write(self.log, b"", self._owner(self.data), mode=0o640)
+        self._remove_stale_pid_file()
+        while True:
+            code, said = await self._run(
+                "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w",
+                "-t", _seconds(until), until=until, what="starting PostgreSQL", check=False,
+            )  # fmt: skip
+            if code == 0:
+                return
+            ends = _tail(_read(self.log), 5)
+            if _SHARED_MEMORY_BUSY in ends and time.monotonic() + _RETRY < until:
+                await asyncio.sleep(_RETRY)
+                continue
+            raise RejoinError(
+                f"starting PostgreSQL as a standby failed: {_tail(said)}; {self.log} ends "
+                f"with:\n{_tail(_read(self.log))}"
+            )
+
+    # -- the steps -------------------------------------------------------------------------
+
+    async def _recover_crash(self, until: float) -> None:
+        """Crash recovery in single-user mode (what pg_rewind does itself when it must): no
+        client can connect to a single-user server, and it ends with a clean shutdown."""
+        if (self.data / "standby.signal").exists() or (self.data / "recovery.signal").exists():
+            raise RejoinError(f"{self.data} crashed in production but holds a signal file: "
+                              "refusing to guess what it is")  # fmt: skip
+        self._remove_stale_pid_file()
+        while True:
+            code, said = await self._run(
+                "postgres", "--single", "-D", str(self.data), "-c", _KEEP_ALL_WAL, "template1",
+                until=until, what="crash recovery in single-user mode", check=False,
+            )  # fmt: skip
+            if code == 0:
+                break
+            if _SHARED_MEMORY_BUSY in said and time.monotonic() + _RETRY < until:
+                await asyncio.sleep(_RETRY)
+                continue
+            raise RejoinError(f"crash recovery in single-user mode failed: {_tail(said)}")
+        state = await self._state(until)
+        if state not in _CLEAN:
+            raise RejoinError(f"after crash recovery the cluster is {state!r}, not shut down")
+        log.info("%s: finished crash recovery of %s in single-user mode", self._region, self.data)
+
+    async def _rewind_if_diverged(
+        self, host: str, port: int, allow_rewind: bool, until: float
+    ) -> str:
+        said = await self._rewind(host, port, until, dry_run=True)
+        if "no rewind required" in said:
+            return "restarted as a standby (its WAL had not diverged: no rewind needed)"
+        where = _diverged_at(said)
+        if not allow_rewind:
+            raise RejoinError(
+                f"its WAL diverged from the new primary's ({where}) and allow_rewind is false: "
+                "left stopped, as a standby-to-be; it needs pg_rewind or a fresh base backup"
+            )
+        # pg_rewind overwrites the configuration files with the source's (its port, its
+        # address): the node's own are kept beside the data directory until they are back.
+        # While this directory exists, the rewind is not known to have finished.
+        own = _settings_files(self.data)
+        self._rewinding.mkdir(mode=0o700)
+        for name, content in own.items():
+            _write(self._rewinding / name, content, None)
+        await self._rewind(host, port, until, dry_run=False)
+        log.info("%s: rewound %s with pg_rewind (%s)", self._region, self.data, where)
+        return f"rewound with pg_rewind ({where})"
+
+    async def _rewind(self, host: str, port: int, until: float, *, dry_run: bool) -> str:
+        user, password, database = self._db
+        source = _conninfo(
+            ("host", host), ("port", str(port)), ("user", user),
+            ("dbname", database), ("application_name", self._app("rewind")),
+            ("connect_timeout", "5"),
+        )  # fmt: skip
+        env = {"PGPASSWORD": password} if password else {}
+        code, said = await self._run(
+            "pg_rewind", f"--target-pgdata={self.data}", f"--source-server={source}",
+            *(["--dry-run"] if dry_run else []),
+            until=until, what="pg_rewind", env=env, check=False,
+        )  # fmt: skip
+        if code != 0:
+            raise RewindFailed(f"pg_rewind{' --dry-run' if dry_run else ''} failed: {_tail(said)}")
+        return said
+
+    async def _fall_back(
+        self, conninfo: str, slot: str, why: str, allow_rewind: bool, until: float
+    ) -> str:
+        if not allow_rewind:
+            raise RejoinError(f"{why}; allow_rewind is false, so no fresh copy: left stopped")
+        log.warning("%s: %s; making a fresh copy with pg_basebackup", self._region, why)
+        try:
+            aside = await self._copy_afresh(conninfo, slot, until=until)
+        except RejoinError as err:
+            raise RejoinError(f"{why}; then the fresh copy failed too: {err}") from err
+        log.warning("%s: made a fresh copy; the old data is kept in %s", self._region, aside)
+        return f"{why}; made a fresh copy with pg_basebackup, the old data is kept in {aside}"
+
+    async def _copy_afresh(self, conninfo: str, slot: str, *, until: float) -> Path:
+        """pg_basebackup into <data>.incoming, configured as this node's standby; then the old
+        directory goes aside and the copy takes its place, and starts. The old one's path."""
+        incoming = self.data.with_name(self.data.name + ".incoming")
+        if incoming.exists():  # a copy of ours that was interrupted
+            await asyncio.to_thread(shutil.rmtree, incoming)
+        await self._run(
+            "pg_basebackup", "-d", conninfo, "-D", str(incoming), "-X", "stream",
+            *(["-S", slot] if slot else []), "--checkpoint=fast",
+            until=until, what="pg_basebackup",
+        )  # fmt: skip
+        _restore(incoming, self._own_settings())
+        self._configure(incoming, conninfo, slot)
+        if self.data.exists():
+            aside = self._aside_name()
+            self.data.rename(aside)
+        else:
+            aside = self._newest_aside()
+        incoming.rename(self.data)
+        if self._rewinding.exists():
+            await asyncio.to_thread(shutil.rmtree, self._rewinding)
+        await self.start(until)
+        return aside
+
+    def _configure(self, directory: Path, conninfo: str, slot: str) -> None:
+        """standby.signal, primary_conninfo / primary_slot_name in postgresql.auto.conf, and
+        no replication slots."""
+        owner = self._owner(directory)
+        slots = directory / "pg_replslot"
+        for slot in slots.iterdir() if slots.is_dir() else ():
+            if slot.is_dir():
+                shutil.rmtree(slot)
+            else:
+                slot.unlink()
+        auto = directory / "postgresql.auto.conf"
+        kept = [
+            line for line in _read(auto).splitlines()
+            if (m := _SETTING.match(line)) is None or m.group(1).lower() not in _OWNED
+        ]  # fmt: skip
+        kept.append(f"primary_conninfo = {_guc_quote(conninfo)}")
+        if slot:
+            kept.append(f"primary_slot_name = {_guc_quote(slot)}")
+        _write(auto, ("\n".join(kept) + "\n").encode(), owner)
+        (directory / "recovery.signal").unlink(missing_ok=True)
+        _write(directory / "standby.signal", b"", owner)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def _rewinding(self) -> Path:
+        return self.data.with_name(self.data.name + ".rewinding")
+
+    def _own_settings(self) -> dict[str, bytes]:
+        """The node's own configuration files: as kept before pg_rewind ran, else the data
+        directory's (untouched by pg_rewind), else those of the directory last set aside."""
+        if self._rewinding.is_dir():
+            return _settings_files(self._rewinding)
+        if (self.data / "PG_VERSION").exists():
+            return _settings_files(self.data)
+        kept = self._newest_aside()
+        if kept is None:
+            raise RejoinError(f"no configuration of this node's to give {self.data}")
+        return _settings_files(kept)
+
+    def _replication_conninfo(self, host: str, port: int) -> str:
+        pairs = [("host", host), ("port", str(port)), ("user", self._replication_user)]
+        if self._passfile is not None:
+            pairs.append(("passfile", str(self._passfile)))
+        return _conninfo(*pairs, ("application_name", self._region))
+
+    def _app(self, what: str) -> str:
+        # The agent's prefix: a fence spares these sessions.
+        return f"latitude-agent {self._region} {what}"
+
+    async def _state(self, until: float) -> str:
+        return (await self._control(until)).get("Database cluster state", "unknown")
+
+    async def _control(self, until: float) -> dict[str, str]:
+        _, said = await self._run("pg_controldata", "-D", str(self.data), until=until,
+                                  what="pg_controldata")  # fmt: skip
+        return {
+            key.strip(): value.strip()
+            for key, sep, value in (line.partition(":") for line in said.splitlines())
+            if sep
+        }
+
+    def _postmaster(self) -> int | None:
+        """The running postmaster's pid, from postmaster.pid; None when none runs."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _is_postgres(pid) else None
+
+    def _remove_stale_pid_file(self) -> None:
+        # PostgreSQL removes a stale lock file itself, except when its pid still exists: a
+        # killed postmaster can linger as a zombie for a moment.
+        if self._postmaster() is None:
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
+
+    def _owner(self, path: Path) -> tuple[int, int]:
+        info = path.stat()
+        return info.st_uid, info.st_gid
+
+    def _aside_name(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside, n = self.data.with_name(f"{self.data.name}.failed-{stamp}"), 1
+        while aside.exists():
+            n += 1
+            aside = self.data.with_name(f"{self.data.name}.failed-{stamp}-{n}")
+        return aside
+
+    def _newest_aside(self) -> Path | None:
+        found = sorted(self.data.parent.glob(self.data.name + ".failed-*"),
+                       key=lambda p: p.stat().st_mtime)  # fmt: skip
+        return found[-1] if found else None
+
+    def _program(self, name: str) -> str:
+        if self._bindir is None:
+            candidates = ([self._bindir_setting] if self._bindir_setting
+                          else [Path(c) for c in _BINDIR_CANDIDATES])  # fmt: skip
+            for bindir in candidates:
+                if all(os.access(bindir / p, os.X_OK) for p in _PROGRAMS):
+                    self._bindir = bindir
+                    break
+            else:
+                raise RejoinError(
+                    f"PostgreSQL's programs ({', '.join(_PROGRAMS)}) are not in "
+                    f"{', '.join(map(str, candidates))}: set pg_bindir"
+                )
+        return str(self._bindir / name)
+
+    async def _run(
+        self, program: str, *args: str, until: float, what: str,
+        env: dict[str, str] | None = None, check: bool = True,
+    ) -> tuple[int, str]:  # fmt: skip
+        """(exit status, stdout and stderr) of a PostgreSQL program run as the database's user,
+        killed at the deadline. Through runuser rather than Popen(user=): changing user makes
+        Python fork instead of vfork, and a fork runs gRPC's at-fork handlers."""
+        argv = [self._program(program), *args]
+        if self._os_user is not None:
+            argv = ["runuser", "-u", self._os_user, "--", *argv]
+        budget = _left(until, what)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, cwd="/", start_new_session=True,
+                env={**os.environ, "LC_ALL": "C", **(env or {})},  # messages are parsed
+            )  # fmt: skip
+        except OSError as err:
+            raise RejoinError(f"{what}: cannot run {argv[0]}: {_why(err)}") from err
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), budget)
+        except TimeoutError as err:
+            await _kill(proc)
+            raise RejoinError(f"{what} did not finish by the command's deadline") from err
+        except asyncio.CancelledError:
+            await asyncio.shield(_kill(proc))
+            raise
+        said = out.decode(errors="replace").strip()
+        if check and proc.returncode != 0:
+            raise RejoinError(f"{what} failed (exit {proc.returncode}): {_tail(said)}")
+        return proc.returncode or 0, said
+
+
+def _run_as(setting: str) -> str | None:
+    """The system user for PostgreSQL's programs; None: this process's own."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    user = setting or ("postgres" if os.geteuid() == 0 else me)
+    return None if user == me else user
+
+
+def _is_postgres(pid: int) -> bool:
+    """A live (not zombie) process running PostgreSQL: a pid file may name a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if stat[stat.rindex(")") + 2 :].split()[0] in ("Z", "X"):
+        return False
+    return b"postgres" in command or b"postmaster" in command
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # runuser and its child: a session of their own
+    await proc.wait()
+
+
+def _settings_files(directory: Path) -> dict[str, bytes]:
+    """The node's own configuration files (its address and port are in latitude.conf)."""
+    return {p.name: p.read_bytes() for p in directory.glob("*.conf") if p.is_file()}
+
+
+def _restore(directory: Path, files: dict[str, bytes]) -> None:
+    owner = (directory.stat().st_uid, directory.stat().st_gid)
+    for name, content in files.items():
+        _write(directory / name, content, owner)
+
+
+def _write(path: Path, content: bytes, owner: tuple[int, int] | None, mode: int = 0o600) -> None:
+    """Replace ``path`` whole (a crash leaves the old or the new file, never half of one)."""
+    tmp = path.with_name(path.name + ".latitude-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _conninfo(*pairs: tuple[str, str]) -> str:
+    """libpq's key='value' ..., backslash-escaped."""
+    return " ".join(f"{key}={_quote(value)}" for key, value in pairs)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _guc_quote(value: str) -> str:
+    """A string in postgresql.conf's syntax, as ALTER SYSTEM writes it."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _diverged_at(said: str) -> str:
+    found = re.search(r"servers diverged at WAL location (\S+) on timeline (\d+)", said)
+    return f"diverged at {found[1]} on timeline {found[2]}" if found else "diverged"
+
+
+def _left(until: float, what: str) -> float:
+    left = until - time.monotonic()
+    if left <= 0:
+        raise RejoinError(f"the command's deadline passed before {what}")
+    return left
+
+
+def _seconds(until: float) -> str:
+    """pg_ctl's -t: whole seconds, leaving a moment for pg_ctl to report back."""
+    return str(max(1, int(until - time.monotonic() - 0.5)))
+
+
+def _tail(text: str, lines: int = _TAIL) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(no output)"
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err).strip() or type(err).__name__
