@@ -41,7 +41,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "stack_up",
-                "what": "latitude up until all three regions stream (etcd x3, PostgreSQL x3)",
+                "what": "latitude up until every standby streams and the elected leader sees all "
+                "three regions HEALTHY (etcd x3, PostgreSQL x3, coordinators x3, agents x3)",
                 "trials": args.trials,
                 "seconds": seconds,
                 "median_seconds": round(statistics.median(seconds), 3),
