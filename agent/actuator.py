@@ -173,6 +173,8 @@ class Actuator:
                 step = self._sql("execute", "CHECKPOINT", stop=stop, wait=True)
             case _K.COMMAND_KIND_REJOIN:
                 step = self._rejoin(command.rejoin, stop)
+            case _K.COMMAND_KIND_SET_SYNCHRONOUS:
+                step = self._set_synchronous(command.synchronous.synchronous_standby_names, stop)
             case _:
                 raise ActuatorError(f"unknown command kind {command.kind}")
         await self._guarded(_K.Name(command.kind).removeprefix("COMMAND_KIND_"), step)
@@ -350,6 +352,16 @@ class Actuator:
             await asyncio.sleep(_POLL * 5)
 
     # -- steps -----------------------------------------------------------------------------
+
+    async def _set_synchronous(self, names: str, stop: float | None) -> None:
+        if await self._sql("fetchval", "SELECT pg_is_in_recovery()", stop=stop):
+            raise ActuatorError("synchronous_standby_names only matters on a primary")
+        await self._alter_system("synchronous_standby_names", names or None, stop)
+        await self._sql("execute", "SELECT pg_reload_conf()", stop=stop)
+        await self._settle(
+            "SHOW synchronous_standby_names", done=lambda value: value == names, stop=stop,
+            failure=lambda value: f"synchronous_standby_names is {value!r} after a reload",
+        )  # fmt: skip
 
     async def _set_read_only(self, on: bool, stop: float | None) -> None:
         await self._alter_system("default_transaction_read_only", "on" if on else None, stop)

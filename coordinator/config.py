@@ -37,6 +37,12 @@ class CoordinatorConfig:
     # A standby further behind than this is DEGRADED (and, later, not promoted automatically).
     lag_budget_bytes: int = 64 * 1024 * 1024
     lag_budget_seconds: float = 300.0
+    # Synchronous replication: the leader keeps synchronous_standby_names on the primary at
+    # ANY 1 (the streaming standbys), so an acknowledged commit is on a standby too, and
+    # promotes only the standby with the most WAL received. With none streaming it falls
+    # back to asynchronous (if synchronous_fallback) rather than blocking every commit.
+    synchronous: bool = False
+    synchronous_fallback: bool = True
     # A region whose requests fail more often than this is DEGRADED.
     max_error_rate: float = 0.05
     # Largest message accepted from an agent.

@@ -34,10 +34,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--etcd", help="etcd endpoints, comma-separated host:port")
     parser.add_argument("--etcd-prefix", help="key prefix in etcd (default /latitude)")
     parser.add_argument("--regions", help="the deployment's regions, comma-separated")
+    parser.add_argument(
+        "--synchronous", action="store_const", const=True, help="synchronous replication"
+    )
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    flags = {k: getattr(args, k) for k in
-             ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions")}  # fmt: skip
+    names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous")
+    flags = {name: getattr(args, name) for name in names}
     return args, flags
 
 

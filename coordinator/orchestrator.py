@@ -50,6 +50,7 @@ class Orchestrator:
         self._noted: set[str] = set()
         self._fenced_at: dict[str, float] = {}
         self._busy = asyncio.Lock()
+        self._synchronous_names: str | None = None  # as last set on the primary
 
     async def run(self) -> None:
         store = self._node.store
@@ -75,6 +76,8 @@ class Orchestrator:
             return
         await self._fence_stray_primaries()
         await self._unfence_write_region()
+        if self._config.synchronous:
+            await self._keep_synchronous()
         verdict = assess_primary(
             self._primary_view(), self._standby_views(), fail_after=self._config.fail_after
         )
@@ -334,6 +337,38 @@ class Orchestrator:
         if not result.ok:
             raise CommandFailed(f"unfencing {region} failed: {result.error}")
 
+    async def _keep_synchronous(self) -> None:
+        """ANY 1 of the standbys streaming from the primary; with none, asynchronous (if
+        allowed) rather than every commit waiting for a standby that is not there."""
+        record = self._registry.regions[self.write_region]
+        db = record.report.database if record.report else None
+        if db is None or record.session is None or db.role != common_pb2.DATABASE_ROLE_PRIMARY:
+            return
+        streaming = sorted(r.region for r in db.replicas if r.state == "streaming")
+        if streaming:
+            wanted = "ANY 1 (" + ",".join(f'"{name}"' for name in streaming) + ")"
+        elif self._config.synchronous_fallback:
+            wanted = ""
+        else:
+            return  # keep waiting on whatever standbys were named
+        if wanted == self._synchronous_names:
+            return
+        if not wanted:
+            log.warning("no standby streams from %s: replication is asynchronous until one does",
+                        self.write_region)  # fmt: skip
+        command = agent_pb2.Command(
+            kind=agent_pb2.COMMAND_KIND_SET_SYNCHRONOUS,
+            synchronous=agent_pb2.SynchronousArgs(synchronous_standby_names=wanted),
+        )
+        try:
+            result = await self._node.command(self.write_region, command, timeout=2.0)
+        except CommandFailed as err:
+            log.warning("setting synchronous_standby_names failed: %s", err)
+            return
+        if result.ok:
+            self._synchronous_names = wanted
+            log.info("synchronous_standby_names on %s: %r", self.write_region, wanted)
+
     async def _unfence_write_region(self) -> None:
         """The primary fenced itself while no leader acknowledged it (a leader change that
         took longer than fence_after). Now that a leader hears it again, lift the fence."""
@@ -421,7 +456,9 @@ class Orchestrator:
             views.append(
                 StandbyView(
                     name,
-                    db.replayed_lsn if db else 0,
+                    # A promotion replays everything received first, so what counts is
+                    # what it has received (in synchronous mode: every acknowledged commit).
+                    max(db.replayed_lsn, db.received_lsn) if db else 0,
                     db.upstream_address if db and db.wal_receiver_streaming else "",
                     db.heartbeat_at.ToNanoseconds() if db and db.HasField("heartbeat_at") else 0,
                     record.hello.priority if record.hello else 0,
@@ -442,6 +479,8 @@ class Orchestrator:
 
     async def _set_write_region(self, region: str) -> None:
         if await self._node.write({WRITE_REGION: region.encode()}):
+            if region != self.write_region:
+                self._synchronous_names = None
             self.write_region = region
 
     async def _save(self, record: admin_pb2.FailoverStatus) -> None:

@@ -33,6 +33,8 @@ class StackConfig:
     # Start the coordinators and agents too; false gives bare etcd and PostgreSQL (for tests
     # that drive the databases by hand, and for running a control plane from elsewhere).
     control_plane: bool = True
+    # Run the coordinators with synchronous replication (no acknowledged commit lost).
+    synchronous: bool = False
 
     def validate(self) -> None:
         try:

@@ -14,7 +14,12 @@ from latitude.stack.topology import RegionSpec
 
 
 def coordinator_argv(
-    name: str, address: str, etcd_endpoints: list[str], regions: list[str]
+    name: str,
+    address: str,
+    etcd_endpoints: list[str],
+    regions: list[str],
+    *,
+    synchronous: bool = False,
 ) -> list[str]:
     return [
         sys.executable, "-m", "coordinator.main",
@@ -22,6 +27,7 @@ def coordinator_argv(
         "--listen", address,
         "--etcd", ",".join(etcd_endpoints),
         "--regions", ",".join(regions),
+        *(["--synchronous"] if synchronous else []),
     ]  # fmt: skip
 
 

@@ -314,7 +314,9 @@ class Stack:
         coordinators = self.coordinator_addresses(state)
         for name, address in zip(self.topology.coordinators, coordinators, strict=True):
             if not running.get(name):
-                argv = services.coordinator_argv(name, address, etcd_endpoints, regions)
+                argv = services.coordinator_argv(
+                    name, address, etcd_endpoints, regions, synchronous=self.config.synchronous
+                )
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
             name = f"agent-{region.name}"

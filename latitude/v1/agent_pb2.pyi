@@ -22,6 +22,7 @@ class CommandKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMMAND_KIND_REJOIN: _ClassVar[CommandKind]
     COMMAND_KIND_REPORT_NOW: _ClassVar[CommandKind]
     COMMAND_KIND_CHECKPOINT: _ClassVar[CommandKind]
+    COMMAND_KIND_SET_SYNCHRONOUS: _ClassVar[CommandKind]
 COMMAND_KIND_UNSPECIFIED: CommandKind
 COMMAND_KIND_FENCE: CommandKind
 COMMAND_KIND_UNFENCE: CommandKind
@@ -30,6 +31,7 @@ COMMAND_KIND_FOLLOW: CommandKind
 COMMAND_KIND_REJOIN: CommandKind
 COMMAND_KIND_REPORT_NOW: CommandKind
 COMMAND_KIND_CHECKPOINT: CommandKind
+COMMAND_KIND_SET_SYNCHRONOUS: CommandKind
 
 class AgentMessage(_message.Message):
     __slots__ = ("hello", "report", "command_result")
@@ -169,6 +171,12 @@ class FollowArgs(_message.Message):
     slot_name: str
     def __init__(self, primary_region: _Optional[str] = ..., primary_host: _Optional[str] = ..., primary_port: _Optional[int] = ..., slot_name: _Optional[str] = ...) -> None: ...
 
+class SynchronousArgs(_message.Message):
+    __slots__ = ("synchronous_standby_names",)
+    SYNCHRONOUS_STANDBY_NAMES_FIELD_NUMBER: _ClassVar[int]
+    synchronous_standby_names: str
+    def __init__(self, synchronous_standby_names: _Optional[str] = ...) -> None: ...
+
 class RejoinArgs(_message.Message):
     __slots__ = ("follow", "allow_rewind")
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
@@ -178,13 +186,14 @@ class RejoinArgs(_message.Message):
     def __init__(self, follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., allow_rewind: _Optional[bool] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("command_id", "epoch", "kind", "promote", "follow", "rejoin", "deadline", "reason")
+    __slots__ = ("command_id", "epoch", "kind", "promote", "follow", "rejoin", "synchronous", "deadline", "reason")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     REJOIN_FIELD_NUMBER: _ClassVar[int]
+    SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     command_id: str
@@ -193,6 +202,7 @@ class Command(_message.Message):
     promote: PromoteArgs
     follow: FollowArgs
     rejoin: RejoinArgs
+    synchronous: SynchronousArgs
     deadline: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., synchronous: _Optional[_Union[SynchronousArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -193,3 +193,51 @@ async def test_a_new_leader_finishes_a_failover_its_predecessor_started(fresh_st
             await asyncio.sleep(0.1)
     finally:
         await conn.close()
+
+
+@pytest.fixture
+def synchronous_stack():
+    with running_stack(synchronous=True) as stack:
+        yield stack
+
+
+async def test_in_synchronous_mode_no_acknowledged_commit_is_lost(synchronous_stack: Stack):
+    stack = synchronous_stack
+    state = stack.state()
+    primary = await connect(stack.postgres_node(state, "us-east-1"), state.superuser_password)
+    try:
+        await primary.execute("CREATE TABLE acked (id int PRIMARY KEY)")
+        deadline = time.monotonic() + 10
+        while not (await primary.fetchval("SHOW synchronous_standby_names")).startswith("ANY 1"):
+            assert time.monotonic() < deadline, "the leader never made replication synchronous"
+            await asyncio.sleep(0.05)
+        acknowledged: list[int] = []
+
+        async def write() -> None:
+            for i in range(1, 1_000_000):
+                await primary.execute("INSERT INTO acked VALUES ($1)", i)
+                acknowledged.append(i)
+
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(1.0)
+        await stack.kill("agent-us-east-1")
+        await stack.kill("postgres-us-east-1")
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await writing
+    finally:
+        primary.terminate()
+    assert len(acknowledged) > 50
+    deadline = time.monotonic() + 15
+    while True:
+        view = await status(stack)
+        if view is not None and view.write_region not in ("", "us-east-1"):
+            break
+        assert time.monotonic() < deadline, f"no failover: {view}"
+        await asyncio.sleep(0.05)
+    conn = await connect(stack.postgres_node(state, view.write_region), state.superuser_password)
+    try:
+        stored = {r["id"] for r in await conn.fetch("SELECT id FROM acked")}
+    finally:
+        await conn.close()
+    missing = [i for i in acknowledged if i not in stored]
+    assert missing == [], f"{len(missing)} acknowledged commits lost: {missing[:10]}"
