@@ -15,8 +15,10 @@ from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
+from tests.integration.connections import CONNECTION_TROUBLE
 
 pytestmark = pytest.mark.stack
+
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 
@@ -58,7 +60,7 @@ class Monitor:
                 timeout=0.3,
             )
             return bool(row["primary"] and row["writable"])
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except CONNECTION_TROUBLE:
             self._conns[region] = None
             return False
 
@@ -222,7 +224,7 @@ async def test_in_synchronous_mode_no_acknowledged_commit_is_lost(synchronous_st
         await asyncio.sleep(1.0)
         await stack.kill("agent-us-east-1")
         await stack.kill("postgres-us-east-1")
-        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        with contextlib.suppress(*CONNECTION_TROUBLE):
             await writing
     finally:
         primary.terminate()

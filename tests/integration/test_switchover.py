@@ -14,6 +14,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
+from tests.integration.connections import CONNECTION_TROUBLE
 
 pytestmark = pytest.mark.stack
 
@@ -57,9 +58,7 @@ class Writer:
                 now = time.monotonic()
                 self.longest_gap = max(self.longest_gap, now - last_ack)
                 last_ack = now
-            except (
-                OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, NoCoordinator
-            ):  # fmt: skip
+            except (*CONNECTION_TROUBLE, NoCoordinator):
                 if conn is not None:
                     conn.terminate()
                 self._conn = None
