@@ -79,6 +79,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         node = self._node
         registry = node.registry
         ack_every = node.config.ack_every
+        acked_once = False
         try:
             while True:
                 message = await context.read()
@@ -95,8 +96,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     change = registry.report(record, report)
                     if change is not None:
                         node.region_changed(change)
-                    if report.sequence % ack_every and change is None:
+                    # Acknowledge at once on a new stream: an agent back from a leader change
+                    # is closest to its fence deadline.
+                    if acked_once and report.sequence % ack_every and change is None:
                         continue
+                    acked_once = True
                     record.acked_wall = time.time()
                     session.send(
                         agent_pb2.CoordinatorMessage(

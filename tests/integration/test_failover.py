@@ -186,7 +186,16 @@ async def test_a_new_leader_finishes_a_failover_its_predecessor_started(fresh_st
     state = stack.state()
     conn = await connect(stack.postgres_node(state, new), state.superuser_password)
     try:
-        await conn.execute("CREATE TABLE resumed (v int)")
+        # A promoted primary that lost its leader fences itself fence_after later; the new
+        # leader lifts that fence once it hears the primary again.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await conn.execute("CREATE TABLE resumed (v int)")
+                break
+            except asyncpg.ReadOnlySQLTransactionError:
+                assert time.monotonic() < deadline, f"{new} never became writable"
+                await asyncio.sleep(0.1)
         deadline = time.monotonic() + 10
         while not await conn.fetchval(
             "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1", other
