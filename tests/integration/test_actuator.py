@@ -7,10 +7,9 @@ writable primary with both standbys streaming from it, except the last.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -22,6 +21,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.v1 import agent_pb2, common_pb2
+from tests.integration.connections import eventually, query, session
 
 pytestmark = pytest.mark.stack
 
@@ -60,40 +60,6 @@ async def actuator_for(stack: Stack, region: str) -> AsyncIterator[Actuator]:
     finally:
         await actuator.close()
         await probe.close()
-
-
-@asynccontextmanager
-async def session(
-    stack: Stack, region: str, app: str = "test"
-) -> AsyncIterator[asyncpg.Connection]:
-    """A fresh client session, as an application would open one."""
-    state = stack.state()
-    node = stack.postgres_node(state, region)
-    conn = await asyncpg.connect(
-        host=node.host, port=node.port, user=SUPERUSER, password=state.superuser_password,
-        database="postgres", timeout=3.0, server_settings={"application_name": app},
-    )  # fmt: skip
-    try:
-        yield conn
-    finally:
-        await conn.close(timeout=3.0)
-
-
-async def query(stack: Stack, region: str, sql: str, *args):
-    async with session(stack, region) as conn:
-        return await conn.fetchval(sql, *args, timeout=3.0)
-
-
-async def eventually(look: Callable[[], Awaitable], timeout: float, what: str):
-    """Poll ``look`` until it returns something true; its last value on failure."""
-    deadline = time.monotonic() + timeout
-    while True:
-        seen = await look()
-        if seen:
-            return seen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; saw {seen!r}")
-        await asyncio.sleep(0.05)
 
 
 async def receiver(stack: Stack, region: str) -> tuple[str, int] | None:

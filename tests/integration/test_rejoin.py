@@ -12,7 +12,6 @@ records the running ones before the stack stops, so that nothing is left behind.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.v1 import agent_pb2, common_pb2
+from tests.integration.connections import eventually, query, session
 
 pytestmark = pytest.mark.stack
 
@@ -117,40 +117,6 @@ async def actuator_for(
     finally:
         await actuator.close()
         await probe.close()
-
-
-@asynccontextmanager
-async def session(stack: Stack, region: str) -> AsyncIterator[asyncpg.Connection]:
-    state = stack.state()
-    node = stack.postgres_node(state, region)
-    conn = await asyncpg.connect(
-        host=node.host, port=node.port, user=SUPERUSER, password=state.superuser_password,
-        database="postgres", timeout=3.0, server_settings={"application_name": "test"},
-    )  # fmt: skip
-    try:
-        yield conn
-    finally:
-        await conn.close(timeout=3.0)
-
-
-async def query(stack: Stack, region: str, sql: str, *args):
-    async with session(stack, region) as conn:
-        return await conn.fetchval(sql, *args, timeout=3.0)
-
-
-async def eventually(look: Callable[[], Awaitable], timeout: float, what: str):
-    """Poll ``look`` until it returns something true; its last value on failure."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            seen = await look()
-        except (OSError, asyncpg.PostgresError) as err:  # a server still starting
-            seen = err
-        if seen and not isinstance(seen, Exception):
-            return seen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; saw {seen!r}")
-        await asyncio.sleep(0.05)
 
 
 async def rows(stack: Stack, region: str) -> list[int]:
