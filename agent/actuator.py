@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
-from agent.rejoin import REWIND_SLOT, LocalServer, RejoinError
+from agent.rejoin import REWIND_SLOT, LocalServer, RejoinError, describe_error
 from latitude.errors import LatitudeError
 from latitude.netaddr import join_host_port
 from latitude.v1 import agent_pb2, common_pb2
@@ -185,7 +185,7 @@ class Actuator:
         except _TROUBLE as err:
             if isinstance(err, _BROKEN):
                 self._discard()
-            raise ActuatorError(f"{what} on {self._address} failed: {_why(err)}") from err
+            raise ActuatorError(f"{what} on {self._address} failed: {describe_error(err)}") from err
 
     # -- the commands ----------------------------------------------------------------------
 
@@ -313,7 +313,7 @@ class Actuator:
         except (ActuatorError, *_TROUBLE) as err:
             if isinstance(err, _BROKEN):
                 self._discard()
-            log.warning("REJOIN: before stopping the server: %s", _why(err))
+            log.warning("REJOIN: before stopping the server: %s", describe_error(err))
 
     async def _drop_rewind_slot(self) -> None:
         try:  # its own budget: the command's deadline may have passed
@@ -323,7 +323,9 @@ class Actuator:
         except _TROUBLE as err:
             if isinstance(err, _BROKEN):
                 self._discard()
-            log.warning("REJOIN: the slot %s could not be dropped: %s", REWIND_SLOT, _why(err))
+            log.warning(
+                "REJOIN: the slot %s could not be dropped: %s", REWIND_SLOT, describe_error(err)
+            )
 
     def _rejoined(self, follow: agent_pb2.FollowArgs) -> None:
         self.fence_cause = _UNSPECIFIED
@@ -492,11 +494,3 @@ def _quote(value: str) -> str:
 def _lsn(position: int) -> str:
     position = int(position)
     return f"{position >> 32:X}/{position & 0xFFFF_FFFF:X}"
-
-
-def _why(err: BaseException) -> str:
-    if isinstance(err, TimeoutError):
-        return "timed out"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return str(err).strip() or type(err).__name__

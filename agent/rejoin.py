@@ -135,14 +135,16 @@ class LocalServer:
                 )  # fmt: skip
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             raise RejoinError(
-                f"the new primary at {host}:{port} cannot be reached ({_why(err)}): nothing changed"
+                f"the new primary at {host}:{port} cannot be reached "
+                f"({describe_error(err)}): nothing changed"
             ) from err
         try:
             await conn.execute("CHECKPOINT", timeout=_left(until, "a CHECKPOINT on the primary"))
             source = await conn.fetchrow(_SOURCE_VIEW, timeout=budget)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             raise RejoinError(
-                f"CHECKPOINT on the new primary at {host}:{port} failed ({_why(err)}; pg_rewind "
+                f"CHECKPOINT on the new primary at {host}:{port} failed "
+                f"({describe_error(err)}; pg_rewind "
                 "needs its control file current): nothing changed"
             ) from err
         finally:
@@ -465,7 +467,7 @@ class LocalServer:
                 env={**os.environ, "LC_ALL": "C", **(env or {})},  # messages are parsed
             )  # fmt: skip
         except OSError as err:
-            raise RejoinError(f"{what}: cannot run {argv[0]}: {_why(err)}") from err
+            raise RejoinError(f"{what}: cannot run {argv[0]}: {describe_error(err)}") from err
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), budget)
         except TimeoutError as err:
@@ -573,7 +575,8 @@ def _tail(text: str, lines: int = _TAIL) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:]) or "(no output)"
 
 
-def _why(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
+    """A short reason for a failure, for CommandResult.error and logs."""
     if isinstance(err, TimeoutError):
         return "timed out"
     if isinstance(err, OSError) and err.strerror:

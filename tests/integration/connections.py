@@ -59,3 +59,18 @@ async def eventually(look: Callable[[], Awaitable], timeout: float, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; saw {seen!r}")
         await asyncio.sleep(0.05)
+
+
+async def streams_to(stack: Stack, primary: str, standby: str, timeout: float) -> None:
+    """Wait until ``primary`` sees ``standby`` streaming from it."""
+    await eventually(
+        lambda: query(
+            stack,
+            primary,
+            "SELECT count(*) FROM pg_stat_replication "
+            "WHERE application_name = $1 AND state = 'streaming'",
+            standby,
+        ),
+        timeout,
+        f"{standby} to stream from {primary}",
+    )

@@ -14,7 +14,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
-from tests.integration.connections import CONNECTION_TROUBLE
+from tests.integration.connections import CONNECTION_TROUBLE, streams_to
 
 pytestmark = pytest.mark.stack
 
@@ -72,22 +72,6 @@ async def _switch(stack: Stack, target: str) -> admin_pb2.FailoverStatus:
     return (await call_leader(addresses, "Switchover", request, 60)).failover
 
 
-async def _streams_from(stack: Stack, primary: str, standby: str, timeout: float) -> None:
-    state = stack.state()
-    conn = await connect(stack.postgres_node(state, primary), state.superuser_password)
-    try:
-        deadline = time.monotonic() + timeout
-        while not await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_replication "
-            "WHERE application_name = $1 AND state = 'streaming'",
-            standby,
-        ):
-            assert time.monotonic() < deadline, f"{standby} never streamed from {primary}"
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-
-
 async def test_switchover_there_and_back_loses_nothing(private_stack: Stack):
     stack = private_stack
     state = stack.state()
@@ -105,7 +89,7 @@ async def test_switchover_there_and_back_loses_nothing(private_stack: Stack):
             view = await cluster_status(stack.coordinator_addresses(state), 1.0)
             assert view.write_region == target
             # The old primary rejoins as a standby of the new one.
-            await _streams_from(stack, target, old, timeout=30)
+            await streams_to(stack, target, old, timeout=30)
             await asyncio.sleep(1.0)
     finally:
         writing.cancel()
