@@ -8,9 +8,11 @@ later be rewound with ``pg_rewind`` instead of copied afresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +102,7 @@ class Postgres:
             ) from err
 
     async def init_primary(self, node: PostgresNode, superuser_password: str) -> None:
-        self._fresh(node.data_dir)
+        await self._fresh(node.data_dir)
         pwfile = node.data_dir.parent / f".{node.region}.pw"
         self.prepare_file(pwfile, superuser_password + "\n")
         try:
@@ -145,7 +147,7 @@ class Postgres:
     async def base_backup(
         self, node: PostgresNode, primary: PostgresNode, slot: str, passfile: Path
     ) -> None:
-        self._fresh(node.data_dir)
+        await self._fresh(node.data_dir)
         conninfo = (
             f"host={primary.host} port={primary.port} user={REPLICATION_USER} "
             f"application_name={node.region} passfile={passfile}"
@@ -197,10 +199,22 @@ class Postgres:
             [str(self._programs[program]), *args], what=what, user=self._user, timeout=timeout
         )
 
-    def _fresh(self, data_dir: Path) -> None:
-        """An empty data directory, removing what a crashed attempt left behind."""
-        if data_dir.exists():
+    async def _fresh(self, data_dir: Path) -> None:
+        """An empty data directory, removing what a crashed attempt left behind, including a
+        pg_basebackup or initdb still writing into it after a killed ``up``."""
+        for pid in processes.find_by_cmdline(str(data_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            for _ in range(100):
+                if processes.start_ticks(pid) is None:
+                    break
+                await asyncio.sleep(0.02)
+        try:
             shutil.rmtree(data_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise StackError(f"cannot remove the incomplete {data_dir}: {err}") from err
         self.prepare_dir(data_dir)
 
     def _chown(self, path: Path) -> None:
