@@ -73,7 +73,7 @@ class Etcd:
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(self._client.close()), self.timeout)
+            await _bounded(self._client.close(), self.timeout)
         except (TimeoutError, aetcd.exceptions.ClientError, grpc.RpcError):
             pass
 
@@ -141,11 +141,13 @@ class Etcd:
         except (aetcd.exceptions.ClientError, grpc.RpcError) as err:
             raise _translate(err, "watch") from err
         finally:
-            await asyncio.shield(_quietly(watch.cancel()))
+            # Detached: aetcd's cancel takes a lock its stream handler may hold, so awaiting it
+            # here could hang whoever is cancelling this watch.
+            _detach(watch.cancel())
 
     async def _call(self, awaitable, what: str, timeout: float | None = None):
         try:
-            return await asyncio.wait_for(awaitable, timeout or self.timeout)
+            return await _bounded(awaitable, timeout or self.timeout)
         except TimeoutError as err:
             raise EtcdUnavailable(
                 f"etcd ({', '.join(self.endpoints)}) did not answer {what} "
@@ -163,11 +165,46 @@ def _translate(err: Exception, what: str) -> EtcdError:
     return EtcdError(f"etcd {what} failed: {err}")
 
 
-async def _quietly(awaitable) -> None:
+async def _bounded(awaitable, timeout: float):
+    """``awaitable``'s result, or TimeoutError after ``timeout`` seconds, whatever it does.
+
+    ``asyncio.wait_for`` waits for the cancelled call to finish unwinding; aetcd's watch calls
+    can block in that unwinding on a lock (an ``asyncio.Condition`` re-acquiring it), which
+    turned a 1 s deadline into a hang. Here the call is cancelled and left to unwind alone.
+    """
+    task = asyncio.ensure_future(awaitable)
     try:
-        await asyncio.wait_for(awaitable, 1.0)
-    except (TimeoutError, aetcd.exceptions.ClientError, grpc.RpcError, asyncio.QueueFull):
-        pass
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        raise TimeoutError
+    return task.result()
+
+
+_detached: set[asyncio.Task] = set()
+
+
+def _detach(awaitable) -> None:
+    """Run ``awaitable`` in the background for at most a second, ignoring what it raises."""
+
+    async def quietly() -> None:
+        try:
+            await _bounded(awaitable, 1.0)
+        except Exception:
+            pass  # best effort: the stream it tidies is being dropped anyway
+
+    task = asyncio.ensure_future(quietly())
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+
+
+def _abandon(task: asyncio.Future) -> None:
+    task.cancel()
+    # Retrieve whatever it ends with, so nothing is logged as "never retrieved".
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _kv(kv) -> KeyValue:
