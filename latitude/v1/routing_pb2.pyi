@@ -87,7 +87,7 @@ class Target(_message.Message):
     def __init__(self, region: _Optional[str] = ..., weight: _Optional[float] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., estimated_latency_seconds: _Optional[float] = ..., distance_km: _Optional[float] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., writable: _Optional[bool] = ..., replay_lag_seconds: _Optional[float] = ...) -> None: ...
 
 class RoutingDecision(_message.Message):
-    __slots__ = ("targets", "write_region", "table_version", "strategy", "reason", "location_source", "location", "no_healthy_region")
+    __slots__ = ("targets", "write_region", "table_version", "strategy", "reason", "location_source", "location", "no_healthy_region", "latency_basis")
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     WRITE_REGION_FIELD_NUMBER: _ClassVar[int]
     TABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class RoutingDecision(_message.Message):
     LOCATION_SOURCE_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     NO_HEALTHY_REGION_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_BASIS_FIELD_NUMBER: _ClassVar[int]
     targets: _containers.RepeatedCompositeFieldContainer[Target]
     write_region: str
     table_version: int
@@ -104,7 +105,8 @@ class RoutingDecision(_message.Message):
     location_source: LocationSource
     location: _common_pb2.Location
     no_healthy_region: bool
-    def __init__(self, targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., write_region: _Optional[str] = ..., table_version: _Optional[int] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., reason: _Optional[str] = ..., location_source: _Optional[_Union[LocationSource, str]] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., no_healthy_region: _Optional[bool] = ...) -> None: ...
+    latency_basis: str
+    def __init__(self, targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., write_region: _Optional[str] = ..., table_version: _Optional[int] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., reason: _Optional[str] = ..., location_source: _Optional[_Union[LocationSource, str]] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., no_healthy_region: _Optional[bool] = ..., latency_basis: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("known_version",)
@@ -113,7 +115,7 @@ class WatchRequest(_message.Message):
     def __init__(self, known_version: _Optional[int] = ...) -> None: ...
 
 class RegionRoute(_message.Message):
-    __slots__ = ("region", "state", "weight", "location", "endpoints", "role", "replay_lag_bytes", "replay_lag_seconds", "capacity", "capacity_utilization", "error_rate", "response_time_seconds")
+    __slots__ = ("region", "state", "weight", "location", "endpoints", "role", "replay_lag_bytes", "replay_lag_seconds", "capacity", "capacity_utilization", "error_rate", "response_time_seconds", "availability", "readable")
     REGION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +128,8 @@ class RegionRoute(_message.Message):
     CAPACITY_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    READABLE_FIELD_NUMBER: _ClassVar[int]
     region: str
     state: _common_pb2.RegionState
     weight: float
@@ -138,10 +142,43 @@ class RegionRoute(_message.Message):
     capacity_utilization: float
     error_rate: float
     response_time_seconds: float
-    def __init__(self, region: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., weight: _Optional[float] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., role: _Optional[_Union[_common_pb2.DatabaseRole, str]] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., capacity: _Optional[int] = ..., capacity_utilization: _Optional[float] = ..., error_rate: _Optional[float] = ..., response_time_seconds: _Optional[float] = ...) -> None: ...
+    availability: float
+    readable: bool
+    def __init__(self, region: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., weight: _Optional[float] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., role: _Optional[_Union[_common_pb2.DatabaseRole, str]] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., capacity: _Optional[int] = ..., capacity_utilization: _Optional[float] = ..., error_rate: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., availability: _Optional[float] = ..., readable: _Optional[bool] = ...) -> None: ...
+
+class LatencyModel(_message.Message):
+    __slots__ = ("base_seconds", "seconds_per_km", "region_factor")
+    class RegionFactorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    BASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_PER_KM_FIELD_NUMBER: _ClassVar[int]
+    REGION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    base_seconds: float
+    seconds_per_km: float
+    region_factor: _containers.ScalarMap[str, float]
+    def __init__(self, base_seconds: _Optional[float] = ..., seconds_per_km: _Optional[float] = ..., region_factor: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class PrefixLatency(_message.Message):
+    __slots__ = ("network_prefix", "region", "latency_seconds", "samples", "last_measured_at")
+    NETWORK_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    LAST_MEASURED_AT_FIELD_NUMBER: _ClassVar[int]
+    network_prefix: str
+    region: str
+    latency_seconds: float
+    samples: int
+    last_measured_at: _timestamp_pb2.Timestamp
+    def __init__(self, network_prefix: _Optional[str] = ..., region: _Optional[str] = ..., latency_seconds: _Optional[float] = ..., samples: _Optional[int] = ..., last_measured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("version", "generated_at", "write_region", "default_strategy", "default_max_replica_lag_seconds", "regions", "failover_in_progress")
+    __slots__ = ("version", "generated_at", "write_region", "default_strategy", "default_max_replica_lag_seconds", "regions", "failover_in_progress", "latency_model", "prefix_latencies", "panic_threshold", "overprovisioning_factor")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
     WRITE_REGION_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +186,10 @@ class RoutingTable(_message.Message):
     DEFAULT_MAX_REPLICA_LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     FAILOVER_IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_LATENCIES_FIELD_NUMBER: _ClassVar[int]
+    PANIC_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OVERPROVISIONING_FACTOR_FIELD_NUMBER: _ClassVar[int]
     version: int
     generated_at: _timestamp_pb2.Timestamp
     write_region: str
@@ -156,7 +197,11 @@ class RoutingTable(_message.Message):
     default_max_replica_lag_seconds: float
     regions: _containers.RepeatedCompositeFieldContainer[RegionRoute]
     failover_in_progress: bool
-    def __init__(self, version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., write_region: _Optional[str] = ..., default_strategy: _Optional[_Union[Strategy, str]] = ..., default_max_replica_lag_seconds: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionRoute, _Mapping]]] = ..., failover_in_progress: _Optional[bool] = ...) -> None: ...
+    latency_model: LatencyModel
+    prefix_latencies: _containers.RepeatedCompositeFieldContainer[PrefixLatency]
+    panic_threshold: float
+    overprovisioning_factor: float
+    def __init__(self, version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., write_region: _Optional[str] = ..., default_strategy: _Optional[_Union[Strategy, str]] = ..., default_max_replica_lag_seconds: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionRoute, _Mapping]]] = ..., failover_in_progress: _Optional[bool] = ..., latency_model: _Optional[_Union[LatencyModel, _Mapping]] = ..., prefix_latencies: _Optional[_Iterable[_Union[PrefixLatency, _Mapping]]] = ..., panic_threshold: _Optional[float] = ..., overprovisioning_factor: _Optional[float] = ...) -> None: ...
 
 class LatencySample(_message.Message):
     __slots__ = ("region", "latency_seconds", "measured_at")
