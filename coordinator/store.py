@@ -9,7 +9,8 @@ Every call says which kind it is:
   has been deposed; it must not be retried.
 - retryable: ``leader``, ``read`` and ``read_prefix`` are plain reads.
 
-An in-memory fake with the same interface backs the unit tests (``tests/fakes.py``).
+The unit tests drive the pure logic above this interface; everything that talks to the store is
+tested against the real etcd cluster of the test stack.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ class Store(Protocol):
     async def read(self, name: str) -> bytes | None: ...
 
     async def read_prefix(self, name: str) -> dict[str, bytes]: ...
+
+    async def read_at(self, name: str) -> tuple[bytes | None, int]: ...
+
+    def watch(self, name: str, start_revision: int) -> AsyncIterator[bytes | None]: ...
 
     async def close(self) -> None: ...
 
@@ -172,6 +177,17 @@ class EtcdStore:
         base = self._key(name).decode().rstrip("/") + "/"
         kvs, _ = await self._etcd.get_prefix(base.encode())
         return {kv.key.decode()[len(base) :]: kv.value for kv in kvs}
+
+    async def read_at(self, name: str) -> tuple[bytes | None, int]:
+        """The value (None if absent) and the store revision it was read at: watch from + 1."""
+        key = self._key(name)
+        kvs, revision = await self._etcd.get_prefix(key)
+        return next((kv.value for kv in kvs if kv.key == key), None), revision
+
+    async def watch(self, name: str, start_revision: int) -> AsyncIterator[bytes | None]:
+        """Each new value of ``name`` (None when deleted) from ``start_revision`` on."""
+        async for event in self._etcd.watch(self._key(name), start_revision=start_revision):
+            yield None if event.deleted else event.value
 
     async def close(self) -> None:
         await self._etcd.close()
