@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from latitude.v1 import common_pb2 as latitude_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19latitude/v1/routing.proto\x12\x0blatitude.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18latitude/v1/common.proto\"\xf1\x01\n\x0eResolveRequest\x12\x11\n\tclient_ip\x18\x01 \x01(\t\x12\'\n\x08location\x18\x02 \x01(\x0b\x32\x15.latitude.v1.Location\x12\'\n\x08strategy\x18\x03 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12#\n\x06intent\x18\x04 \x01(\x0e\x32\x13.latitude.v1.Intent\x12$\n\x17max_replica_lag_seconds\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bmax_targets\x18\x06 \x01(\rB\x1a\n\x18_max_replica_lag_seconds\"\x99\x02\n\x06Target\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12(\n\tendpoints\x18\x03 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12&\n\x19\x65stimated_latency_seconds\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x64istance_km\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.latitude.v1.RegionState\x12\x10\n\x08writable\x18\x07 \x01(\x08\x12\x1a\n\x12replay_lag_seconds\x18\x08 \x01(\x01\x42\x1c\n\x1a_estimated_latency_secondsB\x0e\n\x0c_distance_km\"\xae\x02\n\x0fRoutingDecision\x12$\n\x07targets\x18\x01 \x03(\x0b\x32\x13.latitude.v1.Target\x12\x14\n\x0cwrite_region\x18\x02 \x01(\t\x12\x15\n\rtable_version\x18\x03 \x01(\x04\x12\'\n\x08strategy\x18\x04 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x34\n\x0flocation_source\x18\x06 \x01(\x0e\x32\x1b.latitude.v1.LocationSource\x12\'\n\x08location\x18\x07 \x01(\x0b\x32\x15.latitude.v1.Location\x12\x19\n\x11no_healthy_region\x18\x08 \x01(\x08\x12\x15\n\rlatency_basis\x18\t \x01(\t\"%\n\x0cWatchRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"\x93\x03\n\x0bRegionRoute\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.latitude.v1.RegionState\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\'\n\x08location\x18\x04 \x01(\x0b\x32\x15.latitude.v1.Location\x12(\n\tendpoints\x18\x05 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12\'\n\x04role\x18\x06 \x01(\x0e\x32\x19.latitude.v1.DatabaseRole\x12\x18\n\x10replay_lag_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\x08 \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\t \x01(\r\x12\x1c\n\x14\x63\x61pacity_utilization\x18\n \x01(\x01\x12\x12\n\nerror_rate\x18\x0b \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x0c \x01(\x01\x12\x14\n\x0c\x61vailability\x18\r \x01(\x01\x12\x10\n\x08readable\x18\x0e \x01(\x08\"\xb5\x01\n\x0cLatencyModel\x12\x14\n\x0c\x62\x61se_seconds\x18\x01 \x01(\x01\x12\x16\n\x0eseconds_per_km\x18\x02 \x01(\x01\x12\x42\n\rregion_factor\x18\x03 \x03(\x0b\x32+.latitude.v1.LatencyModel.RegionFactorEntry\x1a\x33\n\x11RegionFactorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x97\x01\n\rPrefixLatency\x12\x16\n\x0enetwork_prefix\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x17\n\x0flatency_seconds\x18\x03 \x01(\x01\x12\x0f\n\x07samples\x18\x04 \x01(\r\x12\x34\n\x10last_measured_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x03\n\x0cRoutingTable\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x30\n\x0cgenerated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cwrite_region\x18\x03 \x01(\t\x12/\n\x10\x64\x65\x66\x61ult_strategy\x18\x04 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\'\n\x1f\x64\x65\x66\x61ult_max_replica_lag_seconds\x18\x05 \x01(\x01\x12)\n\x07regions\x18\x06 \x03(\x0b\x32\x18.latitude.v1.RegionRoute\x12\x1c\n\x14\x66\x61ilover_in_progress\x18\x07 \x01(\x08\x12\x30\n\rlatency_model\x18\x08 \x01(\x0b\x32\x19.latitude.v1.LatencyModel\x12\x34\n\x10prefix_latencies\x18\t \x03(\x0b\x32\x1a.latitude.v1.PrefixLatency\x12\x17\n\x0fpanic_threshold\x18\n \x01(\x01\x12\x1f\n\x17overprovisioning_factor\x18\x0b \x01(\x01\"i\n\rLatencySample\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x17\n\x0flatency_seconds\x18\x02 \x01(\x01\x12/\n\x0bmeasured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\rLatencyReport\x12\x16\n\x0enetwork_prefix\x18\x01 \x01(\t\x12\x11\n\tclient_ip\x18\x02 \x01(\t\x12+\n\x07samples\x18\x03 \x03(\x0b\x32\x1a.latitude.v1.LatencySample\"1\n\x15ReportLatencyResponse\x12\x18\n\x10\x61\x63\x63\x65pted_samples\x18\x01 \x01(\r*\x9f\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x17\n\x13STRATEGY_GEOGRAPHIC\x10\x01\x12\x14\n\x10STRATEGY_LATENCY\x10\x02\x12\x15\n\x11STRATEGY_WEIGHTED\x10\x03\x12\x18\n\x14STRATEGY_ROUND_ROBIN\x10\x04\x12\x19\n\x15STRATEGY_HEALTH_BASED\x10\x05*C\n\x06Intent\x12\x16\n\x12INTENT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bINTENT_READ\x10\x01\x12\x10\n\x0cINTENT_WRITE\x10\x02*\xc7\x01\n\x0eLocationSource\x12\x1f\n\x1bLOCATION_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18LOCATION_SOURCE_EXPLICIT\x10\x01\x12\x1c\n\x18LOCATION_SOURCE_OVERRIDE\x10\x02\x12\x1b\n\x17LOCATION_SOURCE_IP_CITY\x10\x03\x12\x1e\n\x1aLOCATION_SOURCE_IP_COUNTRY\x10\x04\x12\x1b\n\x17LOCATION_SOURCE_DEFAULT\x10\x05\x32\xe8\x01\n\x0eRoutingService\x12\x44\n\x07Resolve\x12\x1b.latitude.v1.ResolveRequest\x1a\x1c.latitude.v1.RoutingDecision\x12?\n\x05Watch\x12\x19.latitude.v1.WatchRequest\x1a\x19.latitude.v1.RoutingTable0\x01\x12O\n\rReportLatency\x12\x1a.latitude.v1.LatencyReport\x1a\".latitude.v1.ReportLatencyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19latitude/v1/routing.proto\x12\x0blatitude.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18latitude/v1/common.proto\"\xf1\x01\n\x0eResolveRequest\x12\x11\n\tclient_ip\x18\x01 \x01(\t\x12\'\n\x08location\x18\x02 \x01(\x0b\x32\x15.latitude.v1.Location\x12\'\n\x08strategy\x18\x03 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12#\n\x06intent\x18\x04 \x01(\x0e\x32\x13.latitude.v1.Intent\x12$\n\x17max_replica_lag_seconds\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bmax_targets\x18\x06 \x01(\rB\x1a\n\x18_max_replica_lag_seconds\"\x99\x02\n\x06Target\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12(\n\tendpoints\x18\x03 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12&\n\x19\x65stimated_latency_seconds\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x64istance_km\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.latitude.v1.RegionState\x12\x10\n\x08writable\x18\x07 \x01(\x08\x12\x1a\n\x12replay_lag_seconds\x18\x08 \x01(\x01\x42\x1c\n\x1a_estimated_latency_secondsB\x0e\n\x0c_distance_km\"\xc9\x02\n\x0fRoutingDecision\x12$\n\x07targets\x18\x01 \x03(\x0b\x32\x13.latitude.v1.Target\x12\x14\n\x0cwrite_region\x18\x02 \x01(\t\x12\x15\n\rtable_version\x18\x03 \x01(\x04\x12\'\n\x08strategy\x18\x04 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x34\n\x0flocation_source\x18\x06 \x01(\x0e\x32\x1b.latitude.v1.LocationSource\x12\'\n\x08location\x18\x07 \x01(\x0b\x32\x15.latitude.v1.Location\x12\x19\n\x11no_healthy_region\x18\x08 \x01(\x08\x12\x15\n\rlatency_basis\x18\t \x01(\t\x12\x19\n\x11table_age_seconds\x18\n \x01(\x01\"%\n\x0cWatchRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"\x93\x03\n\x0bRegionRoute\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.latitude.v1.RegionState\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\'\n\x08location\x18\x04 \x01(\x0b\x32\x15.latitude.v1.Location\x12(\n\tendpoints\x18\x05 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12\'\n\x04role\x18\x06 \x01(\x0e\x32\x19.latitude.v1.DatabaseRole\x12\x18\n\x10replay_lag_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\x08 \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\t \x01(\r\x12\x1c\n\x14\x63\x61pacity_utilization\x18\n \x01(\x01\x12\x12\n\nerror_rate\x18\x0b \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x0c \x01(\x01\x12\x14\n\x0c\x61vailability\x18\r \x01(\x01\x12\x10\n\x08readable\x18\x0e \x01(\x08\"\xb5\x01\n\x0cLatencyModel\x12\x14\n\x0c\x62\x61se_seconds\x18\x01 \x01(\x01\x12\x16\n\x0eseconds_per_km\x18\x02 \x01(\x01\x12\x42\n\rregion_factor\x18\x03 \x03(\x0b\x32+.latitude.v1.LatencyModel.RegionFactorEntry\x1a\x33\n\x11RegionFactorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x97\x01\n\rPrefixLatency\x12\x16\n\x0enetwork_prefix\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x17\n\x0flatency_seconds\x18\x03 \x01(\x01\x12\x0f\n\x07samples\x18\x04 \x01(\r\x12\x34\n\x10last_measured_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x98\x04\n\x0cRoutingTable\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x30\n\x0cgenerated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cwrite_region\x18\x03 \x01(\t\x12/\n\x10\x64\x65\x66\x61ult_strategy\x18\x04 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\'\n\x1f\x64\x65\x66\x61ult_max_replica_lag_seconds\x18\x05 \x01(\x01\x12)\n\x07regions\x18\x06 \x03(\x0b\x32\x18.latitude.v1.RegionRoute\x12\x1c\n\x14\x66\x61ilover_in_progress\x18\x07 \x01(\x08\x12\x30\n\rlatency_model\x18\x08 \x01(\x0b\x32\x19.latitude.v1.LatencyModel\x12\x34\n\x10prefix_latencies\x18\t \x03(\x0b\x32\x1a.latitude.v1.PrefixLatency\x12\x17\n\x0fpanic_threshold\x18\n \x01(\x01\x12\x1f\n\x17overprovisioning_factor\x18\x0b \x01(\x01\x12/\n\x10\x64\x65\x66\x61ult_location\x18\x0c \x01(\x0b\x32\x15.latitude.v1.Location\x12\x39\n\x12location_overrides\x18\r \x03(\x0b\x32\x1d.latitude.v1.LocationOverride\"S\n\x10LocationOverride\x12\x16\n\x0enetwork_prefix\x18\x01 \x01(\t\x12\'\n\x08location\x18\x02 \x01(\x0b\x32\x15.latitude.v1.Location\"i\n\rLatencySample\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x17\n\x0flatency_seconds\x18\x02 \x01(\x01\x12/\n\x0bmeasured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\rLatencyReport\x12\x16\n\x0enetwork_prefix\x18\x01 \x01(\t\x12\x11\n\tclient_ip\x18\x02 \x01(\t\x12+\n\x07samples\x18\x03 \x03(\x0b\x32\x1a.latitude.v1.LatencySample\"1\n\x15ReportLatencyResponse\x12\x18\n\x10\x61\x63\x63\x65pted_samples\x18\x01 \x01(\r*\x9f\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x17\n\x13STRATEGY_GEOGRAPHIC\x10\x01\x12\x14\n\x10STRATEGY_LATENCY\x10\x02\x12\x15\n\x11STRATEGY_WEIGHTED\x10\x03\x12\x18\n\x14STRATEGY_ROUND_ROBIN\x10\x04\x12\x19\n\x15STRATEGY_HEALTH_BASED\x10\x05*C\n\x06Intent\x12\x16\n\x12INTENT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bINTENT_READ\x10\x01\x12\x10\n\x0cINTENT_WRITE\x10\x02*\xc7\x01\n\x0eLocationSource\x12\x1f\n\x1bLOCATION_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18LOCATION_SOURCE_EXPLICIT\x10\x01\x12\x1c\n\x18LOCATION_SOURCE_OVERRIDE\x10\x02\x12\x1b\n\x17LOCATION_SOURCE_IP_CITY\x10\x03\x12\x1e\n\x1aLOCATION_SOURCE_IP_COUNTRY\x10\x04\x12\x1b\n\x17LOCATION_SOURCE_DEFAULT\x10\x05\x32\xe8\x01\n\x0eRoutingService\x12\x44\n\x07Resolve\x12\x1b.latitude.v1.ResolveRequest\x1a\x1c.latitude.v1.RoutingDecision\x12?\n\x05Watch\x12\x19.latitude.v1.WatchRequest\x1a\x19.latitude.v1.RoutingTable0\x01\x12O\n\rReportLatency\x12\x1a.latitude.v1.LatencyReport\x1a\".latitude.v1.ReportLatencyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LATENCYMODEL_REGIONFACTORENTRY']._loaded_options = None
   _globals['_LATENCYMODEL_REGIONFACTORENTRY']._serialized_options = b'8\001'
-  _globals['_STRATEGY']._serialized_start=2412
-  _globals['_STRATEGY']._serialized_end=2571
-  _globals['_INTENT']._serialized_start=2573
-  _globals['_INTENT']._serialized_end=2640
-  _globals['_LOCATIONSOURCE']._serialized_start=2643
-  _globals['_LOCATIONSOURCE']._serialized_end=2842
+  _globals['_STRATEGY']._serialized_start=2632
+  _globals['_STRATEGY']._serialized_end=2791
+  _globals['_INTENT']._serialized_start=2793
+  _globals['_INTENT']._serialized_end=2860
+  _globals['_LOCATIONSOURCE']._serialized_start=2863
+  _globals['_LOCATIONSOURCE']._serialized_end=3062
   _globals['_RESOLVEREQUEST']._serialized_start=102
   _globals['_RESOLVEREQUEST']._serialized_end=343
   _globals['_TARGET']._serialized_start=346
   _globals['_TARGET']._serialized_end=627
   _globals['_ROUTINGDECISION']._serialized_start=630
-  _globals['_ROUTINGDECISION']._serialized_end=932
-  _globals['_WATCHREQUEST']._serialized_start=934
-  _globals['_WATCHREQUEST']._serialized_end=971
-  _globals['_REGIONROUTE']._serialized_start=974
-  _globals['_REGIONROUTE']._serialized_end=1377
-  _globals['_LATENCYMODEL']._serialized_start=1380
-  _globals['_LATENCYMODEL']._serialized_end=1561
-  _globals['_LATENCYMODEL_REGIONFACTORENTRY']._serialized_start=1510
-  _globals['_LATENCYMODEL_REGIONFACTORENTRY']._serialized_end=1561
-  _globals['_PREFIXLATENCY']._serialized_start=1564
-  _globals['_PREFIXLATENCY']._serialized_end=1715
-  _globals['_ROUTINGTABLE']._serialized_start=1718
-  _globals['_ROUTINGTABLE']._serialized_end=2146
-  _globals['_LATENCYSAMPLE']._serialized_start=2148
-  _globals['_LATENCYSAMPLE']._serialized_end=2253
-  _globals['_LATENCYREPORT']._serialized_start=2255
-  _globals['_LATENCYREPORT']._serialized_end=2358
-  _globals['_REPORTLATENCYRESPONSE']._serialized_start=2360
-  _globals['_REPORTLATENCYRESPONSE']._serialized_end=2409
-  _globals['_ROUTINGSERVICE']._serialized_start=2845
-  _globals['_ROUTINGSERVICE']._serialized_end=3077
+  _globals['_ROUTINGDECISION']._serialized_end=959
+  _globals['_WATCHREQUEST']._serialized_start=961
+  _globals['_WATCHREQUEST']._serialized_end=998
+  _globals['_REGIONROUTE']._serialized_start=1001
+  _globals['_REGIONROUTE']._serialized_end=1404
+  _globals['_LATENCYMODEL']._serialized_start=1407
+  _globals['_LATENCYMODEL']._serialized_end=1588
+  _globals['_LATENCYMODEL_REGIONFACTORENTRY']._serialized_start=1537
+  _globals['_LATENCYMODEL_REGIONFACTORENTRY']._serialized_end=1588
+  _globals['_PREFIXLATENCY']._serialized_start=1591
+  _globals['_PREFIXLATENCY']._serialized_end=1742
+  _globals['_ROUTINGTABLE']._serialized_start=1745
+  _globals['_ROUTINGTABLE']._serialized_end=2281
+  _globals['_LOCATIONOVERRIDE']._serialized_start=2283
+  _globals['_LOCATIONOVERRIDE']._serialized_end=2366
+  _globals['_LATENCYSAMPLE']._serialized_start=2368
+  _globals['_LATENCYSAMPLE']._serialized_end=2473
+  _globals['_LATENCYREPORT']._serialized_start=2475
+  _globals['_LATENCYREPORT']._serialized_end=2578
+  _globals['_REPORTLATENCYRESPONSE']._serialized_start=2580
+  _globals['_REPORTLATENCYRESPONSE']._serialized_end=2629
+  _globals['_ROUTINGSERVICE']._serialized_start=3065
+  _globals['_ROUTINGSERVICE']._serialized_end=3297
 # @@protoc_insertion_point(module_scope)

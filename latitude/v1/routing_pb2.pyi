@@ -87,7 +87,7 @@ class Target(_message.Message):
     def __init__(self, region: _Optional[str] = ..., weight: _Optional[float] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., estimated_latency_seconds: _Optional[float] = ..., distance_km: _Optional[float] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., writable: _Optional[bool] = ..., replay_lag_seconds: _Optional[float] = ...) -> None: ...
 
 class RoutingDecision(_message.Message):
-    __slots__ = ("targets", "write_region", "table_version", "strategy", "reason", "location_source", "location", "no_healthy_region", "latency_basis")
+    __slots__ = ("targets", "write_region", "table_version", "strategy", "reason", "location_source", "location", "no_healthy_region", "latency_basis", "table_age_seconds")
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     WRITE_REGION_FIELD_NUMBER: _ClassVar[int]
     TABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class RoutingDecision(_message.Message):
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     NO_HEALTHY_REGION_FIELD_NUMBER: _ClassVar[int]
     LATENCY_BASIS_FIELD_NUMBER: _ClassVar[int]
+    TABLE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     targets: _containers.RepeatedCompositeFieldContainer[Target]
     write_region: str
     table_version: int
@@ -106,7 +107,8 @@ class RoutingDecision(_message.Message):
     location: _common_pb2.Location
     no_healthy_region: bool
     latency_basis: str
-    def __init__(self, targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., write_region: _Optional[str] = ..., table_version: _Optional[int] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., reason: _Optional[str] = ..., location_source: _Optional[_Union[LocationSource, str]] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., no_healthy_region: _Optional[bool] = ..., latency_basis: _Optional[str] = ...) -> None: ...
+    table_age_seconds: float
+    def __init__(self, targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., write_region: _Optional[str] = ..., table_version: _Optional[int] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., reason: _Optional[str] = ..., location_source: _Optional[_Union[LocationSource, str]] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., no_healthy_region: _Optional[bool] = ..., latency_basis: _Optional[str] = ..., table_age_seconds: _Optional[float] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("known_version",)
@@ -178,7 +180,7 @@ class PrefixLatency(_message.Message):
     def __init__(self, network_prefix: _Optional[str] = ..., region: _Optional[str] = ..., latency_seconds: _Optional[float] = ..., samples: _Optional[int] = ..., last_measured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("version", "generated_at", "write_region", "default_strategy", "default_max_replica_lag_seconds", "regions", "failover_in_progress", "latency_model", "prefix_latencies", "panic_threshold", "overprovisioning_factor")
+    __slots__ = ("version", "generated_at", "write_region", "default_strategy", "default_max_replica_lag_seconds", "regions", "failover_in_progress", "latency_model", "prefix_latencies", "panic_threshold", "overprovisioning_factor", "default_location", "location_overrides")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
     WRITE_REGION_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +192,8 @@ class RoutingTable(_message.Message):
     PREFIX_LATENCIES_FIELD_NUMBER: _ClassVar[int]
     PANIC_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     OVERPROVISIONING_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_LOCATION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     version: int
     generated_at: _timestamp_pb2.Timestamp
     write_region: str
@@ -201,7 +205,17 @@ class RoutingTable(_message.Message):
     prefix_latencies: _containers.RepeatedCompositeFieldContainer[PrefixLatency]
     panic_threshold: float
     overprovisioning_factor: float
-    def __init__(self, version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., write_region: _Optional[str] = ..., default_strategy: _Optional[_Union[Strategy, str]] = ..., default_max_replica_lag_seconds: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionRoute, _Mapping]]] = ..., failover_in_progress: _Optional[bool] = ..., latency_model: _Optional[_Union[LatencyModel, _Mapping]] = ..., prefix_latencies: _Optional[_Iterable[_Union[PrefixLatency, _Mapping]]] = ..., panic_threshold: _Optional[float] = ..., overprovisioning_factor: _Optional[float] = ...) -> None: ...
+    default_location: _common_pb2.Location
+    location_overrides: _containers.RepeatedCompositeFieldContainer[LocationOverride]
+    def __init__(self, version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., write_region: _Optional[str] = ..., default_strategy: _Optional[_Union[Strategy, str]] = ..., default_max_replica_lag_seconds: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionRoute, _Mapping]]] = ..., failover_in_progress: _Optional[bool] = ..., latency_model: _Optional[_Union[LatencyModel, _Mapping]] = ..., prefix_latencies: _Optional[_Iterable[_Union[PrefixLatency, _Mapping]]] = ..., panic_threshold: _Optional[float] = ..., overprovisioning_factor: _Optional[float] = ..., default_location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., location_overrides: _Optional[_Iterable[_Union[LocationOverride, _Mapping]]] = ...) -> None: ...
+
+class LocationOverride(_message.Message):
+    __slots__ = ("network_prefix", "location")
+    NETWORK_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    network_prefix: str
+    location: _common_pb2.Location
+    def __init__(self, network_prefix: _Optional[str] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ...) -> None: ...
 
 class LatencySample(_message.Message):
     __slots__ = ("region", "latency_seconds", "measured_at")
