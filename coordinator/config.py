@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -43,6 +45,28 @@ class CoordinatorConfig:
     # back to asynchronous (if synchronous_fallback) rather than blocking every commit.
     synchronous: bool = False
     synchronous_fallback: bool = True
+    # Routing (see coordinator/routing/weights.py for what the numbers mean).
+    # The cluster's default strategy until an operator sets one (AdminService.SetStrategy):
+    # geographic, latency, weighted, round_robin or health_based.
+    routing_strategy: str = "geographic"
+    # Reads go only to replicas at most this far behind, unless a request says otherwise.
+    read_lag_budget_seconds: float = 30.0
+    # A recovered region takes its traffic back over this long, in steps.
+    failback_ramp_seconds: float = 20.0
+    # Panic routing below this share of total capacity able to take traffic.
+    panic_threshold: float = 0.1
+    # A region takes min(1, availability x this) of its nearby traffic before spilling.
+    overprovisioning_factor: float = 1.4
+    # Measurement-only table changes (lag, utilisation, latencies) are published this often.
+    measurement_interval: float = 2.0
+    # Where clients of unknown location are taken to be, "latitude,longitude"; empty: where
+    # the primary is.
+    default_location: tuple[float, ...] = ()
+    # Operator placement rules, "CIDR=latitude,longitude" each; the most specific prefix wins.
+    location_overrides: tuple[str, ...] = ()
+    # A MaxMind City database (.mmdb) for city-precision IP geolocation; empty: country
+    # precision from the embedded IP-to-country data.
+    geoip_city_database: str = ""
     # A region whose requests fail more often than this is DEGRADED.
     max_error_rate: float = 0.05
     # Largest message accepted from an agent.
@@ -75,6 +99,47 @@ class CoordinatorConfig:
             raise ConfigError("suspect_after: must exceed report_interval")
         if not 0 <= self.max_error_rate <= 1:
             raise ConfigError(f"max_error_rate: must be within 0..1, got {self.max_error_rate}")
+        self._validate_routing()
+
+    def _validate_routing(self) -> None:
+        strategies = ("geographic", "latency", "weighted", "round_robin", "health_based")
+        if self.routing_strategy not in strategies:
+            raise ConfigError(
+                f"routing_strategy: unknown strategy {self.routing_strategy!r} "
+                f"(one of: {', '.join(strategies)})"
+            )
+        for name in ("read_lag_budget_seconds", "failback_ramp_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.panic_threshold < 1:
+            raise ConfigError(f"panic_threshold: must be within 0..1, got {self.panic_threshold}")
+        if not self.overprovisioning_factor >= 1:
+            raise ConfigError(
+                f"overprovisioning_factor: must be at least 1, got {self.overprovisioning_factor}"
+            )
+        if not self.measurement_interval > 0:
+            raise ConfigError("measurement_interval: must be positive")
+        if self.default_location:
+            _location(self.default_location, "default_location")
+        self.overrides  # noqa: B018 - parses and validates every rule
+
+    @property
+    def overrides(self) -> dict[str, tuple[float, float]]:
+        """location_overrides as {CIDR: (latitude, longitude)}."""
+        rules = {}
+        for rule in self.location_overrides:
+            prefix, sep, where = rule.partition("=")
+            try:
+                network = ipaddress.ip_network(prefix.strip(), strict=False)
+                point = tuple(float(x) for x in where.split(","))
+            except ValueError as err:
+                raise ConfigError(
+                    f"location_overrides: {rule!r} is not CIDR=latitude,longitude ({err})"
+                ) from err
+            if not sep:
+                raise ConfigError(f"location_overrides: {rule!r} is not CIDR=latitude,longitude")
+            rules[str(network)] = _location(point, f"location_overrides ({rule!r})")
+        return rules
 
     @property
     def node_id(self) -> str:
@@ -83,3 +148,14 @@ class CoordinatorConfig:
     @property
     def advertised(self) -> str:
         return self.advertise or self.listen
+
+
+def _location(point, where: str) -> tuple[float, float]:
+    if len(point) != 2:
+        raise ConfigError(f"{where}: expected latitude,longitude, got {point!r}")
+    lat, lon = point
+    if not (math.isfinite(lat) and -90 <= lat <= 90):
+        raise ConfigError(f"{where}: latitude {lat} is outside -90..90")
+    if not (math.isfinite(lon) and -180 <= lon <= 180):
+        raise ConfigError(f"{where}: longitude {lon} is outside -180..180")
+    return float(lat), float(lon)
