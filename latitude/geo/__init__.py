@@ -1,0 +1,1 @@
+"""Where a client is, for routing: IP and explicit locations, and distances between points."""
