@@ -19,7 +19,7 @@ import statistics
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import grpc
@@ -69,7 +69,7 @@ class CheckSpec:
         if not isinstance(target, str) or not target:
             raise bad("target", "required (a non-empty string)")
         if kind == "http":
-            _parse_url(target, f"{where}: target")
+            parse_url(target, f"{where}: target")
         elif "/" in target:  # parse_host_port would take "http://h:80" as host "http://h"
             raise bad("target", f"expected host:port, got {target!r}")
         else:
@@ -95,7 +95,7 @@ class CheckSpec:
                    service)  # fmt: skip
 
 
-def _parse_url(target: str, field: str) -> urllib.parse.SplitResult:
+def parse_url(target: str, field: str) -> urllib.parse.SplitResult:
     url = urllib.parse.urlsplit(target)
     try:
         url.port  # noqa: B018 -- raises ValueError for a port out of range
@@ -157,7 +157,7 @@ class ServiceCheck:
         except TimeoutError:
             error = timed_out
         except OSError as err:
-            error = _os_error(err)
+            error = describe_os_error(err)
         except grpc.aio.AioRpcError as err:
             error = timed_out if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED else self._rpc(err)
         except Exception as err:  # a bug or a surprise must not end the check's loop
@@ -199,48 +199,24 @@ class ServiceCheck:
         return "" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     async def _http(self) -> str:
-        url = _parse_url(self.spec.target, "target")
-        tls = ssl.create_default_context() if url.scheme == "https" else None
-        port = url.port or (443 if tls else 80)
-        reader, writer = await asyncio.open_connection(url.hostname, port, ssl=tls)
-        try:
-            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-            host = url.netloc.rpartition("@")[2]
-            writer.write(
-                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: latitude-agent\r\n"
-                "Accept: */*\r\nConnection: close\r\n\r\n".encode("ascii")
-            )
-            await writer.drain()
+        async with http_exchange(self.spec.target) as reader:
             return await self._response(reader)
-        finally:
-            # Aborted, not closed: a graceful (TLS) close could outlive the probe's timeout.
-            writer.transport.abort()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
 
     async def _response(self, reader: asyncio.StreamReader) -> str:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            return "no complete HTTP response head"
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            return f"bad status line {lines[0][:40]!r}"
-        status, expected = int(parts[1]), self.spec.expect_status
+            status, headers = await read_head(reader)
+        except HttpError as err:
+            return str(err)
+        expected = self.spec.expect_status
         if status != expected:
             return f"HTTP {status}" + (f" (expected {expected})" if expected != 200 else "")
         want = self.spec.expect_body
         if not want:
             return ""
-        headers = dict(
-            (key.strip().lower(), value.strip())
-            for key, _, value in (line.partition(":") for line in lines[1:] if line)
-        )
         try:
-            body = await _read_body(reader, headers)
-        except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            return "bad response body"
+            body = await read_body(reader, headers)
+        except HttpError as err:
+            return str(err)
         return "" if want.encode() in body else f"body does not contain {want!r}"
 
     def _rpc(self, err: grpc.aio.AioRpcError) -> str:
@@ -252,8 +228,61 @@ class ServiceCheck:
         return f"gRPC {code.name}"
 
 
+class HttpError(Exception):
+    """An answer that is not a usable HTTP response; the message says why, briefly."""
+
+
+@contextlib.asynccontextmanager
+async def http_exchange(target: str) -> AsyncIterator[asyncio.StreamReader]:
+    """Send ``GET target`` (an http:// or https:// URL) with ``Connection: close`` and yield
+    the stream the answer arrives on. The caller bounds the whole exchange with a timeout."""
+    url = parse_url(target, "target")
+    tls = ssl.create_default_context() if url.scheme == "https" else None
+    port = url.port or (443 if tls else 80)
+    reader, writer = await asyncio.open_connection(url.hostname, port, ssl=tls)
+    try:
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        host = url.netloc.rpartition("@")[2]
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: latitude-agent\r\n"
+            "Accept: */*\r\nConnection: close\r\n\r\n".encode("ascii")
+        )
+        await writer.drain()
+        yield reader
+    finally:
+        # Aborted, not closed: a graceful (TLS) close could outlive the caller's timeout.
+        writer.transport.abort()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status code and the headers (names in lower case); HttpError when there are none."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+        raise HttpError("no complete HTTP response head") from err
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise HttpError(f"bad status line {lines[0][:40]!r}")
+    headers = dict(
+        (key.strip().lower(), value.strip())
+        for key, _, value in (line.partition(":") for line in lines[1:] if line)
+    )
+    return int(parts[1]), headers
+
+
+async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    """The body, or its first _BODY_CAP bytes: enough to find a marker or read a figure,
+    bounded in memory. HttpError when it is malformed or cut short."""
+    try:
+        return await _read_body(reader, headers)
+    except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+        raise HttpError("bad response body") from err
+
+
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    """The body, or its first _BODY_CAP bytes: enough to find a marker, bounded in memory."""
     body = bytearray()
     if "chunked" in headers.get("transfer-encoding", "").lower():
         while len(body) < _BODY_CAP:
@@ -272,7 +301,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
     return bytes(body)
 
 
-def _os_error(err: OSError) -> str:
+def describe_os_error(err: OSError) -> str:
     if isinstance(err, ConnectionRefusedError):
         return "connection refused"
     if isinstance(err, socket.gaierror):

@@ -9,6 +9,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.peers import parse_peers
+from agent.utilization import check_source
 from latitude import config as configuration
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
@@ -58,6 +60,13 @@ class AgentConfig:
     # (readable by pg_os_user; empty: libpq's default, ~/.pgpass of that user).
     replication_user: str = "replicator"
     replication_passfile: Path | None = None
+    # Where the region's capacity utilisation (fraction of capacity in use) comes from: a file
+    # holding one number, which the operator's tooling rewrites, or an http:// or https:// URL
+    # answering a number or {"utilization": x}. Read every report interval; empty: report 0.
+    utilization_source: str = ""
+    # The other regions' PostgreSQL endpoints as "region=host:port": the agent measures its
+    # round-trip time to each.
+    peers: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not self.region:
@@ -81,6 +90,8 @@ class AgentConfig:
             raise ConfigError("report_interval, probe_timeout and fence_after must be positive")
         if not self.replication_user:
             raise ConfigError("replication_user: must not be empty")
+        check_source(self.utilization_source)
+        parse_peers(self.peers, self.region)
 
     @property
     def id(self) -> str:

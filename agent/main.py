@@ -18,8 +18,11 @@ from agent.checks import CheckRunner, CheckSpec
 from agent.config import AgentConfig
 from agent.fencing import fence_due
 from agent.link import CoordinatorLink
+from agent.peers import DEFAULT_INTERVAL as DEFAULT_PEER_PROBE_INTERVAL
+from agent.peers import PeerProber, parse_peers
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from agent.rejoin import LocalServer
+from agent.utilization import Utilization
 from latitude import program
 from latitude.program import all_or_none, setup_logging
 from latitude.serving import Server, until_signalled
@@ -41,6 +44,10 @@ class Agent:
             query_timeout=config.probe_timeout,
         )  # fmt: skip
         self.checks = CheckRunner(checks)
+        self.utilization = Utilization(config.utilization_source, interval=lambda: self.interval)
+        self.peers = PeerProber(
+            parse_peers(config.peers, config.region), interval=lambda: self.peer_probe_interval
+        )
         # The probe has one connection: the probe loop and commands take turns with it.
         self._probe_lock = asyncio.Lock()
         self.actuator = Actuator(
@@ -61,6 +68,13 @@ class Agent:
         if welcome is not None and welcome.report_interval.ToNanoseconds() > 0:
             return welcome.report_interval.ToNanoseconds() / 1e9
         return self.config.report_interval
+
+    @property
+    def peer_probe_interval(self) -> float:
+        welcome = self.link.welcome
+        if welcome is not None and welcome.peer_probe_interval.ToNanoseconds() > 0:
+            return welcome.peer_probe_interval.ToNanoseconds() / 1e9
+        return DEFAULT_PEER_PROBE_INTERVAL
 
     def _hello(self, highest_epoch: int) -> agent_pb2.Hello:
         config = self.config
@@ -87,8 +101,10 @@ class Agent:
             sequence=self._sequence,
             database=self.database,
             checks=self.checks.latest(),
+            capacity_utilization=self.utilization.value(),
             error_rate=self.checks.error_rate(),
             response_time_seconds=self.checks.response_time(),
+            peers=self.peers.latest(),
         )
         report.sent_at.FromNanoseconds(time.time_ns())
         return report
@@ -97,8 +113,9 @@ class Agent:
         self.checks.start()
         try:
             await all_or_none(
-                self.link.run(), self._probe_loop(), self._report_loop(), self._command_loop()
-            )
+                self.link.run(), self._probe_loop(), self._report_loop(), self._command_loop(),
+                self.utilization.run(), self.peers.run(),
+            )  # fmt: skip
         finally:
             await self.checks.close()
             await self.actuator.close()
@@ -187,7 +204,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
           "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
-          "replication_passfile")  # fmt: skip
+          "replication_passfile", "utilization_source", "peers")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -591,6 +591,16 @@ def agent_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> l
             ("db_host", config.db_host, postgres_name(region.name)),
             ("db_port", config.db_port, POSTGRES_PORT),
             ("db_user", config.db_user, interpolate(db_env.get("POSTGRES_USER", "postgres"))),
+            # RTT is measured to every other region's PostgreSQL.
+            (
+                "peers",
+                sorted(config.peers),
+                sorted(
+                    f"{other.name}={postgres_name(other.name)}:{POSTGRES_PORT}"
+                    for other in topology.regions
+                    if other != region
+                ),
+            ),
             # The same ${VAR:-default}, so that overriding the password reaches both.
             (
                 "LATITUDE_AGENT_DB_PASSWORD",
@@ -914,6 +924,7 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
         "agent in the wrong place": _env(A, AGENT_ENV + "LONGITUDE", "6.3"),
         "agent on another region's database": _env(A, AGENT_ENV + "DB_HOST", PRIMARY),
         "agent on another database port": _env(A, AGENT_ENV + "DB_PORT", "5433"),
+        "agent misses a peer": _env(A, AGENT_ENV + "PEERS", f"{T.primary.name}={PRIMARY}:5432"),
         "agent with its own password": _env(A, AGENT_ENV + "DB_PASSWORD", "${PW:-x}"),
         "agent knows one coordinator": _env(A, AGENT_ENV + "COORDINATORS", f"{FIRST_C}:50051"),
         "agent health on another port": _env(A, AGENT_ENV + "LISTEN", "0.0.0.0:50062"),
