@@ -192,6 +192,7 @@ class Registry:
             status.capacity_utilization = report.capacity_utilization
             status.response_time_seconds = report.response_time_seconds
             status.error_rate = report.error_rate
+            status.peers.extend(report.peers)
         return status
 
     def states(self) -> dict[str, RegionState]:

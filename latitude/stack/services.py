@@ -7,6 +7,7 @@ that ``pip install`` put next to it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from latitude.netaddr import join_host_port
 from latitude.stack.postgres import SUPERUSER, PostgresNode
@@ -32,7 +33,14 @@ def coordinator_argv(
 
 
 def agent_argv(
-    region: RegionSpec, host: str, port: int, coordinators: list[str], database: PostgresNode
+    region: RegionSpec,
+    host: str,
+    port: int,
+    coordinators: list[str],
+    database: PostgresNode,
+    *,
+    peers: list[PostgresNode],
+    utilization_file: Path,
 ) -> list[str]:
     return [
         sys.executable, "-m", "agent.main",
@@ -50,6 +58,9 @@ def agent_argv(
         "--pg-log", str(database.log),
         # Beside the data directories, where Stack._up_postgres writes it.
         "--replication-passfile", str(database.data_dir.parent / "pgpass"),
+        # RTT to the other regions is measured against their databases.
+        "--peers", ",".join(f"{p.region}={join_host_port(p.host, p.port)}" for p in peers),
+        "--utilization-source", str(utilization_file),
     ]  # fmt: skip
 
 

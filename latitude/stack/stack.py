@@ -123,6 +123,11 @@ class Stack:
     def postgres_nodes(self, state: StackState) -> list[PostgresNode]:
         return [self.postgres_node(state, r.name) for r in self.topology.regions]
 
+    def utilization_file(self, region: str) -> Path:
+        """The region's capacity utilisation as its agent reads it (one number, "0" at first):
+        what an operator's tooling would write, and a test may."""
+        return self.dir / self.topology.region(region).name / "utilization"
+
     def state(self) -> StackState:
         """The running stack's state; StackError when there is none."""
         state = StackState.load(self.dir)
@@ -322,9 +327,15 @@ class Stack:
             name = f"agent-{region.name}"
             if not running.get(name):
                 node = self.postgres_node(state, region.name)
+                utilization = self.utilization_file(region.name)
+                if not utilization.exists():
+                    utilization.parent.mkdir(exist_ok=True)
+                    utilization.write_text("0\n")
+                peers = [n for n in self.postgres_nodes(state) if n.region != region.name]
                 argv = services.agent_argv(
-                    region, state.host, state.ports[name], coordinators, node
-                )
+                    region, state.host, state.ports[name], coordinators, node,
+                    peers=peers, utilization_file=utilization,
+                )  # fmt: skip
                 env = services.agent_env(state.superuser_password)
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
 

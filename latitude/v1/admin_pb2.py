@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from latitude.v1 import agent_pb2 as latitude_dot_v1_dot_agent__pb2
 from latitude.v1 import common_pb2 as latitude_dot_v1_dot_common__pb2
 from latitude.v1 import routing_pb2 as latitude_dot_v1_dot_routing__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17latitude/v1/admin.proto\x12\x0blatitude.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18latitude/v1/common.proto\x1a\x19latitude/v1/routing.proto\"o\n\nLeaderInfo\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12.\n\nelected_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\nEtcdMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x13\n\x0b\x63lient_urls\x18\x03 \x03(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x11\n\tis_leader\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xdf\x05\n\x0e\x46\x61iloverStatus\x12\x13\n\x0b\x66\x61ilover_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.latitude.v1.FailoverKind\x12)\n\x05phase\x18\x03 \x01(\x0e\x32\x1a.latitude.v1.FailoverPhase\x12\x13\n\x0b\x66rom_region\x18\x04 \x01(\t\x12\x11\n\tto_region\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06\x66orced\x18\x07 \x01(\x08\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x66\x65nce_deadline\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x15\x64\x61ta_loss_bound_bytes\x18\x0b \x01(\x04H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x05steps\x18\x0e \x03(\x0b\x32&.latitude.v1.FailoverStatus.StepsEntry\x12$\n\x17\x64\x61ta_loss_bound_seconds\x18\x0f \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x10selection_reason\x18\x10 \x01(\t\x12\x17\n\x0fold_primary_lsn\x18\x11 \x01(\x04\x12\x14\n\x0cpromoted_lsn\x18\x12 \x01(\x04\x1aH\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x02\x38\x01\x42\x18\n\x16_data_loss_bound_bytesB\x1a\n\x18_data_loss_bound_seconds\"\xe5\x04\n\x0cRegionStatus\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.latitude.v1.RegionState\x12\x14\n\x0cstate_reason\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x17\n\x0f\x61gent_connected\x18\x05 \x01(\x08\x12\x32\n\x0elast_report_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x17last_report_age_seconds\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12-\n\x08\x64\x61tabase\x18\x08 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12(\n\x06\x63hecks\x18\t \x03(\x0b\x32\x18.latitude.v1.CheckResult\x12\x18\n\x10replay_lag_bytes\x18\n \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\x0b \x01(\x01\x12\x0e\n\x06weight\x18\x0c \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\r \x01(\r\x12\x1c\n\x14\x63\x61pacity_utilization\x18\x0e \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x0f \x01(\x01\x12\x12\n\nerror_rate\x18\x10 \x01(\x01\x12\x10\n\x08priority\x18\x11 \x01(\r\x12\'\n\x08location\x18\x12 \x01(\x0b\x32\x15.latitude.v1.Location\x12(\n\tendpoints\x18\x13 \x03(\x0b\x32\x15.latitude.v1.EndpointB\x1a\n\x18_last_report_age_seconds\"\x12\n\x10GetStatusRequest\"\xe0\x02\n\rClusterStatus\x12\x30\n\x0cgenerated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresponder_id\x18\x02 \x01(\t\x12\'\n\x06leader\x18\x03 \x01(\x0b\x32\x17.latitude.v1.LeaderInfo\x12*\n\x07regions\x18\x04 \x03(\x0b\x32\x19.latitude.v1.RegionStatus\x12\x14\n\x0cwrite_region\x18\x05 \x01(\t\x12\'\n\x08strategy\x18\x06 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\x15\n\rtable_version\x18\x07 \x01(\x04\x12-\n\x0c\x65tcd_members\x18\x08 \x03(\x0b\x32\x17.latitude.v1.EtcdMember\x12-\n\x08\x66\x61ilover\x18\t \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"=\n\x12SetStrategyRequest\x12\'\n\x08strategy\x18\x01 \x01(\x0e\x32\x15.latitude.v1.Strategy\"U\n\x13SetStrategyResponse\x12\'\n\x08previous\x18\x01 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\x15\n\rtable_version\x18\x02 \x01(\x04\"G\n\x11SwitchoverRequest\x12\x15\n\rtarget_region\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"C\n\x12SwitchoverResponse\x12-\n\x08\x66\x61ilover\x18\x01 \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"U\n\x0f\x46\x61iloverRequest\x12\x15\n\rtarget_region\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"A\n\x10\x46\x61iloverResponse\x12-\n\x08\x66\x61ilover\x18\x01 \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"W\n\x15SetMaintenanceRequest\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\r\n\x05\x64rain\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"t\n\x16SetMaintenanceResponse\x12)\n\x06region\x18\x01 \x01(\x0b\x32\x19.latitude.v1.RegionStatus\x12/\n\nswitchover\x18\x02 \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"\xc2\x02\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.latitude.v1.EventKind\x12\'\n\x08severity\x18\x04 \x01(\x0e\x32\x15.latitude.v1.Severity\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61ilover_id\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12\x36\n\nattributes\x18\t \x03(\x0b\x32\".latitude.v1.Event.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9d\x01\n\x11ListEventsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0e\n\x06region\x18\x02 \x01(\t\x12%\n\x05kinds\x18\x03 \x03(\x0e\x32\x16.latitude.v1.EventKind\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x62\x65\x66ore_sequence\x18\x05 \x01(\x04\"8\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.latitude.v1.Event\"(\n\x17\x43heckConsistencyRequest\x12\r\n\x05\x66resh\x18\x01 \x01(\x08\"\x92\x02\n\x11RegionConsistency\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\x19.latitude.v1.DatabaseRole\x12\x30\n\x07verdict\x18\x03 \x01(\x0e\x32\x1f.latitude.v1.ConsistencyVerdict\x12\x13\n\x0btimeline_id\x18\x04 \x01(\r\x12\x0b\n\x03lsn\x18\x05 \x01(\x04\x12\x14\n\x0c\x62\x65hind_bytes\x18\x06 \x01(\x04\x12\x19\n\x11system_identifier\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12/\n\x0bobserved_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x11\x43onsistencyReport\x12\x12\n\nconsistent\x18\x01 \x01(\x08\x12\x16\n\x0eprimary_region\x18\x02 \x01(\t\x12\x1b\n\x13primary_timeline_id\x18\x03 \x01(\r\x12\x13\n\x0bprimary_lsn\x18\x04 \x01(\x04\x12/\n\x07regions\x18\x05 \x03(\x0b\x32\x1e.latitude.v1.RegionConsistency\x12.\n\nchecked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x82\x01\n\x0c\x46\x61iloverKind\x12\x1d\n\x19\x46\x41ILOVER_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41ILOVER_KIND_AUTOMATIC\x10\x01\x12\x18\n\x14\x46\x41ILOVER_KIND_MANUAL\x10\x02\x12\x1c\n\x18\x46\x41ILOVER_KIND_SWITCHOVER\x10\x03*\xe0\x01\n\rFailoverPhase\x12\x1e\n\x1a\x46\x41ILOVER_PHASE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x41ILOVER_PHASE_FENCING\x10\x01\x12\x1c\n\x18\x46\x41ILOVER_PHASE_SELECTING\x10\x02\x12\x1c\n\x18\x46\x41ILOVER_PHASE_PROMOTING\x10\x03\x12\x1d\n\x19\x46\x41ILOVER_PHASE_REPOINTING\x10\x04\x12\x1c\n\x18\x46\x41ILOVER_PHASE_COMPLETED\x10\x05\x12\x1a\n\x16\x46\x41ILOVER_PHASE_ABORTED\x10\x06*\x93\x04\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45VENT_KIND_LEADER_ELECTED\x10\x01\x12\x1e\n\x1a\x45VENT_KIND_AGENT_CONNECTED\x10\x02\x12!\n\x1d\x45VENT_KIND_AGENT_DISCONNECTED\x10\x03\x12#\n\x1f\x45VENT_KIND_REGION_STATE_CHANGED\x10\x04\x12\x1f\n\x1b\x45VENT_KIND_FAILOVER_STARTED\x10\x05\x12!\n\x1d\x45VENT_KIND_FAILOVER_COMPLETED\x10\x06\x12\x1f\n\x1b\x45VENT_KIND_FAILOVER_ABORTED\x10\x07\x12\x15\n\x11\x45VENT_KIND_FENCED\x10\x08\x12\x17\n\x13\x45VENT_KIND_UNFENCED\x10\t\x12\x17\n\x13\x45VENT_KIND_PROMOTED\x10\n\x12\x17\n\x13\x45VENT_KIND_REJOINED\x10\x0b\x12\x1d\n\x19\x45VENT_KIND_COMMAND_FAILED\x10\x0c\x12\x1f\n\x1b\x45VENT_KIND_STRATEGY_CHANGED\x10\r\x12\"\n\x1e\x45VENT_KIND_MAINTENANCE_CHANGED\x10\x0e\x12\"\n\x1e\x45VENT_KIND_CONSISTENCY_CHECKED\x10\x0f\x12\x14\n\x10\x45VENT_KIND_ALERT\x10\x10*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03*\xeb\x01\n\x12\x43onsistencyVerdict\x12#\n\x1f\x43ONSISTENCY_VERDICT_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43ONSISTENCY_VERDICT_IN_SYNC\x10\x01\x12\x1f\n\x1b\x43ONSISTENCY_VERDICT_LAGGING\x10\x02\x12 \n\x1c\x43ONSISTENCY_VERDICT_DIVERGED\x10\x03\x12+\n\'CONSISTENCY_VERDICT_CONFLICTING_PRIMARY\x10\x04\x12\x1f\n\x1b\x43ONSISTENCY_VERDICT_UNKNOWN\x10\x05\x32\xc4\x04\n\x0c\x41\x64minService\x12\x46\n\tGetStatus\x12\x1d.latitude.v1.GetStatusRequest\x1a\x1a.latitude.v1.ClusterStatus\x12P\n\x0bSetStrategy\x12\x1f.latitude.v1.SetStrategyRequest\x1a .latitude.v1.SetStrategyResponse\x12M\n\nSwitchover\x12\x1e.latitude.v1.SwitchoverRequest\x1a\x1f.latitude.v1.SwitchoverResponse\x12G\n\x08\x46\x61ilover\x12\x1c.latitude.v1.FailoverRequest\x1a\x1d.latitude.v1.FailoverResponse\x12Y\n\x0eSetMaintenance\x12\".latitude.v1.SetMaintenanceRequest\x1a#.latitude.v1.SetMaintenanceResponse\x12M\n\nListEvents\x12\x1e.latitude.v1.ListEventsRequest\x1a\x1f.latitude.v1.ListEventsResponse\x12X\n\x10\x43heckConsistency\x12$.latitude.v1.CheckConsistencyRequest\x1a\x1e.latitude.v1.ConsistencyReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17latitude/v1/admin.proto\x12\x0blatitude.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17latitude/v1/agent.proto\x1a\x18latitude/v1/common.proto\x1a\x19latitude/v1/routing.proto\"o\n\nLeaderInfo\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12.\n\nelected_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\nEtcdMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x13\n\x0b\x63lient_urls\x18\x03 \x03(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x11\n\tis_leader\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xdf\x05\n\x0e\x46\x61iloverStatus\x12\x13\n\x0b\x66\x61ilover_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.latitude.v1.FailoverKind\x12)\n\x05phase\x18\x03 \x01(\x0e\x32\x1a.latitude.v1.FailoverPhase\x12\x13\n\x0b\x66rom_region\x18\x04 \x01(\t\x12\x11\n\tto_region\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06\x66orced\x18\x07 \x01(\x08\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x66\x65nce_deadline\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x15\x64\x61ta_loss_bound_bytes\x18\x0b \x01(\x04H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x05steps\x18\x0e \x03(\x0b\x32&.latitude.v1.FailoverStatus.StepsEntry\x12$\n\x17\x64\x61ta_loss_bound_seconds\x18\x0f \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x10selection_reason\x18\x10 \x01(\t\x12\x17\n\x0fold_primary_lsn\x18\x11 \x01(\x04\x12\x14\n\x0cpromoted_lsn\x18\x12 \x01(\x04\x1aH\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x02\x38\x01\x42\x18\n\x16_data_loss_bound_bytesB\x1a\n\x18_data_loss_bound_seconds\"\x8a\x05\n\x0cRegionStatus\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.latitude.v1.RegionState\x12\x14\n\x0cstate_reason\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x17\n\x0f\x61gent_connected\x18\x05 \x01(\x08\x12\x32\n\x0elast_report_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x17last_report_age_seconds\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12-\n\x08\x64\x61tabase\x18\x08 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12(\n\x06\x63hecks\x18\t \x03(\x0b\x32\x18.latitude.v1.CheckResult\x12\x18\n\x10replay_lag_bytes\x18\n \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\x0b \x01(\x01\x12\x0e\n\x06weight\x18\x0c \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\r \x01(\r\x12\x1c\n\x14\x63\x61pacity_utilization\x18\x0e \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x0f \x01(\x01\x12\x12\n\nerror_rate\x18\x10 \x01(\x01\x12\x10\n\x08priority\x18\x11 \x01(\r\x12\'\n\x08location\x18\x12 \x01(\x0b\x32\x15.latitude.v1.Location\x12(\n\tendpoints\x18\x13 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12#\n\x05peers\x18\x14 \x03(\x0b\x32\x14.latitude.v1.PeerRttB\x1a\n\x18_last_report_age_seconds\"\x12\n\x10GetStatusRequest\"\xe0\x02\n\rClusterStatus\x12\x30\n\x0cgenerated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresponder_id\x18\x02 \x01(\t\x12\'\n\x06leader\x18\x03 \x01(\x0b\x32\x17.latitude.v1.LeaderInfo\x12*\n\x07regions\x18\x04 \x03(\x0b\x32\x19.latitude.v1.RegionStatus\x12\x14\n\x0cwrite_region\x18\x05 \x01(\t\x12\'\n\x08strategy\x18\x06 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\x15\n\rtable_version\x18\x07 \x01(\x04\x12-\n\x0c\x65tcd_members\x18\x08 \x03(\x0b\x32\x17.latitude.v1.EtcdMember\x12-\n\x08\x66\x61ilover\x18\t \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"=\n\x12SetStrategyRequest\x12\'\n\x08strategy\x18\x01 \x01(\x0e\x32\x15.latitude.v1.Strategy\"U\n\x13SetStrategyResponse\x12\'\n\x08previous\x18\x01 \x01(\x0e\x32\x15.latitude.v1.Strategy\x12\x15\n\rtable_version\x18\x02 \x01(\x04\"G\n\x11SwitchoverRequest\x12\x15\n\rtarget_region\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"C\n\x12SwitchoverResponse\x12-\n\x08\x66\x61ilover\x18\x01 \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"U\n\x0f\x46\x61iloverRequest\x12\x15\n\rtarget_region\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"A\n\x10\x46\x61iloverResponse\x12-\n\x08\x66\x61ilover\x18\x01 \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"W\n\x15SetMaintenanceRequest\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\r\n\x05\x64rain\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"t\n\x16SetMaintenanceResponse\x12)\n\x06region\x18\x01 \x01(\x0b\x32\x19.latitude.v1.RegionStatus\x12/\n\nswitchover\x18\x02 \x01(\x0b\x32\x1b.latitude.v1.FailoverStatus\"\xc2\x02\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.latitude.v1.EventKind\x12\'\n\x08severity\x18\x04 \x01(\x0e\x32\x15.latitude.v1.Severity\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61ilover_id\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12\x36\n\nattributes\x18\t \x03(\x0b\x32\".latitude.v1.Event.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9d\x01\n\x11ListEventsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0e\n\x06region\x18\x02 \x01(\t\x12%\n\x05kinds\x18\x03 \x03(\x0e\x32\x16.latitude.v1.EventKind\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x62\x65\x66ore_sequence\x18\x05 \x01(\x04\"8\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.latitude.v1.Event\"(\n\x17\x43heckConsistencyRequest\x12\r\n\x05\x66resh\x18\x01 \x01(\x08\"\x92\x02\n\x11RegionConsistency\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\x19.latitude.v1.DatabaseRole\x12\x30\n\x07verdict\x18\x03 \x01(\x0e\x32\x1f.latitude.v1.ConsistencyVerdict\x12\x13\n\x0btimeline_id\x18\x04 \x01(\r\x12\x0b\n\x03lsn\x18\x05 \x01(\x04\x12\x14\n\x0c\x62\x65hind_bytes\x18\x06 \x01(\x04\x12\x19\n\x11system_identifier\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12/\n\x0bobserved_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x11\x43onsistencyReport\x12\x12\n\nconsistent\x18\x01 \x01(\x08\x12\x16\n\x0eprimary_region\x18\x02 \x01(\t\x12\x1b\n\x13primary_timeline_id\x18\x03 \x01(\r\x12\x13\n\x0bprimary_lsn\x18\x04 \x01(\x04\x12/\n\x07regions\x18\x05 \x03(\x0b\x32\x1e.latitude.v1.RegionConsistency\x12.\n\nchecked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x82\x01\n\x0c\x46\x61iloverKind\x12\x1d\n\x19\x46\x41ILOVER_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41ILOVER_KIND_AUTOMATIC\x10\x01\x12\x18\n\x14\x46\x41ILOVER_KIND_MANUAL\x10\x02\x12\x1c\n\x18\x46\x41ILOVER_KIND_SWITCHOVER\x10\x03*\xe0\x01\n\rFailoverPhase\x12\x1e\n\x1a\x46\x41ILOVER_PHASE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x41ILOVER_PHASE_FENCING\x10\x01\x12\x1c\n\x18\x46\x41ILOVER_PHASE_SELECTING\x10\x02\x12\x1c\n\x18\x46\x41ILOVER_PHASE_PROMOTING\x10\x03\x12\x1d\n\x19\x46\x41ILOVER_PHASE_REPOINTING\x10\x04\x12\x1c\n\x18\x46\x41ILOVER_PHASE_COMPLETED\x10\x05\x12\x1a\n\x16\x46\x41ILOVER_PHASE_ABORTED\x10\x06*\x93\x04\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45VENT_KIND_LEADER_ELECTED\x10\x01\x12\x1e\n\x1a\x45VENT_KIND_AGENT_CONNECTED\x10\x02\x12!\n\x1d\x45VENT_KIND_AGENT_DISCONNECTED\x10\x03\x12#\n\x1f\x45VENT_KIND_REGION_STATE_CHANGED\x10\x04\x12\x1f\n\x1b\x45VENT_KIND_FAILOVER_STARTED\x10\x05\x12!\n\x1d\x45VENT_KIND_FAILOVER_COMPLETED\x10\x06\x12\x1f\n\x1b\x45VENT_KIND_FAILOVER_ABORTED\x10\x07\x12\x15\n\x11\x45VENT_KIND_FENCED\x10\x08\x12\x17\n\x13\x45VENT_KIND_UNFENCED\x10\t\x12\x17\n\x13\x45VENT_KIND_PROMOTED\x10\n\x12\x17\n\x13\x45VENT_KIND_REJOINED\x10\x0b\x12\x1d\n\x19\x45VENT_KIND_COMMAND_FAILED\x10\x0c\x12\x1f\n\x1b\x45VENT_KIND_STRATEGY_CHANGED\x10\r\x12\"\n\x1e\x45VENT_KIND_MAINTENANCE_CHANGED\x10\x0e\x12\"\n\x1e\x45VENT_KIND_CONSISTENCY_CHECKED\x10\x0f\x12\x14\n\x10\x45VENT_KIND_ALERT\x10\x10*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03*\xeb\x01\n\x12\x43onsistencyVerdict\x12#\n\x1f\x43ONSISTENCY_VERDICT_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43ONSISTENCY_VERDICT_IN_SYNC\x10\x01\x12\x1f\n\x1b\x43ONSISTENCY_VERDICT_LAGGING\x10\x02\x12 \n\x1c\x43ONSISTENCY_VERDICT_DIVERGED\x10\x03\x12+\n\'CONSISTENCY_VERDICT_CONFLICTING_PRIMARY\x10\x04\x12\x1f\n\x1b\x43ONSISTENCY_VERDICT_UNKNOWN\x10\x05\x32\xc4\x04\n\x0c\x41\x64minService\x12\x46\n\tGetStatus\x12\x1d.latitude.v1.GetStatusRequest\x1a\x1a.latitude.v1.ClusterStatus\x12P\n\x0bSetStrategy\x12\x1f.latitude.v1.SetStrategyRequest\x1a .latitude.v1.SetStrategyResponse\x12M\n\nSwitchover\x12\x1e.latitude.v1.SwitchoverRequest\x1a\x1f.latitude.v1.SwitchoverResponse\x12G\n\x08\x46\x61ilover\x12\x1c.latitude.v1.FailoverRequest\x1a\x1d.latitude.v1.FailoverResponse\x12Y\n\x0eSetMaintenance\x12\".latitude.v1.SetMaintenanceRequest\x1a#.latitude.v1.SetMaintenanceResponse\x12M\n\nListEvents\x12\x1e.latitude.v1.ListEventsRequest\x1a\x1f.latitude.v1.ListEventsResponse\x12X\n\x10\x43heckConsistency\x12$.latitude.v1.CheckConsistencyRequest\x1a\x1e.latitude.v1.ConsistencyReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,60 +39,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FAILOVERSTATUS_STEPSENTRY']._serialized_options = b'8\001'
   _globals['_EVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_FAILOVERKIND']._serialized_start=3809
-  _globals['_FAILOVERKIND']._serialized_end=3939
-  _globals['_FAILOVERPHASE']._serialized_start=3942
-  _globals['_FAILOVERPHASE']._serialized_end=4166
-  _globals['_EVENTKIND']._serialized_start=4169
-  _globals['_EVENTKIND']._serialized_end=4700
-  _globals['_SEVERITY']._serialized_start=4702
-  _globals['_SEVERITY']._serialized_end=4802
-  _globals['_CONSISTENCYVERDICT']._serialized_start=4805
-  _globals['_CONSISTENCYVERDICT']._serialized_end=5040
-  _globals['_LEADERINFO']._serialized_start=126
-  _globals['_LEADERINFO']._serialized_end=237
-  _globals['_ETCDMEMBER']._serialized_start=239
-  _globals['_ETCDMEMBER']._serialized_end=349
-  _globals['_FAILOVERSTATUS']._serialized_start=352
-  _globals['_FAILOVERSTATUS']._serialized_end=1087
-  _globals['_FAILOVERSTATUS_STEPSENTRY']._serialized_start=961
-  _globals['_FAILOVERSTATUS_STEPSENTRY']._serialized_end=1033
-  _globals['_REGIONSTATUS']._serialized_start=1090
-  _globals['_REGIONSTATUS']._serialized_end=1703
-  _globals['_GETSTATUSREQUEST']._serialized_start=1705
-  _globals['_GETSTATUSREQUEST']._serialized_end=1723
-  _globals['_CLUSTERSTATUS']._serialized_start=1726
-  _globals['_CLUSTERSTATUS']._serialized_end=2078
-  _globals['_SETSTRATEGYREQUEST']._serialized_start=2080
-  _globals['_SETSTRATEGYREQUEST']._serialized_end=2141
-  _globals['_SETSTRATEGYRESPONSE']._serialized_start=2143
-  _globals['_SETSTRATEGYRESPONSE']._serialized_end=2228
-  _globals['_SWITCHOVERREQUEST']._serialized_start=2230
-  _globals['_SWITCHOVERREQUEST']._serialized_end=2301
-  _globals['_SWITCHOVERRESPONSE']._serialized_start=2303
-  _globals['_SWITCHOVERRESPONSE']._serialized_end=2370
-  _globals['_FAILOVERREQUEST']._serialized_start=2372
-  _globals['_FAILOVERREQUEST']._serialized_end=2457
-  _globals['_FAILOVERRESPONSE']._serialized_start=2459
-  _globals['_FAILOVERRESPONSE']._serialized_end=2524
-  _globals['_SETMAINTENANCEREQUEST']._serialized_start=2526
-  _globals['_SETMAINTENANCEREQUEST']._serialized_end=2613
-  _globals['_SETMAINTENANCERESPONSE']._serialized_start=2615
-  _globals['_SETMAINTENANCERESPONSE']._serialized_end=2731
-  _globals['_EVENT']._serialized_start=2734
-  _globals['_EVENT']._serialized_end=3056
-  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_start=3007
-  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_end=3056
-  _globals['_LISTEVENTSREQUEST']._serialized_start=3059
-  _globals['_LISTEVENTSREQUEST']._serialized_end=3216
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=3218
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=3274
-  _globals['_CHECKCONSISTENCYREQUEST']._serialized_start=3276
-  _globals['_CHECKCONSISTENCYREQUEST']._serialized_end=3316
-  _globals['_REGIONCONSISTENCY']._serialized_start=3319
-  _globals['_REGIONCONSISTENCY']._serialized_end=3593
-  _globals['_CONSISTENCYREPORT']._serialized_start=3596
-  _globals['_CONSISTENCYREPORT']._serialized_end=3806
-  _globals['_ADMINSERVICE']._serialized_start=5043
-  _globals['_ADMINSERVICE']._serialized_end=5623
+  _globals['_FAILOVERKIND']._serialized_start=3871
+  _globals['_FAILOVERKIND']._serialized_end=4001
+  _globals['_FAILOVERPHASE']._serialized_start=4004
+  _globals['_FAILOVERPHASE']._serialized_end=4228
+  _globals['_EVENTKIND']._serialized_start=4231
+  _globals['_EVENTKIND']._serialized_end=4762
+  _globals['_SEVERITY']._serialized_start=4764
+  _globals['_SEVERITY']._serialized_end=4864
+  _globals['_CONSISTENCYVERDICT']._serialized_start=4867
+  _globals['_CONSISTENCYVERDICT']._serialized_end=5102
+  _globals['_LEADERINFO']._serialized_start=151
+  _globals['_LEADERINFO']._serialized_end=262
+  _globals['_ETCDMEMBER']._serialized_start=264
+  _globals['_ETCDMEMBER']._serialized_end=374
+  _globals['_FAILOVERSTATUS']._serialized_start=377
+  _globals['_FAILOVERSTATUS']._serialized_end=1112
+  _globals['_FAILOVERSTATUS_STEPSENTRY']._serialized_start=986
+  _globals['_FAILOVERSTATUS_STEPSENTRY']._serialized_end=1058
+  _globals['_REGIONSTATUS']._serialized_start=1115
+  _globals['_REGIONSTATUS']._serialized_end=1765
+  _globals['_GETSTATUSREQUEST']._serialized_start=1767
+  _globals['_GETSTATUSREQUEST']._serialized_end=1785
+  _globals['_CLUSTERSTATUS']._serialized_start=1788
+  _globals['_CLUSTERSTATUS']._serialized_end=2140
+  _globals['_SETSTRATEGYREQUEST']._serialized_start=2142
+  _globals['_SETSTRATEGYREQUEST']._serialized_end=2203
+  _globals['_SETSTRATEGYRESPONSE']._serialized_start=2205
+  _globals['_SETSTRATEGYRESPONSE']._serialized_end=2290
+  _globals['_SWITCHOVERREQUEST']._serialized_start=2292
+  _globals['_SWITCHOVERREQUEST']._serialized_end=2363
+  _globals['_SWITCHOVERRESPONSE']._serialized_start=2365
+  _globals['_SWITCHOVERRESPONSE']._serialized_end=2432
+  _globals['_FAILOVERREQUEST']._serialized_start=2434
+  _globals['_FAILOVERREQUEST']._serialized_end=2519
+  _globals['_FAILOVERRESPONSE']._serialized_start=2521
+  _globals['_FAILOVERRESPONSE']._serialized_end=2586
+  _globals['_SETMAINTENANCEREQUEST']._serialized_start=2588
+  _globals['_SETMAINTENANCEREQUEST']._serialized_end=2675
+  _globals['_SETMAINTENANCERESPONSE']._serialized_start=2677
+  _globals['_SETMAINTENANCERESPONSE']._serialized_end=2793
+  _globals['_EVENT']._serialized_start=2796
+  _globals['_EVENT']._serialized_end=3118
+  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_start=3069
+  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_end=3118
+  _globals['_LISTEVENTSREQUEST']._serialized_start=3121
+  _globals['_LISTEVENTSREQUEST']._serialized_end=3278
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=3280
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=3336
+  _globals['_CHECKCONSISTENCYREQUEST']._serialized_start=3338
+  _globals['_CHECKCONSISTENCYREQUEST']._serialized_end=3378
+  _globals['_REGIONCONSISTENCY']._serialized_start=3381
+  _globals['_REGIONCONSISTENCY']._serialized_end=3655
+  _globals['_CONSISTENCYREPORT']._serialized_start=3658
+  _globals['_CONSISTENCYREPORT']._serialized_end=3868
+  _globals['_ADMINSERVICE']._serialized_start=5105
+  _globals['_ADMINSERVICE']._serialized_end=5685
 # @@protoc_insertion_point(module_scope)

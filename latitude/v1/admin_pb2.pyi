@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from latitude.v1 import agent_pb2 as _agent_pb2
 from latitude.v1 import common_pb2 as _common_pb2
 from latitude.v1 import routing_pb2 as _routing_pb2
 from google.protobuf.internal import containers as _containers
@@ -179,7 +180,7 @@ class FailoverStatus(_message.Message):
     def __init__(self, failover_id: _Optional[str] = ..., kind: _Optional[_Union[FailoverKind, str]] = ..., phase: _Optional[_Union[FailoverPhase, str]] = ..., from_region: _Optional[str] = ..., to_region: _Optional[str] = ..., reason: _Optional[str] = ..., forced: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fence_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_loss_bound_bytes: _Optional[int] = ..., error: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Mapping[str, _timestamp_pb2.Timestamp]] = ..., data_loss_bound_seconds: _Optional[float] = ..., selection_reason: _Optional[str] = ..., old_primary_lsn: _Optional[int] = ..., promoted_lsn: _Optional[int] = ...) -> None: ...
 
 class RegionStatus(_message.Message):
-    __slots__ = ("region", "state", "state_reason", "agent_id", "agent_connected", "last_report_at", "last_report_age_seconds", "database", "checks", "replay_lag_bytes", "replay_lag_seconds", "weight", "capacity", "capacity_utilization", "response_time_seconds", "error_rate", "priority", "location", "endpoints")
+    __slots__ = ("region", "state", "state_reason", "agent_id", "agent_connected", "last_report_at", "last_report_age_seconds", "database", "checks", "replay_lag_bytes", "replay_lag_seconds", "weight", "capacity", "capacity_utilization", "response_time_seconds", "error_rate", "priority", "location", "endpoints", "peers")
     REGION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +200,7 @@ class RegionStatus(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     region: str
     state: _common_pb2.RegionState
     state_reason: str
@@ -218,7 +220,8 @@ class RegionStatus(_message.Message):
     priority: int
     location: _common_pb2.Location
     endpoints: _containers.RepeatedCompositeFieldContainer[_common_pb2.Endpoint]
-    def __init__(self, region: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., state_reason: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_connected: _Optional[bool] = ..., last_report_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_report_age_seconds: _Optional[float] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., weight: _Optional[float] = ..., capacity: _Optional[int] = ..., capacity_utilization: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., error_rate: _Optional[float] = ..., priority: _Optional[int] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ...) -> None: ...
+    peers: _containers.RepeatedCompositeFieldContainer[_agent_pb2.PeerRtt]
+    def __init__(self, region: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., state_reason: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_connected: _Optional[bool] = ..., last_report_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_report_age_seconds: _Optional[float] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., weight: _Optional[float] = ..., capacity: _Optional[int] = ..., capacity_utilization: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., error_rate: _Optional[float] = ..., priority: _Optional[int] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[_agent_pb2.PeerRtt, _Mapping]]] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()

@@ -123,6 +123,20 @@ def test_failing_checks_and_errors_are_named():
     assert reg.report(record, bad).after.reason == "check api failing: HTTP 503; error rate 50%"
 
 
+def test_status_carries_utilization_and_peer_rtts():
+    clock = Clock()
+    reg = registry(clock)
+    record = reg.attach(hello(), object())
+    peers = [
+        agent_pb2.PeerRtt(region="eu-west-1", rtt_seconds=0.08, reachable=True),
+        agent_pb2.PeerRtt(region="ap-southeast-1", reachable=False),
+    ]
+    reg.report(record, report(capacity_utilization=0.75, peers=peers))
+    status = reg.status("us-east-1")
+    assert status.capacity_utilization == 0.75
+    assert list(status.peers) == peers
+
+
 @pytest.mark.parametrize(
     ("message", "field"),
     [
