@@ -94,6 +94,7 @@ class Actuator:
         self._lock = asyncio.Lock()  # one command at a time on the one connection
         self._results: OrderedDict[str, agent_pb2.CommandResult] = OrderedDict()
         self._upstream_region = ""  # from the last FOLLOW
+        self._rewound = False  # the REJOIN being answered discarded diverged WAL
         self.highest_epoch = 0
         self.fence_cause: int = _UNSPECIFIED
 
@@ -137,11 +138,13 @@ class Actuator:
 
     async def _answer(self, command: agent_pb2.Command) -> agent_pb2.CommandResult:
         result = agent_pb2.CommandResult(command_id=command.command_id)
+        self._rewound = False
         try:
             await self._carry_out(command)
             result.ok = True
         except ActuatorError as err:
             result.error = str(err)
+        result.rewound = self._rewound
         result.observed.CopyFrom(await self._observe())
         result.agent_epoch = self.highest_epoch
         return result
@@ -290,6 +293,7 @@ class Actuator:
                 follow.primary_host, follow.primary_port, follow.slot_name,
                 allow_rewind=args.allow_rewind, until=until,
             )  # fmt: skip
+            self._rewound = server.rewound
         except RejoinError as err:
             if server.running():  # not stopped after all: the slot must not hold its WAL
                 await self._drop_rewind_slot()

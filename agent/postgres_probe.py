@@ -13,7 +13,9 @@ newest beat itself goes out as heartbeat_at, so the coordinator can subtract a s
 the primary's without trusting either clock.
 
 Reading pg_stat_wal_receiver's sender and pg_stat_replication's rows needs a superuser or
-pg_read_all_stats; without it those fields stay empty.
+pg_read_all_stats; without it those fields stay empty. A primary's timeline history (which
+timelines it went through, and where each forked) is read from its history file once per
+timeline, with pg_read_file (a superuser or pg_read_server_files); without it, it stays empty.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ _HEARTBEAT = """
 INSERT INTO latitude.heartbeat (region, beat_at) VALUES ($1, now())
 ON CONFLICT (region) DO UPDATE SET beat_at = excluded.beat_at
 """
+_TIMELINE_HISTORY = "SELECT pg_read_file('pg_wal/' || $1 || '.history')"
 
 # Trouble with the database or the way to it, as opposed to a bug here.
 _TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
@@ -127,6 +130,8 @@ class PostgresProbe:
         self._heartbeat_ready = False  # schema and table exist (checked once per connection)
         self._heartbeat_problem = ""
         self._last: common_pb2.DatabaseStatus | None = None
+        # A timeline's history never changes: (timeline, its history), read once.
+        self._history: tuple[int, list[common_pb2.TimelineSwitch]] = (1, [])
 
     async def observe(self) -> common_pb2.DatabaseStatus:
         status = common_pb2.DatabaseStatus()
@@ -138,9 +143,12 @@ class PostgresProbe:
             status.probe_error = f"cannot connect to {self._address}: {_why(err)}"
             self._last = status
             return status
+        history: list[common_pb2.TimelineSwitch] = []
         try:
             async with asyncio.timeout(self._query_timeout):
                 row = await self._observe_row(conn)
+                if not row["standby"]:
+                    history = await self._timeline_history(conn, int(row["wal_timeline"], 16))
         except _TROUBLE as err:
             if isinstance(err, _BROKEN):
                 self._discard()
@@ -149,8 +157,23 @@ class PostgresProbe:
             self._last = status
             return status
         _fill(status, row)
+        status.timeline_history.extend(history)
         self._last = status
         return status
+
+    async def _timeline_history(
+        self, conn: asyncpg.Connection, timeline: int
+    ) -> list[common_pb2.TimelineSwitch]:
+        if timeline != self._history[0]:
+            try:
+                text = await conn.fetchval(_TIMELINE_HISTORY, f"{timeline:08X}")
+            except asyncpg.PostgresError as err:
+                # Unreadable (privileges, a removed file): the consistency check says so.
+                log.warning("timeline %d history on %s unreadable: %s",
+                            timeline, self._address, _why(err))  # fmt: skip
+                text = ""
+            self._history = (timeline, parse_timeline_history(text or ""))
+        return self._history[1]
 
     async def heartbeat(self) -> None:
         """Stamp now() for this region into latitude.heartbeat, on a writable primary only.
@@ -284,6 +307,20 @@ def _fill(status: common_pb2.DatabaseStatus, row: asyncpg.Record) -> None:
         status.upstream_address = join_host_port(row["sender_host"], row["sender_port"])
     else:  # the receiver is between attempts: say where it will reconnect
         status.upstream_address = _conninfo_address(row["primary_conninfo"])
+
+
+def parse_timeline_history(text: str) -> list[common_pb2.TimelineSwitch]:
+    """A timeline history file's lines ("1\t0/3000060\treason"), oldest first."""
+    switches = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or not fields[0].isdigit() or "/" not in fields[1]:
+            continue  # a blank line or a comment
+        high, _, low = fields[1].partition("/")
+        switches.append(common_pb2.TimelineSwitch(
+            timeline_id=int(fields[0]), end_lsn=(int(high, 16) << 32) | int(low, 16)
+        ))  # fmt: skip
+    return switches
 
 
 def _why(err: BaseException) -> str:

@@ -105,6 +105,8 @@ class LocalServer:
         self._db = (db_user, db_password, db_name)
         self._replication_user = replication_user
         self._passfile = replication_passfile.absolute() if replication_passfile else None
+        # Whether the last rejoin discarded diverged WAL (rewound, or copied afresh).
+        self.rewound = False
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> LocalServer | None:
@@ -178,6 +180,7 @@ class LocalServer:
                      until: float) -> str:  # fmt: skip
         """Make the stopped-or-running server a standby of host:port and start it; what was
         done, for the log. The caller fenced a running primary."""
+        self.rewound = False
         await self.stop(until)
         conninfo = self._replication_conninfo(host, port)
         if not self.data.exists():
@@ -186,6 +189,7 @@ class LocalServer:
             if kept is None:
                 raise RejoinError(f"the data directory {self.data} does not exist")
             await self._copy_afresh(conninfo, slot, until=until)
+            self.rewound = True
             return f"made a fresh copy with pg_basebackup; the old data is kept in {kept}"
         if not (self.data / "PG_VERSION").exists():
             raise RejoinError(f"{self.data} is not a PostgreSQL data directory")
@@ -195,6 +199,7 @@ class LocalServer:
         if (self.data / "backup_label").exists():
             # Rewound (or copied) already; its recovery, as a standby, was never finished.
             done = "finished a previous rewind's recovery"
+            self.rewound = True
         elif (state := await self._state(until)) == "in archive recovery":
             # A standby that crashed: it comes back as one (pg_rewind needs a clean shutdown,
             # and recovering it as a primary would write WAL of its own). If it diverged it
@@ -284,6 +289,7 @@ class LocalServer:
         for name, content in own.items():
             _write(self._rewinding / name, content, None)
         await self._rewind(host, port, until, dry_run=False)
+        self.rewound = True
         log.info("%s: rewound %s with pg_rewind (%s)", self._region, self.data, where)
         return f"rewound with pg_rewind ({where})"
 
@@ -315,6 +321,7 @@ class LocalServer:
         except RejoinError as err:
             raise RejoinError(f"{why}; then the fresh copy failed too: {err}") from err
         log.warning("%s: made a fresh copy; the old data is kept in %s", self._region, aside)
+        self.rewound = True
         return f"{why}; made a fresh copy with pg_basebackup, the old data is kept in {aside}"
 
     async def _copy_afresh(self, conninfo: str, slot: str, *, until: float) -> Path:

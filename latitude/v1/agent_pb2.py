@@ -27,15 +27,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from latitude.v1 import common_pb2 as latitude_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17latitude/v1/agent.proto\x12\x0blatitude.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18latitude/v1/common.proto\"\x98\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.latitude.v1.HelloH\x00\x12%\n\x06report\x18\x02 \x01(\x0b\x32\x13.latitude.v1.ReportH\x00\x12\x34\n\x0e\x63ommand_result\x18\x03 \x01(\x0b\x32\x1a.latitude.v1.CommandResultH\x00\x42\x06\n\x04\x62ody\"\xca\x01\n\x12\x43oordinatorMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.latitude.v1.WelcomeH\x00\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.latitude.v1.CommandH\x00\x12,\n\nnot_leader\x18\x03 \x01(\x0b\x32\x16.latitude.v1.NotLeaderH\x00\x12,\n\nreport_ack\x18\x04 \x01(\x0b\x32\x16.latitude.v1.ReportAckH\x00\x42\x06\n\x04\x62ody\"\xd3\x01\n\x05Hello\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\'\n\x08location\x18\x03 \x01(\x0b\x32\x15.latitude.v1.Location\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x10\n\x08priority\x18\x05 \x01(\r\x12(\n\tendpoints\x18\x06 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x1a\n\x12highest_epoch_seen\x18\x08 \x01(\x04\"A\n\x07PeerRtt\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x13\n\x0brtt_seconds\x18\x02 \x01(\x01\x12\x11\n\treachable\x18\x03 \x01(\x08\"\x96\x02\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x08\x64\x61tabase\x18\x03 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12(\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\x18.latitude.v1.CheckResult\x12\x1c\n\x14\x63\x61pacity_utilization\x18\x05 \x01(\x01\x12\x12\n\nerror_rate\x18\x06 \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x07 \x01(\x01\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.latitude.v1.PeerRtt\"\x82\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12-\n\x08observed\x18\x04 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12\x13\n\x0b\x61gent_epoch\x18\x05 \x01(\x04\"\xda\x01\n\x07Welcome\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x32\n\x0freport_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x66\x65nce_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13peer_probe_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tack_every\x18\x06 \x01(\r\",\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"6\n\tNotLeader\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\"=\n\x0bPromoteArgs\x12\x18\n\x10min_replayed_lsn\x18\x01 \x01(\x04\x12\x14\n\x0c\x63reate_slots\x18\x02 \x03(\t\"c\n\nFollowArgs\x12\x16\n\x0eprimary_region\x18\x01 \x01(\t\x12\x14\n\x0cprimary_host\x18\x02 \x01(\t\x12\x14\n\x0cprimary_port\x18\x03 \x01(\r\x12\x11\n\tslot_name\x18\x04 \x01(\t\"4\n\x0fSynchronousArgs\x12!\n\x19synchronous_standby_names\x18\x01 \x01(\t\"K\n\nRejoinArgs\x12\'\n\x06\x66ollow\x18\x01 \x01(\x0b\x32\x17.latitude.v1.FollowArgs\x12\x14\n\x0c\x61llow_rewind\x18\x02 \x01(\x08\"\xd2\x02\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.latitude.v1.CommandKind\x12+\n\x07promote\x18\x04 \x01(\x0b\x32\x18.latitude.v1.PromoteArgsH\x00\x12)\n\x06\x66ollow\x18\x05 \x01(\x0b\x32\x17.latitude.v1.FollowArgsH\x00\x12)\n\x06rejoin\x18\x06 \x01(\x0b\x32\x17.latitude.v1.RejoinArgsH\x00\x12\x33\n\x0bsynchronous\x18\t \x01(\x0b\x32\x1c.latitude.v1.SynchronousArgsH\x00\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\tB\x06\n\x04\x61rgs*\x85\x02\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMMAND_KIND_FENCE\x10\x01\x12\x18\n\x14\x43OMMAND_KIND_UNFENCE\x10\x02\x12\x18\n\x14\x43OMMAND_KIND_PROMOTE\x10\x03\x12\x17\n\x13\x43OMMAND_KIND_FOLLOW\x10\x04\x12\x17\n\x13\x43OMMAND_KIND_REJOIN\x10\x05\x12\x1b\n\x17\x43OMMAND_KIND_REPORT_NOW\x10\x06\x12\x1b\n\x17\x43OMMAND_KIND_CHECKPOINT\x10\x07\x12 \n\x1c\x43OMMAND_KIND_SET_SYNCHRONOUS\x10\x08\x32Y\n\x0c\x41gentService\x12I\n\x07\x43onnect\x12\x19.latitude.v1.AgentMessage\x1a\x1f.latitude.v1.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17latitude/v1/agent.proto\x12\x0blatitude.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18latitude/v1/common.proto\"\x98\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.latitude.v1.HelloH\x00\x12%\n\x06report\x18\x02 \x01(\x0b\x32\x13.latitude.v1.ReportH\x00\x12\x34\n\x0e\x63ommand_result\x18\x03 \x01(\x0b\x32\x1a.latitude.v1.CommandResultH\x00\x42\x06\n\x04\x62ody\"\xca\x01\n\x12\x43oordinatorMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.latitude.v1.WelcomeH\x00\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.latitude.v1.CommandH\x00\x12,\n\nnot_leader\x18\x03 \x01(\x0b\x32\x16.latitude.v1.NotLeaderH\x00\x12,\n\nreport_ack\x18\x04 \x01(\x0b\x32\x16.latitude.v1.ReportAckH\x00\x42\x06\n\x04\x62ody\"\xd3\x01\n\x05Hello\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\'\n\x08location\x18\x03 \x01(\x0b\x32\x15.latitude.v1.Location\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x10\n\x08priority\x18\x05 \x01(\r\x12(\n\tendpoints\x18\x06 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x1a\n\x12highest_epoch_seen\x18\x08 \x01(\x04\"A\n\x07PeerRtt\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x13\n\x0brtt_seconds\x18\x02 \x01(\x01\x12\x11\n\treachable\x18\x03 \x01(\x08\"\x96\x02\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x08\x64\x61tabase\x18\x03 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12(\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\x18.latitude.v1.CheckResult\x12\x1c\n\x14\x63\x61pacity_utilization\x18\x05 \x01(\x01\x12\x12\n\nerror_rate\x18\x06 \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x07 \x01(\x01\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.latitude.v1.PeerRtt\"\x93\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12-\n\x08observed\x18\x04 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12\x13\n\x0b\x61gent_epoch\x18\x05 \x01(\x04\x12\x0f\n\x07rewound\x18\x06 \x01(\x08\"\xda\x01\n\x07Welcome\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x32\n\x0freport_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x66\x65nce_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13peer_probe_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tack_every\x18\x06 \x01(\r\",\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"6\n\tNotLeader\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\"=\n\x0bPromoteArgs\x12\x18\n\x10min_replayed_lsn\x18\x01 \x01(\x04\x12\x14\n\x0c\x63reate_slots\x18\x02 \x03(\t\"c\n\nFollowArgs\x12\x16\n\x0eprimary_region\x18\x01 \x01(\t\x12\x14\n\x0cprimary_host\x18\x02 \x01(\t\x12\x14\n\x0cprimary_port\x18\x03 \x01(\r\x12\x11\n\tslot_name\x18\x04 \x01(\t\"4\n\x0fSynchronousArgs\x12!\n\x19synchronous_standby_names\x18\x01 \x01(\t\"K\n\nRejoinArgs\x12\'\n\x06\x66ollow\x18\x01 \x01(\x0b\x32\x17.latitude.v1.FollowArgs\x12\x14\n\x0c\x61llow_rewind\x18\x02 \x01(\x08\"\xd2\x02\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.latitude.v1.CommandKind\x12+\n\x07promote\x18\x04 \x01(\x0b\x32\x18.latitude.v1.PromoteArgsH\x00\x12)\n\x06\x66ollow\x18\x05 \x01(\x0b\x32\x17.latitude.v1.FollowArgsH\x00\x12)\n\x06rejoin\x18\x06 \x01(\x0b\x32\x17.latitude.v1.RejoinArgsH\x00\x12\x33\n\x0bsynchronous\x18\t \x01(\x0b\x32\x1c.latitude.v1.SynchronousArgsH\x00\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\tB\x06\n\x04\x61rgs*\x85\x02\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMMAND_KIND_FENCE\x10\x01\x12\x18\n\x14\x43OMMAND_KIND_UNFENCE\x10\x02\x12\x18\n\x14\x43OMMAND_KIND_PROMOTE\x10\x03\x12\x17\n\x13\x43OMMAND_KIND_FOLLOW\x10\x04\x12\x17\n\x13\x43OMMAND_KIND_REJOIN\x10\x05\x12\x1b\n\x17\x43OMMAND_KIND_REPORT_NOW\x10\x06\x12\x1b\n\x17\x43OMMAND_KIND_CHECKPOINT\x10\x07\x12 \n\x1c\x43OMMAND_KIND_SET_SYNCHRONOUS\x10\x08\x32Y\n\x0c\x41gentService\x12I\n\x07\x43onnect\x12\x19.latitude.v1.AgentMessage\x1a\x1f.latitude.v1.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'latitude.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMANDKIND']._serialized_start=2146
-  _globals['_COMMANDKIND']._serialized_end=2407
+  _globals['_COMMANDKIND']._serialized_start=2163
+  _globals['_COMMANDKIND']._serialized_end=2424
   _globals['_AGENTMESSAGE']._serialized_start=132
   _globals['_AGENTMESSAGE']._serialized_end=284
   _globals['_COORDINATORMESSAGE']._serialized_start=287
@@ -47,23 +47,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORT']._serialized_start=773
   _globals['_REPORT']._serialized_end=1051
   _globals['_COMMANDRESULT']._serialized_start=1054
-  _globals['_COMMANDRESULT']._serialized_end=1184
-  _globals['_WELCOME']._serialized_start=1187
-  _globals['_WELCOME']._serialized_end=1405
-  _globals['_REPORTACK']._serialized_start=1407
-  _globals['_REPORTACK']._serialized_end=1451
-  _globals['_NOTLEADER']._serialized_start=1453
-  _globals['_NOTLEADER']._serialized_end=1507
-  _globals['_PROMOTEARGS']._serialized_start=1509
-  _globals['_PROMOTEARGS']._serialized_end=1570
-  _globals['_FOLLOWARGS']._serialized_start=1572
-  _globals['_FOLLOWARGS']._serialized_end=1671
-  _globals['_SYNCHRONOUSARGS']._serialized_start=1673
-  _globals['_SYNCHRONOUSARGS']._serialized_end=1725
-  _globals['_REJOINARGS']._serialized_start=1727
-  _globals['_REJOINARGS']._serialized_end=1802
-  _globals['_COMMAND']._serialized_start=1805
-  _globals['_COMMAND']._serialized_end=2143
-  _globals['_AGENTSERVICE']._serialized_start=2409
-  _globals['_AGENTSERVICE']._serialized_end=2498
+  _globals['_COMMANDRESULT']._serialized_end=1201
+  _globals['_WELCOME']._serialized_start=1204
+  _globals['_WELCOME']._serialized_end=1422
+  _globals['_REPORTACK']._serialized_start=1424
+  _globals['_REPORTACK']._serialized_end=1468
+  _globals['_NOTLEADER']._serialized_start=1470
+  _globals['_NOTLEADER']._serialized_end=1524
+  _globals['_PROMOTEARGS']._serialized_start=1526
+  _globals['_PROMOTEARGS']._serialized_end=1587
+  _globals['_FOLLOWARGS']._serialized_start=1589
+  _globals['_FOLLOWARGS']._serialized_end=1688
+  _globals['_SYNCHRONOUSARGS']._serialized_start=1690
+  _globals['_SYNCHRONOUSARGS']._serialized_end=1742
+  _globals['_REJOINARGS']._serialized_start=1744
+  _globals['_REJOINARGS']._serialized_end=1819
+  _globals['_COMMAND']._serialized_start=1822
+  _globals['_COMMAND']._serialized_end=2160
+  _globals['_AGENTSERVICE']._serialized_start=2426
+  _globals['_AGENTSERVICE']._serialized_end=2515
 # @@protoc_insertion_point(module_scope)

@@ -106,18 +106,20 @@ class Report(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., capacity_utilization: _Optional[float] = ..., error_rate: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerRtt, _Mapping]]] = ...) -> None: ...
 
 class CommandResult(_message.Message):
-    __slots__ = ("command_id", "ok", "error", "observed", "agent_epoch")
+    __slots__ = ("command_id", "ok", "error", "observed", "agent_epoch", "rewound")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_FIELD_NUMBER: _ClassVar[int]
     AGENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REWOUND_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     ok: bool
     error: str
     observed: _common_pb2.DatabaseStatus
     agent_epoch: int
-    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., observed: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., agent_epoch: _Optional[int] = ...) -> None: ...
+    rewound: bool
+    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., observed: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., agent_epoch: _Optional[int] = ..., rewound: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("leader_id", "epoch", "report_interval", "fence_after", "peer_probe_interval", "ack_every")
