@@ -11,9 +11,10 @@ import grpc
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.node import CoordinatorNode
 from coordinator.orchestrator import FailoverRefused
-from latitude.v1 import admin_pb2, admin_pb2_grpc
+from latitude.v1 import admin_pb2, admin_pb2_grpc, routing_pb2
 
 LEADER_METADATA = "latitude-leader-address"
+_STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -49,6 +50,13 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 region.last_report_age_seconds = max(0.0, age)
             status.regions.append(region)
         status.write_region = (write_region or b"").decode()
+        table = self._node.routing.table
+        if table is not None:
+            status.strategy = table.default_strategy
+            status.table_version = table.version
+            weights = {r.region: r.weight for r in table.regions}
+            for region in status.regions:
+                region.weight = weights.get(region.region, 0.0)
         if failover:
             record = admin_pb2.FailoverStatus.FromString(failover)
             if not record.HasField("finished_at"):
@@ -65,6 +73,21 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 )
             )
         return status
+
+    async def SetStrategy(self, request, context):
+        if request.strategy not in _STRATEGIES:
+            known = ", ".join(routing_pb2.Strategy.Name(s) for s in _STRATEGIES)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"strategy: {request.strategy} is not a strategy (one of: {known})",
+            )
+        await self._leading(context, "")
+        publisher = self._node.publisher
+        try:
+            previous, version = await publisher.set_strategy(request.strategy)
+        except RuntimeError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        return admin_pb2.SetStrategyResponse(previous=previous, table_version=version)
 
     async def Switchover(self, request, context):
         orchestrator = await self._leading(context, request.target_region)

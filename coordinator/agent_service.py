@@ -17,7 +17,7 @@ from coordinator.node import CoordinatorNode
 from coordinator.registry import RegionHeld
 from coordinator.sessions import AgentSession
 from coordinator.validation import InvalidMessage, check_hello, check_report
-from latitude.v1 import agent_pb2, agent_pb2_grpc
+from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except RegionHeld as err:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
         log.info("agent %s connected for %s", hello.agent_id, hello.region)
+        node.events.record(
+            admin_pb2.EVENT_KIND_AGENT_CONNECTED, region=hello.region,
+            message=f"agent {hello.agent_id} connected for {hello.region}",
+            attributes={"agent_id": hello.agent_id, "agent_version": hello.agent_version},
+        )  # fmt: skip
         node.sessions.add(session)
         session.send(node.welcome())
         reader = asyncio.create_task(self._read(context, session, record))
@@ -73,6 +78,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             node.sessions.discard(session)
+            if registry.regions[hello.region].session is session:
+                node.events.record(
+                    admin_pb2.EVENT_KIND_AGENT_DISCONNECTED, admin_pb2.SEVERITY_WARNING,
+                    region=hello.region,
+                    message=f"agent {hello.agent_id} for {hello.region} disconnected",
+                    attributes={"agent_id": hello.agent_id},
+                )  # fmt: skip
             registry.detach(hello.region, session)
 
     async def _read(self, context, session: AgentSession, record) -> None:
@@ -94,6 +106,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         session.close(node.not_leader())
                         return
                     change = registry.report(record, report)
+                    node.reported(record.name, report.database)
                     if change is not None:
                         node.region_changed(change)
                     # Acknowledge at once on a new stream: an agent back from a leader change

@@ -57,6 +57,8 @@ class CoordinatorConfig:
     panic_threshold: float = 0.1
     # A region takes min(1, availability x this) of its nearby traffic before spilling.
     overprovisioning_factor: float = 1.4
+    # Client-reported latencies kept for this many network prefixes (the most recent).
+    latency_prefixes: int = 256
     # Measurement-only table changes (lag, utilisation, latencies) are published this often.
     measurement_interval: float = 2.0
     # Where clients of unknown location are taken to be, "latitude,longitude"; empty: where
@@ -116,6 +118,10 @@ class CoordinatorConfig:
         if not self.overprovisioning_factor >= 1:
             raise ConfigError(
                 f"overprovisioning_factor: must be at least 1, got {self.overprovisioning_factor}"
+            )
+        if not 0 <= self.latency_prefixes <= 10_000:
+            raise ConfigError(
+                f"latency_prefixes: must be within 0..10000, got {self.latency_prefixes}"
             )
         if not self.measurement_interval > 0:
             raise ConfigError("measurement_interval: must be positive")

@@ -113,6 +113,7 @@ class RegionMonitor:
         self._settings = settings
         self.arrivals = ArrivalDetector(settings)
         self.maintenance = False
+        self.maintenance_reason = ""  # the operator's, shown as the state's reason
         self.in_failover = False
         self._problems: tuple[str, ...] = ()
         self._good_streak = 0
@@ -142,7 +143,8 @@ class RegionMonitor:
 
     def _decide(self, now: float) -> tuple[RegionState, str]:
         if self.maintenance:
-            return RegionState.MAINTENANCE, "in maintenance"
+            why = self.maintenance_reason
+            return RegionState.MAINTENANCE, f"in maintenance: {why}" if why else "in maintenance"
         if self.in_failover:
             return RegionState.FAILOVER, "failover in progress"
         if self.arrivals.last_arrival is None:

@@ -71,6 +71,12 @@ class Etcd:
     async def connect(self) -> None:
         await self._call(self._client.connect(), "connect")
 
+    async def _kv(self):
+        """aetcd's KV stub, connecting first if nothing has yet (raw calls skip its check)."""
+        if self._client.kvstub is None:
+            await self.connect()
+        return self._client.kvstub
+
     async def close(self) -> None:
         try:
             await _bounded(self._client.close(), self.timeout)
@@ -86,8 +92,9 @@ class Etcd:
     ) -> tuple[list[KeyValue], int]:
         """Every key under ``prefix`` and the store revision they were read at."""
         request = rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix))
+        stub = await self._kv()
         response = await self._call(
-            self._client.kvstub.Range(request, timeout=timeout or self.timeout), "get_prefix"
+            stub.Range(request, timeout=timeout or self.timeout), "get_prefix"
         )
         return [_kv(kv) for kv in response.kvs], response.header.revision
 

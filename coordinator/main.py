@@ -15,12 +15,20 @@ from coordinator.agent_service import AgentService
 from coordinator.config import CoordinatorConfig
 from coordinator.etcd import Etcd, MemberProbe
 from coordinator.node import CoordinatorNode
+from coordinator.routing_service import RoutingService
 from coordinator.store import EtcdStore
 from latitude import config as configuration
 from latitude import program
 from latitude.program import setup_logging
 from latitude.serving import Server, until_signalled
-from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+from latitude.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    routing_pb2,
+    routing_pb2_grpc,
+)
 
 log = logging.getLogger("latitude.coordinator")
 
@@ -60,6 +68,12 @@ async def serve(config: CoordinatorConfig) -> None:
         AdminService(node, members),
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     )
+    routing = RoutingService(node, node.routing, mmdb_path=config.geoip_city_database)
+    server.add(
+        routing_pb2_grpc.add_RoutingServiceServicer_to_server,
+        routing,
+        routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,
+    )
     await server.start()
     log.info(
         "coordinator %s serving on %s (etcd %s)", node.id, config.listen, ",".join(config.etcd)
@@ -74,6 +88,7 @@ async def serve(config: CoordinatorConfig) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await members.close()
+        await routing.close()
         await store.close()
 
 

@@ -19,6 +19,8 @@ from coordinator.election import Election
 from coordinator.etcd import EtcdError
 from coordinator.orchestrator import Orchestrator
 from coordinator.registry import HealthPolicy, Registry
+from coordinator.routing.cache import TableCache
+from coordinator.routing.publisher import TablePublisher
 from coordinator.sessions import Sessions
 from coordinator.store import Candidate, Store
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
@@ -40,6 +42,9 @@ class CoordinatorNode:
         self.commands = CommandDispatcher()
         self.registry: Registry | None = None
         self.orchestrator: Orchestrator | None = None
+        # Every replica serves routing from its cache; the leader also publishes the table.
+        self.routing = TableCache(store)
+        self.publisher: TablePublisher | None = None
         self._publish_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -86,6 +91,7 @@ class CoordinatorNode:
     async def run(self) -> None:
         """Campaign and, whenever elected, lead; until cancelled."""
         self._tasks.append(asyncio.create_task(self.election.run(), name="election"))
+        self._tasks.append(asyncio.create_task(self.routing.follow(), name="routing table"))
         try:
             while True:
                 await self.election.elected.wait()
@@ -108,7 +114,9 @@ class CoordinatorNode:
         await self._resume(registry)
         self.registry = registry
         self.orchestrator = Orchestrator(self, registry, time.time())
+        self.publisher = TablePublisher(self, registry, self.orchestrator, self.routing)
         duties = [
+            asyncio.create_task(self.publisher.run(), name="routing publisher"),
             asyncio.create_task(self._tick(registry), name="tick"),
             asyncio.create_task(self._publish(registry), name="publish"),
             asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
@@ -119,6 +127,7 @@ class CoordinatorNode:
         finally:
             self.registry = None
             self.orchestrator = None
+            self.publisher = None
             self.sessions.close_all(self.not_leader())
             for task in (deposed, *duties):
                 task.cancel()
@@ -159,6 +168,8 @@ class CoordinatorNode:
         self._publish_now.set()
 
     def _log_change(self, change) -> None:
+        if self.publisher is not None:
+            self.publisher.changed()
         same = change.before.state == change.after.state
         (log.debug if same else log.info)(
             "region %s: %s -> %s (%s)",

@@ -16,7 +16,14 @@ import time
 import uuid
 
 from coordinator.commands import CommandFailed
-from coordinator.failover import Budget, PrimaryView, StandbyView, assess_primary, choose
+from coordinator.failover import (
+    Budget,
+    PrimaryView,
+    StandbyView,
+    assess_primary,
+    choose,
+    format_lsn,
+)
 from coordinator.registry import Registry
 from latitude.errors import LatitudeError
 from latitude.replication import slot_name
@@ -29,6 +36,7 @@ KEY = "failover/current"
 WRITE_REGION = "write_region"
 Phase = admin_pb2.FailoverPhase
 _DONE = (admin_pb2.FAILOVER_PHASE_COMPLETED, admin_pb2.FAILOVER_PHASE_ABORTED)
+_WARNING, _CRITICAL = admin_pb2.SEVERITY_WARNING, admin_pb2.SEVERITY_CRITICAL
 
 
 class FailoverRefused(LatitudeError):
@@ -86,6 +94,11 @@ class Orchestrator:
         elif verdict.failed and verdict.reason not in self._noted:
             self._noted.add(verdict.reason)
             log.warning("not failing over: %s", verdict.reason)
+            self._node.events.record(
+                admin_pb2.EVENT_KIND_ALERT, _WARNING, region=self.write_region,
+                message=f"not failing over: {verdict.reason}",
+                attributes={"alert": "agent_silent_database_alive"},
+            )  # fmt: skip
         elif not verdict.failed:
             self._noted.clear()
 
@@ -112,6 +125,16 @@ class Orchestrator:
         _stamp(record.started_at)
         _stamp(record.steps["detected"])
         log.warning("failover %s: %s", record.failover_id, reason)
+        kind_name = admin_pb2.FailoverKind.Name(kind).removeprefix("FAILOVER_KIND_").lower()
+        self._node.events.record(
+            admin_pb2.EVENT_KIND_FAILOVER_STARTED,
+            _CRITICAL if kind == admin_pb2.FAILOVER_KIND_AUTOMATIC else _WARNING,
+            region=record.from_region, failover_id=record.failover_id,
+            message=f"{kind_name} {record.failover_id} started from {record.from_region}"
+                    f"{' to ' + target if target else ''}: {reason}",
+            attributes={"kind": kind_name, "from": record.from_region, "to": target,
+                        "forced": forced, "reason": reason},
+        )  # fmt: skip
         await self._carry_out(record)
         return record
 
@@ -178,6 +201,7 @@ class Orchestrator:
             if old.report is not None:
                 old.report.database.CopyFrom(result.observed)
             _stamp(record.steps["fenced"])
+            self._fenced(old.name, result, record.failover_id)
             return
         if old.session is not None and not old.monitor.arrivals.overdue(time.monotonic()):
             try:
@@ -191,6 +215,7 @@ class Orchestrator:
                     if old.report is not None:
                         old.report.database.CopyFrom(result.observed)
                     _stamp(record.steps["fenced"])
+                    self._fenced(old.name, result, record.failover_id)
                     return
             except CommandFailed as err:
                 log.warning("fencing %s by command failed: %s", old.name, err)
@@ -247,6 +272,13 @@ class Orchestrator:
         record.selection_reason = choice.reason
         if choice.region is None:
             record.error = choice.reason
+            if choice.loss_bytes or choice.loss_seconds:  # refused past the lag budget
+                self._node.events.record(
+                    admin_pb2.EVENT_KIND_ALERT, _CRITICAL, region=record.from_region,
+                    failover_id=record.failover_id, message=f"not promoting: {choice.reason}",
+                    attributes={"alert": "lag_budget", "loss_bytes": choice.loss_bytes,
+                                "loss_seconds": f"{choice.loss_seconds:.3f}"},
+                )  # fmt: skip
             return False
         record.to_region = choice.region
         chosen = self._registry.regions[choice.region].report
@@ -268,7 +300,9 @@ class Orchestrator:
             # Promoted already (by a predecessor) and fenced itself while no leader
             # acknowledged it: it is the new primary, so lift its fence.
             if target.database.fenced:
-                await self._unfence(record.to_region, f"failover {record.failover_id}")
+                await self._unfence(
+                    record.to_region, f"failover {record.failover_id}", record.failover_id
+                )
             _stamp(record.steps["promoted"])
             return
         followers = [n for n in self._registry.regions if n != record.to_region]
@@ -285,6 +319,13 @@ class Orchestrator:
         if not result.ok:
             raise CommandFailed(f"promoting {record.to_region} failed: {result.error}")
         _stamp(record.steps["promoted"])
+        timeline = result.observed.timeline_id
+        self._node.events.record(
+            admin_pb2.EVENT_KIND_PROMOTED, _WARNING, region=record.to_region,
+            failover_id=record.failover_id,
+            message=f"promoted {record.to_region} (timeline {timeline})",
+            attributes={"timeline": timeline, "lsn": format_lsn(record.promoted_lsn)},
+        )  # fmt: skip
 
     async def _repoint(self, record: admin_pb2.FailoverStatus) -> None:
         host, _, port = self._postgres_address(record.to_region).rpartition(":")
@@ -327,15 +368,36 @@ class Orchestrator:
             return False
         if not result.ok:
             log.warning("rejoining %s failed: %s", region, result.error)
+        else:
+            how = "rewound" if result.rewound else "no rewind needed"
+            self._node.events.record(
+                admin_pb2.EVENT_KIND_REJOINED, region=region,
+                message=f"{region} rejoined as a standby of {primary} ({how})",
+                attributes={"rewound": result.rewound, "primary": primary},
+            )  # fmt: skip
         return result.ok
 
-    async def _unfence(self, region: str, reason: str) -> None:
+    async def _unfence(self, region: str, reason: str, failover_id: str = "") -> None:
         result = await self._node.command(
             region, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_UNFENCE), timeout=2.0,
             reason=reason,
         )  # fmt: skip
         if not result.ok:
             raise CommandFailed(f"unfencing {region} failed: {result.error}")
+        self._node.events.record(
+            admin_pb2.EVENT_KIND_UNFENCED, region=region, failover_id=failover_id,
+            message=f"{region} unfenced: {reason}", attributes={"reason": reason},
+        )  # fmt: skip
+
+    def _fenced(self, region: str, result: agent_pb2.CommandResult, failover_id: str = "",
+                why: str = "") -> None:  # fmt: skip
+        lsn = format_lsn(result.observed.current_lsn)
+        self._node.events.record(
+            admin_pb2.EVENT_KIND_FENCED, _WARNING, region=region, failover_id=failover_id,
+            message=f"{region} fenced by command at {lsn}"
+                    f"{': ' + why if why else f' (failover {failover_id})'}",
+            attributes={"cause": "command", "lsn": lsn},
+        )  # fmt: skip
 
     async def _keep_synchronous(self) -> None:
         """ANY 1 of the standbys streaming from the primary; with none, asynchronous (if
@@ -368,6 +430,13 @@ class Orchestrator:
         if result.ok:
             self._synchronous_names = wanted
             log.info("synchronous_standby_names on %s: %r", self.write_region, wanted)
+            if not wanted:
+                self._node.events.record(
+                    admin_pb2.EVENT_KIND_ALERT, _WARNING, region=self.write_region,
+                    message=f"synchronous replication degraded to asynchronous: no standby "
+                            f"streams from {self.write_region}",
+                    attributes={"alert": "synchronous_degraded"},
+                )  # fmt: skip
 
     async def _unfence_write_region(self) -> None:
         """The primary fenced itself while no leader acknowledged it (a leader change that
@@ -410,15 +479,21 @@ class Orchestrator:
                 log.warning("%s reports a writable primary, but writes go to %s: fencing it",
                             name, self.write_region)  # fmt: skip
                 try:
-                    await self._node.command(
+                    result = await self._node.command(
                         name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
                         timeout=1.0, reason="a second writable primary",
                     )  # fmt: skip
+                    if result.ok:
+                        self._fenced(name, result, why=f"writes go to {self.write_region}")
                 except CommandFailed as err:
                     log.warning("fencing %s failed: %s", name, err)
                     continue
             # A former primary back from a failover: make it a standby of the current one.
             await self._rejoin(name, self.write_region)
+
+    def candidates(self) -> list[StandbyView]:
+        """Every region but the primary's, and whether (and why not) it could be promoted."""
+        return self._standby_views()
 
     def primary_failed(self) -> tuple[bool, str]:
         """Whether the primary's region is declared failed, and why (for a manual failover)."""
@@ -495,6 +570,25 @@ class Orchestrator:
         log.warning("failover %s %s in %.2f s: %s -> %s (%s)", record.failover_id,
                     Phase.Name(phase), total, record.from_region, record.to_region or "-",
                     record.error or record.selection_reason)  # fmt: skip
+        completed = phase == admin_pb2.FAILOVER_PHASE_COMPLETED
+        attributes = {"from": record.from_region, "to": record.to_region,
+                      "duration_seconds": f"{total:.3f}"}  # fmt: skip
+        if record.HasField("data_loss_bound_bytes"):
+            attributes["data_loss_bound_bytes"] = record.data_loss_bound_bytes
+        if record.HasField("data_loss_bound_seconds"):
+            attributes["data_loss_bound_seconds"] = f"{record.data_loss_bound_seconds:.3f}"
+        if not completed:
+            attributes["error"] = record.error
+        self._node.events.record(
+            admin_pb2.EVENT_KIND_FAILOVER_COMPLETED if completed
+            else admin_pb2.EVENT_KIND_FAILOVER_ABORTED,
+            admin_pb2.SEVERITY_INFO if completed else _CRITICAL,
+            region=record.from_region, failover_id=record.failover_id,
+            message=f"failover {record.failover_id} "
+                    + (f"completed in {total:.2f} s: {record.from_region} -> {record.to_region}"
+                       if completed else f"aborted after {total:.2f} s: {record.error}"),
+            attributes=attributes,
+        )  # fmt: skip
         await self._node.write(
             {KEY: record.SerializeToString(), f"failover/history/{record.failover_id}":
              record.SerializeToString()}

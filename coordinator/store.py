@@ -7,7 +7,7 @@ Every call says which kind it is:
 - atomic: ``campaign`` (take the leader key only if absent) and ``write`` (apply only while the
   leader key still holds our leadership). A ``write`` that returns False means this coordinator
   has been deposed; it must not be retried.
-- retryable: ``leader``, ``read`` and ``read_prefix`` are plain reads.
+- retryable: ``leader``, ``read``, ``read_prefix`` and ``read_page`` are plain reads.
 
 The unit tests drive the pure logic above this interface; everything that talks to the store is
 tested against the real etcd cluster of the test stack.
@@ -89,6 +89,10 @@ class Store(Protocol):
     async def read_prefix(self, name: str) -> dict[str, bytes]: ...
 
     async def read_at(self, name: str) -> tuple[bytes | None, int]: ...
+
+    async def read_page(
+        self, name: str, *, limit: int, before: str = "", newest_first: bool = False
+    ) -> list[tuple[str, bytes]]: ...
 
     def watch(self, name: str, start_revision: int) -> AsyncIterator[bytes | None]: ...
 
@@ -177,6 +181,16 @@ class EtcdStore:
         base = self._key(name).decode().rstrip("/") + "/"
         kvs, _ = await self._etcd.get_prefix(base.encode())
         return {kv.key.decode()[len(base) :]: kv.value for kv in kvs}
+
+    async def read_page(
+        self, name: str, *, limit: int, before: str = "", newest_first: bool = False
+    ) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` (name, value) pairs under ``name``, in name order (``newest_first``:
+        descending), only names that sort below ``before`` when it is given."""
+        base = self._key(name).decode().rstrip("/") + "/"
+        end = (base + before).encode() if before else None
+        kvs = await self._etcd.get_range(base.encode(), end, limit=limit, descending=newest_first)
+        return [(kv.key.decode()[len(base) :], kv.value) for kv in kvs]
 
     async def read_at(self, name: str) -> tuple[bytes | None, int]:
         """The value (None if absent) and the store revision it was read at: watch from + 1."""

@@ -75,3 +75,19 @@ async def call_leader(addresses: Sequence[str], method: str, request, timeout: f
                     continue
                 raise LatitudeError(err.details() or err.code().name) from err
     raise NoCoordinator("no leader answered (" + ("; ".join(errors) or "no leader") + ")")
+
+
+async def call_any(addresses: Sequence[str], method: str, request, timeout: float):
+    """Call an AdminService method any coordinator answers (a read): the first that does."""
+    errors: list[str] = []
+    for address in addresses:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            try:
+                return await getattr(stub, method)(request, timeout=timeout)
+            except grpc.aio.AioRpcError as err:
+                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    errors.append(f"{address}: {err.code().name} {err.details() or ''}".strip())
+                    continue
+                raise LatitudeError(err.details() or err.code().name) from err
+    raise NoCoordinator("no coordinator answered (" + ("; ".join(errors) or "none given") + ")")

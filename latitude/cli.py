@@ -11,14 +11,21 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
-from latitude.admin_client import call_leader
+from latitude.admin_client import call_any, call_leader
 from latitude.errors import LatitudeError
+from latitude.operations_view import (
+    consistency_json,
+    event_kind,
+    events_json,
+    format_consistency,
+    format_events,
+)
 from latitude.stack.config import StackConfig
 from latitude.stack.progress import Progress
 from latitude.stack.stack import Stack, StackStatus
 from latitude.status_view import cluster_json, format_cluster, format_failover
 from latitude.table import human_bytes, render
-from latitude.v1 import admin_pb2
+from latitude.v1 import admin_pb2, common_pb2
 
 EXIT_ERROR = 1
 EXIT_NOT_READY = 3
@@ -81,15 +88,49 @@ def _parser() -> argparse.ArgumentParser:
     failover.add_argument("--reason", default="", help="recorded with the failover")
     _coordinators_option(failover)
     failover.set_defaults(command=_failover)
+
+    events = _stack_command(commands, "events", "the event history, oldest first")
+    events.add_argument("--region", default="", help="only events of this region")
+    events.add_argument(
+        "--kind", dest="kinds", action="extend", nargs="+", default=[], metavar="KIND",
+        help="only events of these kinds, e.g. failover_started region_state_changed",
+    )  # fmt: skip
+    events.add_argument("--limit", type=int, default=0, help="the newest N (default 100)")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(events, timeout=5.0)
+    events.set_defaults(command=_events)
+
+    maintenance = _stack_command(
+        commands, "maintenance", "take a region out of service (no traffic, never promoted)"
+    )
+    maintenance.add_argument("region", help="the region")
+    maintenance.add_argument("mode", choices=["on", "off"], help="in or out of maintenance")
+    maintenance.add_argument(
+        "--drain", action="store_true",
+        help="when the region holds the primary, first switch it over to the best other region",
+    )  # fmt: skip
+    maintenance.add_argument("--reason", default="", help="recorded in the event history")
+    _coordinators_option(maintenance, timeout=10.0)
+    maintenance.set_defaults(command=_maintenance)
+
+    check = _stack_command(
+        commands, "check", "compare every region's timeline and WAL with the primary's"
+    )
+    check.add_argument(
+        "--fresh", action="store_true", help="ask every agent for a fresh reading first"
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(check, timeout=10.0)
+    check.set_defaults(command=_check)
     return parser
 
 
-def _coordinators_option(command: argparse.ArgumentParser) -> None:
+def _coordinators_option(command: argparse.ArgumentParser, timeout: float = 60.0) -> None:
     command.add_argument(
         "--coordinators",
         help="coordinator addresses, comma-separated (default: the local stack's)",
     )
-    command.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
+    command.add_argument("--timeout", type=float, default=timeout, help="seconds to wait")
 
 
 def _stack_command(commands, name: str, help: str) -> argparse.ArgumentParser:
@@ -168,6 +209,43 @@ async def _failover(args: argparse.Namespace) -> int:
     response = await call_leader(_coordinators(args), "Failover", request, args.timeout)
     print(format_failover(response.failover))
     return 0 if response.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED else EXIT_ERROR
+
+
+async def _events(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise LatitudeError(f"--limit: must not be negative, got {args.limit}")
+    request = admin_pb2.ListEventsRequest(
+        region=args.region, limit=args.limit, kinds=[event_kind(k) for k in args.kinds]
+    )
+    response = await call_any(_coordinators(args), "ListEvents", request, args.timeout)
+    if args.json:
+        print(json.dumps(events_json(response.events), indent=2))
+    else:
+        print(format_events(response.events))
+    return 0
+
+
+async def _maintenance(args: argparse.Namespace) -> int:
+    request = admin_pb2.SetMaintenanceRequest(
+        region=args.region, enabled=args.mode == "on", drain=args.drain, reason=args.reason
+    )
+    response = await call_leader(_coordinators(args), "SetMaintenance", request, args.timeout)
+    region = response.region
+    state = common_pb2.RegionState.Name(region.state).removeprefix("REGION_STATE_")
+    print(f"{region.region}: {state} ({region.state_reason})")
+    if response.HasField("switchover"):
+        print(format_failover(response.switchover))
+    return 0
+
+
+async def _check(args: argparse.Namespace) -> int:
+    request = admin_pb2.CheckConsistencyRequest(fresh=args.fresh)
+    report = await call_any(_coordinators(args), "CheckConsistency", request, args.timeout)
+    if args.json:
+        print(json.dumps(consistency_json(report), indent=2))
+    else:
+        print(format_consistency(report))
+    return 0 if report.consistent else EXIT_ERROR
 
 
 def _only_region(status: StackStatus, region: str) -> StackStatus:

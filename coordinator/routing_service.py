@@ -1,0 +1,134 @@
+"""RoutingService on every replica: Resolve and Watch from the cached table, ReportLatency to
+the leader (which folds the samples into the next table)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+
+import grpc
+
+from coordinator.routing.cache import TableCache
+from latitude.geo import InvalidLocation, network_prefix
+from latitude.routing import InvalidRequest
+from latitude.routing.locating import TableLocator
+from latitude.v1 import routing_pb2, routing_pb2_grpc
+
+# ReportLatency: at most this many samples per call.
+MAX_SAMPLES = 64
+
+
+class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
+    def __init__(self, node, cache: TableCache, *, mmdb_path: str = "") -> None:
+        self._node = node
+        self._cache = cache
+        self._locator = TableLocator(mmdb_path)
+        self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
+
+    async def Resolve(self, request, context):
+        resolver, table = self._cache.resolver, self._cache.table
+        if resolver is None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "no routing table yet: the leader has not published one (is a leader elected?)",
+            )
+        try:
+            where = request.location if request.HasField("location") else None
+            located = self._locator.locate(
+                table,
+                request.client_ip or None,
+                (where.latitude, where.longitude) if where is not None else None,
+            )
+            return resolver.resolve(
+                client=located,
+                strategy=request.strategy,
+                intent=request.intent,
+                max_replica_lag_seconds=(
+                    request.max_replica_lag_seconds
+                    if request.HasField("max_replica_lag_seconds")
+                    else None
+                ),
+                max_targets=request.max_targets,
+            )
+        except (InvalidLocation, InvalidRequest) as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{err.field}: {err}")
+
+    async def Watch(self, request, context):
+        known = request.known_version
+        while True:
+            table = await self._cache.newer_than(known)
+            yield table
+            known = table.version
+
+    async def ReportLatency(self, request, context):
+        await self._validate_report(request, context)
+        publisher = self._node.publisher
+        if publisher is None:
+            return await self._forward(request, context)
+        prefix = (
+            str(ipaddress.ip_network(request.network_prefix, strict=False))
+            if request.network_prefix
+            else network_prefix(request.client_ip)
+        )
+        regions = set(self._node.config.regions)
+        now = time.time()
+        accepted = 0
+        for sample in request.samples:
+            if sample.region not in regions:
+                continue  # documented: samples for unknown regions are dropped
+            measured = sample.measured_at.ToNanoseconds() / 1e9 if sample.HasField(
+                "measured_at") else now  # fmt: skip
+            publisher.latencies.add(prefix, sample.region, sample.latency_seconds, measured, now)
+            accepted += 1
+        return routing_pb2.ReportLatencyResponse(accepted_samples=accepted)
+
+    async def _validate_report(self, request, context) -> None:
+        def invalid(field: str, why: str):
+            return context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {why}")
+
+        if request.network_prefix:
+            try:
+                ipaddress.ip_network(request.network_prefix, strict=False)
+            except ValueError:
+                await invalid("network_prefix", f"{request.network_prefix!r} is not a CIDR prefix")
+        elif not request.client_ip:
+            await invalid("client_ip", "required when network_prefix is empty")
+        else:
+            try:
+                network_prefix(request.client_ip)
+            except (ValueError, InvalidLocation):
+                await invalid("client_ip", f"{request.client_ip!r} is not an IP address")
+        if len(request.samples) > MAX_SAMPLES:
+            await invalid(
+                "samples", f"at most {MAX_SAMPLES} per report, got {len(request.samples)}"
+            )
+        now = time.time()
+        for i, sample in enumerate(request.samples):
+            seconds = sample.latency_seconds
+            if not math.isfinite(seconds) or not 0 <= seconds <= 60:
+                await invalid(f"samples[{i}].latency_seconds", f"{seconds} is not within 0..60 s")
+            if sample.HasField("measured_at"):
+                age = now - sample.measured_at.ToNanoseconds() / 1e9
+                if age < -60:
+                    await invalid(f"samples[{i}].measured_at", "is in the future")
+
+    async def _forward(self, request, context):
+        """A follower passes the samples to the leader, which owns them."""
+        leader = self._node.election.leader
+        if leader is None or leader.id == self._node.id:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no leader to record latencies")
+        if self._leader_channel is None or self._leader_channel[0] != leader.address:
+            if self._leader_channel is not None:
+                await self._leader_channel[1].close()
+            self._leader_channel = (leader.address, grpc.aio.insecure_channel(leader.address))
+        stub = routing_pb2_grpc.RoutingServiceStub(self._leader_channel[1])
+        try:
+            return await stub.ReportLatency(request, timeout=2.0)
+        except grpc.aio.AioRpcError as err:
+            await context.abort(err.code(), f"leader {leader.id}: {err.details()}")
+
+    async def close(self) -> None:
+        if self._leader_channel is not None:
+            await self._leader_channel[1].close()
+        self._locator.close()

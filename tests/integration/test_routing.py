@@ -1,0 +1,170 @@
+"""Global routing on the real stack: Resolve on every coordinator, strategies, the table
+reaching watching clients. Each test leaves the stack as it found it: every region HEALTHY,
+the default strategy geographic."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import time
+
+import grpc
+import pytest
+
+from latitude.admin_client import call_leader, cluster_status
+from latitude.client import RoutingClient
+from latitude.stack.stack import Stack
+from latitude.v1 import admin_pb2, common_pb2, routing_pb2, routing_pb2_grpc
+
+pytestmark = pytest.mark.stack
+
+HEALTHY = common_pb2.REGION_STATE_HEALTHY
+
+# Clients by coordinates and by a public address the embedded database places in the same
+# country, with the region nearest to them and the next nearest.
+CLIENTS = {
+    "New York": ((40.71, -74.01), "8.8.8.8", "us-east-1", "eu-west-1"),
+    "London": ((51.51, -0.13), "81.2.69.160", "eu-west-1", "us-east-1"),
+    "Frankfurt": ((50.11, 8.68), "85.214.132.117", "eu-west-1", "us-east-1"),
+    "Singapore": ((1.29, 103.85), "202.166.126.1", "ap-southeast-1", "eu-west-1"),
+    "Tokyo": ((35.68, 139.69), "133.242.0.1", "ap-southeast-1", "eu-west-1"),
+}
+
+
+@pytest.fixture
+async def cluster(stack: Stack):
+    """The stack, healthy before the test and healthy with the default strategy after it."""
+    await stack.up()
+    await all_healthy(stack)
+    yield stack
+    await stack.up()
+    await set_strategy(stack, routing_pb2.STRATEGY_GEOGRAPHIC)
+    await all_healthy(stack)
+
+
+async def all_healthy(stack: Stack) -> None:
+    addresses = stack.coordinator_addresses(stack.state())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        view = await cluster_status(addresses, 1.0)
+        if view.regions and all(r.state == HEALTHY for r in view.regions):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the stack did not come back to every region HEALTHY")
+
+
+async def set_strategy(stack: Stack, strategy: int) -> admin_pb2.SetStrategyResponse:
+    return await call_leader(
+        stack.coordinator_addresses(stack.state()),
+        "SetStrategy",
+        admin_pb2.SetStrategyRequest(strategy=strategy),
+        5.0,
+    )
+
+
+async def resolve(address: str, **fields) -> routing_pb2.RoutingDecision:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = routing_pb2_grpc.RoutingServiceStub(channel)
+        return await stub.Resolve(routing_pb2.ResolveRequest(**fields), timeout=2.0)
+
+
+def by_coordinates(point: tuple[float, float]) -> dict:
+    return {"location": common_pb2.Location(latitude=point[0], longitude=point[1])}
+
+
+async def test_every_coordinator_sends_clients_to_their_nearest_region(cluster: Stack):
+    for address in cluster.coordinator_addresses(cluster.state()):
+        for city, (point, ip, nearest, _) in CLIENTS.items():
+            for how in (by_coordinates(point), {"client_ip": ip}):
+                decision = await resolve(address, **how)
+                assert decision.targets[0].region == nearest, (city, how, decision)
+                assert decision.write_region == "us-east-1"
+                assert not decision.no_healthy_region
+    located = await resolve(cluster.coordinator_addresses(cluster.state())[0],
+                            client_ip="81.2.69.160")  # fmt: skip
+    assert located.location_source == routing_pb2.LOCATION_SOURCE_IP_COUNTRY
+    writes = await resolve(
+        cluster.coordinator_addresses(cluster.state())[1],
+        intent=routing_pb2.INTENT_WRITE,
+        **by_coordinates(CLIENTS["Tokyo"][0]),
+    )
+    assert [t.region for t in writes.targets] == ["us-east-1"] and writes.targets[0].writable
+
+
+async def test_an_unhealthy_region_loses_its_clients_to_the_next_nearest(cluster: Stack):
+    state = cluster.state()
+    address = cluster.coordinator_addresses(state)[0]
+    suspect_after = 1.5
+    for victim in ("eu-west-1", "ap-southeast-1"):
+        record = state.processes[f"agent-{victim}"]
+        await cluster.kill(f"agent-{victim}", signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            moved_at = None
+            while time.monotonic() - stopped < 10:
+                decisions = {
+                    city: await resolve(address, **by_coordinates(point))
+                    for city, (point, _, nearest, _) in CLIENTS.items()
+                    if nearest == victim
+                }
+                if all(d.targets[0].region != victim for d in decisions.values()):
+                    moved_at = time.monotonic()
+                    break
+                await asyncio.sleep(0.05)
+            assert moved_at is not None, f"clients of {victim} were never moved"
+            # One detection period (suspect_after) plus publication: generous bound.
+            assert moved_at - stopped < suspect_after + 2.0
+            for city, decision in decisions.items():
+                assert decision.targets[0].region == CLIENTS[city][3], (city, decision)
+                assert all(t.region != victim or t.weight == 0 for t in decision.targets)
+        finally:
+            os.kill(record.pid, signal.SIGCONT)
+        await all_healthy(cluster)
+
+
+async def test_round_robin_is_fair_and_a_strategy_change_reaches_every_replica(cluster: Stack):
+    addresses = cluster.coordinator_addresses(cluster.state())
+    reply = await set_strategy(cluster, routing_pb2.STRATEGY_ROUND_ROBIN)
+    assert reply.previous == routing_pb2.STRATEGY_GEOGRAPHIC
+    for address in addresses:
+        deadline = time.monotonic() + 2
+        while (await resolve(address)).strategy != routing_pb2.STRATEGY_ROUND_ROBIN:
+            assert time.monotonic() < deadline, f"{address} still serves the old strategy"
+            await asyncio.sleep(0.02)
+    firsts: collections.Counter[str] = collections.Counter()
+    async with grpc.aio.insecure_channel(addresses[0]) as channel:
+        stub = routing_pb2_grpc.RoutingServiceStub(channel)
+        request = routing_pb2.ResolveRequest(client_ip="81.2.69.160")
+
+        async def ask(n: int) -> None:
+            for _ in range(n):
+                decision = await stub.Resolve(request, timeout=2.0)
+                firsts[decision.targets[0].region] += 1
+
+        await asyncio.gather(*(ask(1000) for _ in range(10)))
+    assert sum(firsts.values()) == 10_000
+    assert max(firsts.values()) - min(firsts.values()) <= 2, firsts
+
+
+async def test_a_watching_client_follows_strategy_changes_and_bad_input_is_named(cluster):
+    addresses = cluster.coordinator_addresses(cluster.state())
+    async with RoutingClient(addresses) as client:
+        assert client.resolve(location=(51.51, -0.13)).targets[0].region == "eu-west-1"
+        reply = await set_strategy(cluster, routing_pb2.STRATEGY_WEIGHTED)
+        table = await client.wait_for(lambda t: t.version >= reply.table_version, 2.0)
+        assert table.default_strategy == routing_pb2.STRATEGY_WEIGHTED
+        weights = {r.region: r.weight for r in table.regions}
+        assert abs(sum(weights.values()) - 1) < 1e-6 and all(w > 0 for w in weights.values())
+        assert client.staleness == 0
+    for fields, field in [
+        (by_coordinates((91.0, 0.0)), "location.latitude"),
+        (by_coordinates((0.0, float("nan"))), "location.longitude"),
+        ({"client_ip": "300.1.2.3"}, "client_ip"),
+        ({"strategy": 42}, "strategy"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await resolve(addresses[0], **fields)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith(field), caught.value.details()
