@@ -8,7 +8,9 @@ import time
 
 import grpc
 
+from coordinator import operations
 from coordinator.etcd import EtcdError, MemberProbe
+from coordinator.events import InvalidRequest
 from coordinator.node import CoordinatorNode
 from coordinator.orchestrator import FailoverRefused
 from latitude.v1 import admin_pb2, admin_pb2_grpc, routing_pb2
@@ -129,11 +131,61 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not the leader")
         return orchestrator
 
-    async def _start(self, context, orchestrator, wait: bool, kind: int, reason: str, **how):
-        # The failover runs on its own: a caller that goes away must not cancel it mid-way.
-        task = asyncio.create_task(orchestrator.start(kind, reason, **how))
+    async def ListEvents(self, request, context):
+        try:
+            return await operations.list_events(self._node, request)
+        except InvalidRequest as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+
+    async def SetMaintenance(self, request, context):
+        regions = self._node.config.regions
+        if request.region not in regions:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"region: unknown region {request.region!r} (known: {', '.join(regions)})",
+            )
+        orchestrator = await self._leading(context, "")
+
+        async def drain(reason: str) -> admin_pb2.FailoverStatus:
+            task = self._background_task(
+                orchestrator.start(admin_pb2.FAILOVER_KIND_SWITCHOVER, reason)
+            )
+            await asyncio.wait({task}, timeout=0.05)  # let it record its start
+            try:
+                record = task.result() if task.done() else orchestrator.current
+            except FailoverRefused as err:
+                raise operations.Refused(str(err)) from err
+            return record or admin_pb2.FailoverStatus()
+
+        # Carried out on its own: a caller that goes away must not leave a region drained of
+        # its primary but not flagged.
+        task = self._background_task(operations.set_maintenance(self._node, request, drain))
+        try:
+            return await asyncio.shield(task)
+        except operations.Refused as err:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        except operations.Unavailable as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+
+    async def CheckConsistency(self, request, context):
+        budget = context.time_remaining()
+        budget = 10.0 if budget is None else max(0.1, budget - 0.2)
+        try:
+            return await operations.check_consistency(self._node, request, budget)
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+
+    def _background_task(self, coroutine) -> asyncio.Task:
+        task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
+
+    async def _start(self, context, orchestrator, wait: bool, kind: int, reason: str, **how):
+        # The failover runs on its own: a caller that goes away must not cancel it mid-way.
+        task = self._background_task(orchestrator.start(kind, reason, **how))
         try:
             if wait:
                 return await asyncio.shield(task)

@@ -98,6 +98,23 @@ class Etcd:
         )
         return [_kv(kv) for kv in response.kvs], response.header.revision
 
+    async def get_range(
+        self, start: bytes, end: bytes | None, *, limit: int, descending: bool = False
+    ) -> list[KeyValue]:
+        """Up to ``limit`` keys in [start, end) (end None: every key that starts with
+        ``start``), in key order (``descending``: from the end)."""
+        request = rpc.RangeRequest(
+            key=start,
+            range_end=_prefix_end(start) if end is None else end,
+            limit=limit,
+            sort_target=rpc.RangeRequest.KEY,
+            sort_order=rpc.RangeRequest.DESCEND if descending else rpc.RangeRequest.ASCEND,
+        )
+        response = await self._call(
+            (await self._kv()).Range(request, timeout=self.timeout), "get_range"
+        )
+        return [_kv(kv) for kv in response.kvs]
+
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> None:
         await self._call(self._client.put(key, value, lease=lease or None), "put")
 

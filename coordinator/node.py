@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
+from coordinator import maintenance
 from coordinator.commands import CommandDispatcher, CommandFailed
 from coordinator.config import CoordinatorConfig
 from coordinator.detector import DetectorSettings, RegionState
 from coordinator.election import Election
 from coordinator.etcd import EtcdError
+from coordinator.events import EventLog
 from coordinator.orchestrator import Orchestrator
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.routing.cache import TableCache
@@ -28,8 +31,19 @@ from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 log = logging.getLogger(__name__)
 
 TICK = 0.1
+_INFO = admin_pb2.SEVERITY_INFO
+_STATE_SEVERITY = {
+    RegionState.UNHEALTHY.value: admin_pb2.SEVERITY_CRITICAL,
+    RegionState.DEGRADED.value: admin_pb2.SEVERITY_WARNING,
+    RegionState.FAILOVER.value: admin_pb2.SEVERITY_WARNING,
+}
+
 # Most region keys one transaction writes (etcd's --max-txn-ops defaults to 128).
 _TXN_OPS = 100
+
+
+def _fenced_itself(database: common_pb2.DatabaseStatus) -> bool:
+    return database.fenced and database.fence_cause == common_pb2.FENCE_CAUSE_SELF
 
 
 class CoordinatorNode:
@@ -45,6 +59,9 @@ class CoordinatorNode:
         # Every replica serves routing from its cache; the leader also publishes the table.
         self.routing = TableCache(store)
         self.publisher: TablePublisher | None = None
+        # The event history; ``events.record(...)`` is a no-op except while leading.
+        self.events = EventLog(store, self.write)
+        self._self_fenced: dict[str, bool] = {}  # as last reported, per region
         self._publish_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -79,9 +96,24 @@ class CoordinatorNode:
         if registry is None or not self.is_leader:
             raise CommandFailed("not the leader")
         session = registry.regions[region].session
-        return await self.commands.send(
-            session, command, epoch=self.epoch, timeout=timeout, reason=reason
-        )
+        kind = agent_pb2.CommandKind.Name(command.kind).removeprefix("COMMAND_KIND_")
+        try:
+            result = await self.commands.send(
+                session, command, epoch=self.epoch, timeout=timeout, reason=reason
+            )
+        except CommandFailed as err:
+            self._command_failed(region, kind, str(err), reason)
+            raise
+        if not result.ok:
+            self._command_failed(region, kind, result.error, reason)
+        return result
+
+    def _command_failed(self, region: str, kind: str, error: str, reason: str) -> None:
+        self.events.record(
+            admin_pb2.EVENT_KIND_COMMAND_FAILED, admin_pb2.SEVERITY_WARNING, region=region,
+            message=f"{kind} to {region} failed: {error}",
+            attributes={"command": kind, "error": error, "reason": reason},
+        )  # fmt: skip
 
     @property
     def epoch(self) -> int:
@@ -112,11 +144,22 @@ class CoordinatorNode:
         )
         registry = Registry(self.config.regions, policy)
         await self._resume(registry)
+        if not await maintenance.restore(self.store, registry):
+            log.warning("maintenance flags unknown: stepping down rather than lead without them")
+            self.election.step_down()
+            return
+        self.events.begin(self.epoch)
+        self.events.record(
+            admin_pb2.EVENT_KIND_LEADER_ELECTED,
+            message=f"{self.id} elected leader (epoch {self.epoch})",
+            attributes={"leader_id": self.id, "address": self.config.advertised},
+        )
         self.registry = registry
         self.orchestrator = Orchestrator(self, registry, time.time())
         self.publisher = TablePublisher(self, registry, self.orchestrator, self.routing)
         duties = [
             asyncio.create_task(self.publisher.run(), name="routing publisher"),
+            asyncio.create_task(self.events.run(), name="events"),
             asyncio.create_task(self._tick(registry), name="tick"),
             asyncio.create_task(self._publish(registry), name="publish"),
             asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
@@ -142,9 +185,11 @@ class CoordinatorNode:
             log.warning("could not read published region health: %s", err)
             return
         now = time.monotonic()
+        self._self_fenced.clear()
         for name, value in published.items():
             if name in registry.regions:
                 status = admin_pb2.RegionStatus.FromString(value)
+                self._self_fenced[name] = _fenced_itself(status.database)
                 state = RegionState(common_pb2.RegionState.Name(status.state)[13:])
                 record = registry.regions[name]
                 record.monitor.resume(now, state, status.state_reason)
@@ -162,6 +207,19 @@ class CoordinatorNode:
                 self._publish_now.set()
             await asyncio.sleep(TICK)
 
+    def reported(self, region: str, database: common_pb2.DatabaseStatus) -> None:
+        """Called by the agent service with every report: a database that fenced itself is
+        seen only in its reports."""
+        fenced = _fenced_itself(database)
+        if fenced and not self._self_fenced.get(region, False):
+            self.events.record(
+                admin_pb2.EVENT_KIND_FENCED, admin_pb2.SEVERITY_CRITICAL, region=region,
+                message=f"{region} fenced itself: no report of its was acknowledged for "
+                        f"{self.config.fence_after:.1f} s",
+                attributes={"cause": "self"},
+            )  # fmt: skip
+        self._self_fenced[region] = fenced
+
     def region_changed(self, change) -> None:
         """Called by the agent service when a report changes a region's state."""
         self._log_change(change)
@@ -178,6 +236,14 @@ class CoordinatorNode:
             change.after.state.value,
             change.after.reason,
         )
+        if not same:
+            before, after = change.before.state.value, change.after.state.value
+            self.events.record(
+                admin_pb2.EVENT_KIND_REGION_STATE_CHANGED, _STATE_SEVERITY.get(after, _INFO),
+                region=change.region,
+                message=f"{change.region}: {before} -> {after} ({change.after.reason})",
+                attributes={"from": before, "to": after, "reason": change.after.reason},
+            )  # fmt: skip
 
     async def _publish(self, registry: Registry) -> None:
         """Write changed region health to etcd: at most every TICK, at least every interval."""
@@ -192,13 +258,15 @@ class CoordinatorNode:
                 await self._write_statuses(registry, names)
             await asyncio.sleep(TICK)
 
-    async def write(self, puts: dict[str, bytes]) -> bool:
+    async def write(self, puts: dict[str, bytes], deletes: Sequence[str] = ()) -> bool:
         """A guarded write as leader; False (and stepping down) when no longer leader."""
         leadership = self.election.leadership
         if leadership is None:
             return False
         try:
-            applied = await self.store.write(leadership, puts, timeout=self.config.lease_ttl / 3)
+            applied = await self.store.write(
+                leadership, puts, deletes, timeout=self.config.lease_ttl / 3
+            )
         except EtcdError as err:
             log.warning("write to etcd failed: %s", err)
             return False
