@@ -52,7 +52,10 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
                 max_targets=request.max_targets,
             )
         except (InvalidLocation, InvalidRequest) as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{err.field}: {err}")
+            message = str(err)
+            if not message.startswith(err.field):
+                message = f"{err.field}: {message}"
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     async def Watch(self, request, context):
         known = request.known_version

@@ -11,7 +11,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
+from latitude import route_view
 from latitude.admin_client import call_any, call_leader
+from latitude.client import strategy_value
 from latitude.errors import LatitudeError
 from latitude.operations_view import (
     consistency_json,
@@ -25,9 +27,10 @@ from latitude.stack.progress import Progress
 from latitude.stack.stack import Stack, StackStatus
 from latitude.status_view import cluster_json, format_cluster, format_failover
 from latitude.table import human_bytes, render
-from latitude.v1 import admin_pb2, common_pb2
+from latitude.v1 import admin_pb2, common_pb2, routing_pb2
 
 EXIT_ERROR = 1
+_STRATEGY_NAMES = "geographic, latency, weighted, round_robin, health_based"
 EXIT_NOT_READY = 3
 EXIT_INTERRUPTED = 130
 
@@ -122,6 +125,25 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     _coordinators_option(check, timeout=10.0)
     check.set_defaults(command=_check)
+
+    route = _stack_command(commands, "route", "where a client's requests should go, and why")
+    where = route.add_mutually_exclusive_group()
+    where.add_argument("--ip", default="", help="the client's IP address")
+    where.add_argument("--lat", type=float, help="the client's latitude (with --lon)")
+    route.add_argument("--lon", type=float, help="the client's longitude (with --lat)")
+    route.add_argument("--write", action="store_true", help="a write (default: a read)")
+    route.add_argument("--strategy", help=f"override the cluster's default ({_STRATEGY_NAMES})")
+    route.add_argument(
+        "--max-lag", type=float, help="reads: skip replicas further behind (seconds)"
+    )
+    route.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(route, timeout=5.0)
+    route.set_defaults(command=_route)
+
+    strategy = _stack_command(commands, "strategy", "set the cluster's default routing strategy")
+    strategy.add_argument("name", help=_STRATEGY_NAMES)
+    _coordinators_option(strategy, timeout=5.0)
+    strategy.set_defaults(command=_strategy)
     return parser
 
 
@@ -236,6 +258,43 @@ async def _maintenance(args: argparse.Namespace) -> int:
     if response.HasField("switchover"):
         print(format_failover(response.switchover))
     return 0
+
+
+async def _route(args: argparse.Namespace) -> int:
+    request = routing_pb2.ResolveRequest(
+        client_ip=args.ip,
+        strategy=_strategy_value(args.strategy),
+        intent=routing_pb2.INTENT_WRITE if args.write else routing_pb2.INTENT_READ,
+    )
+    if (args.lat is None) != (args.lon is None):
+        raise LatitudeError("--lat and --lon go together")
+    if args.lat is not None:
+        request.location.latitude, request.location.longitude = args.lat, args.lon
+    if args.max_lag is not None:
+        request.max_replica_lag_seconds = args.max_lag
+    decision = await route_view.resolve(_coordinators(args), request, args.timeout)
+    if args.json:
+        print(json.dumps(route_view.decision_json(decision), indent=2))
+    else:
+        print(route_view.format_decision(decision))
+    return 0 if decision.targets else EXIT_ERROR
+
+
+async def _strategy(args: argparse.Namespace) -> int:
+    request = admin_pb2.SetStrategyRequest(strategy=_strategy_value(args.name))
+    if not request.strategy:
+        raise LatitudeError(f"strategy: give one of {_STRATEGY_NAMES}")
+    response = await call_leader(_coordinators(args), "SetStrategy", request, args.timeout)
+    before = routing_pb2.Strategy.Name(response.previous).removeprefix("STRATEGY_").lower()
+    print(f"default strategy {args.name} (was {before}), table version {response.table_version}")
+    return 0
+
+
+def _strategy_value(name: str | None) -> int:
+    try:
+        return strategy_value(name)
+    except ValueError as err:
+        raise LatitudeError(str(err)) from err
 
 
 async def _check(args: argparse.Namespace) -> int:

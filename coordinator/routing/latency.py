@@ -47,6 +47,9 @@ DEFAULT_MAX_PREFIXES = 10_000
 MAX_LATENCY_SECONDS = 60.0
 
 
+# The least round trip physics allows per km of great-circle distance (200,000 km/s each way).
+_LIGHT_IN_FIBRE_RTT_PER_KM = 2 / 200_000
+
 def latency_model(
     regions: Sequence[admin_pb2.RegionStatus],
     reports: Mapping[str, agent_pb2.Report],
@@ -72,6 +75,10 @@ def latency_model(
             if not math.isfinite(rtt) or rtt <= 0:
                 continue
             km = great_circle_km(*where[name], *where[peer.region])
+            if rtt < km * _LIGHT_IN_FIBRE_RTT_PER_KM:
+                # Faster than light in fibre: the regions are not where their locations say
+                # (a local stack, say), so the probe says nothing about distance.
+                continue
             ratios.append(rtt / (base_seconds + km * seconds_per_km))
         if ratios:
             factor = statistics.median(ratios)
