@@ -21,7 +21,7 @@ from coordinator.routing.cache import TABLE_KEY, TableCache
 from coordinator.routing.latency import PrefixLatencies, latency_model
 from coordinator.routing.table import build_table
 from coordinator.routing.weights import FailbackRamp
-from latitude.v1 import routing_pb2
+from latitude.v1 import admin_pb2, routing_pb2
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,13 @@ class TablePublisher:
         if not await self.publish_if_changed(force=True):
             self.strategy = previous
             raise RuntimeError("could not publish the routing table: no longer the leader")
+        names = [routing_pb2.Strategy.Name(s).removeprefix("STRATEGY_").lower()
+                 for s in (previous, strategy)]  # fmt: skip
+        self._node.events.record(
+            admin_pb2.EVENT_KIND_STRATEGY_CHANGED,
+            message=f"default routing strategy {names[1]} (was {names[0]})",
+            attributes={"from": names[0], "to": names[1], "table_version": self._cache.version},
+        )
         return previous, self._cache.version
 
     async def publish_if_changed(self, *, force: bool = False) -> bool:

@@ -168,3 +168,80 @@ async def test_a_watching_client_follows_strategy_changes_and_bad_input_is_named
             await resolve(addresses[0], **fields)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert caught.value.details().startswith(field), caught.value.details()
+
+
+def headroom_weights(table: routing_pb2.RoutingTable) -> dict[str, float]:
+    """Weights as capacity x availability x headroom, normalised (weights.py's rule)."""
+    raw = {
+        r.region: r.capacity * r.availability * max(0.05, 1 - r.capacity_utilization)
+        for r in table.regions
+    }
+    return {name: value / sum(raw.values()) for name, value in raw.items()}
+
+
+async def test_weights_follow_capacity_headroom(cluster: Stack):
+    addresses = cluster.coordinator_addresses(cluster.state())
+    busy = cluster.utilization_file("eu-west-1")
+
+    def follows_headroom(table, utilization: float) -> bool:
+        regions = {r.region: r for r in table.regions}
+        return regions["eu-west-1"].capacity_utilization == utilization and all(
+            regions[name].weight == pytest.approx(weight, abs=0.006)
+            for name, weight in headroom_weights(table).items()
+        )
+
+    async with RoutingClient(addresses) as client:
+        try:
+            busy.write_text("0.8\n")
+            table = await client.wait_for(lambda t: follows_headroom(t, 0.8), 10.0)
+            weights = {r.region: r.weight for r in table.regions}
+            # A region at 80 % takes far less than the idle ones (a recovering region may
+            # still be climbing its failback ramp, which scales it further down).
+            assert weights["eu-west-1"] < 0.25 * weights["us-east-1"]
+            decision = client.resolve(ip="81.2.69.160", strategy="weighted")
+            shares = {t.region: t.weight for t in decision.targets}
+            assert shares == pytest.approx(weights, abs=0.01)
+        finally:
+            busy.write_text("0\n")
+        await client.wait_for(lambda t: follows_headroom(t, 0.0), 10.0)
+
+
+async def test_client_latency_reports_reach_the_table_through_any_replica(cluster: Stack):
+    addresses = cluster.coordinator_addresses(cluster.state())
+    prefix = "198.51.100.0/24"  # TEST-NET-2: placed nowhere, so only the measurements speak
+    report = routing_pb2.LatencyReport(
+        network_prefix=prefix,
+        samples=[
+            routing_pb2.LatencySample(region="us-east-1", latency_seconds=0.180),
+            routing_pb2.LatencySample(region="eu-west-1", latency_seconds=0.020),
+            routing_pb2.LatencySample(region="ap-southeast-1", latency_seconds=0.250),
+            routing_pb2.LatencySample(region="mars-1", latency_seconds=0.001),
+        ],
+    )
+    leader = (await cluster_status(addresses, 1.0)).leader.leader_id
+    follower = next(
+        a for name, a in zip(cluster.topology.coordinators, addresses, strict=True)
+        if name != leader
+    )  # fmt: skip
+    async with grpc.aio.insecure_channel(follower) as channel:
+        stub = routing_pb2_grpc.RoutingServiceStub(channel)
+        reply = await stub.ReportLatency(report, timeout=2.0)
+        assert reply.accepted_samples == 3  # the unknown region is dropped
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            bad = routing_pb2.LatencyReport(client_ip="198.51.100.7")
+            bad.samples.add(region="eu-west-1", latency_seconds=float("nan"))
+            await stub.ReportLatency(bad, timeout=2.0)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith("samples[0].latency_seconds")
+    deadline = time.monotonic() + 5
+    while True:
+        decision = await resolve(
+            addresses[0], client_ip="198.51.100.7", strategy=routing_pb2.STRATEGY_LATENCY
+        )
+        if "measured" in decision.latency_basis:
+            break
+        assert time.monotonic() < deadline, f"the measurements never reached the table: {decision}"
+        await asyncio.sleep(0.1)
+    assert [t.region for t in decision.targets] == ["eu-west-1", "us-east-1", "ap-southeast-1"]
+    assert decision.targets[0].estimated_latency_seconds == pytest.approx(0.020)
+    assert prefix in decision.latency_basis
