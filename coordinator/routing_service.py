@@ -58,6 +58,9 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     async def Watch(self, request, context):
+        # Headers at once: a client that already has the newest table learns the stream is up
+        # (and its table current) without waiting for the next version.
+        await context.send_initial_metadata(())
         known = request.known_version
         while True:
             table = await self._cache.newer_than(known)

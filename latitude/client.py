@@ -197,6 +197,9 @@ class RoutingClient:
             stub = routing_pb2_grpc.RoutingServiceStub(channel)
             # Ask only for something newer than ours: a restarted stream sends nothing stale.
             call = stub.Watch(routing_pb2.WatchRequest(known_version=self.version))
+            await call.initial_metadata()  # returns (empty) for a call that failed, too
+            if self.table is not None and not call.done():
+                self.connected_to = address  # what we hold is current until told otherwise
             async for table in call:
                 self.connected_to = address
                 self._heard_at = self._clock()

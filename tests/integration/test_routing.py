@@ -17,6 +17,7 @@ from latitude.admin_client import call_leader, cluster_status
 from latitude.client import RoutingClient
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2, routing_pb2_grpc
+from tests.integration.proxy import LinkProxy
 
 pytestmark = pytest.mark.stack
 
@@ -245,3 +246,33 @@ async def test_client_latency_reports_reach_the_table_through_any_replica(cluste
     assert [t.region for t in decision.targets] == ["eu-west-1", "us-east-1", "ap-southeast-1"]
     assert decision.targets[0].estimated_latency_seconds == pytest.approx(0.020)
     assert prefix in decision.latency_basis
+
+
+async def test_the_client_keeps_answering_while_no_coordinator_is_reachable(cluster: Stack):
+    coordinator = cluster.coordinator_addresses(cluster.state())[0]
+    link = await LinkProxy(coordinator).start()
+    client = RoutingClient([link.address], reconnect_max=0.2)
+    try:
+        await client.start()
+        before = client.resolve(location=(50.11, 8.68))
+        assert client.staleness == 0 and before.table_age_seconds == 0
+        await link.cut()
+        deadline = time.monotonic() + 5
+        while client.connected_to is not None:
+            assert time.monotonic() < deadline, "the client never noticed the cut link"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        # Static stability: the last good table still answers, and says how old it is.
+        during = client.resolve(location=(50.11, 8.68))
+        assert [t.region for t in during.targets] == [t.region for t in before.targets]
+        assert during.table_version == before.table_version
+        assert during.table_age_seconds >= 0.3 and client.staleness >= 0.3
+        await link.restore()
+        deadline = time.monotonic() + 5
+        while client.staleness > 0:
+            assert time.monotonic() < deadline, "the client never reconnected"
+            await asyncio.sleep(0.02)
+        assert client.resolve(location=(50.11, 8.68)).table_age_seconds == 0
+    finally:
+        await client.close()
+        await link.cut()
