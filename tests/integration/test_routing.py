@@ -14,7 +14,8 @@ import grpc
 import pytest
 
 from latitude.admin_client import call_leader, cluster_status
-from latitude.client import RoutingClient
+from latitude.client import RoutingClient, SyncRoutingClient
+from latitude.geo import InvalidLocation
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2, routing_pb2_grpc
 from tests.integration.proxy import LinkProxy
@@ -276,3 +277,12 @@ async def test_the_client_keeps_answering_while_no_coordinator_is_reachable(clus
     finally:
         await client.close()
         await link.cut()
+
+
+def test_the_sync_client_answers_without_an_event_loop(stack: Stack):
+    with SyncRoutingClient(stack.coordinator_addresses(stack.state())) as client:
+        decision = client.resolve(ip="202.166.126.1")
+        assert decision.targets[0].region == "ap-southeast-1"
+        assert client.staleness == 0 and client.table.version == decision.table_version
+        with pytest.raises(InvalidLocation, match="location.longitude"):
+            client.resolve(location=(1.0, 200.0))
