@@ -7,7 +7,7 @@ import time
 from google.protobuf import json_format
 
 from latitude.table import human_bytes, render
-from latitude.v1 import admin_pb2, common_pb2
+from latitude.v1 import admin_pb2, common_pb2, routing_pb2
 
 _ROLES = {
     common_pb2.DATABASE_ROLE_PRIMARY: "primary",
@@ -46,6 +46,7 @@ def region_rows(status: admin_pb2.ClusterStatus) -> list[list[str]]:
             [
                 r.region,
                 _state(r.state),
+                f"{r.weight:.0%}",
                 _role(r.database) if age is not None else "-",
                 "never" if age is None else _seconds(age),
                 _seconds(r.response_time_seconds) if age is not None else "-",
@@ -72,8 +73,10 @@ def format_cluster(status: admin_pb2.ClusterStatus) -> str:
     else:
         head = "NO LEADER (election in progress, or etcd unreachable)"
     write = status.write_region or "none"
+    strategy = routing_pb2.Strategy.Name(status.strategy).removeprefix("STRATEGY_").lower()
+    head += f"; routing {strategy}, table version {status.table_version}"
     regions = render(
-        ["REGION", "STATE", "ROLE", "LAST REPORT", "RESPONSE", "ERRORS", "CAPACITY",
+        ["REGION", "STATE", "WEIGHT", "ROLE", "LAST REPORT", "RESPONSE", "ERRORS", "CAPACITY",
          "SERVICES", "REPLAY LAG", "REASON"],
         region_rows(status),
     )  # fmt: skip
