@@ -7,11 +7,12 @@ from collections import Counter
 
 import pytest
 
-from coordinator.routing import FailbackRamp, build_table
+from coordinator.routing import FailbackRamp
 from latitude.errors import LatitudeError
 from latitude.geo import Located, great_circle_km
 from latitude.routing import InvalidRequest, Resolver
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2
+from tests.unit.routing_tables import make_table
 
 HEALTHY = common_pb2.REGION_STATE_HEALTHY
 DEGRADED = common_pb2.REGION_STATE_DEGRADED
@@ -56,19 +57,9 @@ def status(name: str, state: int = HEALTHY, **fields) -> admin_pb2.RegionStatus:
 def resolver(*changed: admin_pb2.RegionStatus, ramp=None, now=1000.0, **overrides) -> Resolver:
     statuses = {name: status(name) for name in REGIONS}
     statuses.update((s.region, s) for s in changed)
-    arguments = dict(
-        write_region=US,
-        failover_in_progress=False,
-        strategy=GEOGRAPHIC,
-        default_max_replica_lag_seconds=30.0,
-        ramp=ramp or FailbackRamp(),
-        latency_model=routing_pb2.LatencyModel(base_seconds=0.005, seconds_per_km=1.5e-5),
-        prefix_latencies=[],
-        version=42,
-        now=now,
-    )
-    arguments.update(overrides)
-    return Resolver(build_table(list(statuses.values()), **arguments))
+    overrides.setdefault("version", 42)
+    overrides.setdefault("write_region", US)
+    return Resolver(make_table(statuses.values(), ramp=ramp, now=now, **overrides))
 
 
 def regions(decision: routing_pb2.RoutingDecision) -> list[str]:

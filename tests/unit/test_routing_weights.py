@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.routing import FailbackRamp, build_table, tables_differ
+from coordinator.routing import FailbackRamp, tables_differ
 from coordinator.routing.weights import (
     base_availability,
     headroom,
@@ -12,6 +12,7 @@ from coordinator.routing.weights import (
     region_weights,
 )
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2
+from tests.unit.routing_tables import make_table
 
 HEALTHY = common_pb2.REGION_STATE_HEALTHY
 DEGRADED = common_pb2.REGION_STATE_DEGRADED
@@ -36,20 +37,8 @@ def status(name: str, state: int = HEALTHY, **fields) -> admin_pb2.RegionStatus:
     return result
 
 
-def table(statuses, *, ramp=None, now=1000.0, write_region="us-east-1", **overrides):
-    arguments = dict(
-        write_region=write_region,
-        failover_in_progress=False,
-        strategy=routing_pb2.STRATEGY_GEOGRAPHIC,
-        default_max_replica_lag_seconds=30.0,
-        ramp=ramp or FailbackRamp(),
-        latency_model=routing_pb2.LatencyModel(base_seconds=0.005, seconds_per_km=1.5e-5),
-        prefix_latencies=[],
-        version=7,
-        now=now,
-    )
-    arguments.update(overrides)
-    return build_table(statuses, **arguments)
+def table(statuses, **settings):
+    return make_table(statuses, **settings)
 
 
 @pytest.mark.parametrize(
