@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import signal
 import time
@@ -13,6 +14,7 @@ import time
 import grpc
 import pytest
 
+from latitude import cli
 from latitude.admin_client import call_leader, cluster_status
 from latitude.client import RoutingClient, SyncRoutingClient
 from latitude.geo import InvalidLocation
@@ -286,3 +288,20 @@ def test_the_sync_client_answers_without_an_event_loop(stack: Stack):
         assert client.staleness == 0 and client.table.version == decision.table_version
         with pytest.raises(InvalidLocation, match="location.longitude"):
             client.resolve(location=(1.0, 200.0))
+
+
+async def test_the_route_command_explains_a_decision(cluster: Stack, capsys):
+    where = ["--dir", str(cluster.dir)]
+    code = await asyncio.to_thread(cli.main, ["route", *where, "--lat", "40.7", "--lon", "-74.0"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert printed.splitlines()[0].startswith("nearest healthy region to 40.70,-74.00")
+    assert "us-east-1" in printed.splitlines()[-3]  # the first row of the targets table
+    code = await asyncio.to_thread(cli.main, ["route", *where, "--ip", "81.2.69.160", "--json"])
+    decision = json.loads(capsys.readouterr().out)
+    assert code == 0 and decision["targets"][0]["region"] == "eu-west-1"
+    code = await asyncio.to_thread(cli.main, ["route", *where, "--lat", "91", "--lon", "0"])
+    assert code == 1
+    assert "location.latitude" in capsys.readouterr().err
+    code = await asyncio.to_thread(cli.main, ["strategy", *where, "nearest"])
+    assert code == 1 and "unknown strategy 'nearest'" in capsys.readouterr().err
