@@ -251,34 +251,44 @@ async def test_client_latency_reports_reach_the_table_through_any_replica(cluste
     assert prefix in decision.latency_basis
 
 
-async def test_the_client_keeps_answering_while_no_coordinator_is_reachable(cluster: Stack):
-    coordinator = cluster.coordinator_addresses(cluster.state())[0]
-    link = await LinkProxy(coordinator).start()
-    client = RoutingClient([link.address], reconnect_max=0.2)
+async def test_the_client_moves_between_coordinators_and_outlasts_losing_them_all(cluster):
+    first, second = cluster.coordinator_addresses(cluster.state())[:2]
+    links = [await LinkProxy(first).start(), await LinkProxy(second).start()]
+    client = RoutingClient([link.address for link in links], reconnect_max=0.2)
+
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.02)
+
     try:
         await client.start()
         before = client.resolve(location=(50.11, 8.68))
         assert client.staleness == 0 and before.table_age_seconds == 0
-        await link.cut()
-        deadline = time.monotonic() + 5
-        while client.connected_to is not None:
-            assert time.monotonic() < deadline, "the client never noticed the cut link"
-            await asyncio.sleep(0.02)
+        # The coordinator it follows goes away: it moves to the other one.
+        serving = next(link for link in links if link.address == client.connected_to)
+        other = next(link for link in links if link is not serving)
+        await serving.cut()
+        await until(lambda: client.connected_to == other.address, "a move to the other")
+        reply = await set_strategy(cluster, routing_pb2.STRATEGY_HEALTH_BASED)
+        await client.wait_for(lambda t: t.version >= reply.table_version, 2.0)
+        # Then every coordinator is out of reach.
+        await other.cut()
+        await until(lambda: client.connected_to is None, "the client to notice")
         await asyncio.sleep(0.3)
         # Static stability: the last good table still answers, and says how old it is.
         during = client.resolve(location=(50.11, 8.68))
-        assert [t.region for t in during.targets] == [t.region for t in before.targets]
-        assert during.table_version == before.table_version
+        assert during.strategy == routing_pb2.STRATEGY_HEALTH_BASED
+        assert during.table_version == reply.table_version
         assert during.table_age_seconds >= 0.3 and client.staleness >= 0.3
-        await link.restore()
-        deadline = time.monotonic() + 5
-        while client.staleness > 0:
-            assert time.monotonic() < deadline, "the client never reconnected"
-            await asyncio.sleep(0.02)
+        await serving.restore()
+        await until(lambda: client.staleness == 0, "a reconnection")
         assert client.resolve(location=(50.11, 8.68)).table_age_seconds == 0
     finally:
         await client.close()
-        await link.cut()
+        for link in links:
+            await link.cut()
 
 
 def test_the_sync_client_answers_without_an_event_loop(stack: Stack):
