@@ -123,6 +123,12 @@ class Actuator:
         async with self._lock:
             await self._guarded("FENCE", self._fence(cause, None))
 
+    @property
+    def reported_fence_cause(self) -> int:
+        """Why a fenced database is fenced, as reported: a fence this agent did not make (it
+        found the database so when it started) is FENCE_CAUSE_STARTUP."""
+        return self.fence_cause or common_pb2.FENCE_CAUSE_STARTUP
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
@@ -449,7 +455,7 @@ class Actuator:
             status.upstream_region = status.upstream_region or self._upstream_region
             # A fenced standby is reported fenced until PROMOTE, FOLLOW or UNFENCE.
             status.fenced = status.fenced or self.fence_cause != _UNSPECIFIED
-        status.fence_cause = self.fence_cause if status.fenced else _UNSPECIFIED
+        status.fence_cause = self.reported_fence_cause if status.fenced else _UNSPECIFIED
         return status
 
 

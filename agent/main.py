@@ -141,7 +141,7 @@ class Agent:
                 async with self._probe_lock:
                     database = await self.probe.observe()
             if database.fenced:
-                database.fence_cause = self.actuator.fence_cause
+                database.fence_cause = self.actuator.reported_fence_cause
             self.database = database
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 

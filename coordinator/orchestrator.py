@@ -5,6 +5,11 @@ leader key, at every phase, so a new leader resumes a failover where the old one
 each step is an idempotent command. Promotion waits for the old primary's fence deadline
 unless the old primary was fenced by command. The write region (``write_region``) changes
 only in the REPOINTING phase, after the new primary has been promoted.
+
+A primary is writable only while it is the write region: ``latitude up`` starts every
+existing primary data directory fenced, and the leader lifts that fence for the write region
+alone; any other primary is fenced and told to rejoin as a standby (in the background: a
+rewind or a fresh copy takes a while, and failure detection must not wait for it).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class Orchestrator:
         self.write_region = ""
         self._noted: set[str] = set()
         self._fenced_at: dict[str, float] = {}
+        self._rejoining: dict[str, asyncio.Task] = {}
         self._busy = asyncio.Lock()
         self._synchronous_names: str | None = None  # as last set on the primary
 
@@ -71,14 +77,19 @@ class Orchestrator:
                          Phase.Name(record.phase))  # fmt: skip
                 await self._await_agents(record)
                 await self._carry_out(record)
-        while True:
-            await asyncio.sleep(0.1)
-            await self._watch()
+        try:
+            while True:
+                await asyncio.sleep(0.1)
+                await self._watch()
+        finally:
+            for task in self._rejoining.values():
+                task.cancel()
+            await asyncio.gather(*self._rejoining.values(), return_exceptions=True)
 
     async def _watch(self) -> None:
         registry = self._registry
         if not self.write_region:
-            primary = registry.primary()
+            primary = registry.primary() or self._sole_primary()
             if primary is not None:
                 await self._set_write_region(primary.name)
             return
@@ -175,6 +186,17 @@ class Orchestrator:
             old.monitor.in_failover = False
             self._registry.dirty.add(old.name)
             self.current = None
+
+    def _sole_primary(self):
+        """A new cluster whose primary came back fenced before any write region was chosen:
+        every region reports, and one alone is a primary."""
+        regions = list(self._registry.regions.values())
+        if any(r.report is None or r.session is None for r in regions):
+            return None
+        primary, standby = common_pb2.DATABASE_ROLE_PRIMARY, common_pb2.DATABASE_ROLE_STANDBY
+        primaries = [r for r in regions if r.report.database.role == primary]
+        standbys = [r for r in regions if r.report.database.role == standby]
+        return primaries[0] if len(primaries) == 1 and len(standbys) == len(regions) - 1 else None
 
     async def _await_agents(self, record: admin_pb2.FailoverStatus, timeout: float = 5.0):
         """A new leader resuming a failover first lets the agents find it (they reconnect
@@ -440,14 +462,17 @@ class Orchestrator:
 
     async def _unfence_write_region(self) -> None:
         """The primary fenced itself while no leader acknowledged it (a leader change that
-        took longer than fence_after). Now that a leader hears it again, lift the fence."""
+        took longer than fence_after), or came back fenced from a restart. Now that a leader
+        hears it again, lift the fence. A fence by command is the leader's own (a failover or
+        switchover under way) and stays."""
         record = self._registry.regions[self.write_region]
         db = record.report.database if record.report else None
         if (
-            db is None
+            self.current is not None
+            or db is None
             or db.role != common_pb2.DATABASE_ROLE_PRIMARY
             or not db.fenced
-            or db.fence_cause != common_pb2.FENCE_CAUSE_SELF
+            or db.fence_cause not in (common_pb2.FENCE_CAUSE_SELF, common_pb2.FENCE_CAUSE_STARTUP)
             or record.session is None
         ):
             return
@@ -455,9 +480,14 @@ class Orchestrator:
         if now - self._fenced_at.get(self.write_region, -math.inf) < 2.0:
             return
         self._fenced_at[self.write_region] = now
-        log.warning("%s fenced itself while out of touch; unfencing it", self.write_region)
+        why = (
+            "it came back fenced from a restart"
+            if db.fence_cause == common_pb2.FENCE_CAUSE_STARTUP
+            else "it fenced itself while out of touch"
+        )
+        log.warning("%s holds the write region, but %s: unfencing it", self.write_region, why)
         try:
-            await self._unfence(self.write_region, "the leader hears the primary again")
+            await self._unfence(self.write_region, f"the leader hears the primary again ({why})")
         except CommandFailed as err:
             log.warning("%s", err)
 
@@ -489,7 +519,11 @@ class Orchestrator:
                     log.warning("fencing %s failed: %s", name, err)
                     continue
             # A former primary back from a failover: make it a standby of the current one.
-            await self._rejoin(name, self.write_region)
+            rejoining = self._rejoining.get(name)
+            if rejoining is None or rejoining.done():
+                self._rejoining[name] = asyncio.create_task(
+                    self._rejoin(name, self.write_region), name=f"rejoin {name}"
+                )
 
     def candidates(self) -> list[StandbyView]:
         """Every region but the primary's, and whether (and why not) it could be promoted."""

@@ -346,7 +346,7 @@ def format_databases(status: StackStatus) -> str:
         [
             [
                 r.region,
-                r.role,
+                f"{r.role} (fenced)" if r.fenced else r.role,
                 r.address,
                 r.timeline or "-",
                 r.lsn or "-",

@@ -2,7 +2,8 @@
 
 The initial primary is created with ``initdb``; each standby is a ``pg_basebackup -R`` of it with
 its own physical replication slot. ``wal_log_hints`` is on so that a failed-over old primary can
-later be rewound with ``pg_rewind`` instead of copied afresh.
+later be rewound with ``pg_rewind`` instead of copied afresh. A primary that comes back is
+started fenced (see ``Postgres.fence``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import asyncio
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -119,6 +121,27 @@ class Postgres:
         (node.data_dir / "pg_hba.conf").write_text(_HBA.format(replicator=REPLICATION_USER))
         self.write_node_settings(node)
 
+    def fence(self, node: PostgresNode) -> None:
+        """Make the stopped server start read-only, the way the agent's FENCE leaves it
+        (default_transaction_read_only in postgresql.auto.conf), so that UNFENCE lifts it.
+
+        For a primary coming back: an old one after a failover, or the current one after a
+        crash or a stop. It must not take writes until the leader says it is the write region
+        (then it is unfenced) or makes it rejoin as a standby of the one that is."""
+        auto = node.data_dir / "postgresql.auto.conf"
+        kept = [line for line in auto.read_text().splitlines() if not _READ_ONLY.match(line)]
+        content = "\n".join([*kept, "default_transaction_read_only = 'on'", ""]).encode()
+        # Whole or not at all, and on disk before the server can start.
+        written = auto.with_name(auto.name + ".latitude-tmp")
+        fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._chown(written)
+        written.replace(auto)
+
     async def create_replication(
         self, node: PostgresNode, superuser_password: str, replication_password: str,
         slots: list[str],
@@ -126,6 +149,9 @@ class Postgres:
         """The replication role and one physical slot per standby, on the primary."""
         conn = await connect(node, superuser_password)
         try:
+            # A primary restarted before its standbys were ever copied comes back fenced; no
+            # leader has decided anything yet, and setting up is the stack's own business.
+            await conn.execute("SET default_transaction_read_only = off")
             exists = await conn.fetchval(
                 "SELECT 1 FROM pg_roles WHERE rolname = $1", REPLICATION_USER
             )
@@ -231,6 +257,7 @@ async def connect(node: PostgresNode, password: str, timeout: float = 3.0) -> as
 
 
 _SHARED_MEMORY_BUSY = "pre-existing shared memory block"
+_READ_ONLY = re.compile(r"\s*default_transaction_read_only\s*(=|\s|$)", re.IGNORECASE)
 
 
 def _remove_stale_pid_file(data_dir: Path) -> None:
@@ -259,6 +286,7 @@ class NodeStatus:
     receiver: str = ""  # the standby's WAL receiver status, e.g. "streaming"
     lag_bytes: int | None = None
     error: str = ""
+    fenced: bool = False  # a primary that refuses writes (default_transaction_read_only)
 
     @property
     def streaming(self) -> bool:
@@ -270,7 +298,9 @@ SELECT pg_is_in_recovery() AS standby,
        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
             ELSE pg_current_wal_lsn() END::text AS lsn,
        (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline,
-       (SELECT status FROM pg_stat_wal_receiver) AS receiver
+       (SELECT status FROM pg_stat_wal_receiver) AS receiver,
+       NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only')::bool
+           AS fenced
 """
 
 
@@ -281,7 +311,8 @@ async def probe(node: PostgresNode, password: str, timeout: float = 2.0) -> Node
             row = await asyncio.wait_for(conn.fetchrow(_PROBE), timeout)
         finally:
             await conn.close()
-    except (OSError, TimeoutError, asyncpg.PostgresError) as err:
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+            asyncpg.InternalClientError) as err:  # fmt: skip
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         return NodeStatus(node.region, node.address, "down", error=reason or type(err).__name__)
     return NodeStatus(
@@ -291,6 +322,7 @@ async def probe(node: PostgresNode, password: str, timeout: float = 2.0) -> Node
         lsn=row["lsn"] or "",
         timeline=row["timeline"],
         receiver=row["receiver"] or "",
+        fenced=row["fenced"],
     )
 
 
@@ -308,10 +340,7 @@ async def cluster_status(nodes: list[PostgresNode], password: str) -> list[NodeS
 
 
 def _with_lag(status: NodeStatus, lag: int) -> NodeStatus:
-    return NodeStatus(
-        status.region, status.address, status.role, status.lsn, status.timeline,
-        status.receiver, lag, status.error,
-    )  # fmt: skip
+    return replace(status, lag_bytes=lag)
 
 
 def parse_lsn(text: str) -> int:

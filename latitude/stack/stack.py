@@ -2,7 +2,10 @@
 
 ``up`` is idempotent: it starts whatever is not running, so it both brings up a new stack and
 recovers one after a crash (a killed process is restarted on its recorded port and data; a data
-directory that was never completed is made again). The test suite drives the same class.
+directory that was never completed is made again). A primary's data directory that existed
+before this ``up`` starts fenced: only the control plane's leader knows whether it is still
+the primary (it lifts the fence) or an old one (it makes it rejoin as a standby). The test
+suite drives the same class.
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ class StackStatus:
 
     @property
     def ready(self) -> bool:
-        """Every region streams, and a leader sees every region HEALTHY."""
+        """Every region streams, the primary takes writes, and a leader sees every region
+        HEALTHY."""
         return (
             self.streaming
+            and not any(r.fenced for r in self.regions)
             and self.cluster is not None
             and bool(self.cluster.leader.leader_id)
             and len(self.cluster.regions) == len(self.regions)
@@ -270,22 +275,25 @@ class Stack:
     ) -> None:  # fmt: skip
         postgres.prepare_dir(self.dir / "postgres", mode=0o700)
         primary = self.postgres_node(state, self.topology.primary.name)
-        if primary.name not in state.initialized:
+        fresh = primary.name not in state.initialized
+        if fresh:
             self._progress(primary.name, "initdb (primary)")
             await postgres.init_primary(primary, state.superuser_password)
             self._mark_initialized(state, primary.name)
         if not running.get(primary.name):
-            record = await postgres.start(primary, self.config.ready_timeout)
-            self._record(state, record, started)
-            self._progress(primary.name, f"primary accepting connections on {primary.address}")
+            await self._start_postgres(state, postgres, primary, started, fresh=fresh)
         passfile = self.dir / "postgres" / "pgpass"
         postgres.prepare_file(passfile, f"*:*:*:replicator:{state.replication_password}\n")
-        await postgres.create_replication(
-            primary,
-            state.superuser_password,
-            state.replication_password,
-            [r.slot_name for r in self.topology.standbys],
-        )
+        if not all(f"postgres-{r.name}" in state.initialized for r in self.topology.standbys):
+            # Still being set up, so the first primary is the primary: no failover has run
+            # (the control plane starts once every standby is made). Later, it may be a
+            # standby, or an old primary that must not be written.
+            await postgres.create_replication(
+                primary,
+                state.superuser_password,
+                state.replication_password,
+                [r.slot_name for r in self.topology.standbys],
+            )
         await asyncio.gather(
             *(
                 self._up_standby(state, postgres, region.name, primary, passfile, running, started)
@@ -305,9 +313,23 @@ class Stack:
             )
             self._mark_initialized(state, node.name)
         if not running.get(node.name):
-            record = await postgres.start(node, self.config.ready_timeout)
-            self._record(state, record, started)
-            self._progress(node.name, f"standby accepting connections on {node.address}")
+            await self._start_postgres(state, postgres, node, started, fresh=False)
+
+    async def _start_postgres(
+        self, state: StackState, postgres: Postgres, node: PostgresNode,
+        started: list[ProcessRecord], *, fresh: bool,
+    ) -> None:  # fmt: skip
+        """Start a region's server; a primary fenced unless ``fresh`` (made by this up)."""
+        primary = not (node.data_dir / "standby.signal").exists()
+        fenced = primary and not fresh
+        if fenced:
+            postgres.fence(node)
+        record = await postgres.start(node, self.config.ready_timeout)
+        self._record(state, record, started)
+        role = "primary" if primary else "standby"
+        self._progress(node.name, f"{role} accepting connections on {node.address}" + (
+            "; fenced until the leader lifts it, or makes it rejoin as a standby" * fenced
+        ))  # fmt: skip
 
     async def _up_control_plane(
         self, state: StackState, running: dict[str, bool], started: list[ProcessRecord]

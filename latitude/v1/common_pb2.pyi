@@ -41,6 +41,7 @@ class FenceCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FENCE_CAUSE_UNSPECIFIED: _ClassVar[FenceCause]
     FENCE_CAUSE_SELF: _ClassVar[FenceCause]
     FENCE_CAUSE_COMMAND: _ClassVar[FenceCause]
+    FENCE_CAUSE_STARTUP: _ClassVar[FenceCause]
 
 class SyncState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -69,6 +70,7 @@ DATABASE_ROLE_DOWN: DatabaseRole
 FENCE_CAUSE_UNSPECIFIED: FenceCause
 FENCE_CAUSE_SELF: FenceCause
 FENCE_CAUSE_COMMAND: FenceCause
+FENCE_CAUSE_STARTUP: FenceCause
 SYNC_STATE_UNSPECIFIED: SyncState
 SYNC_STATE_ASYNC: SyncState
 SYNC_STATE_POTENTIAL: SyncState

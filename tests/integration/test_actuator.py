@@ -149,6 +149,25 @@ async def test_self_fence_records_its_cause(cluster: Stack):
         assert (await actuator.execute(command(K.COMMAND_KIND_UNFENCE))).ok
 
 
+async def test_a_primary_the_stack_restarts_comes_back_fenced_until_unfenced(cluster: Stack):
+    await cluster.kill("postgres-us-east-1")
+    await cluster.up()  # as `latitude up` restarts it
+    status = {r.region: r for r in (await cluster.status()).regions}
+    assert status["us-east-1"].role == "primary" and status["us-east-1"].fenced
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+        await query(cluster, "us-east-1", "CREATE TABLE restarted (n int)")
+    async with actuator_for(cluster, "us-east-1") as actuator:
+        # The agent did not fence it: it says it found it so.
+        report = await actuator.execute(command(K.COMMAND_KIND_REPORT_NOW))
+        assert report.observed.fenced
+        assert report.observed.fence_cause == common_pb2.FENCE_CAUSE_STARTUP
+        unfenced = await actuator.execute(command(K.COMMAND_KIND_UNFENCE))
+        assert unfenced.ok and not unfenced.observed.fenced, unfenced.error
+    await query(cluster, "us-east-1", "CREATE TABLE restarted (n int)")
+    for standby in ("eu-west-1", "ap-southeast-1"):
+        await streams_from(cluster, standby, "us-east-1")
+
+
 async def test_checkpoint_runs_and_rejoin_needs_a_data_directory(cluster: Stack):
     async with actuator_for(cluster, "eu-west-1") as actuator:
         checkpoint = await actuator.execute(command(K.COMMAND_KIND_CHECKPOINT))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -107,10 +108,19 @@ def test_up_recovers_a_stack_whose_processes_were_killed(stack_dir: Path):
     recovered = latitude("up", "--dir", str(stack_dir))
     assert recovered.returncode == 0, recovered.stderr
     assert "initdb" not in recovered.stderr, "recovery must reuse the data, not recreate it"
+    # The primary came back fenced, and the leader lifted the fence: it is the write region.
+    assert re.search(
+        r"postgres-us-east-1 +primary accepting connections on \S+; fenced until the leader "
+        "lifts it",
+        recovered.stderr,
+    ), recovered.stderr
     now = recorded(stack_dir)
     assert set(now) == set(killed)
     assert all(now[n].pid != killed[n].pid for n in now)
-    assert json.loads(latitude("status", "--dir", str(stack_dir), "--json").stdout)["ready"]
+    view = json.loads(latitude("status", "--dir", str(stack_dir), "--json").stdout)
+    assert view["ready"]
+    primary = next(d for d in view["databases"] if d["role"] == "primary")
+    assert primary["region"] == "us-east-1" and not primary["fenced"]
 
 
 def test_up_killed_part_way_is_recovered_by_the_next_up(stack_dir: Path):
