@@ -235,6 +235,8 @@ class Actuator:
                 )  # fmt: skip
             if read_only:  # a former primary's configuration may carry its fence
                 await self._set_read_only(False, stop)
+            if args.HasField("synchronous_standby_names"):
+                await self._synchronous_before_promotion(args.synchronous_standby_names, stop)
             seconds = max(1, math.floor(self._budget(stop, wait=True)))
             conn = await self._connection(stop)
             promote = "SELECT pg_promote(wait => true, wait_seconds => $1)"
@@ -368,6 +370,21 @@ class Actuator:
     async def _set_synchronous(self, names: str, stop: float | None) -> None:
         if await self._sql("fetchval", "SELECT pg_is_in_recovery()", stop=stop):
             raise ActuatorError("synchronous_standby_names only matters on a primary")
+        await self._apply_synchronous(names, stop)
+
+    async def _synchronous_before_promotion(self, names: str, stop: float | None) -> None:
+        """Set on the standby, the setting holds from the promotion on. A commit consults
+        not its own session's value but a flag in shared memory that the checkpointer sets
+        when it takes up a reload; a CHECKPOINT (a restartpoint, on a standby) returns only
+        after a checkpointer cycle that began after the reload and took it up first. Without
+        that, the first commits of the new primary could be acknowledged without a standby."""
+        now = await self._sql("fetchval", "SHOW synchronous_standby_names", stop=stop)
+        if now != names:
+            await self._apply_synchronous(names, stop)
+        if names:
+            await self._sql("execute", "CHECKPOINT", stop=stop, wait=True)
+
+    async def _apply_synchronous(self, names: str, stop: float | None) -> None:
         await self._alter_system("synchronous_standby_names", names or None, stop)
         await self._sql("execute", "SELECT pg_reload_conf()", stop=stop)
         await self._settle(

@@ -48,6 +48,11 @@ class FailoverRefused(LatitudeError):
     """A failover or switchover cannot start now (the message says why)."""
 
 
+def _any_one(regions) -> str:
+    """synchronous_standby_names: a commit waits for any one of these standbys."""
+    return "ANY 1 (" + ",".join(f'"{name}"' for name in sorted(regions)) + ")"
+
+
 def _stamp(timestamp, wall: float | None = None) -> None:
     timestamp.FromNanoseconds(int((time.time() if wall is None else wall) * 1e9))
 
@@ -65,6 +70,8 @@ class Orchestrator:
         self._rejoining: dict[str, asyncio.Task] = {}
         self._busy = asyncio.Lock()
         self._synchronous_names: str | None = None  # as last set on the primary
+        # When the write region last had a standby streaming (or became the write region).
+        self._standbys_seen = time.monotonic()
 
     async def run(self) -> None:
         store = self._node.store
@@ -328,9 +335,14 @@ class Orchestrator:
             _stamp(record.steps["promoted"])
             return
         followers = [n for n in self._registry.regions if n != record.to_region]
+        # In effect from the promotion on: in synchronous mode the new primary's first commit
+        # waits for one of the standbys (once repointed), never for none.
+        names = _any_one(followers) if self._config.synchronous else ""
         command = agent_pb2.Command(
             kind=agent_pb2.COMMAND_KIND_PROMOTE,
-            promote=agent_pb2.PromoteArgs(create_slots=[slot_name(n) for n in followers]),
+            promote=agent_pb2.PromoteArgs(
+                create_slots=[slot_name(n) for n in followers], synchronous_standby_names=names
+            ),
         )
         if record.kind == admin_pb2.FAILOVER_KIND_SWITCHOVER:
             # Zero loss: promote only once everything the fenced primary wrote is replayed.
@@ -429,9 +441,16 @@ class Orchestrator:
         if db is None or record.session is None or db.role != common_pb2.DATABASE_ROLE_PRIMARY:
             return
         streaming = sorted(r.region for r in db.replicas if r.state == "streaming")
+        now = time.monotonic()
         if streaming:
-            wanted = "ANY 1 (" + ",".join(f'"{name}"' for name in streaming) + ")"
-        elif self._config.synchronous_fallback:
+            self._standbys_seen = now
+            wanted = _any_one(streaming)
+        elif (
+            self._config.synchronous_fallback
+            and now - self._standbys_seen >= self._config.fail_after
+        ):
+            # Not at once: right after a promotion the standbys are still being repointed,
+            # and commits wait for them rather than go unprotected.
             wanted = ""
         else:
             return  # keep waiting on whatever standbys were named
@@ -590,6 +609,7 @@ class Orchestrator:
         if await self._node.write({WRITE_REGION: region.encode()}):
             if region != self.write_region:
                 self._synchronous_names = None
+                self._standbys_seen = time.monotonic()
             self.write_region = region
 
     async def _save(self, record: admin_pb2.FailoverStatus) -> None:

@@ -154,12 +154,14 @@ class NotLeader(_message.Message):
     def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
 
 class PromoteArgs(_message.Message):
-    __slots__ = ("min_replayed_lsn", "create_slots")
+    __slots__ = ("min_replayed_lsn", "create_slots", "synchronous_standby_names")
     MIN_REPLAYED_LSN_FIELD_NUMBER: _ClassVar[int]
     CREATE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    SYNCHRONOUS_STANDBY_NAMES_FIELD_NUMBER: _ClassVar[int]
     min_replayed_lsn: int
     create_slots: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, min_replayed_lsn: _Optional[int] = ..., create_slots: _Optional[_Iterable[str]] = ...) -> None: ...
+    synchronous_standby_names: str
+    def __init__(self, min_replayed_lsn: _Optional[int] = ..., create_slots: _Optional[_Iterable[str]] = ..., synchronous_standby_names: _Optional[str] = ...) -> None: ...
 
 class FollowArgs(_message.Message):
     __slots__ = ("primary_region", "primary_host", "primary_port", "slot_name")

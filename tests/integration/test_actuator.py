@@ -272,15 +272,19 @@ async def test_promote_waits_for_wal_and_gives_up_at_the_deadline(cluster: Stack
 
 
 async def test_promote_makes_a_writable_primary_with_slots(cluster: Stack):
-    # eu-west-1 carries a fence in its own configuration, as a former primary's might.
+    # eu-west-1 carries a fence in its own configuration, as a former primary's might, and
+    # synchronous standbys that will never come.
     async with session(cluster, "eu-west-1") as conn:
         await conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        await conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (nowhere)'")
         await conn.execute("SELECT pg_reload_conf()")
     async with actuator_for(cluster, "us-east-1") as old, actuator_for(cluster, "eu-west-1") as new:
         assert (await old.execute(command(K.COMMAND_KIND_FENCE, epoch=2))).ok
         final = await query(cluster, "us-east-1", "SELECT pg_current_wal_lsn() - '0/0'")
         slots = [cluster.topology.region(r).slot_name for r in ("us-east-1", "ap-southeast-1")]
-        args = agent_pb2.PromoteArgs(min_replayed_lsn=int(final), create_slots=slots)
+        args = agent_pb2.PromoteArgs(
+            min_replayed_lsn=int(final), create_slots=slots, synchronous_standby_names=""
+        )
         promoted = await new.execute(
             command(K.COMMAND_KIND_PROMOTE, epoch=2, within=20, promote=args)
         )
@@ -290,7 +294,10 @@ async def test_promote_makes_a_writable_primary_with_slots(cluster: Stack):
         async with session(cluster, "eu-west-1") as conn:
             assert not await conn.fetchval("SELECT pg_is_in_recovery()")
             assert await conn.fetchval("SHOW default_transaction_read_only") == "off"
-            await conn.execute("CREATE TABLE promoted (n int); INSERT INTO promoted VALUES (1)")
+            assert await conn.fetchval("SHOW synchronous_standby_names") == ""
+            await conn.execute(
+                "CREATE TABLE promoted (n int); INSERT INTO promoted VALUES (1)", timeout=5
+            )
             found = await conn.fetch("SELECT slot_name FROM pg_replication_slots ORDER BY 1")
             assert [r["slot_name"] for r in found] == sorted(slots)
 
