@@ -5,6 +5,7 @@
   is alive and only its agent is lost, which is an alert (DEGRADED), never a promotion.
 - ``choose``: the standby with the most WAL replayed (priority breaks ties), refusing one past
   the lag budget unless forced, with the data-loss bound that choice implies.
+- ``seconds_at_risk``: the data-loss bound in time, for the failover record.
 """
 
 from __future__ import annotations
@@ -117,6 +118,33 @@ def choose(
         )
     return Choice(best.region, reason + (" (forced past the lag budget)" if over else ""),
                   loss_bytes, loss_seconds)  # fmt: skip
+
+
+def seconds_at_risk(
+    *, kept_until_ns: int, writes_ended_ns: int, loss_bytes: int | None
+) -> float | None:
+    """How long before the old primary's writes certainly ended a lost commit can have been
+    acknowledged: the data-loss bound in time.
+
+    ``kept_until_ns`` is the newest heartbeat the promoted standby has replayed. The primary
+    stamps a heartbeat with now(), the start of its transaction, so every commit acknowledged
+    before that moment precedes the heartbeat's commit in the WAL; WAL is replayed in order,
+    so the standby holds all of them. ``writes_ended_ns`` is when the old primary certainly
+    acknowledged nothing more: when a FENCE command was confirmed, or else its fence deadline.
+    Lost commits were acknowledged between the two moments, and the bound is the time between
+    them. It cannot honestly be shorter: a primary that went silent may be cut off rather than
+    dead, and it takes writes until it fences itself, so its last commit may come as late as
+    its fence deadline.
+
+    0 when ``loss_bytes`` is 0 (the final position is known and the standby has it all);
+    None when the standby has replayed no heartbeat (nothing can be said). The heartbeat is on
+    the primary's clock and the end on the coordinator's: the bound assumes them synchronised.
+    """
+    if loss_bytes == 0:
+        return 0.0
+    if not kept_until_ns:
+        return None
+    return max(0.0, (writes_ended_ns - kept_until_ns) / 1e9)
 
 
 def format_lsn(lsn: int) -> str:

@@ -28,6 +28,7 @@ from coordinator.failover import (
     assess_primary,
     choose,
     format_lsn,
+    seconds_at_risk,
 )
 from coordinator.registry import Registry
 from latitude.errors import LatitudeError
@@ -283,21 +284,26 @@ class Orchestrator:
         if switchover:
             record.data_loss_bound_bytes = 0
             record.data_loss_bound_seconds = 0.0
-        elif exact:
-            record.data_loss_bound_bytes = choice.loss_bytes
-            record.data_loss_bound_seconds = choice.loss_seconds
-        elif choice.region is not None:
-            # The old primary went silent: what it wrote after its last report is unknown in
-            # bytes. In time, nothing older than the candidate's newest replayed heartbeat is
-            # missing, and nothing was written after now.
-            chosen_db = self._registry.regions[choice.region].report.database
-            beat = (
-                chosen_db.heartbeat_at.ToNanoseconds() / 1e9
-                if chosen_db.HasField("heartbeat_at")
-                else 0.0
-            )
-            if beat:
-                record.data_loss_bound_seconds = max(0.0, time.time() - beat)
+        else:
+            if exact:
+                record.data_loss_bound_bytes = choice.loss_bytes
+            if choice.region is not None:
+                # Fenced by command, its writes ended by the "fenced" step; else by its fence
+                # deadline. What it wrote after its last report is unknown in bytes then.
+                if record.HasField("fence_deadline"):
+                    ended = record.fence_deadline
+                else:
+                    ended = record.steps["fenced"]
+                chosen_db = self._registry.regions[choice.region].report.database
+                seconds = seconds_at_risk(
+                    kept_until_ns=chosen_db.heartbeat_at.ToNanoseconds()
+                    if chosen_db.HasField("heartbeat_at")
+                    else 0,
+                    writes_ended_ns=ended.ToNanoseconds(),
+                    loss_bytes=choice.loss_bytes if exact else None,
+                )
+                if seconds is not None:
+                    record.data_loss_bound_seconds = seconds
         record.selection_reason = choice.reason
         if choice.region is None:
             record.error = choice.reason

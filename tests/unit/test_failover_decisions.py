@@ -9,6 +9,7 @@ from coordinator.failover import (
     assess_primary,
     choose,
     format_lsn,
+    seconds_at_risk,
 )
 
 BUDGET = Budget(max_bytes=1000, max_seconds=60)
@@ -93,6 +94,19 @@ def test_an_operator_can_name_the_target():
     assert chosen.region == "ap-southeast-1" and chosen.loss_bytes == 499
     missing = choose(standbys, primary_lsn=1, primary_heartbeat_ns=0, budget=BUDGET, target="x")
     assert missing.region is None and "x cannot be promoted" in missing.reason
+
+
+def test_the_time_at_risk_runs_from_the_promoted_heartbeat_to_the_end_of_writes():
+    # Replayed up to a heartbeat at t=100.25 s; the old primary fenced by t=104.5 s.
+    beat, ended = 100_250_000_000, 104_500_000_000
+    assert seconds_at_risk(kept_until_ns=beat, writes_ended_ns=ended, loss_bytes=None) == 4.25
+    assert seconds_at_risk(kept_until_ns=beat, writes_ended_ns=ended, loss_bytes=4096) == 4.25
+    # The final position is known and the standby has all of it: nothing was lost.
+    assert seconds_at_risk(kept_until_ns=beat, writes_ended_ns=ended, loss_bytes=0) == 0.0
+    # Without a replayed heartbeat nothing can be said.
+    assert seconds_at_risk(kept_until_ns=0, writes_ended_ns=ended, loss_bytes=None) is None
+    # Clocks a little apart never make it negative.
+    assert seconds_at_risk(kept_until_ns=ended + 1, writes_ended_ns=ended, loss_bytes=None) == 0
 
 
 def test_lsns_read_like_postgres_writes_them():
