@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
+import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 
-from latitude.stack.postgres import SUPERUSER
+from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
 
 # A connection that dies mid-query can surface as any of these (asyncpg's InternalClientError
@@ -45,13 +50,16 @@ async def query(stack: Stack, region: str, sql: str, *args):
         return await conn.fetchval(sql, *args, timeout=3.0)
 
 
-async def eventually(look: Callable[[], Awaitable], timeout: float, what: str):
-    """Poll ``look`` until it returns something true (a server still starting may refuse
-    meanwhile); on timeout fail with the last value or error seen."""
+async def eventually(look: Callable[[], Awaitable | object], timeout: float, what: str):
+    """Poll ``look`` (a function or a coroutine function) until it returns something true (a
+    server still starting may refuse meanwhile); on timeout fail with the last value or error
+    seen."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            seen = await look()
+            seen = look()
+            if inspect.isawaitable(seen):
+                seen = await seen
         except (OSError, asyncpg.PostgresError) as err:
             seen = err
         if seen and not isinstance(seen, Exception):
@@ -74,3 +82,69 @@ async def streams_to(stack: Stack, primary: str, standby: str, timeout: float) -
         timeout,
         f"{standby} to stream from {primary}",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    id: int
+    at: float  # wall clock, when the client had the answer
+    region: str
+
+
+class Writer:
+    """An application writing numbered rows one at a time into whichever region is the write
+    region (asked of the coordinators whenever its connection fails); it remembers every
+    acknowledged id, with when and where it was acknowledged."""
+
+    def __init__(self, stack: Stack, table: str, timeout: float = 1.0) -> None:
+        self._stack = stack
+        self._insert = f"INSERT INTO {table} VALUES ($1)"
+        self._timeout = timeout
+        self.acked: list[Ack] = []
+
+    def acked_on(self, region: str) -> int:
+        return sum(a.region == region for a in self.acked)
+
+    @property
+    def longest_gap(self) -> float:
+        """The longest time between two acknowledgements."""
+        times = [a.at for a in self.acked]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    async def run(self) -> None:
+        state = self._stack.state()
+        addresses = self._stack.coordinator_addresses(state)
+        conn, region, next_id = None, "", 1
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        region = (await cluster_status(addresses, 1.0)).write_region
+                        node = self._stack.postgres_node(state, region)
+                        conn = await connect(node, state.superuser_password, timeout=0.5)
+                    await conn.execute(self._insert, next_id, timeout=self._timeout)
+                    self.acked.append(Ack(next_id, time.time(), region))
+                except (*CONNECTION_TROUBLE, NoCoordinator):
+                    if conn is not None:
+                        conn.terminate()
+                    conn = None
+                next_id += 1
+                await asyncio.sleep(0.01)
+        finally:
+            if conn is not None:
+                conn.terminate()
+
+
+@asynccontextmanager
+async def running(*work: Coroutine) -> AsyncIterator[None]:
+    """Run ``work`` beside the block; cancelled after it. One that failed meanwhile fails
+    the block."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,26 +1,41 @@
-"""Regional failover on a private stack (it is destroyed along the way) under a write load,
-watched by an independent monitor that samples every region's writability."""
+"""Regional failover on private stacks (they are destroyed along the way) under a write load,
+watched by an independent monitor that samples every region's writability.
+
+The old primary comes back the way users bring it back, through the stack's ``up``: it must
+start fenced and rejoin as a standby of the new primary, by pg_rewind."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import signal
 import time
 
 import asyncpg
 import pytest
 
+from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
-from tests.integration.connections import CONNECTION_TROUBLE, streams_to
+from tests.integration.connections import (
+    CONNECTION_TROUBLE,
+    Ack,
+    Writer,
+    eventually,
+    query,
+    running,
+    session,
+    streams_to,
+)
 
 pytestmark = pytest.mark.stack
 
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+FAILOVER_RECORD = b"/latitude/failover/current"  # under the coordinators' default prefix
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +52,16 @@ async def status(stack: Stack) -> admin_pb2.ClusterStatus | None:
 
 
 class Monitor:
-    """Samples pg_is_in_recovery() and default_transaction_read_only everywhere, 20 times a
-    second, and remembers the most regions it ever saw writable at once."""
+    """Samples pg_is_in_recovery(), default_transaction_read_only and
+    synchronous_standby_names everywhere, 20 times a second; remembers the most regions it
+    ever saw writable at once, and every sample of a writable primary without synchronous
+    standbys."""
 
     def __init__(self, stack: Stack) -> None:
         self._stack = stack
         self.most_writable = 0
         self.samples = 0
+        self.writable_asynchronous: list[tuple[float, str]] = []
         self._conns: dict[str, asyncpg.Connection | None] = dict.fromkeys(REGIONS)
 
     async def _writable(self, region: str) -> bool:
@@ -56,25 +74,100 @@ class Monitor:
                 self._conns[region] = conn
             row = await conn.fetchrow(
                 "SELECT NOT pg_is_in_recovery() AS primary, "
-                "current_setting('default_transaction_read_only') = 'off' AS writable",
+                "current_setting('default_transaction_read_only') = 'off' AS writable, "
+                "current_setting('synchronous_standby_names') AS synchronous",
                 timeout=0.3,
             )
-            return bool(row["primary"] and row["writable"])
         except CONNECTION_TROUBLE:
-            self._conns[region] = None
-            return False
-
-    async def run(self) -> None:
-        while True:
-            writable = await asyncio.gather(*(self._writable(r) for r in REGIONS))
-            self.most_writable = max(self.most_writable, sum(writable))
-            self.samples += 1
-            await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        for conn in self._conns.values():
+            conn, self._conns[region] = self._conns[region], None
             if conn is not None:
                 conn.terminate()
+            return False
+        writable = bool(row["primary"] and row["writable"])
+        if writable and not row["synchronous"]:
+            self.writable_asynchronous.append((time.time(), region))
+        return writable
+
+    async def run(self) -> None:
+        try:
+            while True:
+                writable = await asyncio.gather(*(self._writable(r) for r in REGIONS))
+                self.most_writable = max(self.most_writable, sum(writable))
+                self.samples += 1
+                await asyncio.sleep(0.05)
+        finally:
+            for conn in self._conns.values():
+                if conn is not None:
+                    conn.terminate()
+
+
+async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
+    """The newest failover record, straight from etcd (it outlives the failover)."""
+    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
+    await etcd.connect()
+    try:
+        kv = await etcd.get(FAILOVER_RECORD, timeout=1.0)
+    finally:
+        await etcd.close()
+    return admin_pb2.FailoverStatus.FromString(kv.value) if kv is not None else None
+
+
+async def failover_from(
+    stack: Stack, region: str, timeout: float, since: float
+) -> admin_pb2.FailoverStatus:
+    """Wait for a failover away from ``region``, started after ``since`` (wall clock), to
+    finish; its record."""
+
+    async def finished():
+        record = await failover_record(stack)
+        if (
+            record
+            and record.from_region == region
+            and record.started_at.ToNanoseconds() / 1e9 > since
+            and record.HasField("finished_at")
+        ):
+            return record
+        return None
+
+    return await eventually(finished, timeout, f"a failover away from {region} to finish")
+
+
+async def kill_region(stack: Stack, region: str) -> float:
+    """kill -9 the region's agent and PostgreSQL; when (wall clock)."""
+    await stack.status()  # an agent may have restarted its server: learn the postmaster
+    killed_at = time.time()
+    await stack.kill(f"agent-{region}")
+    await stack.kill(f"postgres-{region}")
+    return killed_at
+
+
+async def missing_on(stack: Stack, region: str, table: str, writer: Writer) -> list[Ack]:
+    """The writer's acknowledged rows that ``region`` does not have."""
+    acked = list(writer.acked)  # before the query: later ones may commit after its snapshot
+    async with session(stack, region) as conn:
+        stored = {r["id"] for r in await conn.fetch(f"SELECT id FROM {table}")}
+    return [a for a in acked if a.id not in stored]
+
+
+def log_size(stack: Stack, name: str) -> int:
+    path = stack.dir / "logs" / f"{name}.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def log_since(stack: Stack, name: str, offset: int) -> str:
+    with (stack.dir / "logs" / f"{name}.log").open("rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
+
+
+async def restart_and_rejoin(stack: Stack, region: str, primary: str) -> str:
+    """Bring ``region`` back through the stack's ``up``, as a user would after the failover;
+    it must come back as a standby streaming from ``primary``. Its agent's log meanwhile."""
+    offset = log_size(stack, f"agent-{region}")
+    await stack.up()  # ready only once every standby streams from the one writable primary
+    await streams_to(stack, primary, region, timeout=10)
+    assert await query(stack, region, "SELECT pg_is_in_recovery()"), f"{region} is no standby"
+    return log_since(stack, f"agent-{region}", offset)
 
 
 async def test_losing_only_the_primarys_agent_does_not_promote(private_stack: Stack):
@@ -90,46 +183,73 @@ async def test_losing_only_the_primarys_agent_does_not_promote(private_stack: St
     await stack.up()
 
 
-async def test_losing_the_primary_region_promotes_the_best_standby(private_stack: Stack):
-    stack = private_stack
-    state = stack.state()
-    primary = await connect(stack.postgres_node(state, "us-east-1"), state.superuser_password)
-    await primary.execute("CREATE TABLE IF NOT EXISTS failover_probe (id int PRIMARY KEY)")
-    await primary.execute("INSERT INTO failover_probe VALUES (0)")
-    primary.terminate()
-    monitor = Monitor(stack)
-    watching = asyncio.create_task(monitor.run())
-    try:
-        killed_at = time.monotonic()
-        await stack.kill("agent-us-east-1")
-        await stack.kill("postgres-us-east-1")
-        while True:
-            view = await status(stack)
-            if view is not None and view.write_region not in ("", "us-east-1"):
-                break
-            assert time.monotonic() - killed_at < 15, f"no failover: {view}"
-            await asyncio.sleep(0.05)
-        redirected_in = time.monotonic() - killed_at
-        new = view.write_region
-        assert new in ("eu-west-1", "ap-southeast-1")
-        assert redirected_in < 10, f"failover took {redirected_in:.1f} s"
+async def stall_replication(stack: Stack, region: str) -> list[int]:
+    """Freeze the primary's WAL senders (SIGSTOP): it goes on acknowledging commits that no
+    standby receives, as when its region is cut off just before it dies. Their pids."""
+    senders = await query(stack, region, "SELECT array_agg(pid) FROM pg_stat_replication")
+    for pid in senders:
+        os.kill(pid, signal.SIGSTOP)
+    return list(senders)
 
-        # The new primary takes writes, and holds what was committed before the failure.
-        conn = await connect(stack.postgres_node(state, new), state.superuser_password)
-        try:
-            await conn.execute("INSERT INTO failover_probe VALUES (1)")
-            assert await conn.fetchval("SELECT count(*) FROM failover_probe") == 2
-            other = next(r for r in ("eu-west-1", "ap-southeast-1") if r != new)
-            await streams_to(stack, new, other, timeout=10)
-        finally:
-            await conn.close()
-        assert monitor.samples > 20
-        assert monitor.most_writable == 1, "two writable primaries were seen at once"
-    finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
-        await monitor.close()
+
+async def test_the_primary_region_lost_fails_over_within_the_loss_bound_and_rejoins_by_rewind(
+    private_stack: Stack,
+):
+    stack = private_stack
+    async with session(stack, "us-east-1") as conn:
+        await conn.execute("CREATE TABLE failover_probe (id int PRIMARY KEY)")
+    monitor, writer = Monitor(stack), Writer(stack, "failover_probe")
+    async with running(monitor.run(), writer.run()):
+        await eventually(lambda: writer.acked_on("us-east-1") >= 50, 10, "writes to land")
+        # Commits acknowledged while replication stalls are lost with the region: the loss
+        # the recorded bound must cover.
+        stalled_at = time.time()
+        senders = await stall_replication(stack, "us-east-1")
+        stalled = len(writer.acked)
+        await eventually(lambda: len(writer.acked) >= stalled + 20, 5, "unreplicated writes")
+        killed_at = await kill_region(stack, "us-east-1")
+        for pid in senders:
+            os.kill(pid, signal.SIGKILL)
+
+        record = await failover_from(stack, "us-east-1", timeout=15, since=killed_at)
+        assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
+        new = record.to_region
+        assert new in ("eu-west-1", "ap-southeast-1")
+        redirected_in = record.steps["redirected"].ToNanoseconds() / 1e9 - killed_at
+        assert redirected_in < 10, f"failover took {redirected_in:.1f} s"
+        other = next(r for r in ("eu-west-1", "ap-southeast-1") if r != new)
+        await streams_to(stack, new, other, timeout=10)
+        await eventually(lambda: writer.acked_on(new) >= 20, 10, f"writes to land on {new}")
+
+        # What is missing was acknowledged within the recorded bound of the writes' end.
+        missing = await missing_on(stack, new, "failover_probe", writer)
+        assert missing, "the stalled commits should be lost (async replication)"
+        assert all(a.region == "us-east-1" for a in missing)
+        assert not record.HasField("data_loss_bound_bytes"), "the old primary was unreachable"
+        assert record.HasField("data_loss_bound_seconds")
+        bound = record.data_loss_bound_seconds
+        ended = record.fence_deadline.ToNanoseconds() / 1e9
+        early = [a for a in missing if a.at < ended - bound]
+        assert not early, (
+            f"{len(early)} of {len(missing)} lost commits were acknowledged more than the bound "
+            f"({bound:.3f} s) before the writes ended ({ended:.3f}); first: {early[0]}"
+        )
+        # And not padded: it reaches back to the standby's last heartbeat before the stall
+        # (heartbeats come every 0.5 s), not further.
+        assert ended - bound > stalled_at - 1.0, f"bound {bound:.3f} s is looser than it need be"
+
+        # The old region comes back through `up`: fenced, then rewound into a standby.
+        rejoin_log = await restart_and_rejoin(stack, "us-east-1", new)
+        assert "rewound with pg_rewind" in rejoin_log, rejoin_log[-2000:]
+        async with session(stack, new) as conn:
+            await conn.execute("INSERT INTO failover_probe VALUES (-1)")
+        await eventually(
+            lambda: query(stack, "us-east-1", "SELECT count(*) FROM failover_probe WHERE id = -1"),
+            10,
+            "a new write to reach the rejoined standby",
+        )
+    assert monitor.samples > 100
+    assert monitor.most_writable == 1, "two writable primaries were seen at once"
 
 
 def _logs(stack: Stack, prefix: str, lines: int = 15) -> str:
@@ -205,43 +325,35 @@ def synchronous_stack():
         yield stack
 
 
-async def test_in_synchronous_mode_no_acknowledged_commit_is_lost(synchronous_stack: Stack):
+async def test_in_synchronous_mode_repeated_failovers_lose_no_acknowledged_commit(
+    synchronous_stack: Stack,
+):
+    """Three failovers in a row on one stack, each old primary rejoining before the next."""
     stack = synchronous_stack
-    state = stack.state()
-    primary = await connect(stack.postgres_node(state, "us-east-1"), state.superuser_password)
-    try:
-        await primary.execute("CREATE TABLE acked (id int PRIMARY KEY)")
-        deadline = time.monotonic() + 10
-        while not (await primary.fetchval("SHOW synchronous_standby_names")).startswith("ANY 1"):
-            assert time.monotonic() < deadline, "the leader never made replication synchronous"
-            await asyncio.sleep(0.05)
-        acknowledged: list[int] = []
-
-        async def write() -> None:
-            for i in range(1, 1_000_000):
-                await primary.execute("INSERT INTO acked VALUES ($1)", i)
-                acknowledged.append(i)
-
-        writing = asyncio.create_task(write())
-        await asyncio.sleep(1.0)
-        await stack.kill("agent-us-east-1")
-        await stack.kill("postgres-us-east-1")
-        with contextlib.suppress(*CONNECTION_TROUBLE):
-            await writing
-    finally:
-        primary.terminate()
-    assert len(acknowledged) > 50
-    deadline = time.monotonic() + 15
-    while True:
-        view = await status(stack)
-        if view is not None and view.write_region not in ("", "us-east-1"):
-            break
-        assert time.monotonic() < deadline, f"no failover: {view}"
-        await asyncio.sleep(0.05)
-    conn = await connect(stack.postgres_node(state, view.write_region), state.superuser_password)
-    try:
-        stored = {r["id"] for r in await conn.fetch("SELECT id FROM acked")}
-    finally:
-        await conn.close()
-    missing = [i for i in acknowledged if i not in stored]
-    assert missing == [], f"{len(missing)} acknowledged commits lost: {missing[:10]}"
+    async with session(stack, "us-east-1") as conn:
+        await conn.execute("CREATE TABLE acked (id int PRIMARY KEY)")
+        await eventually(
+            lambda: conn.fetchval("SELECT current_setting('synchronous_standby_names') <> ''"),
+            10,
+            "the leader to make replication synchronous",
+        )
+    # Commits wait for a standby, which takes a moment after a promotion.
+    monitor, writer = Monitor(stack), Writer(stack, "acked", timeout=5.0)
+    primary = "us-east-1"
+    async with running(monitor.run(), writer.run()):
+        for _ in range(3):
+            await eventually(lambda p=primary: writer.acked_on(p) >= 50, 15, f"writes on {primary}")
+            killed_at = await kill_region(stack, primary)
+            record = await failover_from(stack, primary, timeout=15, since=killed_at)
+            assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
+            new = record.to_region
+            await eventually(lambda n=new: writer.acked_on(n) >= 20, 15, f"writes on {new}")
+            missing = await missing_on(stack, new, "acked", writer)
+            assert missing == [], f"{len(missing)} acknowledged commits lost: {missing[:10]}"
+            rejoin_log = await restart_and_rejoin(stack, primary, new)
+            assert "rewound with pg_rewind" in rejoin_log, rejoin_log[-2000:]
+            primary = new
+    assert monitor.most_writable == 1, "two writable primaries were seen at once"
+    assert monitor.writable_asynchronous == [], (
+        f"a writable primary had no synchronous standbys: {monitor.writable_asynchronous[:5]}"
+    )
