@@ -60,11 +60,14 @@ _CREATE_SLOT = """
 SELECT pg_create_physical_replication_slot($1, true)
 WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)
 """
-# What REJOIN looks at: is the server already a standby of the new primary, and streaming?
+# What REJOIN looks at: is the server already a standby of the new primary, and streaming its
+# timeline? A standby that went past the point where that timeline forked streams the old
+# timeline to its end, is cut off, and starts again, forever: "streaming" for moments at a time.
 _STANDBY_VIEW = """
 SELECT pg_is_in_recovery() AS standby, current_setting('primary_conninfo') AS conninfo,
        current_setting('primary_slot_name') AS slot,
-       (SELECT status FROM pg_stat_wal_receiver) AS receiver
+       (SELECT status FROM pg_stat_wal_receiver) AS receiver,
+       (SELECT received_tli FROM pg_stat_wal_receiver) AS receiver_timeline
 """
 # key = value in libpq's conninfo syntax: a value is single-quoted or bare, \ escapes anywhere.
 _CONNINFO_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|(?!')(?:[^\s\\]|\\.)+)")
@@ -285,15 +288,19 @@ class Actuator:
             raise ActuatorError("REJOIN was asked to follow this very server")
         until = stop if stop is not None else time.monotonic() + _REJOIN_BUDGET
         seen = await self._standby_view(until)
+        try:
+            timeline = await server.check_source(follow.primary_host, follow.primary_port, until)
+        except RejoinError as err:
+            raise ActuatorError(f"REJOIN: {err}") from err
         if seen is not None and _follows(seen, follow):
             # Already done (a repeated REJOIN), or about to be: a standby that has just started
             # or lost its connection for a moment streams again soon.
             now = time.monotonic()
-            if await self._streaming(follow, now + min(_REJOIN_GRACE, (until - now) / 3)):
+            grace = now + min(_REJOIN_GRACE, (until - now) / 3)
+            if await self._streaming(follow, timeline, grace):
                 self._rejoined(follow)
                 return
         try:
-            await server.check_source(follow.primary_host, follow.primary_port, until)
             if seen is not None:
                 await self._before_the_stop(primary=not seen["standby"], stop=until)
             await self.close()  # our session must not hold up the shutdown
@@ -306,7 +313,7 @@ class Actuator:
             if server.running():  # not stopped after all: the slot must not hold its WAL
                 await self._drop_rewind_slot()
             raise ActuatorError(f"REJOIN: {err}") from err
-        if not await self._streaming(follow, until):
+        if not await self._streaming(follow, timeline, until):
             raise ActuatorError(
                 f"REJOIN: {done}, but it does not stream from "
                 f"{join_host_port(follow.primary_host, follow.primary_port)} by the deadline"
@@ -352,14 +359,22 @@ class Actuator:
                 self._discard()
             return None
 
-    async def _streaming(self, follow: agent_pb2.FollowArgs, until: float) -> bool:
-        """Wait until the server is a standby streaming from ``follow``; False at ``until``."""
+    async def _streaming(
+        self, follow: agent_pb2.FollowArgs, timeline: int | None, until: float
+    ) -> bool:
+        """Wait until the server is a standby streaming ``timeline`` (if known) from
+        ``follow``; False at ``until``."""
         while True:
             if time.monotonic() < until:
                 seen = await self._standby_view(until)
                 if seen is not None and not seen["standby"]:
                     raise ActuatorError("REJOIN: the server runs as a primary")  # never expected
-                if seen is not None and _follows(seen, follow) and seen["receiver"] == "streaming":
+                if (
+                    seen is not None
+                    and _follows(seen, follow)
+                    and seen["receiver"] == "streaming"
+                    and timeline in (None, seen["receiver_timeline"])
+                ):
                     return True
             if time.monotonic() + _POLL >= until:
                 return False

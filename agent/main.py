@@ -169,6 +169,11 @@ class Agent:
             result = await self.actuator.execute(command)
             log.info("%s %s: %s", agent_pb2.CommandKind.Name(command.kind), command.command_id,
                      "ok" if result.ok else result.error)  # fmt: skip
+            # Reports carry the newest observation: not one the command made stale (a server
+            # that REJOIN stopped and started again, seen DOWN meanwhile by the probe loop).
+            observed = result.observed
+            if observed.observed_at.ToNanoseconds() > self.database.observed_at.ToNanoseconds():
+                self.database = observed
             self.link.send_result(result)
 
     async def _report_loop(self) -> None:

@@ -68,12 +68,16 @@ _RETRY = 0.2  # seconds between attempts to start while that memory is busy
 # The source's system, and whether its control file shows the timeline it writes on. A primary
 # promoted a moment ago records its new timeline there only at its first checkpoint; until then
 # pg_rewind, which reads the timeline from the control file, finds "the same timeline" and
-# declares that no rewind is needed, however far the target diverged.
+# declares that no rewind is needed, however far the target diverged. The timeline it writes
+# on is the one its standbys must stream.
 _SOURCE_VIEW = """
 SELECT (SELECT system_identifier FROM pg_control_system()) AS system_identifier,
        pg_is_in_recovery() OR (SELECT timeline_id FROM pg_control_checkpoint())
            = ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
-           AS timeline_recorded
+           AS timeline_recorded,
+       CASE WHEN NOT pg_is_in_recovery()
+            THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       END AS timeline
 """
 _TAIL = 12  # lines of a program's output or a log quoted in an error
 
@@ -123,10 +127,11 @@ class LocalServer:
 
     # -- what the actuator calls -----------------------------------------------------------
 
-    async def check_source(self, host: str, port: int, until: float) -> None:
+    async def check_source(self, host: str, port: int, until: float) -> int | None:
         """The server to follow answers, holds the same database system as ours, and its
         control file is current (a CHECKPOINT there sees to it): nothing is stopped or copied
-        for a primary that cannot be reached or is another cluster."""
+        for a primary that cannot be reached or is another cluster. The timeline it writes on
+        (None if it is no primary)."""
         user, password, database = self._db
         budget = min(_left(until, "reaching the new primary"), 5.0)
         try:
@@ -162,6 +167,7 @@ class LocalServer:
                     f"{host}:{port} is another database system (identifier {theirs}, ours "
                     f"{ours}): refusing to rewind or copy it over {self.data}"
                 )
+        return source["timeline"]
 
     def running(self) -> bool:
         return self._postmaster() is not None

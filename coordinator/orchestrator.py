@@ -101,6 +101,8 @@ class Orchestrator:
             if primary is not None:
                 await self._set_write_region(primary.name)
             return
+        if self._busy.locked():
+            return  # a switchover or an operator's failover owns the cluster until it ends
         await self._fence_stray_primaries()
         await self._unfence_write_region()
         if self._config.synchronous:
@@ -109,7 +111,10 @@ class Orchestrator:
             self._primary_view(), self._standby_views(), fail_after=self._config.fail_after
         )
         if verdict.confirmed:
-            await self.start(admin_pb2.FAILOVER_KIND_AUTOMATIC, verdict.reason)
+            try:
+                await self.start(admin_pb2.FAILOVER_KIND_AUTOMATIC, verdict.reason)
+            except FailoverRefused as err:  # one began meanwhile, from the AdminService
+                log.info("not starting a failover: %s", err)
         elif verdict.failed and verdict.reason not in self._noted:
             self._noted.add(verdict.reason)
             log.warning("not failing over: %s", verdict.reason)
@@ -385,8 +390,45 @@ class Orchestrator:
                     log.warning("repointing %s failed: %s", name, result.error)
             except CommandFailed as err:
                 log.warning("repointing %s failed: %s", name, err)
+            self._in_background(name, self._follow_or_rejoin(name, record.to_region))
         _stamp(record.steps["repointed"])
         await self._rejoin(record.from_region, record.to_region)
+
+    async def _follow_or_rejoin(self, region: str, primary: str, within: float = 5.0) -> None:
+        """A repointed standby that does not stream the new primary's timeline soon has most
+        likely gone past the point where that timeline forked (in a switchover the fenced old
+        primary still writes a little WAL, hint bits or vacuum, which a standby may receive and
+        the target not): it can never follow, so it rejoins. REJOIN rewinds it only if it still
+        does not stream after its own grace, so a standby merely slow is left as it is."""
+        address = self._postgres_address(primary)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self._follows(region, primary, address):
+                return
+            await asyncio.sleep(0.1)
+        log.warning("%s does not stream %s's timeline: rejoining it", region, primary)
+        await self._rejoin(region, primary)
+
+    def _follows(self, region: str, primary: str, address: str) -> bool:
+        """As last reported: ``region`` streams the timeline ``primary`` writes, from it."""
+        reports = self._registry.regions[region].report, self._registry.regions[primary].report
+        if reports[0] is None or reports[1] is None:
+            return False
+        standby, source = reports[0].database, reports[1].database
+        return (
+            source.role == common_pb2.DATABASE_ROLE_PRIMARY
+            and standby.wal_receiver_streaming
+            and standby.upstream_address == address
+            and standby.timeline_id == source.timeline_id
+        )
+
+    def _in_background(self, region: str, work) -> None:
+        """Run ``work`` (a rejoin, at heart) for ``region`` unless one runs for it already."""
+        running = self._rejoining.get(region)
+        if running is not None and not running.done():
+            work.close()
+            return
+        self._rejoining[region] = asyncio.create_task(work, name=f"rejoin {region}")
 
     async def _rejoin(self, region: str, primary: str) -> bool:
         """Turn a former primary into a standby of ``primary`` (pg_rewind if it diverged)."""
@@ -544,11 +586,7 @@ class Orchestrator:
                     log.warning("fencing %s failed: %s", name, err)
                     continue
             # A former primary back from a failover: make it a standby of the current one.
-            rejoining = self._rejoining.get(name)
-            if rejoining is None or rejoining.done():
-                self._rejoining[name] = asyncio.create_task(
-                    self._rejoin(name, self.write_region), name=f"rejoin {name}"
-                )
+            self._in_background(name, self._rejoin(name, self.write_region))
 
     def candidates(self) -> list[StandbyView]:
         """Every region but the primary's, and whether (and why not) it could be promoted."""
