@@ -1,8 +1,10 @@
-"""Automatic failover under write load, on fresh private stacks: timings, unavailability, loss.
+"""Failover and switchover under write load: timings, unavailability, loss.
 
-Run: .venv/bin/python bench/failover.py [--trials 5]
-Prints one JSON object. Each trial starts a fresh stack (an old primary cannot rejoin yet)
-and puts two loads on the primary (us-east-1):
+Run: .venv/bin/python bench/failover.py [--trials 5] [--switchovers 6] [--synchronous-trials 5]
+Prints one JSON object with three parts.
+
+Automatic failover (asynchronous replication): each trial starts a fresh stack and puts two
+loads on the primary (us-east-1):
 - a Python client inserting one row (a unique id) every ~10 ms in autocommit into the CURRENT
   write region, read from GetStatus whenever its connection fails (0.5 s timeouts); it
   timestamps every acknowledged insert;
@@ -12,7 +14,16 @@ After 1-2 s (random), the agent and the PostgreSQL of us-east-1 are killed with 
 run from the kill (wall clock) to the steps of the failover record, read from etcd
 (<prefix>/failover/current) once it has finished. The write-unavailability window is the
 Python client's: its last acknowledged insert on the old primary to its first on the new one.
-Loss: acknowledged rows missing on the new primary (replication is asynchronous).
+Loss: acknowledged rows missing on the new primary (replication is asynchronous), set beside
+the record's data-loss bound.
+
+Planned switchover: on one stack, switchovers us-east-1 -> eu-west-1 and back, one after the
+other, under the Python client's load; the window is its last acknowledged insert on the old
+primary to its first on the new one. Loss: acknowledged rows missing at the end.
+
+Synchronous replication: on one stack with synchronous = true, the same kill -9 trials one
+after the other, each killing the primary of the moment; between trials the killed region is
+brought back through the stack's ``up`` and rejoins (pg_rewind) before the next kill.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from pathlib import Path
 import asyncpg
 
 from coordinator.etcd import Etcd
-from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.admin_client import NoCoordinator, call_leader, cluster_status
 from latitude.stack import processes
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import SUPERUSER, connect
@@ -50,9 +61,11 @@ STEPS = ("detected", "fenced", "selected", "promoted", "redirected", "repointed"
 class Writer:
     """One row at a time into the current write region; remembers every acknowledged id."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, old: str = OLD, table: str = "bench_writes") -> None:
         self._stack = stack
         self._state = stack.state()
+        self._old = old
+        self._insert = f"INSERT INTO {table} VALUES ($1)"
         self.acks: list[tuple[int, float, str]] = []  # (id, wall time, region)
         self.failed_attempts: dict[str, int] = {}  # by exception class
         self.moved = 0  # rows acknowledged outside the old primary
@@ -66,7 +79,7 @@ class Writer:
         return view.write_region or current
 
     async def run(self) -> None:
-        region, conn, next_id = OLD, None, 1
+        region, conn, next_id = self._old, None, 1
         try:
             while True:
                 try:
@@ -74,9 +87,9 @@ class Writer:
                         node = self._stack.postgres_node(self._state, region)
                         conn = await connect(node, self._state.superuser_password, timeout=0.5)
                     row_id, next_id = next_id, next_id + 1
-                    await conn.execute("INSERT INTO bench_writes VALUES ($1)", row_id, timeout=0.5)
+                    await conn.execute(self._insert, row_id, timeout=0.5)
                     self.acks.append((row_id, time.time(), region))
-                    self.moved += region != OLD
+                    self.moved += region != self._old
                     if self.moved >= 20:
                         self.landed.set()
                     await asyncio.sleep(0.01)
@@ -121,19 +134,31 @@ async def read_record(etcd: Etcd) -> admin_pb2.FailoverStatus | None:
     return None
 
 
-async def wait_finished(etcd: Etcd, timeout: float = 30.0) -> admin_pb2.FailoverStatus:
+async def wait_finished(
+    etcd: Etcd, since: float, timeout: float = 30.0
+) -> admin_pb2.FailoverStatus:
+    """The record of the failover started after ``since`` (wall clock), once finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = await read_record(etcd)
-        if record is not None and record.HasField("finished_at"):
+        if (
+            record is not None
+            and record.started_at.ToNanoseconds() / 1e9 > since
+            and record.HasField("finished_at")
+        ):
             return record
         await asyncio.sleep(0.05)
     raise RuntimeError(f"no finished failover within {timeout} s: {await read_record(etcd)}")
 
 
-async def start_pgbench(stack: Stack, workdir: Path) -> asyncio.subprocess.Process:
+def prepare(workdir: Path) -> None:
+    workdir.mkdir()
+    (workdir / "insert.sql").write_text(SCRIPT)
+
+
+async def start_pgbench(stack: Stack, workdir: Path, old: str) -> asyncio.subprocess.Process:
     state = stack.state()
-    node = stack.postgres_node(state, OLD)
+    node = stack.postgres_node(state, old)
     conninfo = f"host={node.host} port={node.port} user={SUPERUSER} dbname=postgres"
     return await asyncio.create_subprocess_exec(
         PGBENCH, "-n", "-c", "4", "-T", "300", "-l", "-D", "n=0", "-f", str(workdir / "insert.sql"),
@@ -142,28 +167,32 @@ async def start_pgbench(stack: Stack, workdir: Path) -> asyncio.subprocess.Proce
     )  # fmt: skip
 
 
-async def trial(stack: Stack, workdir: Path) -> dict:
+async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
+    """kill -9 of ``old`` (the primary) under load; the failover it caused, measured."""
+    prepare(workdir)
+    await stack.status()  # an agent may have restarted its server: learn the postmaster
     state = stack.state()
     password = state.superuser_password
-    conn = await connect(stack.postgres_node(state, OLD), password)
+    conn = await connect(stack.postgres_node(state, old), password)
     await conn.execute(
+        "DROP TABLE IF EXISTS bench_writes, bench_pgbench;"
         "CREATE TABLE bench_writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now());"
         "CREATE TABLE bench_pgbench (client int, n int, PRIMARY KEY (client, n))"
     )
     await conn.close()
     etcd = Etcd([m.endpoint for m in stack.etcd_members(state)])
     await etcd.connect()
-    writer = Writer(stack)
+    writer = Writer(stack, old)
     writing = asyncio.create_task(writer.run())
-    pgbench = await start_pgbench(stack, workdir)
+    pgbench = await start_pgbench(stack, workdir, old)
     try:
         await asyncio.sleep(random.uniform(1.0, 2.0))
-        agent, postgres = (state.processes[f"{p}-{OLD}"] for p in ("agent", "postgres"))
+        agent, postgres = (state.processes[f"{p}-{old}"] for p in ("agent", "postgres"))
         killed_at = time.time()
         os.kill(agent.pid, signal.SIGKILL)
         os.kill(postgres.pid, signal.SIGKILL)
         await asyncio.gather(processes.wait_gone(agent, 5), processes.wait_gone(postgres, 5))
-        record = await wait_finished(etcd)
+        record = await wait_finished(etcd, since=killed_at)
         # Let the writer land a few rows on the new primary (or give up after 10 s).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(writer.landed.wait(), 10)
@@ -204,8 +233,8 @@ async def trial(stack: Stack, workdir: Path) -> dict:
         "promoted_lsn": record.promoted_lsn,
         "coordinator_log_problems": await asyncio.to_thread(coordinator_problems, stack),
     }
-    old_acks = [a for a in writer.acks if a[2] == OLD]
-    new_acks = [a for a in writer.acks if a[2] != OLD]
+    old_acks = [a for a in writer.acks if a[2] == old]
+    new_acks = [a for a in writer.acks if a[2] != old]
     acked_pgbench = await asyncio.to_thread(pgbench_acked, workdir)
     text = output.decode(errors="replace")
     processed = next(
@@ -214,11 +243,11 @@ async def trial(stack: Stack, workdir: Path) -> dict:
     )  # fmt: skip
     conn = await connect(stack.postgres_node(state, new), password)
     try:
-        missing = await conn.fetchval(
-            "SELECT count(*) FROM unnest($1::bigint[]) a(id) "
+        missing = set(await conn.fetchval(
+            "SELECT coalesce(array_agg(a.id), '{}') FROM unnest($1::bigint[]) a(id) "
             "WHERE NOT EXISTS (SELECT 1 FROM bench_writes w WHERE w.id = a.id)",
             [a[0] for a in writer.acks],
-        )
+        ))  # fmt: skip
         kept, rows = await conn.fetchrow(
             "SELECT count(*) FILTER (WHERE p.n <= a.acked), count(*) FROM bench_pgbench p "
             "LEFT JOIN unnest($1::int[], $2::int[]) a(client, acked) USING (client)",
@@ -226,11 +255,21 @@ async def trial(stack: Stack, workdir: Path) -> dict:
         )  # fmt: skip
     finally:
         await conn.close()
+    # The bound counts back from when the old primary's writes certainly ended.
+    ended = (record.fence_deadline if record.HasField("fence_deadline")
+             else record.steps["fenced"]).ToNanoseconds() / 1e9  # fmt: skip
+    lost_acks = [a for a in writer.acks if a[0] in missing]
+    lost_span = [round(ended - a[1], 3) for a in (lost_acks[:1] + lost_acks[-1:])]
     result["writer"] = {
         "acknowledged": len(writer.acks),
         "acknowledged_on_old_primary": len(old_acks),
         "acknowledged_on_old_primary_after_kill": sum(a[1] > killed_at for a in old_acks),
-        "lost": missing,
+        "lost": len(missing),
+        # The first and the last lost row: acknowledged this long before the writes ended.
+        "lost_acknowledged_seconds_before_writes_ended": lost_span or None,
+        "lost_outside_the_bound": sum(
+            ended - a[1] > record.data_loss_bound_seconds for a in lost_acks
+        ),
         "failed_attempts": writer.failed_attempts,
         "write_unavailable_seconds": round(new_acks[0][1] - old_acks[-1][1], 3)
         if old_acks and new_acks
@@ -274,6 +313,9 @@ def summarise(trials: list[dict]) -> dict:
         ),
         "writer_acknowledged_total": sum(t["writer"]["acknowledged"] for t in trials),
         "writer_lost_total": sum(t["writer"]["lost"] for t in trials),
+        "writer_lost_outside_the_recorded_bound": sum(
+            t["writer"]["lost_outside_the_bound"] for t in trials
+        ),
         "pgbench_acknowledged_total": sum(t["pgbench"]["acknowledged_by_log"] for t in trials),
         "pgbench_lost_total": sum(t["pgbench"]["lost"] for t in trials),
         "data_loss_bound_bytes": [t["data_loss_bound_bytes"] for t in trials],
@@ -290,17 +332,176 @@ def summarise(trials: list[dict]) -> dict:
     }
 
 
+async def switchovers(stack: Stack, count: int) -> dict:
+    """``count`` switchovers us-east-1 -> eu-west-1 and back under the Python client's load."""
+    state = stack.state()
+    addresses = stack.coordinator_addresses(state)
+    conn = await connect(stack.postgres_node(state, OLD), state.superuser_password)
+    await conn.execute("CREATE TABLE bench_switchover (id bigint PRIMARY KEY)")
+    await conn.close()
+    writer = Writer(stack, OLD, "bench_switchover")
+    writing = asyncio.create_task(writer.run())
+    runs, here = [], OLD
+    try:
+        for n in range(count):
+            there = "eu-west-1" if here == OLD else OLD
+            await until(lambda n=n: len(writer.acks) >= 50 * (n + 1), "writes to land")
+            asked = time.time()
+            request = admin_pb2.SwitchoverRequest(target_region=there, wait=True)
+            record = (await call_leader(addresses, "Switchover", request, 60)).failover
+            await until(
+                lambda a=asked, t=there: any(x[2] == t and x[1] > a for x in writer.acks),
+                f"writes to land on {there}",
+            )
+            first_new = next(a for a in writer.acks if a[2] == there and a[1] > asked)
+            last_old = max((a for a in writer.acks if a[2] == here and a[1] < first_new[1]),
+                           key=lambda a: a[1])  # fmt: skip
+            runs.append({
+                "from": here, "to": there, "phase": admin_pb2.FailoverPhase.Name(record.phase),
+                "error": record.error,
+                "write_unavailable_seconds": round(first_new[1] - last_old[1], 3),
+                "switchover_seconds (asked -> redirected)": round(
+                    record.steps["redirected"].ToNanoseconds() / 1e9 - asked, 3),
+                "switchover_seconds (asked -> old primary rejoined)": round(
+                    record.finished_at.ToNanoseconds() / 1e9 - asked, 3),
+            })  # fmt: skip
+            here = there
+            await until(lambda h=here: streaming_standbys(stack, h), "both standbys to stream")
+    finally:
+        writing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writing
+    conn = await connect(stack.postgres_node(state, here), state.superuser_password)
+    try:
+        stored = {r["id"] for r in await conn.fetch("SELECT id FROM bench_switchover")}
+    finally:
+        await conn.close()
+    windows = stats([r["write_unavailable_seconds"] for r in runs])
+    return {
+        "what": "switchovers us-east-1 <-> eu-west-1 one after the other under the Python "
+        "writer's load; window = its last acknowledged insert on the old primary to its first "
+        "on the new one; lost = acknowledged rows missing at the end",
+        "switchovers": count,
+        "write_unavailable_seconds": windows,
+        "acknowledged": len(writer.acks),
+        "lost": sum(a[0] not in stored for a in writer.acks),
+        "target": "write unavailability <= 2 s, zero loss",
+        "target_met": "max" in windows
+        and windows["max"] <= 2.0
+        and all(a[0] in stored for a in writer.acks)
+        and all(r["phase"] == "FAILOVER_PHASE_COMPLETED" for r in runs),
+        "per_switchover": runs,
+    }
+
+
+async def streaming_standbys(stack: Stack, primary: str) -> bool:
+    state = stack.state()
+    try:
+        conn = await connect(stack.postgres_node(state, primary), state.superuser_password)
+    except DB_ERRORS:
+        return False
+    try:
+        streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+        return await conn.fetchval(streaming) == len(stack.topology.regions) - 1
+    finally:
+        await conn.close()
+
+
+async def until(look, what: str, timeout: float = 30.0) -> None:
+    """Poll ``look`` (plain or async) until it is true; RuntimeError at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = look()
+        if asyncio.iscoroutine(seen):
+            seen = await seen
+        if seen:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def synchronous_trials(stack: Stack, count: int) -> list[dict]:
+    """The kill -9 trials one after the other on one synchronous stack: each kills the
+    primary of the moment; the killed region comes back through ``up`` and rejoins."""
+    trials, primary = [], OLD
+    state = stack.state()
+
+    async def synchronous() -> bool:
+        conn = await connect(stack.postgres_node(state, OLD), state.superuser_password)
+        try:
+            return bool(await conn.fetchval("SHOW synchronous_standby_names"))
+        finally:
+            await conn.close()
+
+    await until(synchronous, "the leader to make replication synchronous")
+    for n in range(count):
+        result = await trial(stack, stack.dir.parent / f"pgbench-{n}", primary)
+        log = stack.dir / "logs" / f"agent-{primary}.log"
+        offset = log_size(log)
+        started = time.monotonic()
+        await stack.up()  # the killed region restarts fenced and rejoins as a standby
+        result["old_primary_back"] = {
+            "up_seconds (restart -> rejoined, streaming, every region HEALTHY)": round(
+                time.monotonic() - started, 3),
+            "rewound": "rewound with pg_rewind" in log_since(log, offset),
+        }  # fmt: skip
+        trials.append(result)
+        primary = result["to_region"]
+    return trials
+
+
+def log_size(log: Path) -> int:
+    return log.stat().st_size
+
+
+def log_since(log: Path, offset: int) -> str:
+    with log.open("rb") as lines:
+        lines.seek(offset)
+        return lines.read().decode(errors="replace")
+
+
+def summarise_synchronous(trials: list[dict]) -> dict:
+    acknowledged = sum(
+        t["writer"]["acknowledged"] + t["pgbench"]["acknowledged_by_log"] for t in trials
+    )
+    lost = sum(t["writer"]["lost"] + t["pgbench"]["lost"] for t in trials)
+    redirected = stats([t["seconds_after_kill"].get("redirected") for t in trials])
+    return {
+        "what": "synchronous = true: the kill -9 trials one after the other on one stack, each "
+        "killing the primary of the moment (Python writer + pgbench -c 4 on it); between trials "
+        "the killed region comes back through `up` and rejoins",
+        "trials": len(trials),
+        "failovers": [f"{t['from_region']} -> {t['to_region']}" for t in trials],
+        "failover_seconds (kill -> redirected)": redirected,
+        "write_unavailable_seconds (writer: last ack old -> first ack new)": stats(
+            [t["writer"]["write_unavailable_seconds"] for t in trials]
+        ),
+        "acknowledged (writer + pgbench)": acknowledged,
+        "lost (writer + pgbench)": lost,
+        "old_primary_rejoined_by_pg_rewind": sum(t["old_primary_back"]["rewound"] for t in trials),
+        "old_primary_back_seconds": stats(
+            [next(iter(t["old_primary_back"].values())) for t in trials]
+        ),
+        "target": "zero acknowledged transactions lost",
+        "target_met": lost == 0 and all(t["phase"] == "FAILOVER_PHASE_COMPLETED" for t in trials),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--switchovers", type=int, default=6)
+    parser.add_argument("--synchronous-trials", type=int, default=5)
     args = parser.parse_args()
     trials = []
     for _ in range(args.trials):
         with running_stack() as stack:
-            workdir = stack.dir.parent / "pgbench"  # removed with the stack
-            workdir.mkdir()
-            (workdir / "insert.sql").write_text(SCRIPT)
-            trials.append(asyncio.run(trial(stack, workdir)))
+            trials.append(asyncio.run(trial(stack, stack.dir.parent / "pgbench")))
+    with running_stack() as stack:
+        switching = asyncio.run(switchovers(stack, args.switchovers))
+    with running_stack(synchronous=True) as stack:
+        synchronous = asyncio.run(synchronous_trials(stack, args.synchronous_trials))
     print(
         json.dumps(
             {
@@ -308,9 +509,11 @@ def main() -> None:
                 "what": "kill -9 of us-east-1 (agent + PostgreSQL) at a random moment under a "
                 "write load (Python writer every ~10 ms + pgbench -c 4); timings from the kill "
                 "to the failover record's steps; loss = acknowledged rows missing on the new "
-                "primary (asynchronous replication)",
+                "primary (asynchronous replication), and those lost outside the record's bound",
                 "trials": args.trials,
                 "summary": summarise(trials),
+                "switchover": switching,
+                "synchronous": {**summarise_synchronous(synchronous), "per_trial": synchronous},
                 "per_trial": trials,
                 "cpus": os.cpu_count(),
             },
