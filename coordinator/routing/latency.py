@@ -50,6 +50,7 @@ MAX_LATENCY_SECONDS = 60.0
 # The least round trip physics allows per km of great-circle distance (200,000 km/s each way).
 _LIGHT_IN_FIBRE_RTT_PER_KM = 2 / 200_000
 
+
 def latency_model(
     regions: Sequence[admin_pb2.RegionStatus],
     reports: Mapping[str, agent_pb2.Report],
