@@ -131,7 +131,8 @@ class CoordinatorLink:
             try:
                 hello = self._hello(self.highest_epoch)
                 await call.write(agent_pb2.AgentMessage(hello=hello))
-                first = await asyncio.wait_for(call.read(), self._ack_timeout * 2)
+                async with asyncio.timeout(self._ack_timeout * 2):
+                    first = await call.read()
                 self._greeted(first, address)
                 writer = asyncio.create_task(self._write(call))
                 try:
@@ -176,7 +177,8 @@ class CoordinatorLink:
     async def _read(self, call) -> None:
         while True:
             # Reports go out every interval; no answer for this long means a dead leader.
-            message = await asyncio.wait_for(call.read(), self._silence_limit())
+            async with asyncio.timeout(self._silence_limit()):
+                message = await call.read()
             if message is grpc.aio.EOF:
                 raise Redirect("")
             kind = message.WhichOneof("body")

@@ -34,7 +34,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.write(node.not_leader())
             return
         try:
-            first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT)
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                first = await context.read()
         except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello within 5 s")
         if first is grpc.aio.EOF:

@@ -46,7 +46,8 @@ class CommandDispatcher:
         self._waiting[command.command_id] = future
         try:
             session.send(agent_pb2.CoordinatorMessage(command=command))
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError as err:
             raise CommandFailed(
                 f"{kind} to {session.region}: no answer within {timeout:.1f} s"

@@ -83,7 +83,8 @@ class Election:
             await asyncio.gather(watcher, return_exceptions=True)
             self._step_down()
             try:
-                await asyncio.wait_for(self._store.resign(leadership), self._ttl / 3)
+                async with asyncio.timeout(self._ttl / 3):
+                    await self._store.resign(leadership)
             except (EtcdError, TimeoutError):
                 pass  # the lease expires on its own
 
@@ -137,7 +138,8 @@ class Election:
             while True:
                 # A watch on a partitioned member can go quiet; re-read now and then.
                 try:
-                    info = await asyncio.wait_for(anext(watch), self._ttl)
+                    async with asyncio.timeout(self._ttl):
+                        info = await anext(watch)
                 except TimeoutError:
                     return
                 except StopAsyncIteration:
@@ -159,6 +161,7 @@ class Election:
         self._step_down()
         if leadership is not None:
             try:
-                await asyncio.wait_for(self._store.resign(leadership), self._ttl / 3)
+                async with asyncio.timeout(self._ttl / 3):
+                    await self._store.resign(leadership)
             except (EtcdError, TimeoutError):
                 pass

@@ -249,7 +249,8 @@ class CoordinatorNode:
         """Write changed region health to etcd: at most every TICK, at least every interval."""
         while True:
             try:
-                await asyncio.wait_for(self._publish_now.wait(), self.config.publish_interval)
+                async with asyncio.timeout(self.config.publish_interval):
+                    await self._publish_now.wait()
             except TimeoutError:
                 pass
             self._publish_now.clear()

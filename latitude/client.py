@@ -163,7 +163,7 @@ class RoutingClient:
     def _apply(self, table: routing_pb2.RoutingTable) -> None:
         if table.version < self.version:
             return  # a coordinator behind the one we left: keep the newer table
-        self._resolver = Resolver(table)
+        self._resolver = Resolver(table, succeeding=self._resolver)
         self.table = table
 
     async def _follow(self) -> None:

@@ -43,7 +43,7 @@ class TableCache:
         """Serve ``table`` if it is newer than what is served; whether it was."""
         if table.version <= self.version:
             return False
-        self.resolver = Resolver(table)
+        self.resolver = Resolver(table, succeeding=self.resolver)
         self.table = table
         waiting, self._next = self._next, None
         if waiting is not None and not waiting.done():
@@ -84,7 +84,8 @@ class TableCache:
         try:
             while True:
                 try:
-                    value = await asyncio.wait_for(anext(watch), _REREAD_EVERY)
+                    async with asyncio.timeout(_REREAD_EVERY):
+                        value = await anext(watch)
                 except (TimeoutError, StopAsyncIteration):
                     return
                 self._apply_bytes(value)

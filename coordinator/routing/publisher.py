@@ -58,7 +58,8 @@ class TablePublisher:
                 await asyncio.sleep(0.2)
         while True:
             try:
-                await asyncio.wait_for(self._changed.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
             self._changed.clear()

@@ -121,7 +121,12 @@ class _Eligibility:
 class Resolver:
     """Answers Resolve from one RoutingTable; build a new one for each table version."""
 
-    def __init__(self, table: routing_pb2.RoutingTable) -> None:
+    def __init__(
+        self, table: routing_pb2.RoutingTable, *, succeeding: Resolver | None = None
+    ) -> None:
+        """``succeeding``: the resolver this one replaces, whose round-robin rotation it
+        continues (tables change every few seconds; a rotation restarted with each would
+        favour the first regions)."""
         self.table = table
         self.version = table.version
         self._write_region = table.write_region
@@ -148,7 +153,7 @@ class Resolver:
                 per_region[p.region] = (p.latency_seconds, p.samples)
         self._eligibility: dict[float, _Eligibility] = {}
         self._memo: dict[tuple, bytes] = {}
-        self._turns = itertools.count()
+        self._turns = succeeding._turns if succeeding is not None else itertools.count()
 
     def resolve(
         self,

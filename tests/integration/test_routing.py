@@ -49,14 +49,25 @@ async def cluster(stack: Stack):
 
 
 async def all_healthy(stack: Stack) -> None:
+    """Every region HEALTHY, and every coordinator serving routing (one restarted by an
+    earlier test may still be starting)."""
     addresses = stack.coordinator_addresses(stack.state())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         view = await cluster_status(addresses, 1.0)
         if view.regions and all(r.state == HEALTHY for r in view.regions):
-            return
+            break
         await asyncio.sleep(0.1)
-    raise AssertionError("the stack did not come back to every region HEALTHY")
+    else:
+        raise AssertionError("the stack did not come back to every region HEALTHY")
+    for address in addresses:
+        while True:
+            try:
+                await resolve(address)
+                break
+            except grpc.aio.AioRpcError as err:
+                assert time.monotonic() < deadline, f"{address} does not serve routing: {err}"
+                await asyncio.sleep(0.1)
 
 
 async def set_strategy(stack: Stack, strategy: int) -> admin_pb2.SetStrategyResponse:

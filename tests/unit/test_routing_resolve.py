@@ -362,3 +362,14 @@ def test_malformed_requests_are_refused_naming_the_field(request_fields, field):
         resolver().resolve(client=client("london"), **request_fields)
     assert raised.value.field == field
     assert isinstance(raised.value, LatitudeError)
+
+
+def test_round_robin_rotation_continues_across_table_versions():
+    first = resolver(strategy=ROUND_ROBIN)
+    starts = Counter()
+    current = first
+    for i in range(3000):
+        if i % 100 == 99:  # a new table version every 100 calls
+            current = Resolver(current.table, succeeding=current)
+        starts[current.resolve(client=None).targets[0].region] += 1
+    assert sorted(starts.values()) == [1000, 1000, 1000]
