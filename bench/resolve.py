@@ -31,7 +31,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latitude.admin_client import call_leader
+from latitude.admin_client import call_leader, cluster_status
 from latitude.client import RoutingClient
 from latitude.stack.harness import running_stack
 from latitude.v1 import admin_pb2, routing_pb2
@@ -190,8 +190,10 @@ def main() -> None:
     try:
         with running_stack() as stack:
             coordinators = stack.coordinator_addresses(stack.state())
-            # A follower, not the leader: Resolve is served by every replica alike.
-            target = coordinators[-1]
+            # A follower, not the leader: Resolve is served by every replica alike, and the
+            # leader has the agents' streams and the table to build besides.
+            leader = asyncio.run(cluster_status(coordinators)).leader.address
+            target = next(a for a in coordinators if a != leader)
             baseline = measure(bare_address, args.seconds, args.concurrency)
             resolve = measure(target, args.seconds, args.concurrency)
             baseline_again = measure(bare_address, args.seconds, args.concurrency)

@@ -14,6 +14,7 @@ class TableLocator:
         self._mmdb_path = mmdb_path or None
         self._locator: Locator | None = None
         self._rules: tuple | None = None
+        self._table: routing_pb2.RoutingTable | None = None  # whose rules _locator follows
 
     def locate(
         self,
@@ -27,6 +28,8 @@ class TableLocator:
         return locator.locate(ip=ip)
 
     def _for(self, table: routing_pb2.RoutingTable) -> Locator:
+        if table is self._table:
+            return self._locator  # the common case: one table serves many requests
         rules = (
             table.default_location.latitude,
             table.default_location.longitude,
@@ -42,9 +45,11 @@ class TableLocator:
                 mmdb_path=self._mmdb_path,
             )
             self._rules = rules
+        self._table = table
         return self._locator
 
     def close(self) -> None:
         if self._locator is not None:
             self._locator.close()
             self._locator = None
+            self._table = None
