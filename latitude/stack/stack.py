@@ -383,6 +383,17 @@ class Stack:
         if not self.config.control_plane:
             return
         await self._poll(healthy, "a coordinator leader to see every region HEALTHY", state)
+
+        async def every_coordinator() -> bool:
+            for address in self.coordinator_addresses(state):
+                try:
+                    await admin_client.cluster_status([address], 1.0)
+                except admin_client.NoCoordinator:
+                    return False
+            return True
+
+        # A coordinator restarted by this up may still be starting while the others lead.
+        await self._poll(every_coordinator, "every coordinator to answer", state)
         self._progress("stack", "ready: leader elected, every region HEALTHY")
 
     async def _poll(self, check: Callable[[], Awaitable[bool]], what: str, state: StackState):

@@ -344,7 +344,8 @@ async def test_in_synchronous_mode_repeated_failovers_lose_no_acknowledged_commi
         for _ in range(3):
             await eventually(lambda p=primary: writer.acked_on(p) >= 50, 15, f"writes on {primary}")
             killed_at = await kill_region(stack, primary)
-            record = await failover_from(stack, primary, timeout=15, since=killed_at)
+            # Generous: this test is about loss; bench/failover.py measures the time.
+            record = await failover_from(stack, primary, timeout=30, since=killed_at)
             assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
             new = record.to_region
             await eventually(lambda n=new: writer.acked_on(n) >= 20, 15, f"writes on {new}")

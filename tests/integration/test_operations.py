@@ -105,8 +105,9 @@ async def test_region_state_changes_are_recorded_in_order(cluster: Stack):
 
     found = await eventually(recorded, 5, "the recovery to be recorded")
     kinds = [e.kind for e in found]
-    assert kinds[0] == K.EVENT_KIND_AGENT_DISCONNECTED
-    assert K.EVENT_KIND_AGENT_CONNECTED in kinds
+    # The stream's end and the silence are noticed separately: either may be recorded first.
+    disconnected = kinds.index(K.EVENT_KIND_AGENT_DISCONNECTED)
+    assert K.EVENT_KIND_AGENT_CONNECTED in kinds[disconnected:]
     changes = [
         (e.attributes["from"], e.attributes["to"], e.severity)
         for e in found
