@@ -257,21 +257,27 @@ async def test_an_oversized_message_is_refused_and_others_carry_on(cluster: Stac
     huge.hello.agent_version = "x" * (1024 * 1024)
     error = await _stream(cluster, huge)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # The real agents' streams are untouched. (A region may blip to DEGRADED when a probe
+    # times out on a loaded machine; that is not what this test is about.)
     view = await status(cluster)
-    assert all(r.state == HEALTHY for r in view.regions)
+    assert all(r.agent_connected and r.state != UNHEALTHY for r in view.regions), view
 
 
 async def test_a_region_whose_database_is_down_is_degraded_not_dead(cluster: Stack):
     name = "ap-southeast-1"
     await cluster.kill(f"postgres-{name}")
+    # The probe's open connection breaks first ("database not answering"); the next probe
+    # cannot connect at all ("database down").
     view = await wait_status(
         cluster,
-        lambda s: region(s, name).state == common_pb2.REGION_STATE_DEGRADED,
+        lambda s: (
+            region(s, name).state == common_pb2.REGION_STATE_DEGRADED
+            and region(s, name).state_reason.startswith("database down")
+        ),
         10,
-        f"{name} to be DEGRADED",
+        f"{name} to be DEGRADED with its database down",
     )
     degraded = region(view, name)
-    assert degraded.state_reason.startswith("database down")
     assert degraded.agent_connected and degraded.database.role == common_pb2.DATABASE_ROLE_DOWN
     await cluster.up()
     await _recovers_without_flapping(cluster, name)
