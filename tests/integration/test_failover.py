@@ -309,7 +309,10 @@ async def test_a_new_leader_finishes_a_failover_its_predecessor_started(fresh_st
             except asyncpg.ReadOnlySQLTransactionError:
                 assert time.monotonic() < deadline, f"{new} never became writable"
                 await asyncio.sleep(0.1)
-        deadline = time.monotonic() + 10
+        # The other standby may have replayed past the new timeline's fork point (the old
+        # primary wrote a little more before its fence): then it is rewound first, which
+        # takes longer than a plain repoint.
+        deadline = time.monotonic() + 30
         while not await conn.fetchval(
             "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1", other
         ):
