@@ -62,6 +62,27 @@ def region_rows(status: admin_pb2.ClusterStatus) -> list[list[str]]:
     return rows
 
 
+def _rtt(peer) -> str:
+    if not peer.reachable:
+        return "unreachable"
+    ms = peer.rtt_seconds * 1000
+    return f"{ms:.2f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def peer_rtts(status: admin_pb2.ClusterStatus) -> str:
+    """RTT from each region (row) to each other region (column), as its agent last measured;
+    empty when no agent reports peers."""
+    names = [r.region for r in status.regions]
+    rows = []
+    for r in status.regions:
+        seen = {p.region: p for p in r.peers}
+        if seen:
+            rows.append([r.region] + [_rtt(seen[n]) if n in seen else "-" for n in names])
+    if not rows:
+        return ""
+    return render(["RTT FROM \\ TO", *names], rows)
+
+
 def format_cluster(status: admin_pb2.ClusterStatus) -> str:
     leader = status.leader
     if leader.leader_id:
@@ -87,7 +108,9 @@ def format_cluster(status: admin_pb2.ClusterStatus) -> str:
             for m in status.etcd_members
         ],
     )
-    return f"{head}; write region: {write}\n\n{regions}\n\n{members}"
+    rtts = peer_rtts(status)
+    rtts = f"\n\n{rtts}" if rtts else ""
+    return f"{head}; write region: {write}\n\n{regions}{rtts}\n\n{members}"
 
 
 def cluster_json(status: admin_pb2.ClusterStatus) -> dict:

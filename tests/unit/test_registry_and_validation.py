@@ -9,7 +9,8 @@ import pytest
 from coordinator.detector import RegionState
 from coordinator.registry import HealthPolicy, RegionHeld, Registry
 from coordinator.validation import InvalidMessage, check_hello, check_report
-from latitude.v1 import agent_pb2, common_pb2
+from latitude.status_view import format_cluster, peer_rtts
+from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
 REGIONS = ("us-east-1", "eu-west-1")
 
@@ -135,6 +136,33 @@ def test_status_carries_utilization_and_peer_rtts():
     status = reg.status("us-east-1")
     assert status.capacity_utilization == 0.75
     assert list(status.peers) == peers
+
+
+def test_status_view_shows_peer_rtts_as_a_matrix():
+    clock = Clock()
+    reg = registry(clock)
+    record = reg.attach(hello(), object())
+    peers = [
+        agent_pb2.PeerRtt(region="eu-west-1", rtt_seconds=0.0761, reachable=True),
+        agent_pb2.PeerRtt(region="ap-southeast-1", reachable=False),
+    ]
+    reg.report(record, report(peers=peers))
+    cluster = admin_pb2.ClusterStatus(regions=[reg.status(r) for r in REGIONS])
+    lines = peer_rtts(cluster).splitlines()
+    assert lines[0].split() == ["RTT", "FROM", "\\", "TO", "us-east-1", "eu-west-1"]
+    assert lines[-1].split() == ["us-east-1", "-", "76", "ms"]
+    assert "RTT FROM" in format_cluster(cluster)
+    # ap-southeast-1 is not a column here (not in this cluster); a region that reports nothing
+    # gets no row
+    assert len(lines) == 3 and "eu-west-1" not in lines[-1]
+
+
+def test_status_view_leaves_out_rtts_when_no_agent_reports_them():
+    reg = registry(Clock())
+    reg.report(reg.attach(hello(), object()), report())
+    cluster = admin_pb2.ClusterStatus(regions=[reg.status(r) for r in REGIONS])
+    assert peer_rtts(cluster) == ""
+    assert "RTT FROM" not in format_cluster(cluster)
 
 
 @pytest.mark.parametrize(
