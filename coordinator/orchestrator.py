@@ -1,36 +1,37 @@
-"""The leader's failover orchestration: fence, choose, promote, repoint, redirect.
+"""The leader's failover state machine: when to fail over, then fence, select, promote, repoint.
+
+Each tick the Orchestrator runs the guards (``coordinator.guards``: one writable primary, kept
+protected) and asks ``coordinator.failover`` whether the primary's region has failed; a
+confirmed failure, or an operator's failover or switchover, starts the phases below. Only one
+failover runs at a time, and the guards stand aside until it ends.
 
 The failover record lives in etcd (``failover/current``) and is rewritten, guarded by the
 leader key, at every phase, so a new leader resumes a failover where the old one stopped:
 each step is an idempotent command. Promotion waits for the old primary's fence deadline
 unless the old primary was fenced by command. The write region (``write_region``) changes
 only in the REPOINTING phase, after the new primary has been promoted.
-
-A primary is writable only while it is the write region: ``latitude up`` starts every
-existing primary data directory fenced, and the leader lifts that fence for the write region
-alone; any other primary is fenced and told to rejoin as a standby (in the background: a
-rewind or a fresh copy takes a while, and failure detection must not wait for it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
 
 from coordinator.commands import CommandFailed
 from coordinator.failover import (
     Budget,
-    PrimaryView,
     StandbyView,
     assess_primary,
     choose,
     format_lsn,
     seconds_at_risk,
 )
+from coordinator.guards import Guards, any_one, record_fenced, unfence
 from coordinator.registry import Registry
+from coordinator.rejoin import Rejoins
+from coordinator.views import postgres_address, primary_view, standby_views
 from latitude.errors import LatitudeError
 from latitude.replication import slot_name
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
@@ -49,11 +50,6 @@ class FailoverRefused(LatitudeError):
     """A failover or switchover cannot start now (the message says why)."""
 
 
-def _any_one(regions) -> str:
-    """synchronous_standby_names: a commit waits for any one of these standbys."""
-    return "ANY 1 (" + ",".join(f'"{name}"' for name in sorted(regions)) + ")"
-
-
 def _stamp(timestamp, wall: float | None = None) -> None:
     timestamp.FromNanoseconds(int((time.time() if wall is None else wall) * 1e9))
 
@@ -67,12 +63,9 @@ class Orchestrator:
         self.current: admin_pb2.FailoverStatus | None = None
         self.write_region = ""
         self._noted: set[str] = set()
-        self._fenced_at: dict[str, float] = {}
-        self._rejoining: dict[str, asyncio.Task] = {}
         self._busy = asyncio.Lock()
-        self._synchronous_names: str | None = None  # as last set on the primary
-        # When the write region last had a standby streaming (or became the write region).
-        self._standbys_seen = time.monotonic()
+        self._rejoins = Rejoins(node, registry)
+        self._guards = Guards(node, registry, self, self._rejoins)
 
     async def run(self) -> None:
         store = self._node.store
@@ -90,9 +83,7 @@ class Orchestrator:
                 await asyncio.sleep(0.1)
                 await self._watch()
         finally:
-            for task in self._rejoining.values():
-                task.cancel()
-            await asyncio.gather(*self._rejoining.values(), return_exceptions=True)
+            await self._rejoins.cancel()
 
     async def _watch(self) -> None:
         registry = self._registry
@@ -103,12 +94,14 @@ class Orchestrator:
             return
         if self._busy.locked():
             return  # a switchover or an operator's failover owns the cluster until it ends
-        await self._fence_stray_primaries()
-        await self._unfence_write_region()
+        await self._guards.fence_stray_primaries()
+        await self._guards.unfence_write_region()
         if self._config.synchronous:
-            await self._keep_synchronous()
+            await self._guards.keep_synchronous()
         verdict = assess_primary(
-            self._primary_view(), self._standby_views(), fail_after=self._config.fail_after
+            primary_view(self._registry, self.write_region),
+            standby_views(self._registry, self.write_region),
+            fail_after=self._config.fail_after,
         )
         if verdict.confirmed:
             try:
@@ -236,7 +229,7 @@ class Orchestrator:
             if old.report is not None:
                 old.report.database.CopyFrom(result.observed)
             _stamp(record.steps["fenced"])
-            self._fenced(old.name, result, record.failover_id)
+            record_fenced(self._node, old.name, result, record.failover_id)
             return
         if old.session is not None and not old.monitor.arrivals.overdue(time.monotonic()):
             try:
@@ -250,7 +243,7 @@ class Orchestrator:
                     if old.report is not None:
                         old.report.database.CopyFrom(result.observed)
                     _stamp(record.steps["fenced"])
-                    self._fenced(old.name, result, record.failover_id)
+                    record_fenced(self._node, old.name, result, record.failover_id)
                     return
             except CommandFailed as err:
                 log.warning("fencing %s by command failed: %s", old.name, err)
@@ -272,7 +265,7 @@ class Orchestrator:
         old = self._registry.regions[record.from_region].report
         old_db = old.database if old is not None else common_pb2.DatabaseStatus()
         choice = choose(
-            self._standby_views(),
+            standby_views(self._registry, self.write_region),
             primary_lsn=old_db.current_lsn,
             primary_heartbeat_ns=old_db.heartbeat_at.ToNanoseconds()
             if old_db.HasField("heartbeat_at")
@@ -340,15 +333,18 @@ class Orchestrator:
             # Promoted already (by a predecessor) and fenced itself while no leader
             # acknowledged it: it is the new primary, so lift its fence.
             if target.database.fenced:
-                await self._unfence(
-                    record.to_region, f"failover {record.failover_id}", record.failover_id
+                await unfence(
+                    self._node,
+                    record.to_region,
+                    f"failover {record.failover_id}",
+                    record.failover_id,
                 )
             _stamp(record.steps["promoted"])
             return
         followers = [n for n in self._registry.regions if n != record.to_region]
         # In effect from the promotion on: in synchronous mode the new primary's first commit
         # waits for one of the standbys (once repointed), never for none.
-        names = _any_one(followers) if self._config.synchronous else ""
+        names = any_one(followers) if self._config.synchronous else ""
         command = agent_pb2.Command(
             kind=agent_pb2.COMMAND_KIND_PROMOTE,
             promote=agent_pb2.PromoteArgs(
@@ -373,7 +369,7 @@ class Orchestrator:
         )  # fmt: skip
 
     async def _repoint(self, record: admin_pb2.FailoverStatus) -> None:
-        host, _, port = self._postgres_address(record.to_region).rpartition(":")
+        host, _, port = postgres_address(self._registry, record.to_region).rpartition(":")
         for name in self._registry.regions:
             if name in (record.to_region, record.from_region):
                 continue
@@ -390,270 +386,29 @@ class Orchestrator:
                     log.warning("repointing %s failed: %s", name, result.error)
             except CommandFailed as err:
                 log.warning("repointing %s failed: %s", name, err)
-            self._in_background(name, self._follow_or_rejoin(name, record.to_region))
+            self._rejoins.in_background(
+                name, self._rejoins.follow_or_rejoin(name, record.to_region)
+            )
         _stamp(record.steps["repointed"])
-        await self._rejoin(record.from_region, record.to_region)
-
-    async def _follow_or_rejoin(self, region: str, primary: str, within: float = 5.0) -> None:
-        """A repointed standby that does not stream the new primary's timeline soon has most
-        likely gone past the point where that timeline forked (in a switchover the fenced old
-        primary still writes a little WAL, hint bits or vacuum, which a standby may receive and
-        the target not): it can never follow, so it rejoins. REJOIN rewinds it only if it still
-        does not stream after its own grace, so a standby merely slow is left as it is."""
-        address = self._postgres_address(primary)
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self._follows(region, primary, address):
-                return
-            await asyncio.sleep(0.1)
-        log.warning("%s does not stream %s's timeline: rejoining it", region, primary)
-        await self._rejoin(region, primary)
-
-    def _follows(self, region: str, primary: str, address: str) -> bool:
-        """As last reported: ``region`` streams the timeline ``primary`` writes, from it."""
-        reports = self._registry.regions[region].report, self._registry.regions[primary].report
-        if reports[0] is None or reports[1] is None:
-            return False
-        standby, source = reports[0].database, reports[1].database
-        return (
-            source.role == common_pb2.DATABASE_ROLE_PRIMARY
-            and standby.wal_receiver_streaming
-            and standby.upstream_address == address
-            and standby.timeline_id == source.timeline_id
-        )
-
-    def _in_background(self, region: str, work) -> None:
-        """Run ``work`` (a rejoin, at heart) for ``region`` unless one runs for it already."""
-        running = self._rejoining.get(region)
-        if running is not None and not running.done():
-            work.close()
-            return
-        self._rejoining[region] = asyncio.create_task(work, name=f"rejoin {region}")
-
-    async def _rejoin(self, region: str, primary: str) -> bool:
-        """Turn a former primary into a standby of ``primary`` (pg_rewind if it diverged)."""
-        host, _, port = self._postgres_address(primary).rpartition(":")
-        if not port or self._registry.regions[region].session is None:
-            return False
-        follow = agent_pb2.FollowArgs(
-            primary_region=primary, primary_host=host, primary_port=int(port),
-            slot_name=slot_name(region),
-        )  # fmt: skip
-        command = agent_pb2.Command(
-            kind=agent_pb2.COMMAND_KIND_REJOIN,
-            rejoin=agent_pb2.RejoinArgs(follow=follow, allow_rewind=True),
-        )
-        try:
-            result = await self._node.command(region, command, timeout=60.0, reason="rejoin")
-        except CommandFailed as err:
-            log.warning("rejoining %s failed: %s", region, err)
-            return False
-        if not result.ok:
-            log.warning("rejoining %s failed: %s", region, result.error)
-        else:
-            how = "rewound" if result.rewound else "no rewind needed"
-            self._node.events.record(
-                admin_pb2.EVENT_KIND_REJOINED, region=region,
-                message=f"{region} rejoined as a standby of {primary} ({how})",
-                attributes={"rewound": result.rewound, "primary": primary},
-            )  # fmt: skip
-        return result.ok
-
-    async def _unfence(self, region: str, reason: str, failover_id: str = "") -> None:
-        result = await self._node.command(
-            region, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_UNFENCE), timeout=2.0,
-            reason=reason,
-        )  # fmt: skip
-        if not result.ok:
-            raise CommandFailed(f"unfencing {region} failed: {result.error}")
-        self._node.events.record(
-            admin_pb2.EVENT_KIND_UNFENCED, region=region, failover_id=failover_id,
-            message=f"{region} unfenced: {reason}", attributes={"reason": reason},
-        )  # fmt: skip
-
-    def _fenced(self, region: str, result: agent_pb2.CommandResult, failover_id: str = "",
-                why: str = "") -> None:  # fmt: skip
-        lsn = format_lsn(result.observed.current_lsn)
-        self._node.events.record(
-            admin_pb2.EVENT_KIND_FENCED, _WARNING, region=region, failover_id=failover_id,
-            message=f"{region} fenced by command at {lsn}"
-                    f"{': ' + why if why else f' (failover {failover_id})'}",
-            attributes={"cause": "command", "lsn": lsn},
-        )  # fmt: skip
-
-    async def _keep_synchronous(self) -> None:
-        """ANY 1 of the standbys streaming from the primary; with none, asynchronous (if
-        allowed) rather than every commit waiting for a standby that is not there."""
-        record = self._registry.regions[self.write_region]
-        db = record.report.database if record.report else None
-        if db is None or record.session is None or db.role != common_pb2.DATABASE_ROLE_PRIMARY:
-            return
-        streaming = sorted(r.region for r in db.replicas if r.state == "streaming")
-        now = time.monotonic()
-        if streaming:
-            self._standbys_seen = now
-            wanted = _any_one(streaming)
-        elif (
-            self._config.synchronous_fallback
-            and now - self._standbys_seen >= self._config.fail_after
-        ):
-            # Not at once: right after a promotion the standbys are still being repointed,
-            # and commits wait for them rather than go unprotected.
-            wanted = ""
-        else:
-            return  # keep waiting on whatever standbys were named
-        if wanted == self._synchronous_names:
-            return
-        if not wanted:
-            log.warning("no standby streams from %s: replication is asynchronous until one does",
-                        self.write_region)  # fmt: skip
-        command = agent_pb2.Command(
-            kind=agent_pb2.COMMAND_KIND_SET_SYNCHRONOUS,
-            synchronous=agent_pb2.SynchronousArgs(synchronous_standby_names=wanted),
-        )
-        try:
-            result = await self._node.command(self.write_region, command, timeout=2.0)
-        except CommandFailed as err:
-            log.warning("setting synchronous_standby_names failed: %s", err)
-            return
-        if result.ok:
-            self._synchronous_names = wanted
-            log.info("synchronous_standby_names on %s: %r", self.write_region, wanted)
-            if not wanted:
-                self._node.events.record(
-                    admin_pb2.EVENT_KIND_ALERT, _WARNING, region=self.write_region,
-                    message=f"synchronous replication degraded to asynchronous: no standby "
-                            f"streams from {self.write_region}",
-                    attributes={"alert": "synchronous_degraded"},
-                )  # fmt: skip
-
-    async def _unfence_write_region(self) -> None:
-        """The primary fenced itself while no leader acknowledged it (a leader change that
-        took longer than fence_after), or came back fenced from a restart. Now that a leader
-        hears it again, lift the fence. A fence by command is the leader's own (a failover or
-        switchover under way) and stays."""
-        record = self._registry.regions[self.write_region]
-        db = record.report.database if record.report else None
-        if (
-            self.current is not None
-            or db is None
-            or db.role != common_pb2.DATABASE_ROLE_PRIMARY
-            or not db.fenced
-            or db.fence_cause not in (common_pb2.FENCE_CAUSE_SELF, common_pb2.FENCE_CAUSE_STARTUP)
-            or record.session is None
-        ):
-            return
-        now = time.monotonic()
-        if now - self._fenced_at.get(self.write_region, -math.inf) < 2.0:
-            return
-        self._fenced_at[self.write_region] = now
-        why = (
-            "it came back fenced from a restart"
-            if db.fence_cause == common_pb2.FENCE_CAUSE_STARTUP
-            else "it fenced itself while out of touch"
-        )
-        log.warning("%s holds the write region, but %s: unfencing it", self.write_region, why)
-        try:
-            await self._unfence(self.write_region, f"the leader hears the primary again ({why})")
-        except CommandFailed as err:
-            log.warning("%s", err)
-
-    async def _fence_stray_primaries(self) -> None:
-        """Never two writable primaries: fence any that is not the write region."""
-        now = time.monotonic()
-        for name, region in self._registry.regions.items():
-            db = region.report.database if region.report else None
-            if name == self.write_region or db is None or self.current is not None:
-                continue
-            if region.session is None or region.monitor.arrivals.overdue(now):
-                continue  # a dead region's last report says nothing about it now
-            if db.role != common_pb2.DATABASE_ROLE_PRIMARY:
-                continue
-            if now - self._fenced_at.get(name, -math.inf) < 5.0:
-                continue
-            self._fenced_at[name] = now
-            if not db.fenced:
-                log.warning("%s reports a writable primary, but writes go to %s: fencing it",
-                            name, self.write_region)  # fmt: skip
-                try:
-                    result = await self._node.command(
-                        name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
-                        timeout=1.0, reason="a second writable primary",
-                    )  # fmt: skip
-                    if result.ok:
-                        self._fenced(name, result, why=f"writes go to {self.write_region}")
-                except CommandFailed as err:
-                    log.warning("fencing %s failed: %s", name, err)
-                    continue
-            # A former primary back from a failover: make it a standby of the current one.
-            self._in_background(name, self._rejoin(name, self.write_region))
+        await self._rejoins.rejoin(record.from_region, record.to_region)
 
     def candidates(self) -> list[StandbyView]:
         """Every region but the primary's, and whether (and why not) it could be promoted."""
-        return self._standby_views()
+        return standby_views(self._registry, self.write_region)
 
     def primary_failed(self) -> tuple[bool, str]:
         """Whether the primary's region is declared failed, and why (for a manual failover)."""
         verdict = assess_primary(
-            self._primary_view(), self._standby_views(), fail_after=self._config.fail_after
+            primary_view(self._registry, self.write_region),
+            standby_views(self._registry, self.write_region),
+            fail_after=self._config.fail_after,
         )
         return verdict.failed, verdict.reason
-
-    def _primary_view(self) -> PrimaryView:
-        record = self._registry.regions[self.write_region]
-        db = record.report.database if record.report else None
-        return PrimaryView(
-            self.write_region,
-            record.monitor.arrivals.silence(time.monotonic()),
-            db is not None and db.role == common_pb2.DATABASE_ROLE_DOWN,
-            self._postgres_address(self.write_region),
-        )
-
-    def _standby_views(self) -> list[StandbyView]:
-        views = []
-        now = time.monotonic()
-        for name, record in self._registry.regions.items():
-            if name == self.write_region:
-                continue
-            db = record.report.database if record.report else None
-            why = ""
-            if db is None or record.session is None or record.monitor.arrivals.overdue(now):
-                why = "its agent is not reporting"
-            elif db.role != common_pb2.DATABASE_ROLE_STANDBY:
-                why = f"its database is {common_pb2.DatabaseRole.Name(db.role)}"
-            elif record.monitor.maintenance:
-                why = "in maintenance"
-            elif record.hello is not None and record.hello.priority == 0:
-                why = "priority 0 (never promoted automatically)"
-            views.append(
-                StandbyView(
-                    name,
-                    # A promotion replays everything received first, so what counts is
-                    # what it has received (in synchronous mode: every acknowledged commit).
-                    max(db.replayed_lsn, db.received_lsn) if db else 0,
-                    db.upstream_address if db and db.wal_receiver_streaming else "",
-                    db.heartbeat_at.ToNanoseconds() if db and db.HasField("heartbeat_at") else 0,
-                    record.hello.priority if record.hello else 0,
-                    not why,
-                    why,
-                )
-            )
-        return views
-
-    def _postgres_address(self, region: str) -> str:
-        hello = self._registry.regions[region].hello
-        if hello is None:
-            return ""
-        return next(
-            (e.address for e in hello.endpoints if e.kind == common_pb2.ENDPOINT_KIND_POSTGRES),
-            "",
-        )
 
     async def _set_write_region(self, region: str) -> None:
         if await self._node.write({WRITE_REGION: region.encode()}):
             if region != self.write_region:
-                self._synchronous_names = None
-                self._standbys_seen = time.monotonic()
+                self._guards.new_write_region()
             self.write_region = region
 
     async def _save(self, record: admin_pb2.FailoverStatus) -> None:
