@@ -13,8 +13,9 @@ from pathlib import Path
 
 import latitude
 from agent import config as agent_config
-from agent.actuator import Actuator, ActuatorError
+from agent.actuator import Actuator
 from agent.checks import CheckRunner, CheckSpec
+from agent.command_session import ActuatorError
 from agent.config import AgentConfig
 from agent.fencing import fence_due
 from agent.link import CoordinatorLink

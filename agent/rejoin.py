@@ -29,26 +29,29 @@ stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import pwd
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import asyncpg
 
 from agent.config import AgentConfig
-from latitude.errors import LatitudeError
+from agent.conninfo import format_conninfo
+from agent.datadir import (
+    configure_standby,
+    owner_of,
+    read_or_empty,
+    restore_settings,
+    settings_files,
+    write_whole,
+)
+from agent.pg_programs import ProgramError, Programs, postmaster, seconds_left, tail, wait_seconds
+from latitude.errors import LatitudeError, describe_error
 
 log = logging.getLogger("latitude.agent.rejoin")
 
-# Debian installs PostgreSQL's server programs here, outside PATH.
-_BINDIR_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
-_PROGRAMS = ("pg_ctl", "pg_controldata", "pg_rewind", "pg_basebackup", "postgres")
 _CLEAN = ("shut down", "shut down in recovery")
 # pg_rewind reads the target's WAL back to the last checkpoint before the fork, which the
 # server's next checkpoint (its shutdown, or the end of crash recovery) would recycle. Before
@@ -58,10 +61,6 @@ _CLEAN = ("shut down", "shut down in recovery")
 # the ones a primary needs).
 REWIND_SLOT = "latitude_rewind"
 _KEEP_ALL_WAL = "wal_keep_size=1TB"
-# Settings REJOIN owns in postgresql.auto.conf; the fence goes too (a standby refuses writes
-# anyway, and a later PROMOTE must find a writable configuration).
-_OWNED = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only")
-_SETTING = re.compile(r"\s*([A-Za-z_][\w.]*)\s*(?:=|\s|$)")
 # A killed postmaster's children hold its shared memory until they notice the death.
 _SHARED_MEMORY_BUSY = "pre-existing shared memory block"
 _RETRY = 0.2  # seconds between attempts to start while that memory is busy
@@ -79,7 +78,6 @@ SELECT (SELECT system_identifier FROM pg_control_system()) AS system_identifier,
             THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
        END AS timeline
 """
-_TAIL = 12  # lines of a program's output or a log quoted in an error
 
 
 class RejoinError(LatitudeError):
@@ -103,9 +101,7 @@ class LocalServer:
         self.data = data.absolute()
         self.log = (log_file or self.data.with_name(self.data.name + ".log")).absolute()
         self._region = region
-        self._bindir_setting = bindir
-        self._bindir: Path | None = None
-        self._os_user = _run_as(os_user)
+        self._programs = Programs(bindir, os_user)
         self._db = (db_user, db_password, db_name)
         self._replication_user = replication_user
         self._passfile = replication_passfile.absolute() if replication_passfile else None
@@ -177,10 +173,10 @@ class LocalServer:
             return
         _, said = await self._run(
             "pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w",
-            "-t", _seconds(until), until=until, what="stopping PostgreSQL", check=False,
+            "-t", wait_seconds(until), until=until, what="stopping PostgreSQL", check=False,
         )  # fmt: skip
         if self._postmaster() is not None:
-            raise RejoinError(f"PostgreSQL did not stop: {_tail(said)}")
+            raise RejoinError(f"PostgreSQL did not stop: {tail(said)}")
 
     async def rejoin(self, host: str, port: int, slot: str, *, allow_rewind: bool,
                      until: float) -> str:  # fmt: skip
@@ -214,14 +210,14 @@ class LocalServer:
         else:
             if state not in _CLEAN:
                 await self._recover_crash(until)
-            _write(self.data / "standby.signal", b"", self._owner(self.data))
+            write_whole(self.data / "standby.signal", b"", owner_of(self.data))
             try:
                 done = await self._rewind_if_diverged(host, port, allow_rewind, until)
             except RewindFailed as err:
                 return await self._fall_back(conninfo, slot, str(err), allow_rewind, until)
             if self._rewinding.exists():  # rewound: the configuration files are the source's
-                _restore(self.data, self._own_settings())
-        self._configure(self.data, conninfo, slot)
+                restore_settings(self.data, self._own_settings())
+        configure_standby(self.data, conninfo, slot)
         if self._rewinding.exists():
             await asyncio.to_thread(shutil.rmtree, self._rewinding)
         await self.start(until)
@@ -232,22 +228,22 @@ class LocalServer:
         if not (self.data / "standby.signal").exists():
             raise RejoinError(f"refusing to start {self.data} without standby.signal")
         if not self.log.exists():
-            _write(self.log, b"", self._owner(self.data), mode=0o640)
+            write_whole(self.log, b"", owner_of(self.data), mode=0o640)
         self._remove_stale_pid_file()
         while True:
             code, said = await self._run(
                 "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w",
-                "-t", _seconds(until), until=until, what="starting PostgreSQL", check=False,
+                "-t", wait_seconds(until), until=until, what="starting PostgreSQL", check=False,
             )  # fmt: skip
             if code == 0:
                 return
-            ends = _tail(_read(self.log), 5)
+            ends = tail(read_or_empty(self.log), 5)
             if _SHARED_MEMORY_BUSY in ends and time.monotonic() + _RETRY < until:
                 await asyncio.sleep(_RETRY)
                 continue
             raise RejoinError(
-                f"starting PostgreSQL as a standby failed: {_tail(said)}; {self.log} ends "
-                f"with:\n{_tail(_read(self.log))}"
+                f"starting PostgreSQL as a standby failed: {tail(said)}; {self.log} ends "
+                f"with:\n{tail(read_or_empty(self.log))}"
             )
 
     # -- the steps -------------------------------------------------------------------------
@@ -269,7 +265,7 @@ class LocalServer:
             if _SHARED_MEMORY_BUSY in said and time.monotonic() + _RETRY < until:
                 await asyncio.sleep(_RETRY)
                 continue
-            raise RejoinError(f"crash recovery in single-user mode failed: {_tail(said)}")
+            raise RejoinError(f"crash recovery in single-user mode failed: {tail(said)}")
         state = await self._state(until)
         if state not in _CLEAN:
             raise RejoinError(f"after crash recovery the cluster is {state!r}, not shut down")
@@ -290,10 +286,10 @@ class LocalServer:
         # pg_rewind overwrites the configuration files with the source's (its port, its
         # address): the node's own are kept beside the data directory until they are back.
         # While this directory exists, the rewind is not known to have finished.
-        own = _settings_files(self.data)
+        own = settings_files(self.data)
         self._rewinding.mkdir(mode=0o700)
         for name, content in own.items():
-            _write(self._rewinding / name, content, None)
+            write_whole(self._rewinding / name, content, None)
         await self._rewind(host, port, until, dry_run=False)
         self.rewound = True
         log.info("%s: rewound %s with pg_rewind (%s)", self._region, self.data, where)
@@ -301,7 +297,7 @@ class LocalServer:
 
     async def _rewind(self, host: str, port: int, until: float, *, dry_run: bool) -> str:
         user, password, database = self._db
-        source = _conninfo(
+        source = format_conninfo(
             ("host", host), ("port", str(port)), ("user", user),
             ("dbname", database), ("application_name", self._app("rewind")),
             ("connect_timeout", "5"),
@@ -313,7 +309,7 @@ class LocalServer:
             until=until, what="pg_rewind", env=env, check=False,
         )  # fmt: skip
         if code != 0:
-            raise RewindFailed(f"pg_rewind{' --dry-run' if dry_run else ''} failed: {_tail(said)}")
+            raise RewindFailed(f"pg_rewind{' --dry-run' if dry_run else ''} failed: {tail(said)}")
         return said
 
     async def _fall_back(
@@ -341,8 +337,8 @@ class LocalServer:
             *(["-S", slot] if slot else []), "--checkpoint=fast",
             until=until, what="pg_basebackup",
         )  # fmt: skip
-        _restore(incoming, self._own_settings())
-        self._configure(incoming, conninfo, slot)
+        restore_settings(incoming, self._own_settings())
+        configure_standby(incoming, conninfo, slot)
         if self.data.exists():
             aside = self._aside_name()
             self.data.rename(aside)
@@ -354,28 +350,6 @@ class LocalServer:
         await self.start(until)
         return aside
 
-    def _configure(self, directory: Path, conninfo: str, slot: str) -> None:
-        """standby.signal, primary_conninfo / primary_slot_name in postgresql.auto.conf, and
-        no replication slots."""
-        owner = self._owner(directory)
-        slots = directory / "pg_replslot"
-        for slot in slots.iterdir() if slots.is_dir() else ():
-            if slot.is_dir():
-                shutil.rmtree(slot)
-            else:
-                slot.unlink()
-        auto = directory / "postgresql.auto.conf"
-        kept = [
-            line for line in _read(auto).splitlines()
-            if (m := _SETTING.match(line)) is None or m.group(1).lower() not in _OWNED
-        ]  # fmt: skip
-        kept.append(f"primary_conninfo = {_guc_quote(conninfo)}")
-        if slot:
-            kept.append(f"primary_slot_name = {_guc_quote(slot)}")
-        _write(auto, ("\n".join(kept) + "\n").encode(), owner)
-        (directory / "recovery.signal").unlink(missing_ok=True)
-        _write(directory / "standby.signal", b"", owner)
-
     # -- helpers ---------------------------------------------------------------------------
 
     @property
@@ -386,19 +360,19 @@ class LocalServer:
         """The node's own configuration files: as kept before pg_rewind ran, else the data
         directory's (untouched by pg_rewind), else those of the directory last set aside."""
         if self._rewinding.is_dir():
-            return _settings_files(self._rewinding)
+            return settings_files(self._rewinding)
         if (self.data / "PG_VERSION").exists():
-            return _settings_files(self.data)
+            return settings_files(self.data)
         kept = self._newest_aside()
         if kept is None:
             raise RejoinError(f"no configuration of this node's to give {self.data}")
-        return _settings_files(kept)
+        return settings_files(kept)
 
     def _replication_conninfo(self, host: str, port: int) -> str:
         pairs = [("host", host), ("port", str(port)), ("user", self._replication_user)]
         if self._passfile is not None:
             pairs.append(("passfile", str(self._passfile)))
-        return _conninfo(*pairs, ("application_name", self._region))
+        return format_conninfo(*pairs, ("application_name", self._region))
 
     def _app(self, what: str) -> str:
         # The agent's prefix: a fence spares these sessions.
@@ -417,22 +391,13 @@ class LocalServer:
         }
 
     def _postmaster(self) -> int | None:
-        """The running postmaster's pid, from postmaster.pid; None when none runs."""
-        try:
-            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _is_postgres(pid) else None
+        return postmaster(self.data)
 
     def _remove_stale_pid_file(self) -> None:
         # PostgreSQL removes a stale lock file itself, except when its pid still exists: a
         # killed postmaster can linger as a zombie for a moment.
         if self._postmaster() is None:
             (self.data / "postmaster.pid").unlink(missing_ok=True)
-
-    def _owner(self, path: Path) -> tuple[int, int]:
-        info = path.stat()
-        return info.st_uid, info.st_gid
 
     def _aside_name(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -447,124 +412,17 @@ class LocalServer:
                        key=lambda p: p.stat().st_mtime)  # fmt: skip
         return found[-1] if found else None
 
-    def _program(self, name: str) -> str:
-        if self._bindir is None:
-            candidates = ([self._bindir_setting] if self._bindir_setting
-                          else [Path(c) for c in _BINDIR_CANDIDATES])  # fmt: skip
-            for bindir in candidates:
-                if all(os.access(bindir / p, os.X_OK) for p in _PROGRAMS):
-                    self._bindir = bindir
-                    break
-            else:
-                raise RejoinError(
-                    f"PostgreSQL's programs ({', '.join(_PROGRAMS)}) are not in "
-                    f"{', '.join(map(str, candidates))}: set pg_bindir"
-                )
-        return str(self._bindir / name)
-
     async def _run(
         self, program: str, *args: str, until: float, what: str,
         env: dict[str, str] | None = None, check: bool = True,
     ) -> tuple[int, str]:  # fmt: skip
-        """(exit status, stdout and stderr) of a PostgreSQL program run as the database's user,
-        killed at the deadline. Through runuser rather than Popen(user=): changing user makes
-        Python fork instead of vfork, and a fork runs gRPC's at-fork handlers."""
-        argv = [self._program(program), *args]
-        if self._os_user is not None:
-            argv = ["runuser", "-u", self._os_user, "--", *argv]
-        budget = _left(until, what)
+        """Programs.run, its failures REJOIN's."""
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, cwd="/", start_new_session=True,
-                env={**os.environ, "LC_ALL": "C", **(env or {})},  # messages are parsed
-            )  # fmt: skip
-        except OSError as err:
-            raise RejoinError(f"{what}: cannot run {argv[0]}: {describe_error(err)}") from err
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), budget)
-        except TimeoutError as err:
-            await _kill(proc)
-            raise RejoinError(f"{what} did not finish by the command's deadline") from err
-        except asyncio.CancelledError:
-            await asyncio.shield(_kill(proc))
-            raise
-        said = out.decode(errors="replace").strip()
-        if check and proc.returncode != 0:
-            raise RejoinError(f"{what} failed (exit {proc.returncode}): {_tail(said)}")
-        return proc.returncode or 0, said
-
-
-def _run_as(setting: str) -> str | None:
-    """The system user for PostgreSQL's programs; None: this process's own."""
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    user = setting or ("postgres" if os.geteuid() == 0 else me)
-    return None if user == me else user
-
-
-def _is_postgres(pid: int) -> bool:
-    """A live (not zombie) process running PostgreSQL: a pid file may name a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if stat[stat.rindex(")") + 2 :].split()[0] in ("Z", "X"):
-        return False
-    return b"postgres" in command or b"postmaster" in command
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # runuser and its child: a session of their own
-    await proc.wait()
-
-
-def _settings_files(directory: Path) -> dict[str, bytes]:
-    """The node's own configuration files (its address and port are in latitude.conf)."""
-    return {p.name: p.read_bytes() for p in directory.glob("*.conf") if p.is_file()}
-
-
-def _restore(directory: Path, files: dict[str, bytes]) -> None:
-    owner = (directory.stat().st_uid, directory.stat().st_gid)
-    for name, content in files.items():
-        _write(directory / name, content, owner)
-
-
-def _write(path: Path, content: bytes, owner: tuple[int, int] | None, mode: int = 0o600) -> None:
-    """Replace ``path`` whole (a crash leaves the old or the new file, never half of one)."""
-    tmp = path.with_name(path.name + ".latitude-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-        os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, *owner)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def _conninfo(*pairs: tuple[str, str]) -> str:
-    """libpq's key='value' ..., backslash-escaped."""
-    return " ".join(f"{key}={_quote(value)}" for key, value in pairs)
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _guc_quote(value: str) -> str:
-    """A string in postgresql.conf's syntax, as ALTER SYSTEM writes it."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+            return await self._programs.run(
+                program, *args, until=until, what=what, env=env, check=check
+            )
+        except ProgramError as err:
+            raise RejoinError(str(err)) from err
 
 
 def _diverged_at(said: str) -> str:
@@ -573,25 +431,7 @@ def _diverged_at(said: str) -> str:
 
 
 def _left(until: float, what: str) -> float:
-    left = until - time.monotonic()
-    if left <= 0:
-        raise RejoinError(f"the command's deadline passed before {what}")
-    return left
-
-
-def _seconds(until: float) -> str:
-    """pg_ctl's -t: whole seconds, leaving a moment for pg_ctl to report back."""
-    return str(max(1, int(until - time.monotonic() - 0.5)))
-
-
-def _tail(text: str, lines: int = _TAIL) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(no output)"
-
-
-def describe_error(err: BaseException) -> str:
-    """A short reason for a failure, for CommandResult.error and logs."""
-    if isinstance(err, TimeoutError):
-        return "timed out"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return str(err).strip() or type(err).__name__
+    try:
+        return seconds_left(until, what)
+    except ProgramError as err:
+        raise RejoinError(str(err)) from err

@@ -29,3 +29,13 @@ class PortInUseError(StackError):
 
 class UnknownRegionError(LatitudeError):
     """A region name that the topology does not know."""
+
+
+def describe_error(err: BaseException) -> str:
+    """A short reason for a failure, for messages and logs (an agent's CommandResult.error):
+    "timed out", the system's words for an OSError, else the exception's own text."""
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err).strip() or type(err).__name__

@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from agent.actuator import Actuator, ActuatorError, follow_conninfo, parse_conninfo
+from agent.actuator import Actuator
+from agent.conninfo import ConninfoError, follow_conninfo, parse_conninfo
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import SUPERUSER
@@ -89,7 +90,7 @@ def test_conninfo_rewrite_keeps_everything_but_the_address():
         ("password", "it's \\ odd"), ("sslmode", "prefer"),
     ]  # fmt: skip
     for bad in ("user", "user='unterminated", "postgresql://replicator@db/postgres"):
-        with pytest.raises(ActuatorError):
+        with pytest.raises(ConninfoError):
             parse_conninfo(bad)
 
 
