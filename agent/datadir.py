@@ -27,11 +27,13 @@ def configure_standby(directory: Path, conninfo: str, slot: str) -> None:
     no replication slots."""
     owner = owner_of(directory)
     slots = directory / "pg_replslot"
-    for slot in slots.iterdir() if slots.is_dir() else ():
-        if slot.is_dir():
-            shutil.rmtree(slot)
+    # A former primary keeps the slots it served its standbys through; as a standby it must
+    # not hold back WAL for them.
+    for entry in slots.iterdir() if slots.is_dir() else ():
+        if entry.is_dir():
+            shutil.rmtree(entry)
         else:
-            slot.unlink()
+            entry.unlink()
     auto = directory / "postgresql.auto.conf"
     kept = [
         line for line in read_or_empty(auto).splitlines()
