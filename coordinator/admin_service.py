@@ -149,15 +149,21 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         orchestrator = await self._leading(context, "")
 
         async def drain(reason: str) -> admin_pb2.FailoverStatus:
+            """The switchover, carried out to its end: the flag follows only a completed one,
+            so a region is never in maintenance while it still holds the primary."""
             task = self._background_task(
                 orchestrator.start(admin_pb2.FAILOVER_KIND_SWITCHOVER, reason)
             )
-            await asyncio.wait({task}, timeout=0.05)  # let it record its start
             try:
-                record = task.result() if task.done() else orchestrator.current
+                record = await asyncio.shield(task)
             except FailoverRefused as err:
                 raise operations.Refused(str(err)) from err
-            return record or admin_pb2.FailoverStatus()
+            if record.phase != admin_pb2.FAILOVER_PHASE_COMPLETED:
+                raise operations.Refused(
+                    f"switchover {record.failover_id} did not complete "
+                    f"({record.error or 'aborted'}); {request.region} is not in maintenance"
+                )
+            return record
 
         # Carried out on its own: a caller that goes away must not leave a region drained of
         # its primary but not flagged.

@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="when the region holds the primary, first switch it over to the best other region",
     )  # fmt: skip
     maintenance.add_argument("--reason", default="", help="recorded in the event history")
-    _coordinators_option(maintenance, timeout=10.0)
+    _coordinators_option(maintenance)  # with --drain it waits for the whole switchover
     maintenance.set_defaults(command=_maintenance)
 
     check = _stack_command(

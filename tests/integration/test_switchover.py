@@ -9,10 +9,12 @@ from latitude.client import RoutingClient
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
-from latitude.v1 import admin_pb2
+from latitude.v1 import admin_pb2, common_pb2
 from tests.integration.connections import Writer, eventually, running, streams_to
 
 pytestmark = pytest.mark.stack
+
+HEALTHY = common_pb2.REGION_STATE_HEALTHY
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +84,31 @@ async def test_switchover_there_and_back_loses_nothing(private_stack: Stack):
     missing = [a for a in writer.acked if a.id not in stored]
     assert missing == [], f"{len(missing)} acknowledged writes lost"
     assert writer.longest_gap < 5.0, f"writes were unavailable for {writer.longest_gap:.1f} s"
+
+
+async def test_draining_the_primary_for_maintenance_switches_over_first(private_stack: Stack):
+    stack = private_stack
+    addresses = stack.coordinator_addresses(stack.state())
+    before = await cluster_status(addresses, 1.0)
+    old = before.write_region
+    request = admin_pb2.SetMaintenanceRequest(
+        region=old, enabled=True, drain=True, reason="kernel upgrade"
+    )
+    response = await call_leader(addresses, "SetMaintenance", request, 60)
+    # The answer comes once the switchover is done, and only then is the region flagged.
+    switchover = response.switchover
+    assert switchover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, switchover.error
+    assert switchover.from_region == old and switchover.to_region not in ("", old)
+    assert switchover.data_loss_bound_bytes == 0
+    assert response.region.state == common_pb2.REGION_STATE_MAINTENANCE
+    view = await cluster_status(addresses, 1.0)
+    assert view.write_region == switchover.to_region
+    await streams_to(stack, switchover.to_region, old, timeout=30)
+    request = admin_pb2.SetMaintenanceRequest(region=old, enabled=False)
+    await call_leader(addresses, "SetMaintenance", request, 10)
+
+    async def healthy_again() -> bool:
+        view = await cluster_status(addresses, 1.0)
+        return next(r for r in view.regions if r.region == old).state == HEALTHY
+
+    await eventually(healthy_again, 10, f"{old} HEALTHY out of maintenance")
