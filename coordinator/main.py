@@ -16,6 +16,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.etcd import Etcd, MemberProbe
 from coordinator.node import CoordinatorNode
 from coordinator.routing_service import RoutingService
+from coordinator.routing_service import register as register_routing
 from coordinator.store import EtcdStore
 from latitude import config as configuration
 from latitude import program
@@ -27,7 +28,6 @@ from latitude.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     routing_pb2,
-    routing_pb2_grpc,
 )
 
 log = logging.getLogger("latitude.coordinator")
@@ -70,7 +70,7 @@ async def serve(config: CoordinatorConfig) -> None:
     )
     routing = RoutingService(node, node.routing, mmdb_path=config.geoip_city_database)
     server.add(
-        routing_pb2_grpc.add_RoutingServiceServicer_to_server,
+        register_routing,
         routing,
         routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,
     )

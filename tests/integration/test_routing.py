@@ -183,6 +183,13 @@ async def test_a_watching_client_follows_strategy_changes_and_bad_input_is_named
             await resolve(addresses[0], **fields)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert caught.value.details().startswith(field), caught.value.details()
+    # Bytes that are no ResolveRequest at all (a truncated field).
+    async with grpc.aio.insecure_channel(addresses[0]) as channel:
+        raw = channel.unary_unary("/latitude.v1.RoutingService/Resolve")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await raw(b"\x0a\x20abc", timeout=2.0)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("request: not a ResolveRequest")
 
 
 def headroom_weights(table: routing_pb2.RoutingTable) -> dict[str, float]:
