@@ -25,7 +25,7 @@ import time
 from coordinator.etcd import EtcdError
 from coordinator.routing.cache import TABLE_KEY, TableCache
 from coordinator.routing.latency import PrefixLatencies, latency_model
-from coordinator.routing.table import build_table
+from coordinator.routing.table import build_table, tables_differ
 from coordinator.routing.weights import FailbackRamp
 from latitude.v1 import admin_pb2, routing_pb2
 
@@ -114,7 +114,7 @@ class TablePublisher:
             if key == self._published_key:
                 if (
                     now - self._published_at < self._config.measurement_interval
-                    or _same_measurements(table, published)
+                    or not tables_differ(table, published)
                 ):
                     return True
         table.version = max(self._cache.version, published.version if published else 0) + 1
@@ -176,14 +176,3 @@ def _routing_key(table: routing_pb2.RoutingTable) -> tuple:
             for r in table.regions
         ),
     )  # fmt: skip
-
-
-def _same_measurements(a: routing_pb2.RoutingTable, b: routing_pb2.RoutingTable) -> bool:
-    copies = []
-    for table in (a, b):
-        copy = routing_pb2.RoutingTable()
-        copy.CopyFrom(table)
-        copy.version = 0
-        copy.ClearField("generated_at")
-        copies.append(copy)
-    return copies[0] == copies[1]
