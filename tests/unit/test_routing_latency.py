@@ -16,12 +16,8 @@ from latitude.errors import LatitudeError
 from latitude.geo import great_circle_km
 from latitude.routing import InvalidRequest
 from latitude.v1 import admin_pb2, agent_pb2
+from tests.unit.routing_tables import REGIONS
 
-REGIONS = {
-    "us-east-1": (39.04, -77.49),
-    "eu-west-1": (53.35, -6.26),
-    "ap-southeast-1": (1.35, 103.82),
-}
 US_EU = great_circle_km(*REGIONS["us-east-1"], *REGIONS["eu-west-1"])
 US_AP = great_circle_km(*REGIONS["us-east-1"], *REGIONS["ap-southeast-1"])
 PREFIX = "203.0.113.0/24"

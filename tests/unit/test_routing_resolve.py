@@ -12,7 +12,7 @@ from latitude.errors import LatitudeError
 from latitude.geo import Located, great_circle_km
 from latitude.routing import InvalidRequest, Resolver
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2
-from tests.unit.routing_tables import make_table
+from tests.unit.routing_tables import AP, EU, REGIONS, US, make_table, status
 
 HEALTHY = common_pb2.REGION_STATE_HEALTHY
 DEGRADED = common_pb2.REGION_STATE_DEGRADED
@@ -27,8 +27,6 @@ READ = routing_pb2.INTENT_READ
 WRITE = routing_pb2.INTENT_WRITE
 EXPLICIT = routing_pb2.LOCATION_SOURCE_EXPLICIT
 
-US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-1"
-REGIONS = {US: (39.04, -77.49), EU: (53.35, -6.26), AP: (1.35, 103.82)}
 CLIENTS = {
     "new york": (40.71, -74.01),
     "london": (51.51, -0.13),
@@ -43,15 +41,6 @@ PREFIX = "203.0.113.0/24"
 
 def client(place: str, prefix: str = PREFIX) -> Located:
     return Located(*CLIENTS[place], EXPLICIT, "explicit location", prefix)
-
-
-def status(name: str, state: int = HEALTHY, **fields) -> admin_pb2.RegionStatus:
-    fields.setdefault("capacity", 100)
-    result = admin_pb2.RegionStatus(region=name, state=state, **fields)
-    result.location.latitude, result.location.longitude = REGIONS[name]
-    result.endpoints.add(name="postgres", kind=common_pb2.ENDPOINT_KIND_POSTGRES,
-                         address=f"{name}.db.internal:5432")  # fmt: skip
-    return result
 
 
 def resolver(*changed: admin_pb2.RegionStatus, ramp=None, now=1000.0, **overrides) -> Resolver:

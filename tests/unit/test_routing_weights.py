@@ -11,8 +11,8 @@ from coordinator.routing.weights import (
     region_availability,
     region_weights,
 )
-from latitude.v1 import admin_pb2, common_pb2, routing_pb2
-from tests.unit.routing_tables import make_table
+from latitude.v1 import common_pb2, routing_pb2
+from tests.unit.routing_tables import REGIONS, make_table, status
 
 HEALTHY = common_pb2.REGION_STATE_HEALTHY
 DEGRADED = common_pb2.REGION_STATE_DEGRADED
@@ -20,21 +20,6 @@ UNHEALTHY = common_pb2.REGION_STATE_UNHEALTHY
 PENDING = common_pb2.REGION_STATE_PENDING
 FAILOVER = common_pb2.REGION_STATE_FAILOVER
 MAINTENANCE = common_pb2.REGION_STATE_MAINTENANCE
-
-REGIONS = {
-    "us-east-1": (39.04, -77.49),
-    "eu-west-1": (53.35, -6.26),
-    "ap-southeast-1": (1.35, 103.82),
-}
-
-
-def status(name: str, state: int = HEALTHY, **fields) -> admin_pb2.RegionStatus:
-    fields.setdefault("capacity", 100)
-    result = admin_pb2.RegionStatus(region=name, state=state, **fields)
-    result.location.latitude, result.location.longitude = REGIONS[name]
-    result.endpoints.add(name="postgres", kind=common_pb2.ENDPOINT_KIND_POSTGRES,
-                         address=f"{name}.db.internal:5432")  # fmt: skip
-    return result
 
 
 def table(statuses, **settings):
