@@ -76,15 +76,17 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"request: not a ResolveRequest ({err})"
             )
-        decision = await self.Resolve(request, context)
-        answer = decision.SerializeToString()
-        if decision.strategy != _ROUND_ROBIN and self._cache.resolver is resolver:
+        answer = await self._answer(request, context)
+        table = self._cache.table
+        strategy = request.strategy or (table.default_strategy if table is not None else 0)
+        if strategy != _ROUND_ROBIN and self._cache.resolver is resolver:
             if len(answers) >= ANSWERS:
                 answers.clear()
             answers[body] = answer
         return answer
 
-    async def Resolve(self, request, context):
+    async def _answer(self, request: routing_pb2.ResolveRequest, context) -> bytes:
+        """The serialized RoutingDecision for ``request``, from the cached table."""
         resolver, table = self._cache.resolver, self._cache.table
         if resolver is None:
             await context.abort(
@@ -98,7 +100,7 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
                 request.client_ip or None,
                 (where.latitude, where.longitude) if where is not None else None,
             )
-            return resolver.resolve(
+            return resolver.resolve_serialized(
                 client=located,
                 strategy=request.strategy,
                 intent=request.intent,

@@ -169,40 +169,60 @@ class Resolver:
         Raises InvalidRequest naming ``strategy``, ``intent``, ``max_replica_lag_seconds`` or
         ``max_targets``; never raises because regions are unhealthy.
         """
+        key, request = self._key(client, strategy, intent, max_replica_lag_seconds, max_targets)
+        known = self._memo.get(key)
+        if known is not None:
+            return _parse(known)
+        decision = self._decide(*request)
+        self._remember(key, decision.SerializeToString())
+        return decision
+
+    def resolve_serialized(
+        self,
+        *,
+        client: ClientLocation | None,
+        strategy: int = 0,
+        intent: int = 0,
+        max_replica_lag_seconds: float | None = None,
+        max_targets: int = 0,
+    ) -> bytes:
+        """resolve(), serialized: for a server, which would only serialize the message."""
+        key, request = self._key(client, strategy, intent, max_replica_lag_seconds, max_targets)
+        known = self._memo.get(key)
+        if known is None:
+            known = self._decide(*request).SerializeToString()
+            self._remember(key, known)
+        return known
+
+    def _key(self, client, strategy, intent, max_lag, max_targets) -> tuple[tuple, tuple]:
+        """The request checked: its memo key, and _decide's arguments."""
         if strategy not in _STRATEGIES:
             raise InvalidRequest("strategy", f"unknown strategy {strategy!r}")
         if intent not in _INTENTS:
             raise InvalidRequest("intent", f"unknown intent {intent!r}")
-        if max_replica_lag_seconds is not None and not max_replica_lag_seconds >= 0:
-            raise InvalidRequest(
-                "max_replica_lag_seconds", f"must be >= 0, got {max_replica_lag_seconds!r}"
-            )
+        if max_lag is not None and not max_lag >= 0:
+            raise InvalidRequest("max_replica_lag_seconds", f"must be >= 0, got {max_lag!r}")
         if max_targets < 0:
             raise InvalidRequest("max_targets", f"must be >= 0, got {max_targets!r}")
         strategy = strategy or self._default_strategy
         turn = 0
         if strategy == ROUND_ROBIN and intent != WRITE:
-            eligibility = self._eligible(max_replica_lag_seconds)
+            eligibility = self._eligible(max_lag)
             count = len(eligibility.regions if not eligibility.panic else self._usable)
             turn = next(self._turns) % count if count else 0
         if client is None:
-            key = (None, strategy, intent, max_replica_lag_seconds, max_targets, turn)
+            key = (None, strategy, intent, max_lag, max_targets, turn)
         else:
             key = (
                 client.latitude, client.longitude, client.source, client.detail,
-                client.network_prefix, strategy, intent, max_replica_lag_seconds, max_targets,
-                turn,
+                client.network_prefix, strategy, intent, max_lag, max_targets, turn,
             )  # fmt: skip
-        memo = self._memo
-        known = memo.get(key)
-        if known is not None:
-            return _parse(known)
-        decision = self._decide(client, strategy, intent, max_replica_lag_seconds, max_targets,
-                                turn)  # fmt: skip
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()
-        memo[key] = decision.SerializeToString()
-        return decision
+        return key, (client, strategy, intent, max_lag, max_targets, turn)
+
+    def _remember(self, key: tuple, decision: bytes) -> None:
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = decision
 
     # -- the decision proper --------------------------------------------------------------
 
