@@ -27,43 +27,55 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from latitude.v1 import common_pb2 as latitude_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17latitude/v1/agent.proto\x12\x0blatitude.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18latitude/v1/common.proto\"\x98\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.latitude.v1.HelloH\x00\x12%\n\x06report\x18\x02 \x01(\x0b\x32\x13.latitude.v1.ReportH\x00\x12\x34\n\x0e\x63ommand_result\x18\x03 \x01(\x0b\x32\x1a.latitude.v1.CommandResultH\x00\x42\x06\n\x04\x62ody\"\xca\x01\n\x12\x43oordinatorMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.latitude.v1.WelcomeH\x00\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.latitude.v1.CommandH\x00\x12,\n\nnot_leader\x18\x03 \x01(\x0b\x32\x16.latitude.v1.NotLeaderH\x00\x12,\n\nreport_ack\x18\x04 \x01(\x0b\x32\x16.latitude.v1.ReportAckH\x00\x42\x06\n\x04\x62ody\"\xd3\x01\n\x05Hello\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\'\n\x08location\x18\x03 \x01(\x0b\x32\x15.latitude.v1.Location\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x10\n\x08priority\x18\x05 \x01(\r\x12(\n\tendpoints\x18\x06 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x1a\n\x12highest_epoch_seen\x18\x08 \x01(\x04\"A\n\x07PeerRtt\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x13\n\x0brtt_seconds\x18\x02 \x01(\x01\x12\x11\n\treachable\x18\x03 \x01(\x08\"\x96\x02\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x08\x64\x61tabase\x18\x03 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12(\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\x18.latitude.v1.CheckResult\x12\x1c\n\x14\x63\x61pacity_utilization\x18\x05 \x01(\x01\x12\x12\n\nerror_rate\x18\x06 \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x07 \x01(\x01\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.latitude.v1.PeerRtt\"\x93\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12-\n\x08observed\x18\x04 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12\x13\n\x0b\x61gent_epoch\x18\x05 \x01(\x04\x12\x0f\n\x07rewound\x18\x06 \x01(\x08\"\xda\x01\n\x07Welcome\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x32\n\x0freport_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x66\x65nce_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13peer_probe_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tack_every\x18\x06 \x01(\r\",\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"6\n\tNotLeader\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\"\x83\x01\n\x0bPromoteArgs\x12\x18\n\x10min_replayed_lsn\x18\x01 \x01(\x04\x12\x14\n\x0c\x63reate_slots\x18\x02 \x03(\t\x12&\n\x19synchronous_standby_names\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x1c\n\x1a_synchronous_standby_names\"c\n\nFollowArgs\x12\x16\n\x0eprimary_region\x18\x01 \x01(\t\x12\x14\n\x0cprimary_host\x18\x02 \x01(\t\x12\x14\n\x0cprimary_port\x18\x03 \x01(\r\x12\x11\n\tslot_name\x18\x04 \x01(\t\"4\n\x0fSynchronousArgs\x12!\n\x19synchronous_standby_names\x18\x01 \x01(\t\"K\n\nRejoinArgs\x12\'\n\x06\x66ollow\x18\x01 \x01(\x0b\x32\x17.latitude.v1.FollowArgs\x12\x14\n\x0c\x61llow_rewind\x18\x02 \x01(\x08\"\xd2\x02\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.latitude.v1.CommandKind\x12+\n\x07promote\x18\x04 \x01(\x0b\x32\x18.latitude.v1.PromoteArgsH\x00\x12)\n\x06\x66ollow\x18\x05 \x01(\x0b\x32\x17.latitude.v1.FollowArgsH\x00\x12)\n\x06rejoin\x18\x06 \x01(\x0b\x32\x17.latitude.v1.RejoinArgsH\x00\x12\x33\n\x0bsynchronous\x18\t \x01(\x0b\x32\x1c.latitude.v1.SynchronousArgsH\x00\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\tB\x06\n\x04\x61rgs*\x85\x02\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMMAND_KIND_FENCE\x10\x01\x12\x18\n\x14\x43OMMAND_KIND_UNFENCE\x10\x02\x12\x18\n\x14\x43OMMAND_KIND_PROMOTE\x10\x03\x12\x17\n\x13\x43OMMAND_KIND_FOLLOW\x10\x04\x12\x17\n\x13\x43OMMAND_KIND_REJOIN\x10\x05\x12\x1b\n\x17\x43OMMAND_KIND_REPORT_NOW\x10\x06\x12\x1b\n\x17\x43OMMAND_KIND_CHECKPOINT\x10\x07\x12 \n\x1c\x43OMMAND_KIND_SET_SYNCHRONOUS\x10\x08\x32Y\n\x0c\x41gentService\x12I\n\x07\x43onnect\x12\x19.latitude.v1.AgentMessage\x1a\x1f.latitude.v1.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17latitude/v1/agent.proto\x12\x0blatitude.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18latitude/v1/common.proto\"\\\n\x0e\x43onfirmRequest\x12\x16\n\x0eprimary_region\x18\x01 \x01(\t\x12\x17\n\x0fprimary_address\x18\x02 \x01(\t\x12\x19\n\x11system_identifier\x18\x03 \x01(\x04\"A\n\x0c\x43onfirmReply\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x11\n\tconfirmed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x98\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.latitude.v1.HelloH\x00\x12%\n\x06report\x18\x02 \x01(\x0b\x32\x13.latitude.v1.ReportH\x00\x12\x34\n\x0e\x63ommand_result\x18\x03 \x01(\x0b\x32\x1a.latitude.v1.CommandResultH\x00\x42\x06\n\x04\x62ody\"\xca\x01\n\x12\x43oordinatorMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.latitude.v1.WelcomeH\x00\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.latitude.v1.CommandH\x00\x12,\n\nnot_leader\x18\x03 \x01(\x0b\x32\x16.latitude.v1.NotLeaderH\x00\x12,\n\nreport_ack\x18\x04 \x01(\x0b\x32\x16.latitude.v1.ReportAckH\x00\x42\x06\n\x04\x62ody\"\xd3\x01\n\x05Hello\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\'\n\x08location\x18\x03 \x01(\x0b\x32\x15.latitude.v1.Location\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x10\n\x08priority\x18\x05 \x01(\r\x12(\n\tendpoints\x18\x06 \x03(\x0b\x32\x15.latitude.v1.Endpoint\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x1a\n\x12highest_epoch_seen\x18\x08 \x01(\x04\"A\n\x07PeerRtt\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x13\n\x0brtt_seconds\x18\x02 \x01(\x01\x12\x11\n\treachable\x18\x03 \x01(\x08\"\xb9\x02\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x08\x64\x61tabase\x18\x03 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12(\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\x18.latitude.v1.CheckResult\x12\x1c\n\x14\x63\x61pacity_utilization\x18\x05 \x01(\x01\x12\x12\n\nerror_rate\x18\x06 \x01(\x01\x12\x1d\n\x15response_time_seconds\x18\x07 \x01(\x01\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.latitude.v1.PeerRtt\x12!\n\x05lease\x18\t \x01(\x0b\x32\x12.latitude.v1.Lease\"d\n\x05Lease\x12\x19\n\x11remaining_seconds\x18\x01 \x01(\x01\x12\x10\n\x08\x66\x61ilsafe\x18\x02 \x01(\x08\x12\x14\n\x0c\x63onfirmed_by\x18\x03 \x03(\t\x12\x18\n\x10\x66\x61ilsafe_problem\x18\x04 \x01(\t\"\xee\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12-\n\x08observed\x18\x04 \x01(\x0b\x32\x1b.latitude.v1.DatabaseStatus\x12\x13\n\x0b\x61gent_epoch\x18\x05 \x01(\x04\x12\x0f\n\x07rewound\x18\x06 \x01(\x08\x12\x11\n\tfence_lsn\x18\x07 \x01(\x04\x12\'\n\x1alast_confirmed_seconds_ago\x18\x08 \x01(\x01H\x00\x88\x01\x01\x42\x1d\n\x1b_last_confirmed_seconds_ago\"\x82\x02\n\x07Welcome\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x32\n\x0freport_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x66\x65nce_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13peer_probe_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tack_every\x18\x06 \x01(\r\x12&\n\x04word\x18\x07 \x01(\x0b\x32\x18.latitude.v1.ClusterWord\"A\n\x0b\x43lusterWord\x12\x14\n\x0cwrite_region\x18\x01 \x01(\t\x12\x1c\n\x14\x66\x61ilover_in_progress\x18\x02 \x01(\x08\"T\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12&\n\x04word\x18\x03 \x01(\x0b\x32\x18.latitude.v1.ClusterWord\"6\n\tNotLeader\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\"\x83\x01\n\x0bPromoteArgs\x12\x18\n\x10min_replayed_lsn\x18\x01 \x01(\x04\x12\x14\n\x0c\x63reate_slots\x18\x02 \x03(\t\x12&\n\x19synchronous_standby_names\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x1c\n\x1a_synchronous_standby_names\"c\n\nFollowArgs\x12\x16\n\x0eprimary_region\x18\x01 \x01(\t\x12\x14\n\x0cprimary_host\x18\x02 \x01(\t\x12\x14\n\x0cprimary_port\x18\x03 \x01(\r\x12\x11\n\tslot_name\x18\x04 \x01(\t\"4\n\x0fSynchronousArgs\x12!\n\x19synchronous_standby_names\x18\x01 \x01(\t\"A\n\x12StopConfirmingArgs\x12\x16\n\x0eprimary_region\x18\x01 \x01(\t\x12\x13\n\x0b\x66\x61ilover_id\x18\x02 \x01(\t\"K\n\nRejoinArgs\x12\'\n\x06\x66ollow\x18\x01 \x01(\x0b\x32\x17.latitude.v1.FollowArgs\x12\x14\n\x0c\x61llow_rewind\x18\x02 \x01(\x08\"\x8e\x03\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.latitude.v1.CommandKind\x12+\n\x07promote\x18\x04 \x01(\x0b\x32\x18.latitude.v1.PromoteArgsH\x00\x12)\n\x06\x66ollow\x18\x05 \x01(\x0b\x32\x17.latitude.v1.FollowArgsH\x00\x12)\n\x06rejoin\x18\x06 \x01(\x0b\x32\x17.latitude.v1.RejoinArgsH\x00\x12\x33\n\x0bsynchronous\x18\t \x01(\x0b\x32\x1c.latitude.v1.SynchronousArgsH\x00\x12:\n\x0fstop_confirming\x18\n \x01(\x0b\x32\x1f.latitude.v1.StopConfirmingArgsH\x00\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\tB\x06\n\x04\x61rgs*\xa7\x02\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMMAND_KIND_FENCE\x10\x01\x12\x18\n\x14\x43OMMAND_KIND_UNFENCE\x10\x02\x12\x18\n\x14\x43OMMAND_KIND_PROMOTE\x10\x03\x12\x17\n\x13\x43OMMAND_KIND_FOLLOW\x10\x04\x12\x17\n\x13\x43OMMAND_KIND_REJOIN\x10\x05\x12\x1b\n\x17\x43OMMAND_KIND_REPORT_NOW\x10\x06\x12\x1b\n\x17\x43OMMAND_KIND_CHECKPOINT\x10\x07\x12 \n\x1c\x43OMMAND_KIND_SET_SYNCHRONOUS\x10\x08\x12 \n\x1c\x43OMMAND_KIND_STOP_CONFIRMING\x10\t2Y\n\x0c\x41gentService\x12I\n\x07\x43onnect\x12\x19.latitude.v1.AgentMessage\x1a\x1f.latitude.v1.CoordinatorMessage(\x01\x30\x01\x32T\n\x0f\x46\x61ilsafeService\x12\x41\n\x07\x43onfirm\x12\x1b.latitude.v1.ConfirmRequest\x1a\x19.latitude.v1.ConfirmReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'latitude.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMANDKIND']._serialized_start=2234
-  _globals['_COMMANDKIND']._serialized_end=2495
-  _globals['_AGENTMESSAGE']._serialized_start=132
-  _globals['_AGENTMESSAGE']._serialized_end=284
-  _globals['_COORDINATORMESSAGE']._serialized_start=287
-  _globals['_COORDINATORMESSAGE']._serialized_end=489
-  _globals['_HELLO']._serialized_start=492
-  _globals['_HELLO']._serialized_end=703
-  _globals['_PEERRTT']._serialized_start=705
-  _globals['_PEERRTT']._serialized_end=770
-  _globals['_REPORT']._serialized_start=773
-  _globals['_REPORT']._serialized_end=1051
-  _globals['_COMMANDRESULT']._serialized_start=1054
-  _globals['_COMMANDRESULT']._serialized_end=1201
-  _globals['_WELCOME']._serialized_start=1204
-  _globals['_WELCOME']._serialized_end=1422
-  _globals['_REPORTACK']._serialized_start=1424
-  _globals['_REPORTACK']._serialized_end=1468
-  _globals['_NOTLEADER']._serialized_start=1470
-  _globals['_NOTLEADER']._serialized_end=1524
-  _globals['_PROMOTEARGS']._serialized_start=1527
-  _globals['_PROMOTEARGS']._serialized_end=1658
-  _globals['_FOLLOWARGS']._serialized_start=1660
-  _globals['_FOLLOWARGS']._serialized_end=1759
-  _globals['_SYNCHRONOUSARGS']._serialized_start=1761
-  _globals['_SYNCHRONOUSARGS']._serialized_end=1813
-  _globals['_REJOINARGS']._serialized_start=1815
-  _globals['_REJOINARGS']._serialized_end=1890
-  _globals['_COMMAND']._serialized_start=1893
-  _globals['_COMMAND']._serialized_end=2231
-  _globals['_AGENTSERVICE']._serialized_start=2497
-  _globals['_AGENTSERVICE']._serialized_end=2586
+  _globals['_COMMANDKIND']._serialized_start=2897
+  _globals['_COMMANDKIND']._serialized_end=3192
+  _globals['_CONFIRMREQUEST']._serialized_start=131
+  _globals['_CONFIRMREQUEST']._serialized_end=223
+  _globals['_CONFIRMREPLY']._serialized_start=225
+  _globals['_CONFIRMREPLY']._serialized_end=290
+  _globals['_AGENTMESSAGE']._serialized_start=293
+  _globals['_AGENTMESSAGE']._serialized_end=445
+  _globals['_COORDINATORMESSAGE']._serialized_start=448
+  _globals['_COORDINATORMESSAGE']._serialized_end=650
+  _globals['_HELLO']._serialized_start=653
+  _globals['_HELLO']._serialized_end=864
+  _globals['_PEERRTT']._serialized_start=866
+  _globals['_PEERRTT']._serialized_end=931
+  _globals['_REPORT']._serialized_start=934
+  _globals['_REPORT']._serialized_end=1247
+  _globals['_LEASE']._serialized_start=1249
+  _globals['_LEASE']._serialized_end=1349
+  _globals['_COMMANDRESULT']._serialized_start=1352
+  _globals['_COMMANDRESULT']._serialized_end=1590
+  _globals['_WELCOME']._serialized_start=1593
+  _globals['_WELCOME']._serialized_end=1851
+  _globals['_CLUSTERWORD']._serialized_start=1853
+  _globals['_CLUSTERWORD']._serialized_end=1918
+  _globals['_REPORTACK']._serialized_start=1920
+  _globals['_REPORTACK']._serialized_end=2004
+  _globals['_NOTLEADER']._serialized_start=2006
+  _globals['_NOTLEADER']._serialized_end=2060
+  _globals['_PROMOTEARGS']._serialized_start=2063
+  _globals['_PROMOTEARGS']._serialized_end=2194
+  _globals['_FOLLOWARGS']._serialized_start=2196
+  _globals['_FOLLOWARGS']._serialized_end=2295
+  _globals['_SYNCHRONOUSARGS']._serialized_start=2297
+  _globals['_SYNCHRONOUSARGS']._serialized_end=2349
+  _globals['_STOPCONFIRMINGARGS']._serialized_start=2351
+  _globals['_STOPCONFIRMINGARGS']._serialized_end=2416
+  _globals['_REJOINARGS']._serialized_start=2418
+  _globals['_REJOINARGS']._serialized_end=2493
+  _globals['_COMMAND']._serialized_start=2496
+  _globals['_COMMAND']._serialized_end=2894
+  _globals['_AGENTSERVICE']._serialized_start=3194
+  _globals['_AGENTSERVICE']._serialized_end=3283
+  _globals['_FAILSAFESERVICE']._serialized_start=3285
+  _globals['_FAILSAFESERVICE']._serialized_end=3369
 # @@protoc_insertion_point(module_scope)

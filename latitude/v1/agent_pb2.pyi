@@ -23,6 +23,7 @@ class CommandKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMMAND_KIND_REPORT_NOW: _ClassVar[CommandKind]
     COMMAND_KIND_CHECKPOINT: _ClassVar[CommandKind]
     COMMAND_KIND_SET_SYNCHRONOUS: _ClassVar[CommandKind]
+    COMMAND_KIND_STOP_CONFIRMING: _ClassVar[CommandKind]
 COMMAND_KIND_UNSPECIFIED: CommandKind
 COMMAND_KIND_FENCE: CommandKind
 COMMAND_KIND_UNFENCE: CommandKind
@@ -32,6 +33,27 @@ COMMAND_KIND_REJOIN: CommandKind
 COMMAND_KIND_REPORT_NOW: CommandKind
 COMMAND_KIND_CHECKPOINT: CommandKind
 COMMAND_KIND_SET_SYNCHRONOUS: CommandKind
+COMMAND_KIND_STOP_CONFIRMING: CommandKind
+
+class ConfirmRequest(_message.Message):
+    __slots__ = ("primary_region", "primary_address", "system_identifier")
+    PRIMARY_REGION_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    primary_region: str
+    primary_address: str
+    system_identifier: int
+    def __init__(self, primary_region: _Optional[str] = ..., primary_address: _Optional[str] = ..., system_identifier: _Optional[int] = ...) -> None: ...
+
+class ConfirmReply(_message.Message):
+    __slots__ = ("region", "confirmed", "reason")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    confirmed: bool
+    reason: str
+    def __init__(self, region: _Optional[str] = ..., confirmed: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
     __slots__ = ("hello", "report", "command_result")
@@ -86,7 +108,7 @@ class PeerRtt(_message.Message):
     def __init__(self, region: _Optional[str] = ..., rtt_seconds: _Optional[float] = ..., reachable: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("sequence", "sent_at", "database", "checks", "capacity_utilization", "error_rate", "response_time_seconds", "peers")
+    __slots__ = ("sequence", "sent_at", "database", "checks", "capacity_utilization", "error_rate", "response_time_seconds", "peers", "lease")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     DATABASE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +117,7 @@ class Report(_message.Message):
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     sent_at: _timestamp_pb2.Timestamp
     database: _common_pb2.DatabaseStatus
@@ -103,47 +126,76 @@ class Report(_message.Message):
     error_rate: float
     response_time_seconds: float
     peers: _containers.RepeatedCompositeFieldContainer[PeerRtt]
-    def __init__(self, sequence: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., capacity_utilization: _Optional[float] = ..., error_rate: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerRtt, _Mapping]]] = ...) -> None: ...
+    lease: Lease
+    def __init__(self, sequence: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., capacity_utilization: _Optional[float] = ..., error_rate: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerRtt, _Mapping]]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ...) -> None: ...
+
+class Lease(_message.Message):
+    __slots__ = ("remaining_seconds", "failsafe", "confirmed_by", "failsafe_problem")
+    REMAINING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILSAFE_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_BY_FIELD_NUMBER: _ClassVar[int]
+    FAILSAFE_PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    remaining_seconds: float
+    failsafe: bool
+    confirmed_by: _containers.RepeatedScalarFieldContainer[str]
+    failsafe_problem: str
+    def __init__(self, remaining_seconds: _Optional[float] = ..., failsafe: _Optional[bool] = ..., confirmed_by: _Optional[_Iterable[str]] = ..., failsafe_problem: _Optional[str] = ...) -> None: ...
 
 class CommandResult(_message.Message):
-    __slots__ = ("command_id", "ok", "error", "observed", "agent_epoch", "rewound")
+    __slots__ = ("command_id", "ok", "error", "observed", "agent_epoch", "rewound", "fence_lsn", "last_confirmed_seconds_ago")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_FIELD_NUMBER: _ClassVar[int]
     AGENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     REWOUND_FIELD_NUMBER: _ClassVar[int]
+    FENCE_LSN_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONFIRMED_SECONDS_AGO_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     ok: bool
     error: str
     observed: _common_pb2.DatabaseStatus
     agent_epoch: int
     rewound: bool
-    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., observed: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., agent_epoch: _Optional[int] = ..., rewound: _Optional[bool] = ...) -> None: ...
+    fence_lsn: int
+    last_confirmed_seconds_ago: float
+    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., observed: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., agent_epoch: _Optional[int] = ..., rewound: _Optional[bool] = ..., fence_lsn: _Optional[int] = ..., last_confirmed_seconds_ago: _Optional[float] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("leader_id", "epoch", "report_interval", "fence_after", "peer_probe_interval", "ack_every")
+    __slots__ = ("leader_id", "epoch", "report_interval", "fence_after", "peer_probe_interval", "ack_every", "word")
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     FENCE_AFTER_FIELD_NUMBER: _ClassVar[int]
     PEER_PROBE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     ACK_EVERY_FIELD_NUMBER: _ClassVar[int]
+    WORD_FIELD_NUMBER: _ClassVar[int]
     leader_id: str
     epoch: int
     report_interval: _duration_pb2.Duration
     fence_after: _duration_pb2.Duration
     peer_probe_interval: _duration_pb2.Duration
     ack_every: int
-    def __init__(self, leader_id: _Optional[str] = ..., epoch: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peer_probe_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ack_every: _Optional[int] = ...) -> None: ...
+    word: ClusterWord
+    def __init__(self, leader_id: _Optional[str] = ..., epoch: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peer_probe_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ack_every: _Optional[int] = ..., word: _Optional[_Union[ClusterWord, _Mapping]] = ...) -> None: ...
+
+class ClusterWord(_message.Message):
+    __slots__ = ("write_region", "failover_in_progress")
+    WRITE_REGION_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    write_region: str
+    failover_in_progress: bool
+    def __init__(self, write_region: _Optional[str] = ..., failover_in_progress: _Optional[bool] = ...) -> None: ...
 
 class ReportAck(_message.Message):
-    __slots__ = ("sequence", "epoch")
+    __slots__ = ("sequence", "epoch", "word")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    WORD_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     epoch: int
-    def __init__(self, sequence: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+    word: ClusterWord
+    def __init__(self, sequence: _Optional[int] = ..., epoch: _Optional[int] = ..., word: _Optional[_Union[ClusterWord, _Mapping]] = ...) -> None: ...
 
 class NotLeader(_message.Message):
     __slots__ = ("leader_id", "leader_address")
@@ -181,6 +233,14 @@ class SynchronousArgs(_message.Message):
     synchronous_standby_names: str
     def __init__(self, synchronous_standby_names: _Optional[str] = ...) -> None: ...
 
+class StopConfirmingArgs(_message.Message):
+    __slots__ = ("primary_region", "failover_id")
+    PRIMARY_REGION_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_ID_FIELD_NUMBER: _ClassVar[int]
+    primary_region: str
+    failover_id: str
+    def __init__(self, primary_region: _Optional[str] = ..., failover_id: _Optional[str] = ...) -> None: ...
+
 class RejoinArgs(_message.Message):
     __slots__ = ("follow", "allow_rewind")
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
@@ -190,7 +250,7 @@ class RejoinArgs(_message.Message):
     def __init__(self, follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., allow_rewind: _Optional[bool] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("command_id", "epoch", "kind", "promote", "follow", "rejoin", "synchronous", "deadline", "reason")
+    __slots__ = ("command_id", "epoch", "kind", "promote", "follow", "rejoin", "synchronous", "stop_confirming", "deadline", "reason")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +258,7 @@ class Command(_message.Message):
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     REJOIN_FIELD_NUMBER: _ClassVar[int]
     SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
+    STOP_CONFIRMING_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     command_id: str
@@ -207,6 +268,7 @@ class Command(_message.Message):
     follow: FollowArgs
     rejoin: RejoinArgs
     synchronous: SynchronousArgs
+    stop_confirming: StopConfirmingArgs
     deadline: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., synchronous: _Optional[_Union[SynchronousArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., synchronous: _Optional[_Union[SynchronousArgs, _Mapping]] = ..., stop_confirming: _Optional[_Union[StopConfirmingArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...

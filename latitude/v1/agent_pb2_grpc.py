@@ -99,3 +99,95 @@ class AgentService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class FailsafeServiceStub:
+    """Served by every agent, for the other regions' agents: the failsafe that keeps a primary
+    writable through an etcd outage or a leader change. No promotion can happen without a
+    leader, and no leader without etcd; so a primary's agent that stops hearing from a leader
+    keeps its database writable while every other region's standby confirms, directly, that it
+    still follows this primary and that no leader has told it otherwise. Each fully confirmed
+    round moves the primary's fence deadline to (when the round was sent) + fence_after.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Confirm = channel.unary_unary(
+                '/latitude.v1.FailsafeService/Confirm',
+                request_serializer=latitude_dot_v1_dot_agent__pb2.ConfirmRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_agent__pb2.ConfirmReply.FromString,
+                _registered_method=True)
+
+
+class FailsafeServiceServicer:
+    """Served by every agent, for the other regions' agents: the failsafe that keeps a primary
+    writable through an etcd outage or a leader change. No promotion can happen without a
+    leader, and no leader without etcd; so a primary's agent that stops hearing from a leader
+    keeps its database writable while every other region's standby confirms, directly, that it
+    still follows this primary and that no leader has told it otherwise. Each fully confirmed
+    round moves the primary's fence deadline to (when the round was sent) + fence_after.
+    """
+
+    def Confirm(self, request, context):
+        """Does the answering region's standby follow the asking primary, with no leader saying
+        otherwise? Answered from the agent's latest observation; never blocks on the database.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_FailsafeServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Confirm': grpc.unary_unary_rpc_method_handler(
+                    servicer.Confirm,
+                    request_deserializer=latitude_dot_v1_dot_agent__pb2.ConfirmRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_agent__pb2.ConfirmReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'latitude.v1.FailsafeService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('latitude.v1.FailsafeService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class FailsafeService:
+    """Served by every agent, for the other regions' agents: the failsafe that keeps a primary
+    writable through an etcd outage or a leader change. No promotion can happen without a
+    leader, and no leader without etcd; so a primary's agent that stops hearing from a leader
+    keeps its database writable while every other region's standby confirms, directly, that it
+    still follows this primary and that no leader has told it otherwise. Each fully confirmed
+    round moves the primary's fence deadline to (when the round was sent) + fence_after.
+    """
+
+    @staticmethod
+    def Confirm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latitude.v1.FailsafeService/Confirm',
+            latitude_dot_v1_dot_agent__pb2.ConfirmRequest.SerializeToString,
+            latitude_dot_v1_dot_agent__pb2.ConfirmReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -42,6 +42,7 @@ class FenceCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FENCE_CAUSE_SELF: _ClassVar[FenceCause]
     FENCE_CAUSE_COMMAND: _ClassVar[FenceCause]
     FENCE_CAUSE_STARTUP: _ClassVar[FenceCause]
+    FENCE_CAUSE_KEEPER: _ClassVar[FenceCause]
 
 class SyncState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -71,6 +72,7 @@ FENCE_CAUSE_UNSPECIFIED: FenceCause
 FENCE_CAUSE_SELF: FenceCause
 FENCE_CAUSE_COMMAND: FenceCause
 FENCE_CAUSE_STARTUP: FenceCause
+FENCE_CAUSE_KEEPER: FenceCause
 SYNC_STATE_UNSPECIFIED: SyncState
 SYNC_STATE_ASYNC: SyncState
 SYNC_STATE_POTENTIAL: SyncState
