@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--port-base", type=int, help="first of consecutive ports (default: free ports)"
     )
+    up.add_argument(
+        "--netns", action="store_true", default=None,
+        help="each region and the control plane in a network namespace of its own (root)",
+    )  # fmt: skip
     up.set_defaults(command=_up)
 
     down = _stack_command(commands, "down", "stop the local stack and remove its data")
@@ -167,6 +171,7 @@ def _stack(args: argparse.Namespace, progress: Progress | None = None) -> Stack:
         "dir": args.dir,
         "host": getattr(args, "host", None),
         "port_base": getattr(args, "port_base", None),
+        "netns": getattr(args, "netns", None),
     }
     config = configuration.load(
         StackConfig,

@@ -35,6 +35,9 @@ class StackConfig:
     control_plane: bool = True
     # Run the coordinators with synchronous replication (no acknowledged commit lost).
     synchronous: bool = False
+    # Each region, and the control plane, in a network namespace of its own joined by a
+    # bridge (latitude.stack.network), so that tests can cut links between them. Root only.
+    netns: bool = False
 
     def validate(self) -> None:
         try:
@@ -43,6 +46,8 @@ class StackConfig:
             raise ConfigError(f"host: {self.host!r} is not an IP address") from err
         if not (self.port_base == 0 or 1024 <= self.port_base <= 65000):
             raise ConfigError(f"port_base: {self.port_base} is outside 1024-65000 (or 0 for free)")
+        if self.netns and not self.runs_as_root:
+            raise ConfigError("netns: network namespaces need root (run as root or drop it)")
         if not self.ready_timeout > 0:
             raise ConfigError(f"ready_timeout: must be positive, got {self.ready_timeout}")
 

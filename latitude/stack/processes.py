@@ -79,15 +79,21 @@ async def run(
     user: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
+    netns: str | None = None,
 ) -> str:
     """Run a short command to completion; its stdout on success, a StackError naming it if not.
 
     ``user`` runs it as that system user, through runuser rather than Popen(user=): changing
     user makes Python fork instead of vfork, and a fork runs gRPC's at-fork handlers, which
     crash the child of a process that has gRPC channels open.
+
+    ``netns`` runs it in that network namespace (``ip netns exec``, as root, before any
+    change of user).
     """
     if user is not None:
         argv = ["runuser", "-u", user, "--", *argv]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -122,6 +128,7 @@ async def spawn_daemon(
     log: Path,
     user: str | None = None,
     env: Mapping[str, str] | None = None,
+    netns: str | None = None,
 ) -> ProcessRecord:
     """Start ``argv`` detached, appending its output to ``log``; return its record at once.
 
@@ -132,7 +139,11 @@ async def spawn_daemon(
     environment = _environment(env)
     environment["LATITUDE_LOG"] = str(log)
     output = await run(
-        ["/bin/sh", "-c", script, "sh", *argv], what=f"starting {name}", user=user, env=environment
+        ["/bin/sh", "-c", script, "sh", *argv],
+        what=f"starting {name}",
+        user=user,
+        env=environment,
+        netns=netns,
     )
     pid = int(output.strip())
     try:

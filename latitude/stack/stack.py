@@ -26,6 +26,7 @@ from latitude.program import all_or_none
 from latitude.stack import etcd, ports, processes, services
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
+from latitude.stack.network import Layout, Network, machine_addresses
 from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
 from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
@@ -81,6 +82,7 @@ class Stack:
         self.topology = topology
         self.dir = config.dir.absolute()
         self._progress = progress
+        self._network: Network | None = None
 
     # -- what the stack is made of ---------------------------------------------------------
 
@@ -106,12 +108,39 @@ class Stack:
         names += [f"agent-{r.name}" for r in self.topology.regions]
         return names
 
+    def address_of(self, state: StackState, component: str) -> str:
+        """The address ``component`` (a process name, e.g. "postgres-eu-west-1") listens on:
+        its party's in the stack's network, else the stack's host."""
+        network = self.network(state)
+        return network.layout.address_of(component) if network else state.host
+
+    def network(self, state: StackState | None = None) -> Network | None:
+        """The stack's network namespaces and the links cut between them; None when the
+        stack runs in the root namespace. The same object for the life of this Stack, so that
+        the cuts it made are known."""
+        state = state or self.state()
+        if state.network is None:
+            return None
+        layout = Layout.from_json(state.network)
+        if self._network is None or self._network.layout != layout:
+            self._network = Network(layout)
+        return self._network
+
+    def netns_of(self, state: StackState, component: str) -> str | None:
+        network = self.network(state)
+        return network.layout.party_of(component).netns if network else None
+
     def coordinator_addresses(self, state: StackState) -> list[str]:
-        return [join_host_port(state.host, state.ports[c]) for c in self.topology.coordinators]
+        return [
+            join_host_port(self.address_of(state, c), state.ports[c])
+            for c in self.topology.coordinators
+        ]
 
     def etcd_members(self, state: StackState) -> list[EtcdMember]:
         return [
-            EtcdMember(m, state.host, state.ports[f"{m}.client"], state.ports[f"{m}.peer"])
+            EtcdMember(
+                m, self.address_of(state, m), state.ports[f"{m}.client"], state.ports[f"{m}.peer"]
+            )
             for m in self.topology.etcd_members
         ]
 
@@ -119,7 +148,7 @@ class Stack:
         self.topology.region(region)
         return PostgresNode(
             region,
-            state.host,
+            self.address_of(state, f"postgres-{region}"),
             state.ports[f"postgres-{region}"],
             self.dir / "postgres" / region,
             self.dir / "logs" / f"postgres-{region}.log",
@@ -159,6 +188,16 @@ class Stack:
         state, created = self._load_or_create()
         self._adopt_postmasters(state)
         running = {n: processes.is_alive(r) for n, r in state.processes.items()}
+        network = self.network(state)
+        if network is not None and not network.exists():
+            # New, or gone with a reboot: nothing of the stack can run without it.
+            running = {}
+            await network.create()
+            self._progress(
+                "network",
+                f"namespaces and bridge {network.layout.bridge} on "
+                f"{network.layout.subnet}; the observer is {network.layout.observer}",
+            )
         if all(running.get(n, False) for n in self.component_names()):
             return state, False
         started: list[ProcessRecord] = []
@@ -173,6 +212,8 @@ class Stack:
             await self._wait_ready(state)
         except BaseException:
             await asyncio.shield(self._undo(state, started, created))
+            if created and network is not None:
+                network.destroy()
             raise
         return state, True
 
@@ -194,8 +235,13 @@ class Stack:
                 f"{self.dir} holds {', '.join(sorted(leftovers))} but no state file: "
                 f"it is not a stack latitude can recover; {self._leftovers_advice()}"
             )
+        # In namespaces of their own the ports only need to be distinct: any free ones do.
         chosen = ports.allocate(self.config.host, self._port_names(), self.config.port_base)
         state = StackState(dir=self.dir, host=self.config.host, ports=chosen)
+        if self.config.netns:
+            regions = [r.name for r in self.topology.regions]
+            layout = Layout.plan(state.cluster_token, regions, machine_addresses())
+            state.network = layout.to_json()
         for sub in ("etcd", "logs"):
             (self.dir / sub).mkdir(exist_ok=True)
         state.save()
@@ -227,7 +273,10 @@ class Stack:
                 state.save()
 
     def _check_ports(self, state: StackState, running: dict[str, bool]) -> None:
-        """The ports of every component about to start must still be free."""
+        """The ports of every component about to start must still be free (in namespaces of
+        the stack's own they are)."""
+        if state.network is not None:
+            return
         wanted = {
             name: port
             for name, port in state.ports.items()
@@ -254,7 +303,10 @@ class Stack:
                 etcd_path, member, members, self.dir / "etcd" / member.name, state.cluster_token
             )
             record = await processes.spawn_daemon(
-                member.name, argv, log=self.dir / "logs" / f"{member.name}.log"
+                member.name,
+                argv,
+                log=self.dir / "logs" / f"{member.name}.log",
+                netns=self.netns_of(state, member.name),
             )
             self._record(state, record, started)
             self._progress(member.name, f"started (pid {record.pid}) on {member.endpoint}")
@@ -278,7 +330,9 @@ class Stack:
         fresh = primary.name not in state.initialized
         if fresh:
             self._progress(primary.name, "initdb (primary)")
-            await postgres.init_primary(primary, state.superuser_password)
+            await self._in_netns(postgres, state, primary).init_primary(
+                primary, state.superuser_password
+            )
             self._mark_initialized(state, primary.name)
         if not running.get(primary.name):
             await self._start_postgres(state, postgres, primary, started, fresh=fresh)
@@ -308,7 +362,7 @@ class Stack:
         node = self.postgres_node(state, region)
         if node.name not in state.initialized:
             self._progress(node.name, f"base backup from {primary.region}")
-            await postgres.base_backup(
+            await self._in_netns(postgres, state, node).base_backup(
                 node, primary, self.topology.region(region).slot_name, passfile
             )
             self._mark_initialized(state, node.name)
@@ -324,7 +378,7 @@ class Stack:
         fenced = primary and not fresh
         if fenced:
             postgres.fence(node)
-        record = await postgres.start(node, self.config.ready_timeout)
+        record = await self._in_netns(postgres, state, node).start(node, self.config.ready_timeout)
         self._record(state, record, started)
         role = "primary" if primary else "standby"
         self._progress(node.name, f"{role} accepting connections on {node.address}" + (
@@ -355,18 +409,26 @@ class Stack:
                     utilization.write_text("0\n")
                 peers = [n for n in self.postgres_nodes(state) if n.region != region.name]
                 argv = services.agent_argv(
-                    region, state.host, state.ports[name], coordinators, node,
+                    region, self.address_of(state, name), state.ports[name], coordinators, node,
                     peers=peers, utilization_file=utilization,
                 )  # fmt: skip
                 env = services.agent_env(state.superuser_password)
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
+
+    def _in_netns(self, postgres: Postgres, state: StackState, node: PostgresNode) -> Postgres:
+        netns = self.netns_of(state, node.name)
+        return postgres if netns is None else _NamespacedPostgres(postgres, netns)
 
     async def _spawn(
         self, state: StackState, name: str, argv: list[str], started: list[ProcessRecord],
         env: dict[str, str], what: str,
     ) -> None:  # fmt: skip
         record = await processes.spawn_daemon(
-            name, argv, log=self.dir / "logs" / f"{name}.log", env=env
+            name,
+            argv,
+            log=self.dir / "logs" / f"{name}.log",
+            env=env,
+            netns=self.netns_of(state, name),
         )
         self._record(state, record, started)
         self._progress(name, f"started (pid {record.pid}), {what}")
@@ -446,6 +508,10 @@ class Stack:
                     await self._stop(record)
                     self._progress(name, f"stopped (pid {record.pid})")
                     stopped.append(name)
+            network = self.network(state)
+            if network is not None:
+                network.destroy()
+                self._progress("network", f"removed {network.layout.bridge} and its namespaces")
         shutil.rmtree(self.dir, ignore_errors=True)
         return stopped
 
@@ -484,3 +550,21 @@ class Stack:
         if sig == signal.SIGKILL:
             await processes.wait_gone(record, 5.0)
         return record
+
+
+class _NamespacedPostgres(Postgres):
+    """PostgreSQL's programs run inside a region's network namespace (initdb, base backups,
+    pg_ctl): what they start listens there, and what they connect to is reached from there."""
+
+    def __init__(self, postgres: Postgres, netns: str) -> None:
+        super().__init__(postgres._programs, postgres._user)
+        self._netns = netns
+
+    async def _run(self, program: str, *args: str, what: str, timeout: float = 120.0) -> str:
+        return await processes.run(
+            [str(self._programs[program]), *args],
+            what=what,
+            user=self._user,
+            timeout=timeout,
+            netns=self._netns,
+        )

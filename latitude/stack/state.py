@@ -35,6 +35,9 @@ class StackState:
     # Components whose data directory is complete (initdb done, base backup taken, ...).
     initialized: set[str] = field(default_factory=set)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    # The stack's network namespaces and addresses (latitude.stack.network.Layout.to_json),
+    # or None when everything listens on ``host`` in the root namespace.
+    network: dict | None = None
 
     @property
     def path(self) -> Path:
@@ -52,6 +55,7 @@ class StackState:
             "created_at": self.created_at,
             "initialized": sorted(self.initialized),
             "processes": {name: rec.to_json() for name, rec in self.processes.items()},
+            "network": self.network,
         }
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -89,6 +93,7 @@ class StackState:
                 processes={
                     name: ProcessRecord.from_json(rec) for name, rec in data["processes"].items()
                 },
+                network=data.get("network"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise StackError(f"the state file {path} is malformed (missing or bad {err})") from err
