@@ -190,7 +190,11 @@ class Stack:
         running = {n: processes.is_alive(r) for n, r in state.processes.items()}
         network = self.network(state)
         if network is not None and not network.exists():
-            # New, or gone with a reboot: nothing of the stack can run without it.
+            # New, or gone (a reboot, a removed namespace): what still runs of the stack is
+            # cut off from everything and is started again once the network is back.
+            for name in reversed(self.component_names()):
+                if running.get(name):
+                    await self._stop(state.processes[name])
             running = {}
             await network.create()
             self._progress(
