@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -35,3 +36,19 @@ def netns_stack() -> Stack:
     namespaces and bridge included, whatever the tests did."""
     with running_stack(netns=True) as stack:
         yield stack
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """With LATITUDE_CHAOS_RESULTS set (bench/chaos.py), note each scenario's outcome beside
+    its figures: passed, failed, xfailed (it waits for a capability) or xpassed."""
+    report = yield
+    path = os.environ.get("LATITUDE_CHAOS_RESULTS")
+    if path and report.when == "call":
+        if hasattr(report, "wasxfail"):
+            outcome = "xpassed" if report.passed else "xfailed"
+        else:
+            outcome = report.outcome
+        with open(path, "a") as out:
+            out.write(json.dumps({"outcome_of": item.nodeid, "outcome": outcome}) + "\n")
+    return report

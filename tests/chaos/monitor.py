@@ -316,6 +316,10 @@ class Result:
     converge_s: float | None = None
     failovers_started: int = 0
     notes: list[str] = field(default_factory=list)
+    # The pytest test that ran it (bench/chaos.py joins it with the test's outcome).
+    test: str = field(
+        default_factory=lambda: os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    )
 
     def record(self) -> None:
         """Append to the file bench/chaos.py reads (LATITUDE_CHAOS_RESULTS), if any."""
