@@ -116,13 +116,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         continue
                     acked_once = True
                     record.acked_wall = time.time()
-                    session.send(
-                        agent_pb2.CoordinatorMessage(
-                            report_ack=agent_pb2.ReportAck(
-                                sequence=report.sequence, epoch=node.epoch
-                            )
-                        )
+                    record.acked_at = time.monotonic()
+                    ack = agent_pb2.ReportAck(
+                        sequence=report.sequence, epoch=node.epoch, word=node.word()
                     )
+                    session.send(agent_pb2.CoordinatorMessage(report_ack=ack))
                 elif kind == "command_result":
                     node.commands.resolve(message.command_result)
                 else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coordinator.failover import format_lsn
+from latitude.lsn import format_lsn
 from latitude.table import human_bytes
 from latitude.v1 import admin_pb2, common_pb2
 

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from coordinator import keys
 from coordinator.etcd import EtcdError
 from coordinator.store import Store
 from latitude.errors import LatitudeError
@@ -29,7 +30,7 @@ from latitude.v1 import admin_pb2
 
 log = logging.getLogger(__name__)
 
-PREFIX = "events"
+PREFIX = keys.EVENTS
 KEEP = 10_000
 QUEUE = 1_000
 # Events per transaction; with as many deletions it stays within etcd's --max-txn-ops (128).

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from coordinator import consistency, events, maintenance
+from coordinator import consistency, events, keys, maintenance
 from coordinator.commands import CommandFailed
 from coordinator.consistency import Reading
 from latitude.errors import LatitudeError
@@ -96,7 +96,7 @@ async def check_consistency(
             note = f"last published reading: the leader could not be asked for a fresh one: {err}"
     store = node.store
     published, write_region = await asyncio.gather(
-        store.read_prefix("regions"), store.read("write_region")
+        store.read_prefix(keys.REGIONS), store.read(keys.WRITE_REGION)
     )
     statuses = [admin_pb2.RegionStatus.FromString(published[n]) for n in sorted(published)]
     return consistency.assess(

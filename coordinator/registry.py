@@ -50,6 +50,10 @@ class RegionRecord:
     # When this leader last acknowledged one of the region's reports (leader's wall clock):
     # the agent of a primary fences itself fence_after after the report it acknowledges.
     acked_wall: float = 0.0
+    # The same moment on the leader's monotonic clock (None: nothing acknowledged yet).
+    acked_at: float | None = None
+    # Since when (monotonic) its reports have said the database is DOWN, without a break.
+    down_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +123,13 @@ class Registry:
             self._history.clear()
         record.report_wall = self._wall()
         record.sequence = report.sequence
+        now = self._clock()
+        if report.database.role == common_pb2.DATABASE_ROLE_DOWN:
+            record.down_since = now if record.down_since is None else record.down_since
+        else:
+            record.down_since = None
         before = record.monitor.current
-        after = record.monitor.report(self._clock(), self._problems(record))
+        after = record.monitor.report(now, self._problems(record))
         self.dirty.add(record.name)
         return None if after is before else StateChange(record.name, before, after)
 

@@ -7,6 +7,7 @@ import datetime
 from google.protobuf import json_format
 
 from latitude.errors import LatitudeError
+from latitude.lsn import format_lsn
 from latitude.table import human_bytes, render
 from latitude.v1 import admin_pb2, common_pb2
 
@@ -62,7 +63,7 @@ def _verdict(verdict: int) -> str:
 
 
 def _lsn(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}" if lsn else "-"
+    return format_lsn(lsn) if lsn else "-"
 
 
 def format_consistency(report: admin_pb2.ConsistencyReport) -> str:

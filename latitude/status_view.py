@@ -110,7 +110,23 @@ def format_cluster(status: admin_pb2.ClusterStatus) -> str:
     )
     rtts = peer_rtts(status)
     rtts = f"\n\n{rtts}" if rtts else ""
-    return f"{head}; write region: {write}\n\n{regions}{rtts}\n\n{members}"
+    warning = write_region_warning(status)
+    warning = f"\n{warning}" if warning else ""
+    return f"{head}; write region: {write}{warning}\n\n{regions}{rtts}\n\n{members}"
+
+
+def write_region_warning(status: admin_pb2.ClusterStatus) -> str:
+    """A line that says writes are refused although no failover is under way: the write
+    region's primary is fenced (the leader lifts such a fence once it hears the primary)."""
+    region = next((r for r in status.regions if r.region == status.write_region), None)
+    if region is None or not region.database.fenced or status.HasField("failover"):
+        return ""
+    cause = common_pb2.FenceCause.Name(region.database.fence_cause)
+    cause = cause.removeprefix("FENCE_CAUSE_").lower()
+    return (
+        f"WARNING: the write region's primary ({region.region}) is FENCED ({cause}): it takes "
+        "no writes until the leader lifts the fence"
+    )
 
 
 def cluster_json(status: admin_pb2.ClusterStatus) -> dict:

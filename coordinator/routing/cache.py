@@ -16,6 +16,7 @@ import random
 
 from google.protobuf.message import DecodeError
 
+from coordinator import keys
 from coordinator.etcd import EtcdError
 from coordinator.store import Store
 from latitude.routing import Resolver
@@ -23,7 +24,7 @@ from latitude.v1 import routing_pb2
 
 log = logging.getLogger(__name__)
 
-TABLE_KEY = "routing/table"
+TABLE_KEY = keys.ROUTING_TABLE
 # A watch on a partitioned etcd member can go quiet; re-read the key this often regardless.
 _REREAD_EVERY = 5.0
 

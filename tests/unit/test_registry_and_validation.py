@@ -165,6 +165,24 @@ def test_status_view_leaves_out_rtts_when_no_agent_reports_them():
     assert "RTT FROM" not in format_cluster(cluster)
 
 
+def test_status_view_flags_a_fenced_write_region_outside_a_failover():
+    fenced = common_pb2.DatabaseStatus(
+        role=common_pb2.DATABASE_ROLE_PRIMARY, fenced=True,
+        fence_cause=common_pb2.FENCE_CAUSE_COMMAND,
+    )  # fmt: skip
+    region = admin_pb2.RegionStatus(region="us-east-1", database=fenced)
+    cluster = admin_pb2.ClusterStatus(write_region="us-east-1", regions=[region])
+    assert "WARNING: the write region's primary (us-east-1) is FENCED (command)" in (
+        format_cluster(cluster)
+    )
+    # While a failover runs, its fence is expected.
+    cluster.failover.failover_id = "7f3a"
+    assert "WARNING" not in format_cluster(cluster)
+    cluster.ClearField("failover")
+    cluster.regions[0].database.fenced = False
+    assert "WARNING" not in format_cluster(cluster)
+
+
 @pytest.mark.parametrize(
     ("message", "field"),
     [
