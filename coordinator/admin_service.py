@@ -95,9 +95,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         orchestrator = await self._leading(context, request.target_region)
         reason = f"switchover to {request.target_region or 'the best standby'} requested"
         record = await self._start(
-            context, orchestrator, request.wait, admin_pb2.FAILOVER_KIND_SWITCHOVER, reason,
-            target=request.target_region, forced=request.force,
-        )  # fmt: skip
+            context,
+            orchestrator,
+            request.wait,
+            admin_pb2.FAILOVER_KIND_SWITCHOVER,
+            reason,
+            target=request.target_region,
+            forced=request.force,
+        )
         return admin_pb2.SwitchoverResponse(failover=record)
 
     async def Failover(self, request, context):
@@ -110,9 +115,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         reason = request.reason or f"failover requested by an operator ({why})"
         record = await self._start(
-            context, orchestrator, request.wait, admin_pb2.FAILOVER_KIND_MANUAL, reason,
-            target=request.target_region, forced=request.force,
-        )  # fmt: skip
+            context,
+            orchestrator,
+            request.wait,
+            admin_pb2.FAILOVER_KIND_MANUAL,
+            reason,
+            target=request.target_region,
+            forced=request.force,
+        )
         return admin_pb2.FailoverResponse(failover=record)
 
     async def _leading(self, context, target: str):

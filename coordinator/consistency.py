@@ -90,9 +90,11 @@ def assess(
         else:
             judged = _compare(db, usable[primary], primary, reading.lag_bytes)
         region = admin_pb2.RegionConsistency(
-            region=name, verdict=judged.verdict, behind_bytes=judged.behind,
+            region=name,
+            verdict=judged.verdict,
+            behind_bytes=judged.behind,
             detail=f"{judged.detail} ({note})" if note else judged.detail,
-        )  # fmt: skip
+        )
         if db is not None:
             region.role = db.role
             region.timeline_id = db.timeline_id
@@ -153,9 +155,11 @@ def _without_primary(
     if name == write_region:
         role = common_pb2.DatabaseRole.Name(db.role).removeprefix("DATABASE_ROLE_").lower()
         return _Verdict(UNKNOWN, f"holds the write region, but its database is a {role}")
-    why = f"the write region {write_region} has no usable reading" if write_region else (
-        "no write region and no single writable primary"
-    )  # fmt: skip
+    why = (
+        f"the write region {write_region} has no usable reading"
+        if write_region
+        else ("no write region and no single writable primary")
+    )
     return _Verdict(UNKNOWN, f"nothing to compare with: {why}")
 
 

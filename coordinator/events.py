@@ -167,9 +167,13 @@ class EventLog:
             self._dropped += 1
             return
         event = admin_pb2.Event(
-            kind=kind, severity=severity, region=region, message=message[:_MAX_TEXT],
-            failover_id=failover_id, epoch=self._epoch,
-        )  # fmt: skip
+            kind=kind,
+            severity=severity,
+            region=region,
+            message=message[:_MAX_TEXT],
+            failover_id=failover_id,
+            epoch=self._epoch,
+        )
         event.time.FromNanoseconds(int(self._clock() * 1e9))
         for key, value in (attributes or {}).items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -185,8 +189,7 @@ class EventLog:
                 self._wake.clear()
                 await asyncio.sleep(self._linger)  # a burst goes out as one transaction
                 while self._pending:
-                    batch = [self._pending.popleft()
-                             for _ in range(min(BATCH, len(self._pending)))]  # fmt: skip
+                    batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
                     await self._flush(batch)
                 if self._dropped:
                     log.warning("%d events were dropped while the queue was full", self._dropped)

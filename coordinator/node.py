@@ -118,10 +118,12 @@ class CoordinatorNode:
 
     def _command_failed(self, region: str, kind: str, error: str, reason: str) -> None:
         self.events.record(
-            admin_pb2.EVENT_KIND_COMMAND_FAILED, admin_pb2.SEVERITY_WARNING, region=region,
+            admin_pb2.EVENT_KIND_COMMAND_FAILED,
+            admin_pb2.SEVERITY_WARNING,
+            region=region,
             message=f"{kind} to {region} failed: {error}",
             attributes={"command": kind, "error": error, "reason": reason},
-        )  # fmt: skip
+        )
 
     @property
     def epoch(self) -> int:
@@ -171,9 +173,15 @@ class CoordinatorNode:
         )
         self.registry = registry
         leader = Leader(
-            config=self.config, clock=SystemClock(), agents=self, writes=self,
-            events=self.events, epoch=self.epoch, began=time.monotonic(), began_wall=time.time(),
-        )  # fmt: skip
+            config=self.config,
+            clock=SystemClock(),
+            agents=self,
+            writes=self,
+            events=self.events,
+            epoch=self.epoch,
+            began=time.monotonic(),
+            began_wall=time.time(),
+        )
         self.orchestrator = FailoverMachine(leader, registry)
         self.publisher = TablePublisher(self, registry, self.orchestrator, self.routing)
         duties = [
@@ -220,10 +228,13 @@ class CoordinatorNode:
                 record.monitor.resume(now, state, status.state_reason)
                 # Until its agent says hello again, what the previous leader knew of it.
                 record.hello = agent_pb2.Hello(
-                    region=name, agent_id=status.agent_id, location=status.location,
-                    capacity=status.capacity, priority=status.priority,
+                    region=name,
+                    agent_id=status.agent_id,
+                    location=status.location,
+                    capacity=status.capacity,
+                    priority=status.priority,
                     endpoints=status.endpoints,
-                )  # fmt: skip
+                )
 
     async def _tick(self, registry: Registry) -> None:
         while True:
@@ -238,11 +249,13 @@ class CoordinatorNode:
         fenced = _fenced_itself(database)
         if fenced and not self._self_fenced.get(region, False):
             self.events.record(
-                admin_pb2.EVENT_KIND_FENCED, admin_pb2.SEVERITY_CRITICAL, region=region,
+                admin_pb2.EVENT_KIND_FENCED,
+                admin_pb2.SEVERITY_CRITICAL,
+                region=region,
                 message=f"{region} fenced itself: no report of its was acknowledged for "
-                        f"{self.config.fence_after:.1f} s",
+                f"{self.config.fence_after:.1f} s",
                 attributes={"cause": "self"},
-            )  # fmt: skip
+            )
         self._self_fenced[region] = fenced
 
     def region_changed(self, change) -> None:
@@ -264,11 +277,12 @@ class CoordinatorNode:
         if not same:
             before, after = change.before.state.value, change.after.state.value
             self.events.record(
-                admin_pb2.EVENT_KIND_REGION_STATE_CHANGED, _STATE_SEVERITY.get(after, _INFO),
+                admin_pb2.EVENT_KIND_REGION_STATE_CHANGED,
+                _STATE_SEVERITY.get(after, _INFO),
                 region=change.region,
                 message=f"{change.region}: {before} -> {after} ({change.after.reason})",
                 attributes={"from": before, "to": after, "reason": change.after.reason},
-            )  # fmt: skip
+            )
 
     async def _publish(self, registry: Registry) -> None:
         """Write changed region health to etcd: at most every TICK, at least every interval."""

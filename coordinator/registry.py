@@ -16,8 +16,9 @@ from latitude.errors import LatitudeError
 from latitude.table import human_bytes
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
-_PROTO_STATE = {state: common_pb2.RegionState.Value(f"REGION_STATE_{state.value}")
-                for state in RegionState}  # fmt: skip
+_PROTO_STATE = {
+    state: common_pb2.RegionState.Value(f"REGION_STATE_{state.value}") for state in RegionState
+}
 
 
 def _is_writable_primary(report: agent_pb2.Report) -> bool:
@@ -76,8 +77,10 @@ class Registry:
         self._clock = clock
         self._wall = wall
         now = clock()
-        self.regions = {name: RegionRecord(name, RegionMonitor(policy.detector, now))
-                        for name in sorted(regions)}  # fmt: skip
+        self.regions = {
+            name: RegionRecord(name, RegionMonitor(policy.detector, now))
+            for name in sorted(regions)
+        }
         # Regions whose status changed since the last publish.
         self.dirty: set[str] = set(self.regions)
         self._primary: RegionRecord | None = None

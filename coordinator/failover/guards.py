@@ -48,27 +48,40 @@ _FENCED_BECAUSE = {
 async def unfence(leader: Leader, region: str, reason: str, failover_id: str = "") -> None:
     """Lift ``region``'s fence by command; CommandFailed unless it is lifted."""
     result = await leader.agents.command(
-        region, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_UNFENCE), timeout=2.0,
+        region,
+        agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_UNFENCE),
+        timeout=2.0,
         reason=reason,
-    )  # fmt: skip
+    )
     if not result.ok:
         raise CommandFailed(f"unfencing {region} failed: {result.error}")
     leader.events.record(
-        admin_pb2.EVENT_KIND_UNFENCED, region=region, failover_id=failover_id,
-        message=f"{region} unfenced: {reason}", attributes={"reason": reason},
-    )  # fmt: skip
+        admin_pb2.EVENT_KIND_UNFENCED,
+        region=region,
+        failover_id=failover_id,
+        message=f"{region} unfenced: {reason}",
+        attributes={"reason": reason},
+    )
 
 
-def record_fenced(leader: Leader, region: str, result: agent_pb2.CommandResult,
-                  failover_id: str = "", why: str = "") -> None:  # fmt: skip
+def record_fenced(
+    leader: Leader,
+    region: str,
+    result: agent_pb2.CommandResult,
+    failover_id: str = "",
+    why: str = "",
+) -> None:
     """The event for a fence by command, at the position after which nothing commits."""
     lsn = format_lsn(result.fence_lsn or result.observed.current_lsn)
     leader.events.record(
-        admin_pb2.EVENT_KIND_FENCED, _WARNING, region=region, failover_id=failover_id,
+        admin_pb2.EVENT_KIND_FENCED,
+        _WARNING,
+        region=region,
+        failover_id=failover_id,
         message=f"{region} fenced by command at {lsn}"
-                f"{': ' + why if why else f' (failover {failover_id})'}",
+        f"{': ' + why if why else f' (failover {failover_id})'}",
         attributes={"cause": "command", "lsn": lsn},
-    )  # fmt: skip
+    )
 
 
 class Guards:
@@ -106,14 +119,19 @@ class Guards:
         if streaming:
             self._standbys_seen = now
         wanted = synchronous_names(
-            streaming, none_since=self._standbys_seen, now=now,
-            fail_after=self._config.fail_after, fallback=self._config.synchronous_fallback,
-        )  # fmt: skip
+            streaming,
+            none_since=self._standbys_seen,
+            now=now,
+            fail_after=self._config.fail_after,
+            fallback=self._config.synchronous_fallback,
+        )
         if wanted is None or wanted == self._synchronous_names:
             return
         if not wanted:
-            log.warning("no standby streams from %s: replication is asynchronous until one does",
-                        write_region)  # fmt: skip
+            log.warning(
+                "no standby streams from %s: replication is asynchronous until one does",
+                write_region,
+            )
         command = agent_pb2.Command(
             kind=agent_pb2.COMMAND_KIND_SET_SYNCHRONOUS,
             synchronous=agent_pb2.SynchronousArgs(synchronous_standby_names=wanted),
@@ -130,11 +148,13 @@ class Guards:
             log.info("synchronous_standby_names on %s: %r", write_region, wanted)
             if not wanted:
                 self._leader.events.record(
-                    admin_pb2.EVENT_KIND_ALERT, _WARNING, region=write_region,
+                    admin_pb2.EVENT_KIND_ALERT,
+                    _WARNING,
+                    region=write_region,
                     message=f"synchronous replication degraded to asynchronous: no standby "
-                            f"streams from {write_region}",
+                    f"streams from {write_region}",
                     attributes={"alert": "synchronous_degraded"},
-                )  # fmt: skip
+                )
 
     async def unfence_write_region(self) -> None:
         """The write region's primary is fenced and no failover under way owns the fence: it
@@ -180,13 +200,18 @@ class Guards:
                 continue
             self._fenced_at[name] = now
             if not db.fenced:
-                log.warning("%s reports a writable primary, but writes go to %s: fencing it",
-                            name, failover.write_region)  # fmt: skip
+                log.warning(
+                    "%s reports a writable primary, but writes go to %s: fencing it",
+                    name,
+                    failover.write_region,
+                )
                 try:
                     result = await self._leader.agents.command(
-                        name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
-                        timeout=1.0, reason="a second writable primary",
-                    )  # fmt: skip
+                        name,
+                        agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
+                        timeout=1.0,
+                        reason="a second writable primary",
+                    )
                     if result.ok:
                         record_fenced(
                             self._leader, name, result, why=f"writes go to {failover.write_region}"

@@ -118,8 +118,11 @@ class FailoverMachine:
             if raw:
                 record = admin_pb2.FailoverStatus.FromString(raw)
                 if record.phase not in _DONE:
-                    log.info("resuming failover %s in phase %s", record.failover_id,
-                             Phase.Name(record.phase))  # fmt: skip
+                    log.info(
+                        "resuming failover %s in phase %s",
+                        record.failover_id,
+                        Phase.Name(record.phase),
+                    )
                     await self._await_agents(record)
                     await self._carry_out(record)
             while True:
@@ -152,10 +155,12 @@ class FailoverMachine:
                 self._noted.add(verdict.reason)
                 log.warning("not failing over: %s", verdict.reason)
                 self._leader.events.record(
-                    admin_pb2.EVENT_KIND_ALERT, _WARNING, region=self.write_region,
+                    admin_pb2.EVENT_KIND_ALERT,
+                    _WARNING,
+                    region=self.write_region,
                     message=f"not failing over: {verdict.reason}",
                     attributes={"alert": "agent_silent_database_alive"},
-                )  # fmt: skip
+                )
             return
         if not self._retry.ready(now):
             return
@@ -164,13 +169,16 @@ class FailoverMachine:
         except FailoverRefused as err:
             wait = self._retry.failed(now)
             if self._retry.should_record(str(err)):
-                log.warning("not failing over: %s (trying again in %.0f s, then less often)",
-                            err, wait)  # fmt: skip
+                log.warning(
+                    "not failing over: %s (trying again in %.0f s, then less often)", err, wait
+                )
                 self._leader.events.record(
-                    admin_pb2.EVENT_KIND_ALERT, _CRITICAL, region=self.write_region,
+                    admin_pb2.EVENT_KIND_ALERT,
+                    _CRITICAL,
+                    region=self.write_region,
                     message=f"{verdict.reason}, but no failover can start: {err}",
                     attributes={"alert": "failover_impossible", "reason": str(err)},
-                )  # fmt: skip
+                )
 
     def _assess(self):
         now = self._clock.monotonic()
@@ -210,12 +218,18 @@ class FailoverMachine:
         self._leader.events.record(
             admin_pb2.EVENT_KIND_FAILOVER_STARTED,
             _CRITICAL if kind == admin_pb2.FAILOVER_KIND_AUTOMATIC else _WARNING,
-            region=record.from_region, failover_id=record.failover_id,
+            region=record.from_region,
+            failover_id=record.failover_id,
             message=f"{_kind(kind)} {record.failover_id} started from {record.from_region}"
-                    f"{' to ' + target if target else ''}: {reason}",
-            attributes={"kind": _kind(kind), "from": record.from_region, "to": target,
-                        "forced": forced, "reason": reason},
-        )  # fmt: skip
+            f"{' to ' + target if target else ''}: {reason}",
+            attributes={
+                "kind": _kind(kind),
+                "from": record.from_region,
+                "to": target,
+                "forced": forced,
+                "reason": reason,
+            },
+        )
         await self._carry_out(record)
         if record.phase == admin_pb2.FAILOVER_PHASE_ABORTED:
             self._retry.failed(self._clock.monotonic())
@@ -317,8 +331,11 @@ class FailoverMachine:
                 why = f"failover {record.failover_id} aborted"
                 await unfence(self._leader, record.from_region, why, record.failover_id)
             except CommandFailed as err:
-                log.warning("lifting the fence on %s after the abort failed: %s; the guards "
-                            "try again", record.from_region, err)  # fmt: skip
+                log.warning(
+                    "lifting the fence on %s after the abort failed: %s; the guards try again",
+                    record.from_region,
+                    err,
+                )
         await self._finish(record, admin_pb2.FAILOVER_PHASE_ABORTED)
 
     def _sole_primary(self):
@@ -431,8 +448,12 @@ class FailoverMachine:
                 if "unknown command kind" in result.error:
                     answered += 1
                     continue
-                log.warning("failover %s: %s did not stop confirming: %s",
-                            record.failover_id, name, result.error)  # fmt: skip
+                log.warning(
+                    "failover %s: %s did not stop confirming: %s",
+                    record.failover_id,
+                    name,
+                    result.error,
+                )
                 continue
             answered += 1
             if result.HasField("last_confirmed_seconds_ago"):
@@ -493,11 +514,17 @@ class FailoverMachine:
             record.error = choice.reason
             if choice.loss_bytes or choice.loss_seconds:  # refused past the lag budget
                 self._leader.events.record(
-                    admin_pb2.EVENT_KIND_ALERT, _CRITICAL, region=record.from_region,
-                    failover_id=record.failover_id, message=f"not promoting: {choice.reason}",
-                    attributes={"alert": "lag_budget", "loss_bytes": choice.loss_bytes,
-                                "loss_seconds": f"{choice.loss_seconds:.3f}"},
-                )  # fmt: skip
+                    admin_pb2.EVENT_KIND_ALERT,
+                    _CRITICAL,
+                    region=record.from_region,
+                    failover_id=record.failover_id,
+                    message=f"not promoting: {choice.reason}",
+                    attributes={
+                        "alert": "lag_budget",
+                        "loss_bytes": choice.loss_bytes,
+                        "loss_seconds": f"{choice.loss_seconds:.3f}",
+                    },
+                )
             return False
         record.to_region = choice.region
         chosen = self._registry.regions[choice.region].report
@@ -519,8 +546,12 @@ class FailoverMachine:
             # Promoted already (by a predecessor) and fenced itself while no leader
             # acknowledged it: it is the new primary, so lift its fence.
             if target.database.fenced:
-                await unfence(self._leader, record.to_region, f"failover {record.failover_id}",
-                              record.failover_id)  # fmt: skip
+                await unfence(
+                    self._leader,
+                    record.to_region,
+                    f"failover {record.failover_id}",
+                    record.failover_id,
+                )
             self._stamp(record.steps["promoted"])
             return
         followers = [n for n in self._registry.regions if n != record.to_region]
@@ -544,11 +575,13 @@ class FailoverMachine:
         self._stamp(record.steps["promoted"])
         timeline = result.observed.timeline_id
         self._leader.events.record(
-            admin_pb2.EVENT_KIND_PROMOTED, _WARNING, region=record.to_region,
+            admin_pb2.EVENT_KIND_PROMOTED,
+            _WARNING,
+            region=record.to_region,
             failover_id=record.failover_id,
             message=f"promoted {record.to_region} (timeline {timeline})",
             attributes={"timeline": timeline, "lsn": format_lsn(record.promoted_lsn)},
-        )  # fmt: skip
+        )
 
     async def _repoint(self, record: admin_pb2.FailoverStatus) -> None:
         for name in self._registry.regions:
@@ -557,9 +590,11 @@ class FailoverMachine:
             follow = self._rejoins.follow_args(name, record.to_region)
             try:
                 result = await self._leader.agents.command(
-                    name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FOLLOW, follow=follow),
-                    timeout=5.0, reason=f"failover {record.failover_id}",
-                )  # fmt: skip
+                    name,
+                    agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FOLLOW, follow=follow),
+                    timeout=5.0,
+                    reason=f"failover {record.failover_id}",
+                )
                 if not result.ok:
                     log.warning("repointing %s failed: %s", name, result.error)
             except CommandFailed as err:
@@ -590,12 +625,21 @@ class FailoverMachine:
         record.phase = phase
         self._stamp(record.finished_at)
         total = (record.finished_at.ToNanoseconds() - record.started_at.ToNanoseconds()) / 1e9
-        log.warning("failover %s %s in %.2f s: %s -> %s (%s)", record.failover_id,
-                    Phase.Name(phase), total, record.from_region, record.to_region or "-",
-                    record.error or record.selection_reason)  # fmt: skip
+        log.warning(
+            "failover %s %s in %.2f s: %s -> %s (%s)",
+            record.failover_id,
+            Phase.Name(phase),
+            total,
+            record.from_region,
+            record.to_region or "-",
+            record.error or record.selection_reason,
+        )
         completed = phase == admin_pb2.FAILOVER_PHASE_COMPLETED
-        attributes = {"from": record.from_region, "to": record.to_region,
-                      "duration_seconds": f"{total:.3f}"}  # fmt: skip
+        attributes = {
+            "from": record.from_region,
+            "to": record.to_region,
+            "duration_seconds": f"{total:.3f}",
+        }
         if record.HasField("data_loss_bound_bytes"):
             attributes["data_loss_bound_bytes"] = record.data_loss_bound_bytes
         if record.HasField("data_loss_bound_seconds"):
@@ -607,12 +651,15 @@ class FailoverMachine:
         else:
             message = f"aborted after {total:.2f} s: {record.error}"
         self._leader.events.record(
-            admin_pb2.EVENT_KIND_FAILOVER_COMPLETED if completed
+            admin_pb2.EVENT_KIND_FAILOVER_COMPLETED
+            if completed
             else admin_pb2.EVENT_KIND_FAILOVER_ABORTED,
             admin_pb2.SEVERITY_INFO if completed else _CRITICAL,
-            region=record.from_region, failover_id=record.failover_id,
-            message=f"failover {record.failover_id} {message}", attributes=attributes,
-        )  # fmt: skip
+            region=record.from_region,
+            failover_id=record.failover_id,
+            message=f"failover {record.failover_id} {message}",
+            attributes=attributes,
+        )
         value = record.SerializeToString()
         history = f"{keys.FAILOVER_HISTORY}/{record.failover_id}"
         try:
@@ -620,8 +667,11 @@ class FailoverMachine:
         except (Deposed, OutcomeUnknown) as err:
             # The write region is committed already (a completed one); a successor resumes an
             # unfinished record and finds every step done.
-            log.warning("failover %s: its final record is not known to be written: %s",
-                        record.failover_id, err)  # fmt: skip
+            log.warning(
+                "failover %s: its final record is not known to be written: %s",
+                record.failover_id,
+                err,
+            )
 
     def _stamp(self, timestamp, wall: float | None = None) -> None:
         timestamp.FromNanoseconds(int((self._clock.wall() if wall is None else wall) * 1e9))

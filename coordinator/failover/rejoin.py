@@ -35,9 +35,11 @@ class Rejoins:
         """How ``region`` streams from ``primary`` (empty host before primary's hello)."""
         host, _, port = postgres_address(self._registry, primary).rpartition(":")
         return agent_pb2.FollowArgs(
-            primary_region=primary, primary_host=host, primary_port=int(port or 0),
+            primary_region=primary,
+            primary_host=host,
+            primary_port=int(port or 0),
             slot_name=slot_name(region),
-        )  # fmt: skip
+        )
 
     async def rejoin(self, region: str, primary: str) -> bool:
         """Turn a former primary into a standby of ``primary`` (pg_rewind if it diverged)."""
@@ -60,10 +62,11 @@ class Rejoins:
         else:
             how = "rewound" if result.rewound else "no rewind needed"
             self._leader.events.record(
-                admin_pb2.EVENT_KIND_REJOINED, region=region,
+                admin_pb2.EVENT_KIND_REJOINED,
+                region=region,
                 message=f"{region} rejoined as a standby of {primary} ({how})",
                 attributes={"rewound": result.rewound, "primary": primary},
-            )  # fmt: skip
+            )
         return result.ok
 
     async def follow_or_rejoin(self, region: str, primary: str, within: float = 5.0) -> None:

@@ -73,8 +73,9 @@ class TableCache:
                 log.warning("routing table: %s; serving version %d meanwhile", err, self.version)
             except Exception:
                 # Serving a slightly old table beats not following at all: log it, go on.
-                log.exception("routing table follower failed; serving version %d meanwhile",
-                              self.version)  # fmt: skip
+                log.exception(
+                    "routing table follower failed; serving version %d meanwhile", self.version
+                )
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 2.0)
 
@@ -99,7 +100,8 @@ class TableCache:
         try:
             table = routing_pb2.RoutingTable.FromString(value)
         except DecodeError as err:  # a corrupt value must not stop the replica serving
-            log.error("routing table in etcd is unreadable (%s); keeping version %d", err,
-                      self.version)  # fmt: skip
+            log.error(
+                "routing table in etcd is unreadable (%s); keeping version %d", err, self.version
+            )
             return
         self.apply(table)

@@ -94,8 +94,10 @@ class TablePublisher:
         if not await self.publish_if_changed(force=True):
             self.strategy = previous
             raise RuntimeError("could not publish the routing table: no longer the leader")
-        names = [routing_pb2.Strategy.Name(s).removeprefix("STRATEGY_").lower()
-                 for s in (previous, strategy)]  # fmt: skip
+        names = [
+            routing_pb2.Strategy.Name(s).removeprefix("STRATEGY_").lower()
+            for s in (previous, strategy)
+        ]
         self._node.events.record(
             admin_pb2.EVENT_KIND_STRATEGY_CHANGED,
             message=f"default routing strategy {names[1]} (was {names[0]})",
@@ -171,8 +173,14 @@ def _routing_key(table: routing_pb2.RoutingTable) -> tuple:
         table.failover_in_progress,
         table.default_strategy,
         tuple(
-            (r.region, r.state, r.readable, round(r.availability, 3), round(r.weight, 2),
-             tuple((e.name, e.address) for e in r.endpoints))
+            (
+                r.region,
+                r.state,
+                r.readable,
+                round(r.availability, 3),
+                round(r.weight, 2),
+                tuple((e.name, e.address) for e in r.endpoints),
+            )
             for r in table.regions
         ),
-    )  # fmt: skip
+    )

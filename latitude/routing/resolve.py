@@ -72,10 +72,26 @@ class _Region:
     """One region of the table, with what every decision reads of it precomputed."""
 
     __slots__ = (
-        "availability", "capacity", "cos_lat", "error_rate", "factor", "has_location", "lag",
-        "lat", "lon", "maintenance", "name", "panic_weight", "readable", "response_time",
-        "state", "target", "utilization", "weight", "writable",
-    )  # fmt: skip
+        "availability",
+        "capacity",
+        "cos_lat",
+        "error_rate",
+        "factor",
+        "has_location",
+        "lag",
+        "lat",
+        "lon",
+        "maintenance",
+        "name",
+        "panic_weight",
+        "readable",
+        "response_time",
+        "state",
+        "target",
+        "utilization",
+        "weight",
+        "writable",
+    )
 
     def __init__(self, route: routing_pb2.RegionRoute, write_region: str, factor) -> None:
         self.name = route.region
@@ -214,9 +230,17 @@ class Resolver:
             key = (None, strategy, intent, max_lag, max_targets, turn)
         else:
             key = (
-                client.latitude, client.longitude, client.source, client.detail,
-                client.network_prefix, strategy, intent, max_lag, max_targets, turn,
-            )  # fmt: skip
+                client.latitude,
+                client.longitude,
+                client.source,
+                client.detail,
+                client.network_prefix,
+                strategy,
+                intent,
+                max_lag,
+                max_targets,
+                turn,
+            )
         return key, (client, strategy, intent, max_lag, max_targets, turn)
 
     def _remember(self, key: tuple, decision: bytes) -> None:
@@ -378,8 +402,10 @@ class Resolver:
             if r.has_location:
                 # Haversine, as latitude.geo.great_circle_km, with the region's half
                 # precomputed.
-                h = sin((r.lat - lat) * 0.5) ** 2 + cos_lat * r.cos_lat * sin(
-                    (r.lon - lon) * 0.5) ** 2  # fmt: skip
+                h = (
+                    sin((r.lat - lat) * 0.5) ** 2
+                    + cos_lat * r.cos_lat * sin((r.lon - lon) * 0.5) ** 2
+                )
                 km = _DIAMETER_KM * asin(sqrt(h if h < 1.0 else 1.0))
                 distances[name] = km
                 if model:

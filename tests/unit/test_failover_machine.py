@@ -67,8 +67,16 @@ class Events:
     def __init__(self) -> None:
         self.recorded: list[admin_pb2.Event] = []
 
-    def record(self, kind, severity=admin_pb2.SEVERITY_INFO, *, region="", message="",
-               attributes=None, failover_id="") -> None:  # fmt: skip
+    def record(
+        self,
+        kind,
+        severity=admin_pb2.SEVERITY_INFO,
+        *,
+        region="",
+        message="",
+        attributes=None,
+        failover_id="",
+    ) -> None:
         self.recorded.append(admin_pb2.Event(kind=kind, region=region, message=message))
 
     def kinds(self) -> list[str]:
@@ -139,10 +147,18 @@ class Cluster:
 
     def attach(self, name: str) -> None:
         hello = agent_pb2.Hello(
-            region=name, agent_id=f"{name}/1", capacity=100, priority=100,
-            endpoints=[common_pb2.Endpoint(name="postgres", kind=common_pb2.ENDPOINT_KIND_POSTGRES,
-                                           address=f"{name}.db:5432")],
-        )  # fmt: skip
+            region=name,
+            agent_id=f"{name}/1",
+            capacity=100,
+            priority=100,
+            endpoints=[
+                common_pb2.Endpoint(
+                    name="postgres",
+                    kind=common_pb2.ENDPOINT_KIND_POSTGRES,
+                    address=f"{name}.db:5432",
+                )
+            ],
+        )
         self.registry.attach(hello, object())
 
     def report(self, name: str, **database) -> None:
@@ -153,18 +169,28 @@ class Cluster:
             db = common_pb2.DatabaseStatus(role=PRIMARY, current_lsn=5000, timeline_id=1)
         else:
             db = common_pb2.DatabaseStatus(
-                role=STANDBY, replayed_lsn=5000, received_lsn=5000, timeline_id=1,
-                wal_receiver_streaming=True, upstream_address="us-east-1.db:5432",
-            )  # fmt: skip
+                role=STANDBY,
+                replayed_lsn=5000,
+                received_lsn=5000,
+                timeline_id=1,
+                wal_receiver_streaming=True,
+                upstream_address="us-east-1.db:5432",
+            )
         for key, value in database.items():
             setattr(db, key, value)
         self.registry.report(record, agent_pb2.Report(sequence=record.sequence + 1, database=db))
 
     def leader(self) -> FailoverMachine:
         leader = Leader(
-            config=self.config, clock=self.clock, agents=self.agents, writes=self.store,
-            events=self.events, epoch=7, began=self.clock.now, began_wall=self.clock.wall(),
-        )  # fmt: skip
+            config=self.config,
+            clock=self.clock,
+            agents=self.agents,
+            writes=self.store,
+            events=self.events,
+            epoch=7,
+            began=self.clock.now,
+            began_wall=self.clock.wall(),
+        )
         return FailoverMachine(leader, self.registry)
 
     def record(self) -> admin_pb2.FailoverStatus:
@@ -225,15 +251,23 @@ async def test_an_abort_after_the_fence_lifts_it():
 
 @pytest.mark.parametrize(
     "phase",
-    ["FAILOVER_PHASE_FENCING", "FAILOVER_PHASE_SELECTING", "FAILOVER_PHASE_PROMOTING",
-     "FAILOVER_PHASE_REPOINTING"],
-)  # fmt: skip
+    [
+        "FAILOVER_PHASE_FENCING",
+        "FAILOVER_PHASE_SELECTING",
+        "FAILOVER_PHASE_PROMOTING",
+        "FAILOVER_PHASE_REPOINTING",
+    ],
+)
 async def test_a_new_leader_resumes_a_switchover_in_every_phase(phase):
     cluster = Cluster()
     record = admin_pb2.FailoverStatus(
-        failover_id="f1", kind=SWITCHOVER, phase=P.Value(phase), from_region="us-east-1",
-        to_region="eu-west-1", reason="planned",
-    )  # fmt: skip
+        failover_id="f1",
+        kind=SWITCHOVER,
+        phase=P.Value(phase),
+        from_region="us-east-1",
+        to_region="eu-west-1",
+        reason="planned",
+    )
     if phase != "FAILOVER_PHASE_FENCING":  # the predecessor fenced before it died
         cluster.agents.db("us-east-1").fenced = True
         record.fenced_by_command, record.old_primary_lsn = True, 5000
@@ -291,9 +325,12 @@ async def test_a_write_region_whose_commit_outcome_is_unknown_is_resumed_not_com
     machine.write_region, machine.resumed = "us-east-1", True
     cluster.store.applied_anyway = False
     record = admin_pb2.FailoverStatus(
-        failover_id="f2", kind=SWITCHOVER, phase=P.Value("FAILOVER_PHASE_REPOINTING"),
-        from_region="us-east-1", to_region="eu-west-1",
-    )  # fmt: skip
+        failover_id="f2",
+        kind=SWITCHOVER,
+        phase=P.Value("FAILOVER_PHASE_REPOINTING"),
+        from_region="us-east-1",
+        to_region="eu-west-1",
+    )
     cluster.report("eu-west-1", role=PRIMARY, current_lsn=5000, wal_receiver_streaming=False)
     cluster.store.data[keys.FAILOVER] = record.SerializeToString()
     cluster.store.unknown = 1  # the write region's commit: unknown, and not applied

@@ -167,9 +167,10 @@ def test_status_view_leaves_out_rtts_when_no_agent_reports_them():
 
 def test_status_view_flags_a_fenced_write_region_outside_a_failover():
     fenced = common_pb2.DatabaseStatus(
-        role=common_pb2.DATABASE_ROLE_PRIMARY, fenced=True,
+        role=common_pb2.DATABASE_ROLE_PRIMARY,
+        fenced=True,
         fence_cause=common_pb2.FENCE_CAUSE_COMMAND,
-    )  # fmt: skip
+    )
     region = admin_pb2.RegionStatus(region="us-east-1", database=fenced)
     cluster = admin_pb2.ClusterStatus(write_region="us-east-1", regions=[region])
     assert "WARNING: the write region's primary (us-east-1) is FENCED (command)" in (
