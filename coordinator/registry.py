@@ -7,6 +7,7 @@ No I/O here. The agent service feeds it Hellos and Reports; the leader's tick ca
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,13 @@ class RegionRecord:
     acked_at: float | None = None
     # Since when (monotonic) its reports have said the database is DOWN, without a break.
     down_since: float | None = None
+    # How far its agent's clock is behind the leader's (ns), as the smallest gap between a
+    # report's sent_at and its arrival over the last reports: transit only ever adds to it.
+    gaps_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20))
+
+    @property
+    def clock_offset_ns(self) -> int:
+        return min(self.gaps_ns) if self.gaps_ns else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,7 @@ class Registry:
             )
         if record.agent_id != hello.agent_id:
             record.monitor.arrivals.reset()
+            record.gaps_ns.clear()  # another process, perhaps on another host's clock
         record.agent_id = hello.agent_id
         record.session = session
         record.hello = hello
@@ -116,15 +125,18 @@ class Registry:
 
     def report(self, record: RegionRecord, report: agent_pb2.Report) -> StateChange | None:
         record.report = report
+        arrived = self._wall()
+        if report.HasField("sent_at"):
+            record.gaps_ns.append(int(arrived * 1e9) - report.sent_at.ToNanoseconds())
         if _is_writable_primary(report):
             if self._primary is not record:
                 self._history.clear()
             self._primary = record
-            self._history.record(report.database)
+            self._history.record(report.database, record.clock_offset_ns)
         elif self._primary is record:
             self._primary = None
             self._history.clear()
-        record.report_wall = self._wall()
+        record.report_wall = arrived
         record.sequence = report.sequence
         now = self._clock()
         if report.database.role == common_pb2.DATABASE_ROLE_DOWN:
@@ -157,7 +169,7 @@ class Registry:
         report = record.report
         if report is None or report.database.role != common_pb2.DATABASE_ROLE_STANDBY:
             return 0, 0.0
-        return self._history.lag(report.database)
+        return self._history.lag(report.database, record.clock_offset_ns)
 
     def _problems(self, record: RegionRecord) -> list[str]:
         report = record.report
