@@ -43,8 +43,17 @@ _STATE_SEVERITY = {
 _TXN_OPS = 100
 
 
+# Fences that no command made: seen only in the fenced region's reports.
+_UNCOMMANDED = {
+    common_pb2.FENCE_CAUSE_SELF: "fenced itself: no leader acknowledged its reports, and no "
+    "failsafe round was confirmed, for fence_after",
+    common_pb2.FENCE_CAUSE_KEEPER: "was fenced by its keeper: its agent was gone past the fence "
+    "deadline",
+}
+
+
 def _fenced_itself(database: common_pb2.DatabaseStatus) -> bool:
-    return database.fenced and database.fence_cause == common_pb2.FENCE_CAUSE_SELF
+    return database.fenced and database.fence_cause in _UNCOMMANDED
 
 
 class CoordinatorNode:
@@ -248,13 +257,13 @@ class CoordinatorNode:
         seen only in its reports."""
         fenced = _fenced_itself(database)
         if fenced and not self._self_fenced.get(region, False):
+            cause = common_pb2.FenceCause.Name(database.fence_cause)
             self.events.record(
                 admin_pb2.EVENT_KIND_FENCED,
                 admin_pb2.SEVERITY_CRITICAL,
                 region=region,
-                message=f"{region} fenced itself: no report of its was acknowledged for "
-                f"{self.config.fence_after:.1f} s",
-                attributes={"cause": "self"},
+                message=f"{region} {_UNCOMMANDED[database.fence_cause]}",
+                attributes={"cause": cause.removeprefix("FENCE_CAUSE_").lower()},
             )
         self._self_fenced[region] = fenced
 
