@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from latitude.enums import short_name
 from latitude.lsn import format_lsn
 from latitude.table import human_bytes
 from latitude.v1 import admin_pb2, common_pb2
@@ -153,7 +154,7 @@ def _without_primary(
         if len(others) > 1:
             return _Verdict(CONFLICTING, f"one of {len(others)} writable primaries")
     if name == write_region:
-        role = common_pb2.DatabaseRole.Name(db.role).removeprefix("DATABASE_ROLE_").lower()
+        role = short_name(common_pb2.DatabaseRole, db.role, lower=True)
         return _Verdict(UNKNOWN, f"holds the write region, but its database is a {role}")
     why = (
         f"the write region {write_region} has no usable reading"

@@ -27,6 +27,7 @@ from coordinator.routing.cache import TableCache
 from coordinator.routing.publisher import TablePublisher
 from coordinator.sessions import Sessions
 from coordinator.store import Candidate, Store
+from latitude.enums import short_name
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -230,9 +231,7 @@ class CoordinatorNode:
             if name in registry.regions:
                 status = admin_pb2.RegionStatus.FromString(value)
                 self._self_fenced[name] = _fenced_itself(status.database)
-                state = RegionState(
-                    common_pb2.RegionState.Name(status.state).removeprefix("REGION_STATE_")
-                )
+                state = RegionState(short_name(common_pb2.RegionState, status.state))
                 record = registry.regions[name]
                 record.monitor.resume(now, state, status.state_reason)
                 # Until its agent says hello again, what the previous leader knew of it.
@@ -257,13 +256,13 @@ class CoordinatorNode:
         seen only in its reports."""
         fenced = _fenced_itself(database)
         if fenced and not self._self_fenced.get(region, False):
-            cause = common_pb2.FenceCause.Name(database.fence_cause)
+            cause = short_name(common_pb2.FenceCause, database.fence_cause, lower=True)
             self.events.record(
                 admin_pb2.EVENT_KIND_FENCED,
                 admin_pb2.SEVERITY_CRITICAL,
                 region=region,
                 message=f"{region} {_UNCOMMANDED[database.fence_cause]}",
-                attributes={"cause": cause.removeprefix("FENCE_CAUSE_").lower()},
+                attributes={"cause": cause},
             )
         self._self_fenced[region] = fenced
 
@@ -381,7 +380,7 @@ class CoordinatorNode:
 
 
 def command_name(kind: int) -> str:
-    return agent_pb2.CommandKind.Name(kind).removeprefix("COMMAND_KIND_")
+    return short_name(agent_pb2.CommandKind, kind)
 
 
 def _raise_if_ended(tasks) -> None:

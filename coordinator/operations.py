@@ -12,6 +12,7 @@ import grpc
 from coordinator import consistency, events, keys, maintenance
 from coordinator.commands import CommandFailed
 from coordinator.consistency import Reading
+from latitude.enums import short_name
 from latitude.errors import LatitudeError
 from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, common_pb2
 
@@ -186,4 +187,4 @@ def _reading(status: admin_pb2.RegionStatus) -> Reading:
 
 
 def consistency_name(verdict: int) -> str:
-    return admin_pb2.ConsistencyVerdict.Name(verdict).removeprefix("CONSISTENCY_VERDICT_")
+    return short_name(admin_pb2.ConsistencyVerdict, verdict)

@@ -41,6 +41,7 @@ from coordinator.failover.rejoin import Rejoins
 from coordinator.failover.views import postgres_address, primary_view, standby_views
 from coordinator.leader import Deposed, Leader, OutcomeUnknown
 from coordinator.registry import Registry
+from latitude.enums import short_name
 from latitude.errors import LatitudeError
 from latitude.lsn import format_lsn
 from latitude.replication import slot_name
@@ -63,7 +64,7 @@ class FailoverRefused(LatitudeError):
 
 
 def _kind(kind: int) -> str:
-    return _K.Name(kind).removeprefix("FAILOVER_KIND_").lower()
+    return short_name(_K, kind, lower=True)
 
 
 class FailoverMachine:

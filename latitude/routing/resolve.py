@@ -20,6 +20,7 @@ import itertools
 import math
 from typing import Protocol
 
+from latitude.enums import short_name
 from latitude.errors import LatitudeError
 from latitude.geo.distance import EARTH_RADIUS_KM
 from latitude.v1 import common_pb2, routing_pb2
@@ -356,7 +357,7 @@ class Resolver:
         target.weight = 1.0
         reason = f"writes go to the primary in {name}"
         if region is not None and region.state != HEALTHY:
-            state = common_pb2.RegionState.Name(region.state).removeprefix("REGION_STATE_")
+            state = short_name(common_pb2.RegionState, region.state)
             reason += f" (region {state.lower()})"
         if self.table.failover_in_progress:
             reason += "; a failover is in progress, the write region may change"

@@ -15,6 +15,7 @@ from coordinator.detector import DetectorSettings
 from coordinator.failover.machine import FailoverMachine, FailoverRefused
 from coordinator.leader import Leader, OutcomeUnknown
 from coordinator.registry import HealthPolicy, Registry
+from latitude.enums import short_name
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
@@ -80,7 +81,7 @@ class Events:
         self.recorded.append(admin_pb2.Event(kind=kind, region=region, message=message))
 
     def kinds(self) -> list[str]:
-        return [admin_pb2.EventKind.Name(e.kind).removeprefix("EVENT_KIND_") for e in self.recorded]
+        return [short_name(admin_pb2.EventKind, e.kind) for e in self.recorded]
 
 
 class Agents:
@@ -98,7 +99,7 @@ class Agents:
         return self.registry.regions[region].report.database
 
     async def command(self, region, command, *, timeout, reason=""):
-        self.sent.append((region, K.Name(command.kind).removeprefix("COMMAND_KIND_")))
+        self.sent.append((region, short_name(K, command.kind)))
         if region in self.unreachable:
             raise CommandFailed(f"{region}: no answer")
         result = agent_pb2.CommandResult(command_id=command.command_id, ok=True)
