@@ -8,11 +8,11 @@ import time
 
 import grpc
 
-from coordinator import operations
+from coordinator import keys, operations
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
+from coordinator.failover.machine import FailoverRefused
 from coordinator.node import CoordinatorNode
-from coordinator.orchestrator import FailoverRefused
 from latitude.v1 import admin_pb2, admin_pb2_grpc, routing_pb2
 
 LEADER_METADATA = "latitude-leader-address"
@@ -30,10 +30,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         try:
             (leader, _), published, members, write_region, failover = await asyncio.gather(
                 store.leader(),
-                store.read_prefix("regions"),
+                store.read_prefix(keys.REGIONS),
                 self._members.statuses(),
-                store.read("write_region"),
-                store.read("failover/current"),
+                store.read(keys.WRITE_REGION),
+                store.read(keys.FAILOVER),
             )
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
@@ -95,9 +95,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         orchestrator = await self._leading(context, request.target_region)
         reason = f"switchover to {request.target_region or 'the best standby'} requested"
         record = await self._start(
-            context, orchestrator, request.wait, admin_pb2.FAILOVER_KIND_SWITCHOVER, reason,
-            target=request.target_region, forced=request.force,
-        )  # fmt: skip
+            context,
+            orchestrator,
+            request.wait,
+            admin_pb2.FAILOVER_KIND_SWITCHOVER,
+            reason,
+            target=request.target_region,
+            forced=request.force,
+        )
         return admin_pb2.SwitchoverResponse(failover=record)
 
     async def Failover(self, request, context):
@@ -110,9 +115,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         reason = request.reason or f"failover requested by an operator ({why})"
         record = await self._start(
-            context, orchestrator, request.wait, admin_pb2.FAILOVER_KIND_MANUAL, reason,
-            target=request.target_region, forced=request.force,
-        )  # fmt: skip
+            context,
+            orchestrator,
+            request.wait,
+            admin_pb2.FAILOVER_KIND_MANUAL,
+            reason,
+            target=request.target_region,
+            forced=request.force,
+        )
         return admin_pb2.FailoverResponse(failover=record)
 
     async def _leading(self, context, target: str):

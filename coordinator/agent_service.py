@@ -63,10 +63,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
         log.info("agent %s connected for %s", hello.agent_id, hello.region)
         node.events.record(
-            admin_pb2.EVENT_KIND_AGENT_CONNECTED, region=hello.region,
+            admin_pb2.EVENT_KIND_AGENT_CONNECTED,
+            region=hello.region,
             message=f"agent {hello.agent_id} connected for {hello.region}",
             attributes={"agent_id": hello.agent_id, "agent_version": hello.agent_version},
-        )  # fmt: skip
+        )
         node.sessions.add(session)
         session.send(node.welcome())
         reader = asyncio.create_task(self._read(context, session, record))
@@ -81,11 +82,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             node.sessions.discard(session)
             if registry.regions[hello.region].session is session:
                 node.events.record(
-                    admin_pb2.EVENT_KIND_AGENT_DISCONNECTED, admin_pb2.SEVERITY_WARNING,
+                    admin_pb2.EVENT_KIND_AGENT_DISCONNECTED,
+                    admin_pb2.SEVERITY_WARNING,
                     region=hello.region,
                     message=f"agent {hello.agent_id} for {hello.region} disconnected",
                     attributes={"agent_id": hello.agent_id},
-                )  # fmt: skip
+                )
             registry.detach(hello.region, session)
 
     async def _read(self, context, session: AgentSession, record) -> None:
@@ -116,13 +118,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         continue
                     acked_once = True
                     record.acked_wall = time.time()
-                    session.send(
-                        agent_pb2.CoordinatorMessage(
-                            report_ack=agent_pb2.ReportAck(
-                                sequence=report.sequence, epoch=node.epoch
-                            )
-                        )
+                    record.acked_at = time.monotonic()
+                    ack = agent_pb2.ReportAck(
+                        sequence=report.sequence, epoch=node.epoch, word=node.word()
                     )
+                    session.send(agent_pb2.CoordinatorMessage(report_ack=ack))
                 elif kind == "command_result":
                     node.commands.resolve(message.command_result)
                 else:

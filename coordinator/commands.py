@@ -42,6 +42,7 @@ class CommandDispatcher:
         command.epoch = epoch
         command.reason = reason
         command.deadline.FromNanoseconds(int((time.time() + timeout) * 1e9))
+        command.time_limit.FromNanoseconds(int(timeout * 1e9))
         future = asyncio.get_running_loop().create_future()
         self._waiting[command.command_id] = future
         try:

@@ -90,8 +90,15 @@ class CoordinatorConfig:
             raise ConfigError(f"ack_every: must be within 1..4, got {self.ack_every}")
         if self.lease_ttl < 2:
             raise ConfigError(f"lease_ttl: must be at least 2 s, got {self.lease_ttl}")
-        positive = ("report_interval", "fence_after", "suspect_after", "fail_after",
-                    "publish_interval", "lag_budget_seconds", "shutdown_grace")  # fmt: skip
+        positive = (
+            "report_interval",
+            "fence_after",
+            "suspect_after",
+            "fail_after",
+            "publish_interval",
+            "lag_budget_seconds",
+            "shutdown_grace",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coordinator.failover import format_lsn
+from latitude.enums import short_name
+from latitude.lsn import format_lsn
 from latitude.table import human_bytes
 from latitude.v1 import admin_pb2, common_pb2
 
@@ -90,9 +91,11 @@ def assess(
         else:
             judged = _compare(db, usable[primary], primary, reading.lag_bytes)
         region = admin_pb2.RegionConsistency(
-            region=name, verdict=judged.verdict, behind_bytes=judged.behind,
+            region=name,
+            verdict=judged.verdict,
+            behind_bytes=judged.behind,
             detail=f"{judged.detail} ({note})" if note else judged.detail,
-        )  # fmt: skip
+        )
         if db is not None:
             region.role = db.role
             region.timeline_id = db.timeline_id
@@ -151,11 +154,13 @@ def _without_primary(
         if len(others) > 1:
             return _Verdict(CONFLICTING, f"one of {len(others)} writable primaries")
     if name == write_region:
-        role = common_pb2.DatabaseRole.Name(db.role).removeprefix("DATABASE_ROLE_").lower()
+        role = short_name(common_pb2.DatabaseRole, db.role, lower=True)
         return _Verdict(UNKNOWN, f"holds the write region, but its database is a {role}")
-    why = f"the write region {write_region} has no usable reading" if write_region else (
-        "no write region and no single writable primary"
-    )  # fmt: skip
+    why = (
+        f"the write region {write_region} has no usable reading"
+        if write_region
+        else ("no write region and no single writable primary")
+    )
     return _Verdict(UNKNOWN, f"nothing to compare with: {why}")
 
 

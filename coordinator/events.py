@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from coordinator import keys
 from coordinator.etcd import EtcdError
 from coordinator.store import Store
 from latitude.errors import LatitudeError
@@ -29,7 +30,7 @@ from latitude.v1 import admin_pb2
 
 log = logging.getLogger(__name__)
 
-PREFIX = "events"
+PREFIX = keys.EVENTS
 KEEP = 10_000
 QUEUE = 1_000
 # Events per transaction; with as many deletions it stays within etcd's --max-txn-ops (128).
@@ -166,9 +167,13 @@ class EventLog:
             self._dropped += 1
             return
         event = admin_pb2.Event(
-            kind=kind, severity=severity, region=region, message=message[:_MAX_TEXT],
-            failover_id=failover_id, epoch=self._epoch,
-        )  # fmt: skip
+            kind=kind,
+            severity=severity,
+            region=region,
+            message=message[:_MAX_TEXT],
+            failover_id=failover_id,
+            epoch=self._epoch,
+        )
         event.time.FromNanoseconds(int(self._clock() * 1e9))
         for key, value in (attributes or {}).items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -184,8 +189,7 @@ class EventLog:
                 self._wake.clear()
                 await asyncio.sleep(self._linger)  # a burst goes out as one transaction
                 while self._pending:
-                    batch = [self._pending.popleft()
-                             for _ in range(min(BATCH, len(self._pending)))]  # fmt: skip
+                    batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
                     await self._flush(batch)
                 if self._dropped:
                     log.warning("%d events were dropped while the queue was full", self._dropped)

@@ -4,7 +4,9 @@ The two reports are taken at different moments, so comparing a standby's replay 
 the primary's *latest* report overstates the lag by whatever the primary wrote since the
 standby looked (its own heartbeat, at least). Instead the standby is compared with the
 primary as it was when the standby observed itself: the newest primary sample taken no later
-than the standby's ``observed_at`` (hosts are assumed NTP-synchronised, as for fencing).
+than the standby's ``observed_at``. Each agent's clock may be off: the registry estimates every
+agent's offset from the leader's clock (the smallest gap between a report's ``sent_at`` and its
+arrival over the last reports) and both observations are compared on the leader's clock.
 
 Bytes: that sample's current LSN minus the standby's replayed LSN. Seconds: 0 when no byte is
 missing (exact, idle or not); otherwise the primary's heartbeat in that sample minus the
@@ -34,9 +36,10 @@ class PrimaryHistory:
     def clear(self) -> None:
         self._samples.clear()
 
-    def record(self, db: common_pb2.DatabaseStatus) -> None:
+    def record(self, db: common_pb2.DatabaseStatus, offset_ns: int = 0) -> None:
+        """``offset_ns``: what to add to the agent's clock to read the leader's."""
         sample = PrimarySample(
-            db.observed_at.ToNanoseconds(),
+            db.observed_at.ToNanoseconds() + offset_ns,
             db.current_lsn,
             db.heartbeat_at.ToNanoseconds() if db.HasField("heartbeat_at") else 0,
         )
@@ -50,9 +53,9 @@ class PrimaryHistory:
         index = bisect.bisect_right([s.observed_ns for s in self._samples], observed_ns)
         return self._samples[max(index - 1, 0)]
 
-    def lag(self, standby: common_pb2.DatabaseStatus) -> tuple[int, float]:
+    def lag(self, standby: common_pb2.DatabaseStatus, offset_ns: int = 0) -> tuple[int, float]:
         """(bytes, seconds) the standby is behind; (0, its own estimate) without a primary."""
-        sample = self.as_of(standby.observed_at.ToNanoseconds())
+        sample = self.as_of(standby.observed_at.ToNanoseconds() + offset_ns)
         if sample is None:
             return 0, standby.replay_lag_seconds
         missing = max(0, sample.current_lsn - standby.replayed_lsn)

@@ -20,6 +20,7 @@ from coordinator.routing_service import register as register_routing
 from coordinator.store import EtcdStore
 from latitude import config as configuration
 from latitude import program
+from latitude.errors import LatitudeError
 from latitude.program import setup_logging
 from latitude.serving import Server, until_signalled
 from latitude.v1 import (
@@ -31,6 +32,10 @@ from latitude.v1 import (
 )
 
 log = logging.getLogger("latitude.coordinator")
+
+
+class CoordinatorCrashed(LatitudeError):
+    """A core task of the coordinator failed; the process exits non-zero."""
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
@@ -79,11 +84,20 @@ async def serve(config: CoordinatorConfig) -> None:
         "coordinator %s serving on %s (etcd %s)", node.id, config.listen, ",".join(config.etcd)
     )
     running = asyncio.create_task(node.run(), name="node")
+    signalled = asyncio.create_task(until_signalled(), name="signals")
     try:
-        await until_signalled()
+        await asyncio.wait([running, signalled], return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            # The node never ends on its own: it crashed. Say so to load balancers and
+            # orchestrators (NOT_SERVING, a non-zero exit) rather than answer as a husk.
+            await server.stop(0.5)
+            error = running.exception()
+            log.error("a core task failed; stopping", exc_info=error)
+            raise CoordinatorCrashed(f"coordinator {node.id} stopped: {error!r}") from error
         log.info("shutting down")
         await server.stop(config.shutdown_grace, before=[node.election.resign])
     finally:
+        signalled.cancel()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running

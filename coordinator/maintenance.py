@@ -13,13 +13,14 @@ import json
 import logging
 import time
 
+from coordinator import keys
 from coordinator.etcd import EtcdError
 from coordinator.registry import Registry
 from coordinator.store import Store
 
 log = logging.getLogger(__name__)
 
-PREFIX = "maintenance"
+PREFIX = keys.MAINTENANCE
 
 
 async def restore(store: Store, registry: Registry, attempts: int = 3) -> bool:

@@ -13,19 +13,21 @@ import logging
 import time
 from collections.abc import Sequence
 
-from coordinator import maintenance
+from coordinator import keys, maintenance
 from coordinator.commands import CommandDispatcher, CommandFailed
 from coordinator.config import CoordinatorConfig
 from coordinator.detector import DetectorSettings, RegionState
 from coordinator.election import Election
 from coordinator.etcd import EtcdError
 from coordinator.events import EventLog
-from coordinator.orchestrator import Orchestrator
+from coordinator.failover.machine import FailoverMachine
+from coordinator.leader import Deposed, Leader, OutcomeUnknown, SystemClock
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.routing.cache import TableCache
 from coordinator.routing.publisher import TablePublisher
 from coordinator.sessions import Sessions
 from coordinator.store import Candidate, Store
+from latitude.enums import short_name
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,17 @@ _STATE_SEVERITY = {
 _TXN_OPS = 100
 
 
+# Fences that no command made: seen only in the fenced region's reports.
+_UNCOMMANDED = {
+    common_pb2.FENCE_CAUSE_SELF: "fenced itself: no leader acknowledged its reports, and no "
+    "failsafe round was confirmed, for fence_after",
+    common_pb2.FENCE_CAUSE_KEEPER: "was fenced by its keeper: its agent was gone past the fence "
+    "deadline",
+}
+
+
 def _fenced_itself(database: common_pb2.DatabaseStatus) -> bool:
-    return database.fenced and database.fence_cause == common_pb2.FENCE_CAUSE_SELF
+    return database.fenced and database.fence_cause in _UNCOMMANDED
 
 
 class CoordinatorNode:
@@ -55,7 +66,7 @@ class CoordinatorNode:
         self.sessions = Sessions()
         self.commands = CommandDispatcher()
         self.registry: Registry | None = None
-        self.orchestrator: Orchestrator | None = None
+        self.orchestrator: FailoverMachine | None = None
         # Every replica serves routing from its cache; the leader also publishes the table.
         self.routing = TableCache(store)
         self.publisher: TablePublisher | None = None
@@ -78,9 +89,16 @@ class CoordinatorNode:
             )
         )
 
+    def word(self) -> agent_pb2.ClusterWord:
+        """The leader's word on the cluster for agents; "failover under way" until known."""
+        machine = self.orchestrator
+        if machine is None:
+            return agent_pb2.ClusterWord(failover_in_progress=True)
+        return machine.word()
+
     def welcome(self) -> agent_pb2.CoordinatorMessage:
         message = agent_pb2.CoordinatorMessage(
-            welcome=agent_pb2.Welcome(leader_id=self.id, epoch=self.epoch)
+            welcome=agent_pb2.Welcome(leader_id=self.id, epoch=self.epoch, word=self.word())
         )
         message.welcome.report_interval.FromNanoseconds(int(self.config.report_interval * 1e9))
         message.welcome.fence_after.FromNanoseconds(int(self.config.fence_after * 1e9))
@@ -96,7 +114,7 @@ class CoordinatorNode:
         if registry is None or not self.is_leader:
             raise CommandFailed("not the leader")
         session = registry.regions[region].session
-        kind = agent_pb2.CommandKind.Name(command.kind).removeprefix("COMMAND_KIND_")
+        kind = command_name(command.kind)
         try:
             result = await self.commands.send(
                 session, command, epoch=self.epoch, timeout=timeout, reason=reason
@@ -110,10 +128,12 @@ class CoordinatorNode:
 
     def _command_failed(self, region: str, kind: str, error: str, reason: str) -> None:
         self.events.record(
-            admin_pb2.EVENT_KIND_COMMAND_FAILED, admin_pb2.SEVERITY_WARNING, region=region,
+            admin_pb2.EVENT_KIND_COMMAND_FAILED,
+            admin_pb2.SEVERITY_WARNING,
+            region=region,
             message=f"{kind} to {region} failed: {error}",
             attributes={"command": kind, "error": error, "reason": reason},
-        )  # fmt: skip
+        )
 
     @property
     def epoch(self) -> int:
@@ -121,12 +141,19 @@ class CoordinatorNode:
         return leadership.epoch if leadership else 0
 
     async def run(self) -> None:
-        """Campaign and, whenever elected, lead; until cancelled."""
+        """Campaign and, whenever elected, lead; until cancelled. A core task that ends (it
+        crashed: none ends otherwise) ends this too, with its exception, rather than leave a
+        replica that answers without an election or a table to follow."""
         self._tasks.append(asyncio.create_task(self.election.run(), name="election"))
         self._tasks.append(asyncio.create_task(self.routing.follow(), name="routing table"))
         try:
             while True:
-                await self.election.elected.wait()
+                elected = asyncio.create_task(self.election.elected.wait())
+                await asyncio.wait([elected, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+                _raise_if_ended(self._tasks)
+                if not elected.done():
+                    elected.cancel()
+                    continue
                 await self._lead()
         finally:
             for task in self._tasks:
@@ -155,7 +182,17 @@ class CoordinatorNode:
             attributes={"leader_id": self.id, "address": self.config.advertised},
         )
         self.registry = registry
-        self.orchestrator = Orchestrator(self, registry, time.time())
+        leader = Leader(
+            config=self.config,
+            clock=SystemClock(),
+            agents=self,
+            writes=self,
+            events=self.events,
+            epoch=self.epoch,
+            began=time.monotonic(),
+            began_wall=time.time(),
+        )
+        self.orchestrator = FailoverMachine(leader, registry)
         self.publisher = TablePublisher(self, registry, self.orchestrator, self.routing)
         duties = [
             asyncio.create_task(self.publisher.run(), name="routing publisher"),
@@ -166,7 +203,11 @@ class CoordinatorNode:
         ]
         deposed = asyncio.create_task(self.election.deposed.wait())
         try:
-            await asyncio.wait([deposed, *duties], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [deposed, *duties, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            # A duty that ended crashed (none ends otherwise): not a hollow leader, a crash.
+            _raise_if_ended([*duties, *self._tasks])
         finally:
             self.registry = None
             self.orchestrator = None
@@ -180,7 +221,7 @@ class CoordinatorNode:
     async def _resume(self, registry: Registry) -> None:
         """Start from what the previous leader published, so regions do not flap to PENDING."""
         try:
-            published = await self.store.read_prefix("regions")
+            published = await self.store.read_prefix(keys.REGIONS)
         except EtcdError as err:
             log.warning("could not read published region health: %s", err)
             return
@@ -190,15 +231,18 @@ class CoordinatorNode:
             if name in registry.regions:
                 status = admin_pb2.RegionStatus.FromString(value)
                 self._self_fenced[name] = _fenced_itself(status.database)
-                state = RegionState(common_pb2.RegionState.Name(status.state)[13:])
+                state = RegionState(short_name(common_pb2.RegionState, status.state))
                 record = registry.regions[name]
                 record.monitor.resume(now, state, status.state_reason)
                 # Until its agent says hello again, what the previous leader knew of it.
                 record.hello = agent_pb2.Hello(
-                    region=name, agent_id=status.agent_id, location=status.location,
-                    capacity=status.capacity, priority=status.priority,
+                    region=name,
+                    agent_id=status.agent_id,
+                    location=status.location,
+                    capacity=status.capacity,
+                    priority=status.priority,
                     endpoints=status.endpoints,
-                )  # fmt: skip
+                )
 
     async def _tick(self, registry: Registry) -> None:
         while True:
@@ -212,12 +256,14 @@ class CoordinatorNode:
         seen only in its reports."""
         fenced = _fenced_itself(database)
         if fenced and not self._self_fenced.get(region, False):
+            cause = short_name(common_pb2.FenceCause, database.fence_cause, lower=True)
             self.events.record(
-                admin_pb2.EVENT_KIND_FENCED, admin_pb2.SEVERITY_CRITICAL, region=region,
-                message=f"{region} fenced itself: no report of its was acknowledged for "
-                        f"{self.config.fence_after:.1f} s",
-                attributes={"cause": "self"},
-            )  # fmt: skip
+                admin_pb2.EVENT_KIND_FENCED,
+                admin_pb2.SEVERITY_CRITICAL,
+                region=region,
+                message=f"{region} {_UNCOMMANDED[database.fence_cause]}",
+                attributes={"cause": cause},
+            )
         self._self_fenced[region] = fenced
 
     def region_changed(self, change) -> None:
@@ -239,11 +285,12 @@ class CoordinatorNode:
         if not same:
             before, after = change.before.state.value, change.after.state.value
             self.events.record(
-                admin_pb2.EVENT_KIND_REGION_STATE_CHANGED, _STATE_SEVERITY.get(after, _INFO),
+                admin_pb2.EVENT_KIND_REGION_STATE_CHANGED,
+                _STATE_SEVERITY.get(after, _INFO),
                 region=change.region,
                 message=f"{change.region}: {before} -> {after} ({change.after.reason})",
                 attributes={"from": before, "to": after, "reason": change.after.reason},
-            )  # fmt: skip
+            )
 
     async def _publish(self, registry: Registry) -> None:
         """Write changed region health to etcd: at most every TICK, at least every interval."""
@@ -258,6 +305,53 @@ class CoordinatorNode:
                 names, registry.dirty = sorted(registry.dirty), set()
                 await self._write_statuses(registry, names)
             await asyncio.sleep(TICK)
+
+    async def read(self, name: str) -> bytes | None:
+        return await self.store.read(name)
+
+    async def commit(
+        self, puts: dict[str, bytes], deletes: Sequence[str] = (), *, within: float = 10.0
+    ) -> None:
+        """A guarded write whose outcome is known: applied when it returns; Deposed when the
+        leader key is not ours (stepping down); OutcomeUnknown when for ``within`` seconds
+        etcd neither answered nor, re-read, showed the values written."""
+        give_up = time.monotonic() + within
+        delay = 0.05
+        while True:
+            leadership = self.election.leadership
+            if leadership is None:
+                raise Deposed("no longer the leader")
+            try:
+                applied = await self.store.write(
+                    leadership, puts, deletes, timeout=self.config.lease_ttl / 3
+                )
+            except EtcdError as err:
+                if await self._holds(puts, deletes):
+                    return  # the write was applied; only its answer was lost
+                if time.monotonic() + delay >= give_up:
+                    raise OutcomeUnknown(f"write of {', '.join(puts)} unknown: {err}") from err
+                log.warning("write of %s: %s; read back and tried again", ", ".join(puts), err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if not applied:
+                log.warning("leader key no longer ours: stepping down")
+                self.election.step_down()
+                raise Deposed("the leader key is no longer ours")
+            return
+
+    async def _holds(self, puts: dict[str, bytes], deletes: Sequence[str]) -> bool:
+        """Whether etcd shows every value of a write (False when it cannot be read)."""
+        try:
+            for name, value in puts.items():
+                if await self.store.read(name) != value:
+                    return False
+            for name in deletes:
+                if await self.store.read(name) is not None:
+                    return False
+        except EtcdError:
+            return False
+        return True
 
     async def write(self, puts: dict[str, bytes], deletes: Sequence[str] = ()) -> bool:
         """A guarded write as leader; False (and stepping down) when no longer leader."""
@@ -279,7 +373,18 @@ class CoordinatorNode:
     async def _write_statuses(self, registry: Registry, names: list[str]) -> None:
         for start in range(0, len(names), _TXN_OPS):
             chunk = names[start : start + _TXN_OPS]
-            puts = {f"regions/{n}": registry.status(n).SerializeToString() for n in chunk}
+            puts = {f"{keys.REGIONS}/{n}": registry.status(n).SerializeToString() for n in chunk}
             if not await self.write(puts):
                 registry.dirty.update(chunk)  # tried again at the next publish, if still leader
                 return
+
+
+def command_name(kind: int) -> str:
+    return short_name(agent_pb2.CommandKind, kind)
+
+
+def _raise_if_ended(tasks) -> None:
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            error = task.exception()
+            raise RuntimeError(f"{task.get_name()} ended unexpectedly") from error

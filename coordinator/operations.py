@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from coordinator import consistency, events, maintenance
+from coordinator import consistency, events, keys, maintenance
 from coordinator.commands import CommandFailed
 from coordinator.consistency import Reading
+from latitude.enums import short_name
 from latitude.errors import LatitudeError
 from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, common_pb2
 
@@ -69,13 +70,17 @@ async def set_maintenance(
         node.events.record(
             admin_pb2.EVENT_KIND_MAINTENANCE_CHANGED,
             admin_pb2.SEVERITY_WARNING if request.enabled else admin_pb2.SEVERITY_INFO,
-            region=region, failover_id=switchover,
+            region=region,
+            failover_id=switchover,
             message=f"{region} {'in' if request.enabled else 'out of'} maintenance"
-                    + (f": {request.reason}" if request.reason else "")
-                    + (f" (drained by switchover {switchover})" if switchover else ""),
-            attributes={"enabled": request.enabled, "reason": request.reason,
-                        "drain": bool(switchover)},
-        )  # fmt: skip
+            + (f": {request.reason}" if request.reason else "")
+            + (f" (drained by switchover {switchover})" if switchover else ""),
+            attributes={
+                "enabled": request.enabled,
+                "reason": request.reason,
+                "drain": bool(switchover),
+            },
+        )
     response.region.CopyFrom(registry.status(region))
     return response
 
@@ -96,13 +101,15 @@ async def check_consistency(
             note = f"last published reading: the leader could not be asked for a fresh one: {err}"
     store = node.store
     published, write_region = await asyncio.gather(
-        store.read_prefix("regions"), store.read("write_region")
+        store.read_prefix(keys.REGIONS), store.read(keys.WRITE_REGION)
     )
     statuses = [admin_pb2.RegionStatus.FromString(published[n]) for n in sorted(published)]
     return consistency.assess(
-        [_reading(s) for s in statuses], (write_region or b"").decode(), now=time.time(),
+        [_reading(s) for s in statuses],
+        (write_region or b"").decode(),
+        now=time.time(),
         note=note,
-    )  # fmt: skip
+    )
 
 
 async def _as_leader(node, fresh: bool, budget: float) -> admin_pb2.ConsistencyReport:
@@ -118,14 +125,20 @@ async def _as_leader(node, fresh: bool, budget: float) -> admin_pb2.ConsistencyR
     }
     node.events.record(
         admin_pb2.EVENT_KIND_CONSISTENCY_CHECKED,
-        admin_pb2.SEVERITY_INFO if report.consistent
-        else admin_pb2.SEVERITY_CRITICAL if conflicting else admin_pb2.SEVERITY_WARNING,
+        admin_pb2.SEVERITY_INFO
+        if report.consistent
+        else admin_pb2.SEVERITY_CRITICAL
+        if conflicting
+        else admin_pb2.SEVERITY_WARNING,
         message=("consistent: " if report.consistent else "NOT consistent: ")
-                + ", ".join(f"{n} {v}" for n, v in verdicts.items()),
-        attributes={"consistent": report.consistent, "fresh": fresh,
-                    "primary_region": report.primary_region}
-                   | {f"verdict.{n}": v for n, v in verdicts.items()},
-    )  # fmt: skip
+        + ", ".join(f"{n} {v}" for n, v in verdicts.items()),
+        attributes={
+            "consistent": report.consistent,
+            "fresh": fresh,
+            "primary_region": report.primary_region,
+        }
+        | {f"verdict.{n}": v for n, v in verdicts.items()},
+    )
     return report
 
 
@@ -174,4 +187,4 @@ def _reading(status: admin_pb2.RegionStatus) -> Reading:
 
 
 def consistency_name(verdict: int) -> str:
-    return admin_pb2.ConsistencyVerdict.Name(verdict).removeprefix("CONSISTENCY_VERDICT_")
+    return short_name(admin_pb2.ConsistencyVerdict, verdict)

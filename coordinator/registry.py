@@ -7,6 +7,7 @@ No I/O here. The agent service feeds it Hellos and Reports; the leader's tick ca
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -16,8 +17,9 @@ from latitude.errors import LatitudeError
 from latitude.table import human_bytes
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
-_PROTO_STATE = {state: common_pb2.RegionState.Value(f"REGION_STATE_{state.value}")
-                for state in RegionState}  # fmt: skip
+_PROTO_STATE = {
+    state: common_pb2.RegionState.Value(f"REGION_STATE_{state.value}") for state in RegionState
+}
 
 
 def _is_writable_primary(report: agent_pb2.Report) -> bool:
@@ -50,6 +52,17 @@ class RegionRecord:
     # When this leader last acknowledged one of the region's reports (leader's wall clock):
     # the agent of a primary fences itself fence_after after the report it acknowledges.
     acked_wall: float = 0.0
+    # The same moment on the leader's monotonic clock (None: nothing acknowledged yet).
+    acked_at: float | None = None
+    # Since when (monotonic) its reports have said the database is DOWN, without a break.
+    down_since: float | None = None
+    # How far its agent's clock is behind the leader's (ns), as the smallest gap between a
+    # report's sent_at and its arrival over the last reports: transit only ever adds to it.
+    gaps_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20))
+
+    @property
+    def clock_offset_ns(self) -> int:
+        return min(self.gaps_ns) if self.gaps_ns else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +85,10 @@ class Registry:
         self._clock = clock
         self._wall = wall
         now = clock()
-        self.regions = {name: RegionRecord(name, RegionMonitor(policy.detector, now))
-                        for name in sorted(regions)}  # fmt: skip
+        self.regions = {
+            name: RegionRecord(name, RegionMonitor(policy.detector, now))
+            for name in sorted(regions)
+        }
         # Regions whose status changed since the last publish.
         self.dirty: set[str] = set(self.regions)
         self._primary: RegionRecord | None = None
@@ -94,6 +109,7 @@ class Registry:
             )
         if record.agent_id != hello.agent_id:
             record.monitor.arrivals.reset()
+            record.gaps_ns.clear()  # another process, perhaps on another host's clock
         record.agent_id = hello.agent_id
         record.session = session
         record.hello = hello
@@ -109,18 +125,26 @@ class Registry:
 
     def report(self, record: RegionRecord, report: agent_pb2.Report) -> StateChange | None:
         record.report = report
+        arrived = self._wall()
+        if report.HasField("sent_at"):
+            record.gaps_ns.append(int(arrived * 1e9) - report.sent_at.ToNanoseconds())
         if _is_writable_primary(report):
             if self._primary is not record:
                 self._history.clear()
             self._primary = record
-            self._history.record(report.database)
+            self._history.record(report.database, record.clock_offset_ns)
         elif self._primary is record:
             self._primary = None
             self._history.clear()
-        record.report_wall = self._wall()
+        record.report_wall = arrived
         record.sequence = report.sequence
+        now = self._clock()
+        if report.database.role == common_pb2.DATABASE_ROLE_DOWN:
+            record.down_since = now if record.down_since is None else record.down_since
+        else:
+            record.down_since = None
         before = record.monitor.current
-        after = record.monitor.report(self._clock(), self._problems(record))
+        after = record.monitor.report(now, self._problems(record))
         self.dirty.add(record.name)
         return None if after is before else StateChange(record.name, before, after)
 
@@ -145,7 +169,7 @@ class Registry:
         report = record.report
         if report is None or report.database.role != common_pb2.DATABASE_ROLE_STANDBY:
             return 0, 0.0
-        return self._history.lag(report.database)
+        return self._history.lag(report.database, record.clock_offset_ns)
 
     def _problems(self, record: RegionRecord) -> list[str]:
         report = record.report

@@ -143,8 +143,9 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         for sample in request.samples:
             if sample.region not in regions:
                 continue  # documented: samples for unknown regions are dropped
-            measured = sample.measured_at.ToNanoseconds() / 1e9 if sample.HasField(
-                "measured_at") else now  # fmt: skip
+            measured = (
+                sample.measured_at.ToNanoseconds() / 1e9 if sample.HasField("measured_at") else now
+            )
             publisher.latencies.add(prefix, sample.region, sample.latency_seconds, measured, now)
             accepted += 1
         return routing_pb2.ReportLatencyResponse(accepted_samples=accepted)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from coordinator import keys
 from coordinator.etcd import Etcd
 
 
@@ -105,7 +106,7 @@ class EtcdStore:
     def __init__(self, etcd: Etcd, prefix: str = "/latitude") -> None:
         self._etcd = etcd
         self._prefix = prefix.rstrip("/")
-        self._leader_key = self._key("leader")
+        self._leader_key = self._key(keys.LEADER)
 
     def _key(self, name: str) -> bytes:
         return f"{self._prefix}/{name}".encode()

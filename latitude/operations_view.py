@@ -6,7 +6,9 @@ import datetime
 
 from google.protobuf import json_format
 
+from latitude.enums import short_name
 from latitude.errors import LatitudeError
+from latitude.lsn import format_lsn
 from latitude.table import human_bytes, render
 from latitude.v1 import admin_pb2, common_pb2
 
@@ -43,7 +45,7 @@ def format_events(events) -> str:
         [
             [
                 _time(e.time),
-                admin_pb2.Severity.Name(e.severity).removeprefix("SEVERITY_").lower(),
+                short_name(admin_pb2.Severity, e.severity, lower=True),
                 e.region or "-",
                 _kind(e.kind),
                 e.message,
@@ -58,11 +60,11 @@ def events_json(events) -> list[dict]:
 
 
 def _verdict(verdict: int) -> str:
-    return admin_pb2.ConsistencyVerdict.Name(verdict).removeprefix("CONSISTENCY_VERDICT_")
+    return short_name(admin_pb2.ConsistencyVerdict, verdict)
 
 
 def _lsn(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}" if lsn else "-"
+    return format_lsn(lsn) if lsn else "-"
 
 
 def format_consistency(report: admin_pb2.ConsistencyReport) -> str:
@@ -77,9 +79,7 @@ def format_consistency(report: admin_pb2.ConsistencyReport) -> str:
     rows = [
         [
             r.region,
-            common_pb2.DatabaseRole.Name(r.role).removeprefix("DATABASE_ROLE_").lower()
-            if r.role
-            else "-",
+            short_name(common_pb2.DatabaseRole, r.role, lower=True) if r.role else "-",
             _verdict(r.verdict),
             r.timeline_id or "-",
             _lsn(r.lsn),

@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import json_format
 
 from latitude.admin_client import NoCoordinator
+from latitude.enums import short_name
 from latitude.errors import LatitudeError
 from latitude.table import render
 from latitude.v1 import common_pb2, routing_pb2, routing_pb2_grpc
@@ -31,7 +32,7 @@ async def resolve(
 
 
 def format_decision(decision: routing_pb2.RoutingDecision) -> str:
-    strategy = routing_pb2.Strategy.Name(decision.strategy).removeprefix("STRATEGY_").lower()
+    strategy = short_name(routing_pb2.Strategy, decision.strategy, lower=True)
     lines = [
         decision.reason,
         f"strategy {strategy} · table version {decision.table_version} · "
@@ -53,7 +54,7 @@ def format_decision(decision: routing_pb2.RoutingDecision) -> str:
             [
                 target.region,
                 f"{target.weight:.0%}",
-                common_pb2.RegionState.Name(target.state).removeprefix("REGION_STATE_"),
+                short_name(common_pb2.RegionState, target.state),
                 "primary" if target.writable else "replica",
                 f"{target.distance_km:,.0f} km" if target.HasField("distance_km") else "-",
                 f"{target.estimated_latency_seconds * 1000:.0f} ms"

@@ -6,6 +6,7 @@ import time
 
 from google.protobuf import json_format
 
+from latitude.enums import short_name
 from latitude.table import human_bytes, render
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2
 
@@ -18,7 +19,7 @@ _ROLES = {
 
 
 def _state(value: int) -> str:
-    return common_pb2.RegionState.Name(value).removeprefix("REGION_STATE_")
+    return short_name(common_pb2.RegionState, value)
 
 
 def _role(database: common_pb2.DatabaseStatus) -> str:
@@ -94,7 +95,7 @@ def format_cluster(status: admin_pb2.ClusterStatus) -> str:
     else:
         head = "NO LEADER (election in progress, or etcd unreachable)"
     write = status.write_region or "none"
-    strategy = routing_pb2.Strategy.Name(status.strategy).removeprefix("STRATEGY_").lower()
+    strategy = short_name(routing_pb2.Strategy, status.strategy, lower=True)
     head += f"; routing {strategy}, table version {status.table_version}"
     regions = render(
         ["REGION", "STATE", "WEIGHT", "ROLE", "LAST REPORT", "RESPONSE", "ERRORS", "CAPACITY",
@@ -110,7 +111,22 @@ def format_cluster(status: admin_pb2.ClusterStatus) -> str:
     )
     rtts = peer_rtts(status)
     rtts = f"\n\n{rtts}" if rtts else ""
-    return f"{head}; write region: {write}\n\n{regions}{rtts}\n\n{members}"
+    warning = write_region_warning(status)
+    warning = f"\n{warning}" if warning else ""
+    return f"{head}; write region: {write}{warning}\n\n{regions}{rtts}\n\n{members}"
+
+
+def write_region_warning(status: admin_pb2.ClusterStatus) -> str:
+    """A line that says writes are refused although no failover is under way: the write
+    region's primary is fenced (the leader lifts such a fence once it hears the primary)."""
+    region = next((r for r in status.regions if r.region == status.write_region), None)
+    if region is None or not region.database.fenced or status.HasField("failover"):
+        return ""
+    cause = short_name(common_pb2.FenceCause, region.database.fence_cause, lower=True)
+    return (
+        f"WARNING: the write region's primary ({region.region}) is FENCED ({cause}): it takes "
+        "no writes until the leader lifts the fence"
+    )
 
 
 def cluster_json(status: admin_pb2.ClusterStatus) -> dict:
@@ -122,8 +138,8 @@ _STEPS = ("detected", "drained", "fenced", "selected", "promoted", "redirected",
 
 def format_failover(record: admin_pb2.FailoverStatus) -> str:
     """A failover's outcome and the time each step took from its start."""
-    kind = admin_pb2.FailoverKind.Name(record.kind).removeprefix("FAILOVER_KIND_").lower()
-    phase = admin_pb2.FailoverPhase.Name(record.phase).removeprefix("FAILOVER_PHASE_")
+    kind = short_name(admin_pb2.FailoverKind, record.kind, lower=True)
+    phase = short_name(admin_pb2.FailoverPhase, record.phase)
     start = record.started_at.ToNanoseconds()
     lines = [
         f"{kind} {record.failover_id}: {phase}, {record.from_region} -> "

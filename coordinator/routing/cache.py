@@ -16,6 +16,7 @@ import random
 
 from google.protobuf.message import DecodeError
 
+from coordinator import keys
 from coordinator.etcd import EtcdError
 from coordinator.store import Store
 from latitude.routing import Resolver
@@ -23,7 +24,7 @@ from latitude.v1 import routing_pb2
 
 log = logging.getLogger(__name__)
 
-TABLE_KEY = "routing/table"
+TABLE_KEY = keys.ROUTING_TABLE
 # A watch on a partitioned etcd member can go quiet; re-read the key this often regardless.
 _REREAD_EVERY = 5.0
 
@@ -72,8 +73,9 @@ class TableCache:
                 log.warning("routing table: %s; serving version %d meanwhile", err, self.version)
             except Exception:
                 # Serving a slightly old table beats not following at all: log it, go on.
-                log.exception("routing table follower failed; serving version %d meanwhile",
-                              self.version)  # fmt: skip
+                log.exception(
+                    "routing table follower failed; serving version %d meanwhile", self.version
+                )
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 2.0)
 
@@ -98,7 +100,8 @@ class TableCache:
         try:
             table = routing_pb2.RoutingTable.FromString(value)
         except DecodeError as err:  # a corrupt value must not stop the replica serving
-            log.error("routing table in etcd is unreadable (%s); keeping version %d", err,
-                      self.version)  # fmt: skip
+            log.error(
+                "routing table in etcd is unreadable (%s); keeping version %d", err, self.version
+            )
             return
         self.apply(table)

@@ -62,8 +62,11 @@ def latency_model(
 
     ``regions`` give the locations; ``reports`` is the latest Report per region name.
     """
-    where = {r.region: (r.location.latitude, r.location.longitude)
-             for r in regions if r.HasField("location")}  # fmt: skip
+    where = {
+        r.region: (r.location.latitude, r.location.longitude)
+        for r in regions
+        if r.HasField("location")
+    }
     model = routing_pb2.LatencyModel(base_seconds=base_seconds, seconds_per_km=seconds_per_km)
     for name in sorted(reports):
         if name not in where:

@@ -27,6 +27,7 @@ from coordinator.routing.cache import TABLE_KEY, TableCache
 from coordinator.routing.latency import PrefixLatencies, latency_model
 from coordinator.routing.table import build_table, tables_differ
 from coordinator.routing.weights import FailbackRamp
+from latitude.enums import short_name
 from latitude.v1 import admin_pb2, routing_pb2
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ class TablePublisher:
         if not await self.publish_if_changed(force=True):
             self.strategy = previous
             raise RuntimeError("could not publish the routing table: no longer the leader")
-        names = [routing_pb2.Strategy.Name(s).removeprefix("STRATEGY_").lower()
-                 for s in (previous, strategy)]  # fmt: skip
+        names = [short_name(routing_pb2.Strategy, s, lower=True) for s in (previous, strategy)]
         self._node.events.record(
             admin_pb2.EVENT_KIND_STRATEGY_CHANGED,
             message=f"default routing strategy {names[1]} (was {names[0]})",
@@ -171,8 +171,14 @@ def _routing_key(table: routing_pb2.RoutingTable) -> tuple:
         table.failover_in_progress,
         table.default_strategy,
         tuple(
-            (r.region, r.state, r.readable, round(r.availability, 3), round(r.weight, 2),
-             tuple((e.name, e.address) for e in r.endpoints))
+            (
+                r.region,
+                r.state,
+                r.readable,
+                round(r.availability, 3),
+                round(r.weight, 2),
+                tuple((e.name, e.address) for e in r.endpoints),
+            )
             for r in table.regions
         ),
-    )  # fmt: skip
+    )

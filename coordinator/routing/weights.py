@@ -146,10 +146,11 @@ def region_weights(
 ) -> dict[str, float]:
     """Each region's weight: capacity x availability x headroom, normalised to sum to 1."""
     raw = {
-        r.region: (r.capacity or 1) * availability.get(r.region, 0.0) * headroom(
-            r.capacity_utilization)
+        r.region: (r.capacity or 1)
+        * availability.get(r.region, 0.0)
+        * headroom(r.capacity_utilization)
         for r in regions
-    }  # fmt: skip
+    }
     total = sum(raw.values())
     if total <= 0.0:
         return dict.fromkeys(raw, 0.0)

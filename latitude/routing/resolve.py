@@ -20,6 +20,7 @@ import itertools
 import math
 from typing import Protocol
 
+from latitude.enums import short_name
 from latitude.errors import LatitudeError
 from latitude.geo.distance import EARTH_RADIUS_KM
 from latitude.v1 import common_pb2, routing_pb2
@@ -72,10 +73,26 @@ class _Region:
     """One region of the table, with what every decision reads of it precomputed."""
 
     __slots__ = (
-        "availability", "capacity", "cos_lat", "error_rate", "factor", "has_location", "lag",
-        "lat", "lon", "maintenance", "name", "panic_weight", "readable", "response_time",
-        "state", "target", "utilization", "weight", "writable",
-    )  # fmt: skip
+        "availability",
+        "capacity",
+        "cos_lat",
+        "error_rate",
+        "factor",
+        "has_location",
+        "lag",
+        "lat",
+        "lon",
+        "maintenance",
+        "name",
+        "panic_weight",
+        "readable",
+        "response_time",
+        "state",
+        "target",
+        "utilization",
+        "weight",
+        "writable",
+    )
 
     def __init__(self, route: routing_pb2.RegionRoute, write_region: str, factor) -> None:
         self.name = route.region
@@ -214,9 +231,17 @@ class Resolver:
             key = (None, strategy, intent, max_lag, max_targets, turn)
         else:
             key = (
-                client.latitude, client.longitude, client.source, client.detail,
-                client.network_prefix, strategy, intent, max_lag, max_targets, turn,
-            )  # fmt: skip
+                client.latitude,
+                client.longitude,
+                client.source,
+                client.detail,
+                client.network_prefix,
+                strategy,
+                intent,
+                max_lag,
+                max_targets,
+                turn,
+            )
         return key, (client, strategy, intent, max_lag, max_targets, turn)
 
     def _remember(self, key: tuple, decision: bytes) -> None:
@@ -332,7 +357,7 @@ class Resolver:
         target.weight = 1.0
         reason = f"writes go to the primary in {name}"
         if region is not None and region.state != HEALTHY:
-            state = common_pb2.RegionState.Name(region.state).removeprefix("REGION_STATE_")
+            state = short_name(common_pb2.RegionState, region.state)
             reason += f" (region {state.lower()})"
         if self.table.failover_in_progress:
             reason += "; a failover is in progress, the write region may change"
@@ -378,8 +403,10 @@ class Resolver:
             if r.has_location:
                 # Haversine, as latitude.geo.great_circle_km, with the region's half
                 # precomputed.
-                h = sin((r.lat - lat) * 0.5) ** 2 + cos_lat * r.cos_lat * sin(
-                    (r.lon - lon) * 0.5) ** 2  # fmt: skip
+                h = (
+                    sin((r.lat - lat) * 0.5) ** 2
+                    + cos_lat * r.cos_lat * sin((r.lon - lon) * 0.5) ** 2
+                )
                 km = _DIAMETER_KM * asin(sqrt(h if h < 1.0 else 1.0))
                 distances[name] = km
                 if model:

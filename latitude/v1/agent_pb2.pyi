@@ -250,7 +250,7 @@ class RejoinArgs(_message.Message):
     def __init__(self, follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., allow_rewind: _Optional[bool] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("command_id", "epoch", "kind", "promote", "follow", "rejoin", "synchronous", "stop_confirming", "deadline", "reason")
+    __slots__ = ("command_id", "epoch", "kind", "promote", "follow", "rejoin", "synchronous", "stop_confirming", "deadline", "reason", "time_limit")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +261,7 @@ class Command(_message.Message):
     STOP_CONFIRMING_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     epoch: int
     kind: CommandKind
@@ -271,4 +272,5 @@ class Command(_message.Message):
     stop_confirming: StopConfirmingArgs
     deadline: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., synchronous: _Optional[_Union[SynchronousArgs, _Mapping]] = ..., stop_confirming: _Optional[_Union[StopConfirmingArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    time_limit: _duration_pb2.Duration
+    def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., synchronous: _Optional[_Union[SynchronousArgs, _Mapping]] = ..., stop_confirming: _Optional[_Union[StopConfirmingArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

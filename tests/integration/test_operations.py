@@ -140,8 +140,11 @@ async def test_maintenance_survives_a_leader_change_and_is_recorded(cluster: Sta
         # A replica that does not lead says so, and where the leader is.
         follower = next(a for a in addresses(cluster) if a != before.leader.address)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await call(follower, "SetMaintenance", admin_pb2.SetMaintenanceRequest(
-                region=STANDBY_REGION, enabled=False))  # fmt: skip
+            await call(
+                follower,
+                "SetMaintenance",
+                admin_pb2.SetMaintenanceRequest(region=STANDBY_REGION, enabled=False),
+            )
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         metadata = dict(refused.value.trailing_metadata() or ())
         assert metadata["latitude-leader-address"] == before.leader.address
@@ -207,11 +210,14 @@ async def test_maintenance_of_the_primary_needs_drain_and_requests_are_checked(c
     assert region(await status(cluster), view.write_region).state == HEALTHY
     leader = view.leader.address
     bad = [
-        ("SetMaintenance", admin_pb2.SetMaintenanceRequest(region="mars-1", enabled=True),
-         "region: unknown region 'mars-1'"),
+        (
+            "SetMaintenance",
+            admin_pb2.SetMaintenanceRequest(region="mars-1", enabled=True),
+            "region: unknown region 'mars-1'",
+        ),
         ("ListEvents", admin_pb2.ListEventsRequest(limit=1001), "limit: at most 1000"),
         ("ListEvents", admin_pb2.ListEventsRequest(region="mars-1"), "region: unknown region"),
-    ]  # fmt: skip
+    ]
     for method, request, message in bad:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call(leader, method, request)

@@ -97,8 +97,9 @@ async def test_every_coordinator_sends_clients_to_their_nearest_region(cluster: 
                 assert decision.targets[0].region == nearest, (city, how, decision)
                 assert decision.write_region == "us-east-1"
                 assert not decision.no_healthy_region
-    located = await resolve(cluster.coordinator_addresses(cluster.state())[0],
-                            client_ip="81.2.69.160")  # fmt: skip
+    located = await resolve(
+        cluster.coordinator_addresses(cluster.state())[0], client_ip="81.2.69.160"
+    )
     assert located.location_source == routing_pb2.LOCATION_SOURCE_IP_COUNTRY
     writes = await resolve(
         cluster.coordinator_addresses(cluster.state())[1],
@@ -242,9 +243,10 @@ async def test_client_latency_reports_reach_the_table_through_any_replica(cluste
     )
     leader = (await cluster_status(addresses, 1.0)).leader.leader_id
     follower = next(
-        a for name, a in zip(cluster.topology.coordinators, addresses, strict=True)
+        a
+        for name, a in zip(cluster.topology.coordinators, addresses, strict=True)
         if name != leader
-    )  # fmt: skip
+    )
     async with grpc.aio.insecure_channel(follower) as channel:
         stub = routing_pb2_grpc.RoutingServiceStub(channel)
         reply = await stub.ReportLatency(report, timeout=2.0)

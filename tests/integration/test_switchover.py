@@ -6,11 +6,12 @@ import pytest
 
 from latitude.admin_client import call_leader, cluster_status
 from latitude.client import RoutingClient
+from latitude.errors import LatitudeError
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2
-from tests.integration.connections import Writer, eventually, running, streams_to
+from tests.integration.connections import Writer, eventually, query, running, streams_to
 
 pytestmark = pytest.mark.stack
 
@@ -112,3 +113,28 @@ async def test_draining_the_primary_for_maintenance_switches_over_first(private_
         return next(r for r in view.regions if r.region == old).state == HEALTHY
 
     await eventually(healthy_again, 10, f"{old} HEALTHY out of maintenance")
+
+
+async def test_a_switchover_refused_by_its_checks_leaves_the_primary_writable(
+    private_stack: Stack,
+):
+    stack = private_stack
+    addresses = stack.coordinator_addresses(stack.state())
+    primary = (await cluster_status(addresses, 1.0)).write_region
+    target = next(r for r in ("eu-west-1", "us-east-1", "ap-southeast-1") if r != primary)
+    on = admin_pb2.SetMaintenanceRequest(region=target, enabled=True, reason="kernel upgrade")
+    await call_leader(addresses, "SetMaintenance", on, 10)
+    try:
+        request = admin_pb2.SwitchoverRequest(target_region=target, wait=True)
+        with pytest.raises(LatitudeError, match=f"{target} cannot be promoted: in maintenance"):
+            await call_leader(addresses, "Switchover", request, 30)
+        # Refused before anything was fenced: the primary takes writes at once, and is not
+        # (and was not) fenced.
+        assert await query(stack, primary, "SELECT txid_current() > 0")
+        view = await cluster_status(addresses, 1.0)
+        region = next(r for r in view.regions if r.region == primary)
+        assert view.write_region == primary and not region.database.fenced
+        assert not view.HasField("failover")
+    finally:
+        off = admin_pb2.SetMaintenanceRequest(region=target, enabled=False)
+        await call_leader(addresses, "SetMaintenance", off, 10)

@@ -15,8 +15,9 @@ def status(name: str, state: int = common_pb2.REGION_STATE_HEALTHY, **fields):
     fields.setdefault("capacity", 100)
     result = admin_pb2.RegionStatus(region=name, state=state, **fields)
     result.location.latitude, result.location.longitude = REGIONS[name]
-    result.endpoints.add(name="postgres", kind=common_pb2.ENDPOINT_KIND_POSTGRES,
-                         address=f"{name}.db.internal:5432")  # fmt: skip
+    result.endpoints.add(
+        name="postgres", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address=f"{name}.db.internal:5432"
+    )
     return result
 
 

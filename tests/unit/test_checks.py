@@ -83,10 +83,16 @@ def test_parse_fills_defaults_and_normalises_numbers():
     )
     assert spec == CheckSpec("api", "http", "http://h:8080/healthz", 1.0, 1.0, 200, None, "")
     grpc_spec = CheckSpec.parse(
-        {"name": "rpc", "kind": "grpc", "target": "[::1]:50051", "service": "x", "timeout": 3,
-         "interval": 2},
+        {
+            "name": "rpc",
+            "kind": "grpc",
+            "target": "[::1]:50051",
+            "service": "x",
+            "timeout": 3,
+            "interval": 2,
+        },
         WHERE,
-    )  # fmt: skip
+    )
     assert (grpc_spec.timeout, grpc_spec.interval, grpc_spec.service) == (3.0, 2.0, "x")
     assert isinstance(grpc_spec.timeout, float)
 

@@ -220,13 +220,21 @@ class Program:
 
 
 AGENT = Program(
-    "latitude-agent", AgentConfig, "agent", "LATITUDE_AGENT_",
-    ("region", "coordinators", "db_host"), agent_flags,
-)  # fmt: skip
+    "latitude-agent",
+    AgentConfig,
+    "agent",
+    "LATITUDE_AGENT_",
+    ("region", "coordinators", "db_host"),
+    agent_flags,
+)
 COORDINATOR = Program(
-    "latitude-coordinator", CoordinatorConfig, "coordinator", "LATITUDE_COORDINATOR_",
-    ("etcd", "listen"), lambda argv: parse_coordinator_args(argv)[1],
-)  # fmt: skip
+    "latitude-coordinator",
+    CoordinatorConfig,
+    "coordinator",
+    "LATITUDE_COORDINATOR_",
+    ("etcd", "listen"),
+    lambda argv: parse_coordinator_args(argv)[1],
+)
 
 
 def program_of(name: str, topology: Topology) -> Program | None:

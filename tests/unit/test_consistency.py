@@ -21,8 +21,18 @@ PRIMARY, STANDBY = common_pb2.DATABASE_ROLE_PRIMARY, common_pb2.DATABASE_ROLE_ST
 US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-1"
 
 
-def db(role=STANDBY, *, timeline=1, lsn=1000, at=NOW - 0.2, fenced=False, system=SYSTEM,
-       history=(), upstream=US, streaming=True):  # fmt: skip
+def db(
+    role=STANDBY,
+    *,
+    timeline=1,
+    lsn=1000,
+    at=NOW - 0.2,
+    fenced=False,
+    system=SYSTEM,
+    history=(),
+    upstream=US,
+    streaming=True,
+):
     status = common_pb2.DatabaseStatus(
         role=role, timeline_id=timeline, fenced=fenced, system_identifier=system
     )
@@ -161,9 +171,11 @@ def test_without_a_primary_reading_nothing_is_compared_but_strays_are_named():
 
 def test_a_note_is_added_to_every_detail_and_the_view_shows_the_verdicts():
     report = assess(
-        [Reading(US, db(PRIMARY, lsn=5000)), Reading(EU, db(lsn=5000))], US, now=NOW,
+        [Reading(US, db(PRIMARY, lsn=5000)), Reading(EU, db(lsn=5000))],
+        US,
+        now=NOW,
         note="last published reading",
-    )  # fmt: skip
+    )
     assert all(r.detail.endswith("(last published reading)") for r in report.regions)
     text = format_consistency(report)
     assert text.startswith("consistent: primary us-east-1 on timeline 1 at 0/1388")

@@ -164,9 +164,13 @@ async def test_attributes_are_strings_and_booleans_lowercase():
 
     def record():
         log.record(
-            K.EVENT_KIND_REJOINED, K.SEVERITY_INFO, region="us-east-1", message="rejoined",
-            attributes={"rewound": True, "lsn": 42}, failover_id="abc",
-        )  # fmt: skip
+            K.EVENT_KIND_REJOINED,
+            K.SEVERITY_INFO,
+            region="us-east-1",
+            message="rejoined",
+            attributes={"rewound": True, "lsn": 42},
+            failover_id="abc",
+        )
 
     await recording(log, 4, record)
     (e,) = stored(store)
@@ -201,6 +205,12 @@ def test_the_cli_reads_kinds_as_people_type_them():
     e = event(1, K.EVENT_KIND_MAINTENANCE_CHANGED, "eu-west-1")
     e.severity, e.message = K.SEVERITY_WARNING, "eu-west-1 in maintenance"
     row = format_events([e]).splitlines()[2]
-    assert row.split()[2:] == ["warning", "eu-west-1", "maintenance_changed", "eu-west-1", "in",
-                               "maintenance"]  # fmt: skip
+    assert row.split()[2:] == [
+        "warning",
+        "eu-west-1",
+        "maintenance_changed",
+        "eu-west-1",
+        "in",
+        "maintenance",
+    ]
     assert format_events([]) == "no events"

@@ -85,8 +85,9 @@ def test_the_setting_is_a_comma_separated_list():
     )
     assert config.peers == ("eu-west-1=a:1", "ap-x=b:2")
     with pytest.raises(ConfigError, match="peers: us-east-1 is this agent's own region"):
-        agent_config.load(None, {"region": "us-east-1", "coordinators": "c:1",
-                                 "peers": "us-east-1=a:1"})  # fmt: skip
+        agent_config.load(
+            None, {"region": "us-east-1", "coordinators": "c:1", "peers": "us-east-1=a:1"}
+        )
 
 
 async def test_an_open_port_is_reachable_with_its_rtt_and_a_closed_one_is_not(
@@ -152,11 +153,15 @@ async def test_without_peers_nothing_runs():
 async def test_reports_carry_utilization_and_peers(tmp_path: Path, open_port, closed_port):
     source = tmp_path / "utilization"
     source.write_text("0.75\n")
-    config, _ = agent_config.load(None, {
-        "region": "us-east-1", "coordinators": f"{HOST}:{closed_port}",
-        "utilization_source": str(source),
-        "peers": f"eu-west-1={HOST}:{open_port},ap-southeast-1={HOST}:{closed_port}",
-    })  # fmt: skip
+    config, _ = agent_config.load(
+        None,
+        {
+            "region": "us-east-1",
+            "coordinators": f"{HOST}:{closed_port}",
+            "utilization_source": str(source),
+            "peers": f"eu-west-1={HOST}:{open_port},ap-southeast-1={HOST}:{closed_port}",
+        },
+    )
     agent = Agent(config, [])
     try:
         assert agent.peer_probe_interval == DEFAULT_INTERVAL
@@ -171,8 +176,9 @@ async def test_reports_carry_utilization_and_peers(tmp_path: Path, open_port, cl
         report = agent.report()
         assert report.capacity_utilization == 0.75
         assert [(p.region, p.reachable) for p in report.peers] == [
-            ("eu-west-1", True), ("ap-southeast-1", False),
-        ]  # fmt: skip
+            ("eu-west-1", True),
+            ("ap-southeast-1", False),
+        ]
     finally:
         await agent.checks.close()
         await agent.probe.close()

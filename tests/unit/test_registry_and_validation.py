@@ -165,6 +165,25 @@ def test_status_view_leaves_out_rtts_when_no_agent_reports_them():
     assert "RTT FROM" not in format_cluster(cluster)
 
 
+def test_status_view_flags_a_fenced_write_region_outside_a_failover():
+    fenced = common_pb2.DatabaseStatus(
+        role=common_pb2.DATABASE_ROLE_PRIMARY,
+        fenced=True,
+        fence_cause=common_pb2.FENCE_CAUSE_COMMAND,
+    )
+    region = admin_pb2.RegionStatus(region="us-east-1", database=fenced)
+    cluster = admin_pb2.ClusterStatus(write_region="us-east-1", regions=[region])
+    assert "WARNING: the write region's primary (us-east-1) is FENCED (command)" in (
+        format_cluster(cluster)
+    )
+    # While a failover runs, its fence is expected.
+    cluster.failover.failover_id = "7f3a"
+    assert "WARNING" not in format_cluster(cluster)
+    cluster.ClearField("failover")
+    cluster.regions[0].database.fenced = False
+    assert "WARNING" not in format_cluster(cluster)
+
+
 @pytest.mark.parametrize(
     ("message", "field"),
     [
@@ -230,3 +249,34 @@ def test_sequence_numbers_must_increase_but_may_skip():
     unsent.ClearField("sent_at")
     with pytest.raises(InvalidMessage, match="report.sent_at: required"):
         check_report(unsent, previous_sequence=0)
+
+
+@pytest.mark.parametrize("skew", [-30.0, 30.0])
+def test_lag_is_measured_on_the_leaders_clock_whatever_an_agents_clock_says(skew):
+    """A standby agent's clock 30 s behind or ahead: its observations are placed on the
+    leader's clock, so it is compared with the primary as it was, not 30 s off."""
+    clock = Clock()
+    reg = registry(clock)
+    primary = reg.attach(hello(), object())
+    standby = reg.attach(hello("eu-west-1", "a2"), object())
+    for step in range(40):  # the primary writes 100 bytes every 0.5 s
+        clock.now += 0.5
+        lsn = 10_000 + 100 * step
+        db = common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_PRIMARY, current_lsn=lsn)
+        db.observed_at.FromNanoseconds(int(clock.now * 1e9))
+        message = agent_pb2.Report(sequence=step + 1, database=db)
+        message.sent_at.FromNanoseconds(int(clock.now * 1e9))
+        reg.report(primary, message)
+        # The standby, observed at the same moment, has replayed all but the last write.
+        own = clock.now + skew  # what the standby agent's clock says
+        db = common_pb2.DatabaseStatus(
+            role=common_pb2.DATABASE_ROLE_STANDBY,
+            replayed_lsn=lsn - 100,
+            wal_receiver_streaming=True,
+        )
+        db.observed_at.FromNanoseconds(int(own * 1e9))
+        message = agent_pb2.Report(sequence=step + 1, database=db)
+        message.sent_at.FromNanoseconds(int(own * 1e9))
+        clock.now += 0.002  # in flight
+        reg.report(standby, message)
+    assert reg.lag(standby)[0] == 100

@@ -135,9 +135,10 @@ def test_each_decision_is_a_message_of_its_own():
 
 def test_latency_routing_prefers_measured_latencies_for_the_clients_prefix():
     measured = [
-        routing_pb2.PrefixLatency(network_prefix=PREFIX, region=EU, latency_seconds=0.004,
-                                  samples=6),
-    ]  # fmt: skip
+        routing_pb2.PrefixLatency(
+            network_prefix=PREFIX, region=EU, latency_seconds=0.004, samples=6
+        ),
+    ]
     routes = resolver(prefix_latencies=measured)
     decision = routes.resolve(client=client("new york"), strategy=LATENCY)
     assert regions(decision) == [EU, US, AP]
@@ -152,8 +153,9 @@ def test_latency_routing_prefers_measured_latencies_for_the_clients_prefix():
 
 
 def test_latency_routing_uses_the_calibrated_model_without_measurements():
-    model = routing_pb2.LatencyModel(base_seconds=0.005, seconds_per_km=1.5e-5,
-                                     region_factor={US: 5.0})  # fmt: skip
+    model = routing_pb2.LatencyModel(
+        base_seconds=0.005, seconds_per_km=1.5e-5, region_factor={US: 5.0}
+    )
     decision = resolver(latency_model=model).resolve(client=client("london"), strategy=LATENCY)
     us = next(t for t in decision.targets if t.region == US)
     assert us.estimated_latency_seconds == pytest.approx(0.005 + us.distance_km * 1.5e-5 * 5)
@@ -269,8 +271,10 @@ def test_panic_when_nothing_can_take_reads_routes_everywhere_as_if_healthy():
     assert decision.no_healthy_region
     assert regions(decision) == [EU, US, AP]
     assert weights(decision) == [1.0, 0.0, 0.0]
-    assert decision.reason.startswith("no healthy region (panic): regions able to take reads "
-                                      "hold 0% of capacity, under the 10% threshold")  # fmt: skip
+    assert decision.reason.startswith(
+        "no healthy region (panic): regions able to take reads "
+        "hold 0% of capacity, under the 10% threshold"
+    )
 
 
 def test_panic_below_the_threshold_share_of_capacity_and_not_at_it():

@@ -28,9 +28,16 @@ def table(statuses, **settings):
 
 @pytest.mark.parametrize(
     ("state", "availability"),
-    [(HEALTHY, 1.0), (DEGRADED, 0.5), (PENDING, 0.0), (UNHEALTHY, 0.0), (FAILOVER, 0.0),
-     (MAINTENANCE, 0.0), (common_pb2.REGION_STATE_UNSPECIFIED, 0.0)],
-)  # fmt: skip
+    [
+        (HEALTHY, 1.0),
+        (DEGRADED, 0.5),
+        (PENDING, 0.0),
+        (UNHEALTHY, 0.0),
+        (FAILOVER, 0.0),
+        (MAINTENANCE, 0.0),
+        (common_pb2.REGION_STATE_UNSPECIFIED, 0.0),
+    ],
+)
 def test_state_decides_availability(state, availability):
     assert base_availability(state) == availability
 
@@ -106,9 +113,9 @@ def test_pending_is_not_down_so_a_new_leader_does_not_ramp_every_region():
 
 
 @pytest.mark.parametrize(
-    ("utilization", "room"), [(0.0, 1.0), (0.3, 0.7), (0.95, 0.05), (1.0, 0.05), (1.7, 0.05),
-                              (float("nan"), 0.05)],
-)  # fmt: skip
+    ("utilization", "room"),
+    [(0.0, 1.0), (0.3, 0.7), (0.95, 0.05), (1.0, 0.05), (1.7, 0.05), (float("nan"), 0.05)],
+)
 def test_headroom_is_floored(utilization, room):
     assert headroom(utilization) == pytest.approx(room)
 
@@ -140,12 +147,17 @@ def test_an_unknown_capacity_counts_as_one_share():
 
 def test_the_table_carries_every_region_sorted_with_routing_figures():
     statuses = [
-        status("us-east-1", capacity_utilization=0.2, response_time_seconds=0.012,
-               database=common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_PRIMARY)),
-        status("eu-west-1", DEGRADED, replay_lag_seconds=2.5, replay_lag_bytes=4096,
-               error_rate=0.07),
+        status(
+            "us-east-1",
+            capacity_utilization=0.2,
+            response_time_seconds=0.012,
+            database=common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_PRIMARY),
+        ),
+        status(
+            "eu-west-1", DEGRADED, replay_lag_seconds=2.5, replay_lag_bytes=4096, error_rate=0.07
+        ),
         status("ap-southeast-1", UNHEALTHY),
-    ]  # fmt: skip
+    ]
     built = table(statuses)
     assert [r.region for r in built.regions] == ["ap-southeast-1", "eu-west-1", "us-east-1"]
     ap, eu, us = built.regions
@@ -168,11 +180,13 @@ def test_the_table_carries_every_region_sorted_with_routing_figures():
 def test_the_write_region_has_no_lag_and_unknown_prefix_regions_are_left_out():
     statuses = [status("us-east-1", replay_lag_seconds=3.0), status("eu-west-1")]
     measured = [
-        routing_pb2.PrefixLatency(network_prefix="203.0.113.0/24", region="eu-west-1",
-                                  latency_seconds=0.08, samples=3),
-        routing_pb2.PrefixLatency(network_prefix="203.0.113.0/24", region="mars-1",
-                                  latency_seconds=0.9, samples=1),
-    ]  # fmt: skip
+        routing_pb2.PrefixLatency(
+            network_prefix="203.0.113.0/24", region="eu-west-1", latency_seconds=0.08, samples=3
+        ),
+        routing_pb2.PrefixLatency(
+            network_prefix="203.0.113.0/24", region="mars-1", latency_seconds=0.9, samples=1
+        ),
+    ]
     built = table(statuses, prefix_latencies=measured)
     assert built.regions[1].replay_lag_seconds == 0.0
     assert [p.region for p in built.prefix_latencies] == ["eu-west-1"]

@@ -1,48 +1,51 @@
 """The registry as the failover decisions see it: one PrimaryView, a StandbyView per standby.
 
-``coordinator.failover`` decides from these views alone, so it stays pure and is tested
-without servers. This module is the one place that reads them out of the leader's registry,
-and it decides which regions are not eligible for promotion, and why: no reports, not a
-standby, in maintenance, or priority 0. It reads; it never sends a command.
+``coordinator.failover.decisions`` decides from these views alone, so it stays pure and is
+tested without servers. This module is the one place that reads them out of the leader's
+registry, and it decides which regions are not eligible for promotion, and why: no reports,
+not a standby, in maintenance, or priority 0. It reads; it never sends a command.
 """
 
 from __future__ import annotations
 
-import time
-
-from coordinator.failover import PrimaryView, StandbyView
+from coordinator.failover.decisions import PrimaryView, StandbyView
 from coordinator.registry import Registry
 from latitude.v1 import common_pb2
 
 
-def primary_view(registry: Registry, write_region: str) -> PrimaryView:
+def primary_view(registry: Registry, write_region: str, *, now: float, since: float) -> PrimaryView:
+    """``since``: when this leadership began (monotonic): a new leader's silence counts from
+    then, not from a report it could never have received."""
     record = registry.regions[write_region]
-    db = record.report.database if record.report else None
+    last = record.monitor.arrivals.last_arrival
+    heard = since if last is None else max(last, since)
+    down = 0.0 if record.down_since is None else now - record.down_since
     return PrimaryView(
-        write_region,
-        record.monitor.arrivals.silence(time.monotonic()),
-        db is not None and db.role == common_pb2.DATABASE_ROLE_DOWN,
-        postgres_address(registry, write_region),
+        write_region, max(0.0, now - heard), down, postgres_address(registry, write_region)
     )
 
 
-def standby_views(registry: Registry, write_region: str) -> list[StandbyView]:
+def standby_views(registry: Registry, write_region: str, *, now: float) -> list[StandbyView]:
     """Every region but the write region's, and whether (and why not) it could be promoted."""
     views = []
-    now = time.monotonic()
     for name, record in registry.regions.items():
         if name == write_region:
             continue
         db = record.report.database if record.report else None
+        reporting = (
+            db is not None
+            and record.session is not None
+            and not record.monitor.arrivals.overdue(now)
+        )
         why = ""
-        if db is None or record.session is None or record.monitor.arrivals.overdue(now):
+        if not reporting:
             why = "its agent is not reporting"
         elif db.role != common_pb2.DATABASE_ROLE_STANDBY:
             why = f"its database is {common_pb2.DatabaseRole.Name(db.role)}"
         elif record.monitor.maintenance:
             why = "in maintenance"
         elif record.hello is not None and record.hello.priority == 0:
-            why = "priority 0 (never promoted automatically)"
+            why = "priority 0 (never promoted)"
         views.append(
             StandbyView(
                 name,
@@ -54,6 +57,7 @@ def standby_views(registry: Registry, write_region: str) -> list[StandbyView]:
                 record.hello.priority if record.hello else 0,
                 not why,
                 why,
+                reporting,
             )
         )
     return views

@@ -1,14 +1,15 @@
 """What the leader keeps true between failovers: one writable primary, and it protected.
 
 A primary is writable only while it is the write region: ``latitude up`` starts every existing
-primary data directory fenced, and the leader lifts that fence for the write region alone; any
-other primary is fenced and told to rejoin as a standby (in the background, see
-``coordinator.rejoin``). In synchronous mode a commit waits for any one standby streaming from
-the primary; with none for ``fail_after``, replication may fall back to asynchronous rather
-than every commit waiting for a standby that is not there.
+primary data directory fenced, and the leader lifts a fence on the write region's primary
+whenever no failover under way owns it, whatever made it (a restart, its agent out of touch, a
+failover that aborted, its keeper); any other primary is fenced and told to rejoin as a standby
+(in the background, see ``coordinator.failover.rejoin``). In synchronous mode a commit waits
+for any one standby streaming from the primary; with none for ``fail_after``, replication may
+fall back to asynchronous rather than every commit waiting for a standby that is not there.
 
 The guards stand aside while a failover is under way: its fences are the failover's own. They
-read the write region and the failover under way from the Orchestrator, which owns both and
+read the write region and the failover under way from the FailoverMachine, which owns both and
 runs the guards on each of its ticks.
 
 Fencing and unfencing by command are recorded as events here, for the guards and the failover
@@ -23,57 +24,75 @@ import time
 from typing import TYPE_CHECKING
 
 from coordinator.commands import CommandFailed
-from coordinator.failover import format_lsn
+from coordinator.failover.decisions import synchronous_names
+from coordinator.failover.rejoin import Rejoins
+from coordinator.leader import Leader
 from coordinator.registry import Registry
-from coordinator.rejoin import Rejoins
+from latitude.lsn import format_lsn
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
 if TYPE_CHECKING:
-    from coordinator.orchestrator import Orchestrator
+    from coordinator.failover.machine import FailoverMachine
 
 log = logging.getLogger(__name__)
 
 _WARNING = admin_pb2.SEVERITY_WARNING
+_FENCED_BECAUSE = {
+    common_pb2.FENCE_CAUSE_STARTUP: "it came back fenced from a restart",
+    common_pb2.FENCE_CAUSE_SELF: "it fenced itself while out of touch",
+    common_pb2.FENCE_CAUSE_KEEPER: "its keeper fenced it while its agent was gone",
+    common_pb2.FENCE_CAUSE_COMMAND: "a fence by command outlived the failover that made it",
+}
 
 
-def any_one(regions) -> str:
-    """synchronous_standby_names: a commit waits for any one of these standbys."""
-    return "ANY 1 (" + ",".join(f'"{name}"' for name in sorted(regions)) + ")"
-
-
-async def unfence(node, region: str, reason: str, failover_id: str = "") -> None:
+async def unfence(leader: Leader, region: str, reason: str, failover_id: str = "") -> None:
     """Lift ``region``'s fence by command; CommandFailed unless it is lifted."""
-    result = await node.command(
-        region, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_UNFENCE), timeout=2.0,
+    result = await leader.agents.command(
+        region,
+        agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_UNFENCE),
+        timeout=2.0,
         reason=reason,
-    )  # fmt: skip
+    )
     if not result.ok:
         raise CommandFailed(f"unfencing {region} failed: {result.error}")
-    node.events.record(
-        admin_pb2.EVENT_KIND_UNFENCED, region=region, failover_id=failover_id,
-        message=f"{region} unfenced: {reason}", attributes={"reason": reason},
-    )  # fmt: skip
+    leader.events.record(
+        admin_pb2.EVENT_KIND_UNFENCED,
+        region=region,
+        failover_id=failover_id,
+        message=f"{region} unfenced: {reason}",
+        attributes={"reason": reason},
+    )
 
 
-def record_fenced(node, region: str, result: agent_pb2.CommandResult, failover_id: str = "",
-                  why: str = "") -> None:  # fmt: skip
-    """The event for a fence by command, at the position the fenced primary reached."""
-    lsn = format_lsn(result.observed.current_lsn)
-    node.events.record(
-        admin_pb2.EVENT_KIND_FENCED, _WARNING, region=region, failover_id=failover_id,
+def record_fenced(
+    leader: Leader,
+    region: str,
+    result: agent_pb2.CommandResult,
+    failover_id: str = "",
+    why: str = "",
+) -> None:
+    """The event for a fence by command, at the position after which nothing commits."""
+    lsn = format_lsn(result.fence_lsn or result.observed.current_lsn)
+    leader.events.record(
+        admin_pb2.EVENT_KIND_FENCED,
+        _WARNING,
+        region=region,
+        failover_id=failover_id,
         message=f"{region} fenced by command at {lsn}"
-                f"{': ' + why if why else f' (failover {failover_id})'}",
+        f"{': ' + why if why else f' (failover {failover_id})'}",
         attributes={"cause": "command", "lsn": lsn},
-    )  # fmt: skip
+    )
 
 
 class Guards:
     """Run by the Orchestrator on each tick outside a failover, each step idempotent."""
 
-    def __init__(self, node, registry: Registry, failover: Orchestrator, rejoins: Rejoins):
-        self._node = node
+    def __init__(
+        self, leader: Leader, registry: Registry, failover: FailoverMachine, rejoins: Rejoins
+    ) -> None:
+        self._leader = leader
         self._registry = registry
-        self._config = node.config
+        self._config = leader.config
         self._failover = failover  # whose write region is guarded, and whose failover
         self._rejoins = rejoins
         self._fenced_at: dict[str, float] = {}
@@ -95,31 +114,30 @@ class Guards:
         db = record.report.database if record.report else None
         if db is None or record.session is None or db.role != common_pb2.DATABASE_ROLE_PRIMARY:
             return
-        streaming = sorted(r.region for r in db.replicas if r.state == "streaming")
+        streaming = [r.region for r in db.replicas if r.state == "streaming"]
         now = time.monotonic()
         if streaming:
             self._standbys_seen = now
-            wanted = any_one(streaming)
-        elif (
-            self._config.synchronous_fallback
-            and now - self._standbys_seen >= self._config.fail_after
-        ):
-            # Not at once: right after a promotion the standbys are still being repointed,
-            # and commits wait for them rather than go unprotected.
-            wanted = ""
-        else:
-            return  # keep waiting on whatever standbys were named
-        if wanted == self._synchronous_names:
+        wanted = synchronous_names(
+            streaming,
+            none_since=self._standbys_seen,
+            now=now,
+            fail_after=self._config.fail_after,
+            fallback=self._config.synchronous_fallback,
+        )
+        if wanted is None or wanted == self._synchronous_names:
             return
         if not wanted:
-            log.warning("no standby streams from %s: replication is asynchronous until one does",
-                        write_region)  # fmt: skip
+            log.warning(
+                "no standby streams from %s: replication is asynchronous until one does",
+                write_region,
+            )
         command = agent_pb2.Command(
             kind=agent_pb2.COMMAND_KIND_SET_SYNCHRONOUS,
             synchronous=agent_pb2.SynchronousArgs(synchronous_standby_names=wanted),
         )
         try:
-            result = await self._node.command(write_region, command, timeout=2.0)
+            result = await self._leader.agents.command(write_region, command, timeout=2.0)
         except CommandFailed as err:
             log.warning("setting synchronous_standby_names failed: %s", err)
             return
@@ -129,18 +147,20 @@ class Guards:
             self._synchronous_names = wanted
             log.info("synchronous_standby_names on %s: %r", write_region, wanted)
             if not wanted:
-                self._node.events.record(
-                    admin_pb2.EVENT_KIND_ALERT, _WARNING, region=write_region,
+                self._leader.events.record(
+                    admin_pb2.EVENT_KIND_ALERT,
+                    _WARNING,
+                    region=write_region,
                     message=f"synchronous replication degraded to asynchronous: no standby "
-                            f"streams from {write_region}",
+                    f"streams from {write_region}",
                     attributes={"alert": "synchronous_degraded"},
-                )  # fmt: skip
+                )
 
     async def unfence_write_region(self) -> None:
-        """The primary fenced itself while no leader acknowledged it (a leader change that
-        took longer than fence_after), or came back fenced from a restart. Now that a leader
-        hears it again, lift the fence. A fence by command is the leader's own (a failover or
-        switchover under way) and stays."""
+        """The write region's primary is fenced and no failover under way owns the fence: it
+        fenced itself while no leader acknowledged it, came back fenced from a restart, was
+        stopped by its keeper, or was fenced by a failover that then stopped short. It is the
+        primary writes go to, and a leader hears it: lift the fence."""
         write_region = self._failover.write_region
         record = self._registry.regions[write_region]
         db = record.report.database if record.report else None
@@ -149,22 +169,18 @@ class Guards:
             or db is None
             or db.role != common_pb2.DATABASE_ROLE_PRIMARY
             or not db.fenced
-            or db.fence_cause not in (common_pb2.FENCE_CAUSE_SELF, common_pb2.FENCE_CAUSE_STARTUP)
             or record.session is None
+            or record.monitor.arrivals.overdue(time.monotonic())
         ):
             return
         now = time.monotonic()
         if now - self._fenced_at.get(write_region, -math.inf) < 2.0:
             return
         self._fenced_at[write_region] = now
-        why = (
-            "it came back fenced from a restart"
-            if db.fence_cause == common_pb2.FENCE_CAUSE_STARTUP
-            else "it fenced itself while out of touch"
-        )
+        why = _FENCED_BECAUSE.get(db.fence_cause, "it was fenced and no failover owns the fence")
         log.warning("%s holds the write region, but %s: unfencing it", write_region, why)
         try:
-            await unfence(self._node, write_region, f"the leader hears the primary again ({why})")
+            await unfence(self._leader, write_region, f"the leader hears the primary again ({why})")
         except CommandFailed as err:
             log.warning("%s", err)
 
@@ -184,16 +200,21 @@ class Guards:
                 continue
             self._fenced_at[name] = now
             if not db.fenced:
-                log.warning("%s reports a writable primary, but writes go to %s: fencing it",
-                            name, failover.write_region)  # fmt: skip
+                log.warning(
+                    "%s reports a writable primary, but writes go to %s: fencing it",
+                    name,
+                    failover.write_region,
+                )
                 try:
-                    result = await self._node.command(
-                        name, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
-                        timeout=1.0, reason="a second writable primary",
-                    )  # fmt: skip
+                    result = await self._leader.agents.command(
+                        name,
+                        agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FENCE),
+                        timeout=1.0,
+                        reason="a second writable primary",
+                    )
                     if result.ok:
                         record_fenced(
-                            self._node, name, result, why=f"writes go to {failover.write_region}"
+                            self._leader, name, result, why=f"writes go to {failover.write_region}"
                         )
                 except CommandFailed as err:
                     log.warning("fencing %s failed: %s", name, err)

@@ -14,8 +14,9 @@ import logging
 import time
 
 from coordinator.commands import CommandFailed
+from coordinator.failover.views import postgres_address
+from coordinator.leader import Leader
 from coordinator.registry import Registry
-from coordinator.views import postgres_address
 from latitude.replication import slot_name
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
@@ -25,26 +26,34 @@ log = logging.getLogger(__name__)
 class Rejoins:
     """The leader's rejoins, one at most under way per region."""
 
-    def __init__(self, node, registry: Registry) -> None:
-        self._node = node
+    def __init__(self, leader: Leader, registry: Registry) -> None:
+        self._leader = leader
         self._registry = registry
         self._running: dict[str, asyncio.Task] = {}
 
+    def follow_args(self, region: str, primary: str) -> agent_pb2.FollowArgs:
+        """How ``region`` streams from ``primary`` (empty host before primary's hello)."""
+        host, _, port = postgres_address(self._registry, primary).rpartition(":")
+        return agent_pb2.FollowArgs(
+            primary_region=primary,
+            primary_host=host,
+            primary_port=int(port or 0),
+            slot_name=slot_name(region),
+        )
+
     async def rejoin(self, region: str, primary: str) -> bool:
         """Turn a former primary into a standby of ``primary`` (pg_rewind if it diverged)."""
-        host, _, port = postgres_address(self._registry, primary).rpartition(":")
-        if not port or self._registry.regions[region].session is None:
+        follow = self.follow_args(region, primary)
+        if not follow.primary_port or self._registry.regions[region].session is None:
             return False
-        follow = agent_pb2.FollowArgs(
-            primary_region=primary, primary_host=host, primary_port=int(port),
-            slot_name=slot_name(region),
-        )  # fmt: skip
         command = agent_pb2.Command(
             kind=agent_pb2.COMMAND_KIND_REJOIN,
             rejoin=agent_pb2.RejoinArgs(follow=follow, allow_rewind=True),
         )
         try:
-            result = await self._node.command(region, command, timeout=60.0, reason="rejoin")
+            result = await self._leader.agents.command(
+                region, command, timeout=60.0, reason="rejoin"
+            )
         except CommandFailed as err:
             log.warning("rejoining %s failed: %s", region, err)
             return False
@@ -52,11 +61,12 @@ class Rejoins:
             log.warning("rejoining %s failed: %s", region, result.error)
         else:
             how = "rewound" if result.rewound else "no rewind needed"
-            self._node.events.record(
-                admin_pb2.EVENT_KIND_REJOINED, region=region,
+            self._leader.events.record(
+                admin_pb2.EVENT_KIND_REJOINED,
+                region=region,
                 message=f"{region} rejoined as a standby of {primary} ({how})",
                 attributes={"rewound": result.rewound, "primary": primary},
-            )  # fmt: skip
+            )
         return result.ok
 
     async def follow_or_rejoin(self, region: str, primary: str, within: float = 5.0) -> None:
