@@ -191,6 +191,7 @@ async def _up(args: argparse.Namespace) -> int:
     if not started:
         print(f"latitude: the stack in {stack.dir} is already running", file=sys.stderr)
     print(format_status(await stack.status()))
+    _print_network(stack)
     return 0
 
 
@@ -209,10 +210,24 @@ async def _status(args: argparse.Namespace) -> int:
     if args.region:
         status = _only_region(status, args.region)
     if args.json:
-        print(json.dumps(status_json(status), indent=2))
+        network = stack.network()
+        print(json.dumps(status_json(status) | {
+            "network": network.layout.to_json() if network else None
+        }, indent=2))  # fmt: skip
     else:
         print(format_status(status))
+        _print_network(stack)
     return 0 if status.ready else EXIT_NOT_READY
+
+
+def _print_network(stack: Stack) -> None:
+    network = stack.network()
+    if network is None:
+        return
+    layout = network.layout
+    parties = ", ".join(f"{p.name} {p.address} ({p.netns})" for p in layout.parties)
+    print(f"\nnetwork {layout.subnet} on bridge {layout.bridge}: observer {layout.observer}; "
+          f"{parties}")  # fmt: skip
 
 
 def _coordinators(args: argparse.Namespace) -> list[str]:

@@ -209,7 +209,9 @@ def _within_bound(ack: Ack, failover: admin_pb2.FailoverStatus) -> bool:
         ended = failover.steps["fenced"].ToNanoseconds() / 1e9
     else:
         return False
-    return ack.at >= ended - failover.data_loss_bound_seconds
+    # Acknowledged after the old primary's writes certainly ended, a commit may not be lost:
+    # the bound excuses only what came before.
+    return ended - failover.data_loss_bound_seconds <= ack.at <= ended
 
 
 # -- the cluster as the observer sees it ---------------------------------------------------
@@ -354,3 +356,31 @@ async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
     finally:
         await etcd.close()
     return admin_pb2.FailoverStatus.FromString(kv.value) if kv is not None else None
+
+
+async def wait_phase(stack: Stack, phase: int, since: float, timeout: float) -> None:
+    """Return as soon as a failover started after ``since`` (wall clock) is recorded in
+    ``phase``: a watch on the record sees every phase written, however briefly it lasts."""
+    from coordinator.etcd import Etcd
+
+    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
+    await etcd.connect()
+
+    def matches(value: bytes) -> bool:
+        record = admin_pb2.FailoverStatus.FromString(value)
+        return record.phase == phase and record.started_at.ToNanoseconds() / 1e9 >= since
+
+    try:
+        async with asyncio.timeout(timeout):
+            kv = await etcd.get(FAILOVER_RECORD, timeout=1.0)
+            if kv is not None and matches(kv.value):
+                return
+            start = kv.mod_revision + 1 if kv is not None else 1
+            async for event in etcd.watch(FAILOVER_RECORD, start_revision=start):
+                if not event.deleted and matches(event.value):
+                    return
+    except TimeoutError:
+        name = admin_pb2.FailoverPhase.Name(phase)
+        raise AssertionError(f"no failover reached {name} within {timeout:.0f} s") from None
+    finally:
+        await etcd.close()

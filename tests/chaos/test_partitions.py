@@ -39,6 +39,7 @@ from tests.chaos.monitor import (
     prepare,
     status,
     wait_converged,
+    wait_phase,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -477,6 +478,10 @@ async def test_flapping_primary_link_starts_at_most_one_failover(settled: Stack)
 # -- (6) the leader killed at each failover phase --------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason=f"{NEEDS_HARD_FENCE} (the old primary, back through up, starts with a soft fence)",
+)
 @pytest.mark.parametrize("phase", ["FENCING", "SELECTING", "PROMOTING", "REPOINTING"])
 async def test_leader_killed_at_a_failover_phase_its_successor_finishes(settled: Stack, phase: str):
     """The failover comes from the primary region killed (kill -9 of its agent and database:
@@ -490,15 +495,7 @@ async def test_leader_killed_at_a_failover_phase_its_successor_finishes(settled:
         await run.stack.kill(f"agent-{run.primary}")
         await run.stack.kill(f"postgres-{run.primary}")
 
-        async def at_phase():
-            record = await failover_record(run.stack)
-            return (
-                record is not None
-                and record.started_at.ToNanoseconds() / 1e9 >= run.started
-                and record.phase == wanted
-            )
-
-        await eventually(at_phase, 30, f"the failover to reach {phase}")
+        await wait_phase(run.stack, wanted, run.started, 30)
         await run.stack.kill(leader)
         new = await run.write_region_moves(40)
         await run.acks_continue(new, 5, timeout=20)
