@@ -83,15 +83,36 @@ async def eventually(look: Callable[[], Awaitable | object], timeout: float, wha
 async def ready(stack: Stack, timeout: float = 60.0) -> None:
     """Every region HEALTHY and streaming, the primary unfenced: where a scenario starts.
     A scenario that failed may have left a process down: ``up`` restarts it."""
+    seen = []
 
     async def look():
-        return (await stack.status()).ready
+        status = await stack.status()
+        seen.append(status)
+        return status.ready
 
     try:
         await eventually(look, timeout, "the stack to be ready")
     except AssertionError:
         await stack.up()
-        await eventually(look, timeout, "the stack to be ready after up")
+        try:
+            await eventually(look, timeout, "the stack to be ready after up")
+        except AssertionError as err:
+            raise AssertionError(f"{err}: {_not_ready(seen[-1])}") from None
+
+
+def _not_ready(status) -> str:
+    databases = ", ".join(
+        f"{r.region} {r.role}{' fenced' if r.fenced else ''}"
+        f"{' streaming' if r.streaming else ''} {r.error}".strip()
+        for r in status.regions
+    )
+    cluster = status.cluster_error
+    if status.cluster is not None:
+        cluster = "; ".join(
+            f"{r.region} {common_pb2.RegionState.Name(r.state)} ({r.state_reason})"
+            for r in status.cluster.regions
+        )
+    return f"databases: {databases}; control plane: {cluster}"
 
 
 @pytest.fixture
@@ -100,8 +121,18 @@ async def settled(netns_stack: Stack) -> Stack:
     left broken is an error of this test's setup, never mistaken for its expected failure."""
     network = netns_stack.network()
     await network.heal_all()
-    await ready(netns_stack)
+    try:
+        await ready(netns_stack)
+    except AssertionError:
+        _keep_logs(netns_stack, "settling")
+        raise
     return netns_stack
+
+
+def _keep_logs(stack: Stack, name: str) -> None:
+    keep = os.environ.get("LATITUDE_CHAOS_LOGS")
+    if keep:
+        shutil.copytree(stack.dir / "logs", Path(keep) / name, dirs_exist_ok=True)
 
 
 @dataclass
@@ -198,9 +229,7 @@ async def scenario(stack: Stack, name: str, *, converge_within: float = 90.0) ->
         result.acknowledged = len(monitor.acks)
         result.notes.append(f"failed: {type(err).__name__}: {err}"[:400])
         result.record()
-        keep = os.environ.get("LATITUDE_CHAOS_LOGS")
-        if keep:
-            shutil.copytree(stack.dir / "logs", Path(keep) / name, dirs_exist_ok=True)
+        _keep_logs(stack, name)
         raise
     record = await failover_record(stack)
     records = [
@@ -501,7 +530,12 @@ async def test_leader_killed_at_a_failover_phase_its_successor_finishes(settled:
         await run.acks_continue(new, 5, timeout=20)
         # The old primary comes back through up: fenced, then rejoined as a standby.
         await run.stack.up()
-    assert run.result.failovers_started == 1
+    record = await failover_record(settled)
+    assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record
+    assert record.started_at.ToNanoseconds() / 1e9 >= run.started
+    # FAILOVER_STARTED may be missing: a leader killed before its event batch was written
+    # takes it along (the history never waits for etcd); never more than one, though.
+    assert run.result.failovers_started <= 1
 
 
 # -- (9) an agent's clock skewed -------------------------------------------------------------
