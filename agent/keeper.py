@@ -8,6 +8,14 @@ moves); once the deadline has passed and a postmaster that could be a primary ru
 data directory, it fences it on files and signals (agent.demotion): marked fenced, then
 stopped. Whoever starts it again gets a standby.
 
+A live agent that sees its database fences it itself at the same deadline, and the leader may
+then lift that fence without a restart. So the lease also carries when the agent last vouched
+for the database (its probe saw a primary or a standby, and did not leave it writable past the
+deadline): while that is under ``agent_grace`` old the keeper leaves the fence to the agent.
+A dead, frozen or blind agent stops vouching, and the keeper fences at the later of the
+deadline and its last vouch + agent_grace: well before a leader can declare the region failed
+(``fail_after`` of silence, 3 s by default) and promote.
+
 It must be small and hard to break: the standard library only (no grpc, no asyncpg, no event
 loop), no network, and nothing it reads can make it fail. It writes a heartbeat beside the
 lease so that the agent can report a keeper that is gone (check ``fence-keeper``).
@@ -37,6 +45,7 @@ log = logging.getLogger("latitude.keeper")
 BEAT_EVERY = 0.5  # seconds between heartbeats
 STALE_AFTER = 2.0  # a heartbeat older than this: the keeper is gone or hung
 STOP_GRACE = 2.0  # a fast shutdown, then an immediate one
+AGENT_GRACE = 1.0  # a vouch this fresh: the agent is alive, sees its database, fences it
 
 
 def _boot_id() -> str:
@@ -55,25 +64,27 @@ BOOT_ID = _boot_id()
 @dataclass(frozen=True, slots=True)
 class LeaseFile:
     """An agent's fence lease: ``region``'s database may stay writable until ``deadline``
-    (time.monotonic()), as agent process ``pid`` saw it."""
+    (time.monotonic()), as agent process ``pid`` saw it; the agent last vouched for the
+    database at ``vouched_at`` (None: never)."""
 
     region: str
     deadline: float
     pid: int
+    vouched_at: float | None = None
 
 
 def write_lease(path: Path, lease: LeaseFile) -> None:
-    _replace(
-        path,
-        {"region": lease.region, "deadline": lease.deadline, "pid": lease.pid, "boot": BOOT_ID},
-    )
+    _replace(path, {"region": lease.region, "deadline": lease.deadline, "pid": lease.pid,
+                    "vouched_at": lease.vouched_at, "boot": BOOT_ID})  # fmt: skip
 
 
 def read_lease(path: Path, region: str) -> LeaseFile | None:
     """The lease in ``path``, if it is a valid one for ``region`` written since boot."""
     raw = _read(path)
     try:
-        lease = LeaseFile(str(raw["region"]), float(raw["deadline"]), int(raw["pid"]))
+        vouched = raw.get("vouched_at")
+        lease = LeaseFile(str(raw["region"]), float(raw["deadline"]), int(raw["pid"]),
+                          None if vouched is None else float(vouched))  # fmt: skip
     except (KeyError, TypeError, ValueError):
         return None
     return lease if lease.region == region and raw.get("boot") == BOOT_ID else None
@@ -125,20 +136,28 @@ class Watch:
     """The deadline the keeper holds the database to. Until a valid lease for its region has
     been read it counts ``fence_after`` from its own start: a primary whose agent never came
     up must not take writes for long either. A lease that later becomes unreadable leaves the
-    last valid deadline in force."""
+    last valid one in force."""
 
-    def __init__(self, *, started_at: float, fence_after: float) -> None:
+    def __init__(
+        self, *, started_at: float, fence_after: float, agent_grace: float = AGENT_GRACE
+    ) -> None:
         self.deadline = started_at + fence_after
+        self.vouched_at: float | None = None
+        self.agent_grace = agent_grace
         self.from_lease = False
 
     def see(self, lease: LeaseFile | None) -> None:
         if lease is not None:
-            self.deadline = lease.deadline
+            self.deadline, self.vouched_at = lease.deadline, lease.vouched_at
             self.from_lease = True
 
+    def agent_vouches(self, now: float) -> bool:
+        return self.vouched_at is not None and now - self.vouched_at < self.agent_grace
+
     def due(self, now: float, *, writable: bool) -> bool:
-        """Fence now: the deadline has passed and the database could take writes."""
-        return writable and now >= self.deadline
+        """Fence now: the deadline has passed, the database could take writes, and no live
+        agent answers for it."""
+        return writable and now >= self.deadline and not self.agent_vouches(now)
 
 
 # -- the process -------------------------------------------------------------------------
@@ -146,12 +165,13 @@ class Watch:
 
 class Keeper:
     def __init__(
-        self, *, region: str, pg_data: Path, lease: Path, fence_after: float, now: float
-    ) -> None:
+        self, *, region: str, pg_data: Path, lease: Path, fence_after: float, now: float,
+        agent_grace: float = AGENT_GRACE,
+    ) -> None:  # fmt: skip
         self.region = region
         self.pg_data = pg_data
         self.lease = lease
-        self.watch = Watch(started_at=now, fence_after=fence_after)
+        self.watch = Watch(started_at=now, fence_after=fence_after, agent_grace=agent_grace)
         self.fenced = ""  # when it last fenced, for the heartbeat's reader
         self._beat_at = -BEAT_EVERY
 
@@ -162,8 +182,12 @@ class Keeper:
         if self.watch.due(now, writable=could_be_writable(self.pg_data)):
             late = now - self.watch.deadline
             what = "lease" if self.watch.from_lease else "keeper's start + fence_after (no lease)"
-            log.warning("fence deadline (%s) passed %.3f s ago and %s may take writes: fencing it",
-                        what, late, self.pg_data)  # fmt: skip
+            vouched = self.watch.vouched_at
+            agent = "never" if vouched is None else f"{now - vouched:.3f} s ago"
+            log.warning(
+                "fence deadline (%s) passed %.3f s ago, the agent last vouched %s, and %s may "
+                "take writes: fencing it", what, late, agent, self.pg_data,
+            )  # fmt: skip
             mark_fenced(self.pg_data, "keeper")
             how = stop_postmaster(self.pg_data, grace=STOP_GRACE)
             log.warning("fenced %s: marked, shutdown %s", self.pg_data, how)
@@ -206,19 +230,24 @@ def main(argv: list[str] | None = None) -> int:
         "--fence-after", type=float, default=4.0,
         help="the deadline, from the keeper's start, while no lease has been written",
     )  # fmt: skip
+    parser.add_argument(
+        "--agent-grace", type=float, default=AGENT_GRACE,
+        help="seconds a live agent's vouch for its database holds the keeper back",
+    )  # fmt: skip
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not args.interval > 0 or not args.fence_after > 0:
-        parser.error("--interval and --fence-after must be positive")
+    if not args.interval > 0 or not args.fence_after > 0 or args.agent_grace < 0:
+        parser.error("--interval and --fence-after must be positive, --agent-grace not negative")
     if not args.pg_data.is_dir():
         parser.error(f"--pg-data: {args.pg_data} is not a directory")
     if not args.lease.parent.is_dir():
         parser.error(f"--lease: {args.lease.parent} is not a directory")
     keeper = Keeper(region=args.region, pg_data=args.pg_data, lease=args.lease,
-                    fence_after=args.fence_after, now=time.monotonic())  # fmt: skip
+                    fence_after=args.fence_after, now=time.monotonic(),
+                    agent_grace=args.agent_grace)  # fmt: skip
     run(keeper, args.interval)
     return 0
 

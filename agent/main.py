@@ -36,6 +36,8 @@ from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 log = logging.getLogger("latitude.agent")
 
 KEEPER_CHECK = "fence-keeper"
+# Roles of a database the agent really sees (a probe that answered).
+_SEEN = (common_pb2.DATABASE_ROLE_PRIMARY, common_pb2.DATABASE_ROLE_STANDBY)
 
 
 class Agent:
@@ -69,7 +71,10 @@ class Agent:
         )  # fmt: skip
         self._started = time.monotonic()
         self.lease = FenceLease(started_at=self._started, fence_after=config.fence_after)
-        self._lease_written: float | None = None
+        self._lease_written: LeaseFile | None = None
+        # When this agent last saw its database and did not leave it writable past the lease:
+        # the keeper leaves the fence to an agent that vouched recently (agent.keeper).
+        self._vouched_at: float | None = None
         self.rounds = Rounds(parse_peers(config.peer_agents, config.region, "peer_agents"))
         self.database = common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_UNKNOWN)
         self._observed_at = -float("inf")  # monotonic; the first probe has not run yet
@@ -143,16 +148,17 @@ class Agent:
         self._lease_moved()
 
     def _lease_moved(self) -> None:
-        """Bring the lease up to date; rewrite the keeper's file when its deadline moved."""
+        """Bring the lease up to date; rewrite the keeper's file when it changed."""
         self.lease.fence_after = self.fence_after
         self.lease.acknowledged(self.link.last_ack_sent_at)
-        deadline = self.lease.deadline
-        if self.config.fence_lease is None or deadline == self._lease_written:
+        if self.config.fence_lease is None:
+            return
+        lease = LeaseFile(self.config.region, self.lease.deadline, os.getpid(), self._vouched_at)
+        if lease == self._lease_written:
             return
         try:
-            lease = LeaseFile(self.config.region, deadline, os.getpid())
             write_lease(self.config.fence_lease, lease)
-            self._lease_written = deadline
+            self._lease_written = lease
         except OSError as err:
             # The keeper then fences at the last deadline it read: early, never late.
             log.error("cannot write the fence lease %s: %s", self.config.fence_lease, err)
@@ -226,6 +232,9 @@ class Agent:
             if database.fenced:
                 database.fence_cause = self.actuator.reported_fence_cause
             self._observed(database, started)
+            if database.role in _SEEN and not self._fence_due(database):
+                self._vouched_at = started
+                self._lease_moved()
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     @property

@@ -33,10 +33,24 @@ def test_the_lease_sets_the_deadline_and_a_lost_lease_keeps_the_last_one():
     assert watch.due(30.0, writable=True)
 
 
+def test_a_live_agent_that_vouches_for_its_database_fences_it_itself():
+    watch = Watch(started_at=10.0, fence_after=4.0, agent_grace=1.0)
+    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=29.5))
+    assert not watch.due(30.2, writable=True)  # the agent saw it 0.7 s ago: its fence to make
+    assert watch.due(30.5, writable=True)  # silent for agent_grace: gone, frozen or blind
+
+
+def test_an_agent_gone_long_before_the_deadline_is_fenced_for_at_the_deadline():
+    watch = Watch(started_at=10.0, fence_after=4.0, agent_grace=1.0)
+    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=26.5))
+    assert not watch.due(29.99, writable=True)
+    assert watch.due(30.0, writable=True)
+
+
 def test_a_lease_file_is_read_back_only_for_its_region(tmp_path: Path):
     path = tmp_path / "fence.lease"
-    write_lease(path, LeaseFile("us-east-1", 12.5, 77))
-    assert read_lease(path, "us-east-1") == LeaseFile("us-east-1", 12.5, 77)
+    write_lease(path, LeaseFile("us-east-1", 12.5, 77, vouched_at=11.0))
+    assert read_lease(path, "us-east-1") == LeaseFile("us-east-1", 12.5, 77, 11.0)
     assert read_lease(path, "eu-west-1") is None
     assert [p.name for p in tmp_path.iterdir()] == ["fence.lease"]  # nothing left beside it
 
