@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.demotion import could_be_writable, mark_fenced, stop_postmaster
+from agent.demotion import could_be_writable, mark_fenced, postmaster_pid, stop_postmaster
 
 log = logging.getLogger("latitude.keeper")
 
@@ -136,20 +136,35 @@ class Watch:
     """The deadline the keeper holds the database to. Until a valid lease for its region has
     been read it counts ``fence_after`` from its own start: a primary whose agent never came
     up must not take writes for long either. A lease that later becomes unreadable leaves the
-    last valid one in force."""
+    last valid one in force.
+
+    A postmaster that starts after that (``latitude up`` bringing a region back, before its
+    agent runs again; an agent's REJOIN) gets ``fence_after`` from when the keeper first saw it,
+    the same as a keeper's start: whoever starts an old primary starts it fenced (a returning
+    primary is never writable on its own), and its agent has that long to take over."""
 
     def __init__(
         self, *, started_at: float, fence_after: float, agent_grace: float = AGENT_GRACE
     ) -> None:
-        self.deadline = started_at + fence_after
-        self.vouched_at: float | None = None
+        self.fence_after = fence_after
         self.agent_grace = agent_grace
+        self.lease_deadline = started_at + fence_after
+        self.vouched_at: float | None = None
         self.from_lease = False
+        self._postmaster: int | None = None
+        self._postmaster_since = started_at
 
-    def see(self, lease: LeaseFile | None) -> None:
+    def see(self, lease: LeaseFile | None, postmaster: int | None, now: float) -> None:
+        """The lease as read now (None: none valid), and the postmaster's pid (None: none)."""
         if lease is not None:
-            self.deadline, self.vouched_at = lease.deadline, lease.vouched_at
+            self.lease_deadline, self.vouched_at = lease.deadline, lease.vouched_at
             self.from_lease = True
+        if postmaster is not None and postmaster != self._postmaster:
+            self._postmaster, self._postmaster_since = postmaster, now
+
+    @property
+    def deadline(self) -> float:
+        return max(self.lease_deadline, self._postmaster_since + self.fence_after)
 
     def agent_vouches(self, now: float) -> bool:
         return self.vouched_at is not None and now - self.vouched_at < self.agent_grace
@@ -177,7 +192,7 @@ class Keeper:
 
     def tick(self, now: float) -> bool:
         """One look; True when it fenced the database."""
-        self.watch.see(read_lease(self.lease, self.region))
+        self.watch.see(read_lease(self.lease, self.region), postmaster_pid(self.pg_data), now)
         acted = False
         if self.watch.due(now, writable=could_be_writable(self.pg_data)):
             late = now - self.watch.deadline

@@ -15,10 +15,12 @@ import pytest
 from agent import keeper
 from agent.keeper import Keeper, LeaseFile, Watch, keeper_problem, read_lease, write_lease
 
+PM = 4242  # the postmaster's pid
+
 
 def test_without_a_lease_the_deadline_counts_from_the_keepers_start():
     watch = Watch(started_at=10.0, fence_after=4.0)
-    watch.see(None)
+    watch.see(None, PM, 10.0)
     assert not watch.due(13.9, writable=True)
     assert watch.due(14.0, writable=True)
     assert not watch.due(99.0, writable=False)  # nothing that could take writes
@@ -26,25 +28,35 @@ def test_without_a_lease_the_deadline_counts_from_the_keepers_start():
 
 def test_the_lease_sets_the_deadline_and_a_lost_lease_keeps_the_last_one():
     watch = Watch(started_at=10.0, fence_after=4.0)
-    watch.see(LeaseFile("us-east-1", 30.0, 123))
+    watch.see(LeaseFile("us-east-1", 30.0, 123), PM, 10.0)
     assert not watch.due(29.9, writable=True)
-    watch.see(None)  # unreadable for a moment
+    watch.see(None, PM, 29.9)  # unreadable for a moment
     assert not watch.due(29.9, writable=True)
     assert watch.due(30.0, writable=True)
 
 
 def test_a_live_agent_that_vouches_for_its_database_fences_it_itself():
     watch = Watch(started_at=10.0, fence_after=4.0, agent_grace=1.0)
-    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=29.5))
+    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=29.5), PM, 10.0)
     assert not watch.due(30.2, writable=True)  # the agent saw it 0.7 s ago: its fence to make
     assert watch.due(30.5, writable=True)  # silent for agent_grace: gone, frozen or blind
 
 
 def test_an_agent_gone_long_before_the_deadline_is_fenced_for_at_the_deadline():
     watch = Watch(started_at=10.0, fence_after=4.0, agent_grace=1.0)
-    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=26.5))
+    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=26.5), PM, 10.0)
     assert not watch.due(29.99, writable=True)
     assert watch.due(30.0, writable=True)
+
+
+def test_a_postmaster_started_after_the_deadline_gets_fence_after_for_its_agent():
+    watch = Watch(started_at=10.0, fence_after=4.0)
+    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=26.0), PM, 10.0)
+    watch.see(None, None, 40.0)  # stopped (the region was killed)
+    assert not watch.due(41.0, writable=False)
+    watch.see(None, PM + 1, 50.0)  # `latitude up` starts it again, fenced, before the agent
+    assert not watch.due(53.9, writable=True)
+    assert watch.due(54.0, writable=True)  # no agent took over
 
 
 def test_a_lease_file_is_read_back_only_for_its_region(tmp_path: Path):
