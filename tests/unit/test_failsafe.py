@@ -3,10 +3,15 @@ rounds against real gRPC servers on ephemeral ports."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
+from agent.config import AgentConfig
 from agent.failsafe import Failsafe, FailsafeServicer, Rounds
 from agent.link import CoordinatorLink
+from agent.main import Agent
 from agent.peers import Peer
 from latitude.serving import Server
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
@@ -243,3 +248,36 @@ async def test_a_peer_answering_for_another_region_does_not_count():
     finally:
         await rounds.close()
         await server.stop(0)
+
+
+async def test_the_agent_stops_confirming_before_it_answers_and_never_asks_the_actuator():
+    agent = Agent(AgentConfig(region="eu-west-1", coordinators=("127.0.0.1:1",)), [])
+    agent.failsafe.word_seen(WORD, 3)
+    agent._observed(STREAMING, time.monotonic())
+    servicer = FailsafeServicer(agent.failsafe, agent.observation, lambda: 1.5)
+    assert (await servicer.Confirm(ASK, FakeContext())).confirmed
+
+    async def no_actuator(command):
+        raise AssertionError("STOP_CONFIRMING reached the actuator")
+
+    agent.actuator.execute = no_actuator
+    answered = asyncio.Event()
+    agent.link.send_result = lambda result: (agent.link._results.append(result), answered.set())
+    loop = asyncio.create_task(agent._command_loop())
+    try:
+        agent._commands.put_nowait(stop(epoch=3))
+        await asyncio.wait_for(answered.wait(), 2.0)
+        refused = await servicer.Confirm(ASK, FakeContext())
+        agent._commands.put_nowait(stop(epoch=2, command_id="stop-old"))
+        answered.clear()
+        await asyncio.wait_for(answered.wait(), 2.0)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await agent.actuator.close()
+        await agent.probe.close()
+    first, deposed = agent.link._results
+    assert first.ok and first.HasField("last_confirmed_seconds_ago")
+    assert first.agent_epoch == 3
+    assert not refused.confirmed and "stop confirming us-east-1" in refused.reason
+    assert not deposed.ok and "deposed leader" in deposed.error
