@@ -196,7 +196,12 @@ class Keeper:
         acted = False
         if self.watch.due(now, writable=could_be_writable(self.pg_data)):
             late = now - self.watch.deadline
-            what = "lease" if self.watch.from_lease else "keeper's start + fence_after (no lease)"
+            if self.watch.deadline > self.watch.lease_deadline:
+                what = "the postmaster's start + fence_after"
+            elif self.watch.from_lease:
+                what = "the agent's lease"
+            else:
+                what = "the keeper's start + fence_after, no lease"
             vouched = self.watch.vouched_at
             agent = "never" if vouched is None else f"{now - vouched:.3f} s ago"
             log.warning(
