@@ -67,6 +67,16 @@ class AgentConfig:
     # The other regions' PostgreSQL endpoints as "region=host:port": the agent measures its
     # round-trip time to each.
     peers: tuple[str, ...] = ()
+    # The other regions' agents (their listen addresses) as "region=host:port": while this
+    # region's database is not a plain standby, the agent asks each of them every report
+    # interval to confirm that its standby follows this primary (the failsafe that keeps the
+    # primary writable through an etcd outage or a leader change). Empty: no failsafe, the
+    # fence deadline rests on the leader's acknowledgements alone.
+    peer_agents: tuple[str, ...] = ()
+    # Where to write the fence lease for the region's fence keeper (latitude-keeper --lease),
+    # which fences the database when this agent is gone or hung; its heartbeat beside it is
+    # reported as the check "fence-keeper". Empty: no keeper.
+    fence_lease: Path | None = None
 
     def validate(self) -> None:
         if not self.region:
@@ -92,6 +102,12 @@ class AgentConfig:
             raise ConfigError("replication_user: must not be empty")
         check_source(self.utilization_source)
         parse_peers(self.peers, self.region)
+        parse_peers(self.peer_agents, self.region, "peer_agents")
+        if self.fence_lease is not None and not self.fence_lease.parent.is_dir():
+            raise ConfigError(
+                f"fence_lease: {self.fence_lease.parent} is not a directory (the lease is "
+                "written there, for the fence keeper)"
+            )
 
     @property
     def id(self) -> str:

@@ -58,6 +58,7 @@ class CoordinatorLink:
         hello: Callable[[int], agent_pb2.Hello],
         *,
         on_command: Callable[[agent_pb2.Command], None] = lambda command: None,
+        on_word: Callable[[agent_pb2.ClusterWord, int], None] = lambda word, epoch: None,
         ack_timeout: float = 1.5,
         backoff: Backoff = Backoff(),
         clock: Callable[[], float] = time.monotonic,
@@ -65,6 +66,7 @@ class CoordinatorLink:
         self._addresses = addresses
         self._hello = hello
         self._on_command = on_command
+        self._on_word = on_word
         self._ack_timeout = ack_timeout
         self._backoff = backoff
         self._clock = clock
@@ -80,6 +82,12 @@ class CoordinatorLink:
         # deadline runs from here.
         self.last_ack_sent_at: float | None = None
         self.welcome: agent_pb2.Welcome | None = None
+        # The newest leader's word on the cluster (Welcome, then every ReportAck) and its
+        # epoch; None until a leader gave one. A message without a word counts as the empty
+        # word (no write region): a leader that says nothing must not leave an older leader's
+        # word standing.
+        self.word: agent_pb2.ClusterWord | None = None
+        self.word_epoch = 0
         self.connected = asyncio.Event()
         self._welcomed = False
 
@@ -154,6 +162,7 @@ class CoordinatorLink:
             raise Redirect("")
         self.welcome = first.welcome
         self.highest_epoch = first.welcome.epoch
+        self._word(first.welcome.word, first.welcome.epoch)
         self.leader_id = first.welcome.leader_id
         self.connected_to = address
         self._welcomed = True
@@ -205,3 +214,10 @@ class CoordinatorLink:
             del self._sent_at[sequence]
         if sent is not None:
             self.last_ack_sent_at = sent
+        self._word(ack.word, ack.epoch)
+
+    def _word(self, word: agent_pb2.ClusterWord, epoch: int) -> None:
+        if self.word is not None and epoch < self.word_epoch:
+            return
+        self.word, self.word_epoch = word, epoch
+        self._on_word(word, epoch)

@@ -17,7 +17,10 @@ from agent.actuator import Actuator
 from agent.checks import CheckRunner, CheckSpec
 from agent.command_session import ActuatorError
 from agent.config import AgentConfig
-from agent.fencing import fence_due
+from agent.demotion import could_be_writable
+from agent.failsafe import FRESH_INTERVALS, Failsafe, FailsafeServicer, Rounds
+from agent.keeper import LeaseFile, keeper_problem, write_lease
+from agent.lease import FenceLease
 from agent.link import CoordinatorLink
 from agent.peers import DEFAULT_INTERVAL as DEFAULT_PEER_PROBE_INTERVAL
 from agent.peers import PeerProber, parse_peers
@@ -25,11 +28,16 @@ from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from agent.rejoin import LocalServer
 from agent.utilization import Utilization
 from latitude import program
+from latitude.netaddr import join_host_port
 from latitude.program import all_or_none, setup_logging
 from latitude.serving import Server, until_signalled
-from latitude.v1 import agent_pb2, common_pb2
+from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger("latitude.agent")
+
+KEEPER_CHECK = "fence-keeper"
+# Roles of a database the agent really sees (a probe that answered).
+_SEEN = (common_pb2.DATABASE_ROLE_PRIMARY, common_pb2.DATABASE_ROLE_STANDBY)
 
 
 class Agent:
@@ -56,11 +64,21 @@ class Agent:
             server=LocalServer.from_config(config),
         )  # fmt: skip
         self._commands: asyncio.Queue[agent_pb2.Command] = asyncio.Queue()
+        self.failsafe = Failsafe(config.region)
         self.link = CoordinatorLink(
-            config.coordinators, self._hello, on_command=self._commands.put_nowait
-        )
+            config.coordinators, self._hello, on_command=self._commands.put_nowait,
+            on_word=self._word,
+        )  # fmt: skip
         self._started = time.monotonic()
+        self.lease = FenceLease(started_at=self._started, fence_after=config.fence_after)
+        self._lease_written: LeaseFile | None = None
+        # When this agent last saw its database and did not leave it writable past the lease:
+        # the keeper leaves the fence to an agent that vouched recently (agent.keeper).
+        self._vouched_at: float | None = None
+        self.rounds = Rounds(parse_peers(config.peer_agents, config.region, "peer_agents"))
         self.database = common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_UNKNOWN)
+        self._observed_at = -float("inf")  # monotonic; the first probe has not run yet
+        self._system_identifier = 0  # the newest known: a database down still has one
         self._sequence = 0
 
     @property
@@ -106,17 +124,86 @@ class Agent:
             error_rate=self.checks.error_rate(),
             response_time_seconds=self.checks.response_time(),
             peers=self.peers.latest(),
+            lease=self.lease.to_proto(time.monotonic()),
         )
+        keeper = self._keeper_check()
+        if keeper is not None:
+            report.checks.append(keeper)
         report.sent_at.FromNanoseconds(time.time_ns())
         return report
+
+    def _keeper_check(self) -> common_pb2.CheckResult | None:
+        """A keeper that is gone leaves the primary unfenced should this agent die or hang:
+        the leader shows the region DEGRADED."""
+        if self.config.fence_lease is None:
+            return None
+        problem = keeper_problem(self.config.fence_lease, self.config.region, time.monotonic())
+        return common_pb2.CheckResult(name=KEEPER_CHECK, ok=not problem, error=problem)
+
+    # -- the fence lease and the failsafe ---------------------------------------------------
+
+    def _word(self, word: agent_pb2.ClusterWord, epoch: int) -> None:
+        """Every Welcome and ReportAck of the newest leader: its word, and maybe an ack."""
+        self.failsafe.word_seen(word, epoch)
+        self._lease_moved()
+
+    def _lease_moved(self) -> None:
+        """Bring the lease up to date; rewrite the keeper's file when it changed."""
+        self.lease.fence_after = self.fence_after
+        self.lease.acknowledged(self.link.last_ack_sent_at)
+        if self.config.fence_lease is None:
+            return
+        lease = LeaseFile(self.config.region, self.lease.deadline, os.getpid(), self._vouched_at)
+        if lease == self._lease_written:
+            return
+        try:
+            write_lease(self.config.fence_lease, lease)
+            self._lease_written = lease
+        except OSError as err:
+            # The keeper then fences at the last deadline it read: early, never late.
+            log.error("cannot write the fence lease %s: %s", self.config.fence_lease, err)
+
+    def observation(self) -> tuple[common_pb2.DatabaseStatus, float]:
+        """The newest DatabaseStatus and when it was taken (monotonic), for Confirm."""
+        return self.database, self._observed_at
+
+    def _observed(self, database: common_pb2.DatabaseStatus, at: float) -> None:
+        self.database, self._observed_at = database, at
+        if database.system_identifier:
+            self._system_identifier = database.system_identifier
+
+    async def _failsafe_loop(self) -> None:
+        """Every interval, while the database is not a plain standby, a round of Confirm to
+        every peer agent; a round all of them confirmed moves the lease to its send time."""
+        config = self.config
+        address = join_host_port(config.db_host, config.db_port)
+        try:
+            while True:
+                started = time.monotonic()
+                if self.database.role != common_pb2.DATABASE_ROLE_STANDBY:
+                    request = agent_pb2.ConfirmRequest(
+                        primary_region=config.region, primary_address=address,
+                        system_identifier=self._system_identifier,
+                    )  # fmt: skip
+                    confirmed, problem = await self.rounds.ask(request, timeout=self.interval)
+                    if problem:
+                        self.lease.unconfirmed(problem)
+                    else:
+                        self.lease.confirmed(started, confirmed)
+                        self._lease_moved()
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        finally:
+            await self.rounds.close()
 
     async def run(self) -> None:
         self.checks.start()
         try:
-            await all_or_none(
-                self.link.run(), self._probe_loop(), self._report_loop(), self._command_loop(),
-                self.utilization.run(), self.peers.run(),
-            )  # fmt: skip
+            self._lease_moved()  # the keeper counts from this agent's start from now on
+            loops = [self.link.run(), self._probe_loop(), self._report_loop(),
+                     self._command_loop(), self.utilization.run(), self.peers.run()]  # fmt: skip
+            if self.config.peer_agents:
+                loops.append(self._failsafe_loop())
+            await all_or_none(*loops)
         finally:
             await self.checks.close()
             await self.actuator.close()
@@ -131,10 +218,11 @@ class Agent:
             async with self._probe_lock:
                 await self.probe.heartbeat()
                 database = await self.probe.observe()
+            self._lease_moved()
             if self._fence_due(database):
-                log.warning(
-                    "no report acknowledged for %.1f s: fencing the primary", self.fence_after
-                )
+                log.warning("no report acknowledged and no failsafe round confirmed for %.1f s "
+                            "(%s): fencing the database", self.fence_after,
+                            self.lease.failsafe_problem or "no peer agents")  # fmt: skip
                 try:
                     await self.actuator.fence(common_pb2.FENCE_CAUSE_SELF)
                 except ActuatorError as err:
@@ -143,7 +231,10 @@ class Agent:
                     database = await self.probe.observe()
             if database.fenced:
                 database.fence_cause = self.actuator.reported_fence_cause
-            self.database = database
+            self._observed(database, started)
+            if database.role in _SEEN and not self._fence_due(database):
+                self._vouched_at = started
+                self._lease_moved()
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     @property
@@ -154,19 +245,31 @@ class Agent:
         return self.config.fence_after
 
     def _fence_due(self, database: common_pb2.DatabaseStatus) -> bool:
-        return fence_due(
-            time.monotonic(),
-            database=database,
-            last_ack_sent_at=self.link.last_ack_sent_at,
-            started_at=self._started,
-            fence_after=self.fence_after,
-        )
+        if not self.lease.due(time.monotonic(), database):
+            return False
+        data = self.config.pg_data
+        if database.role != common_pb2.DATABASE_ROLE_PRIMARY and data is not None:
+            # Not seen (UNKNOWN, DOWN): the files tell whether a server that could be a
+            # primary runs at all; one down, or started in recovery, takes no writes.
+            return could_be_writable(data)
+        return True
 
     async def _command_loop(self) -> None:
         """Commands run one at a time, in the order the leader sent them."""
         while True:
             command = await self._commands.get()
             self.actuator.accept_epoch(self.link.highest_epoch)
+            if command.kind == agent_pb2.COMMAND_KIND_STOP_CONFIRMING:
+                # Not the actuator's: it touches no database, and must not wait on one.
+                accepted = self.actuator.accept_epoch(command.epoch)
+                result = self.failsafe.stop_confirming(
+                    command, accepted=accepted, agent_epoch=self.actuator.highest_epoch,
+                    observed=self.database,
+                )  # fmt: skip
+                self.link.send_result(result)
+                log.info("STOP_CONFIRMING %s: %s", command.command_id,
+                         "ok" if result.ok else result.error)  # fmt: skip
+                continue
             result = await self.actuator.execute(command)
             log.info("%s %s: %s", agent_pb2.CommandKind.Name(command.kind), command.command_id,
                      "ok" if result.ok else result.error)  # fmt: skip
@@ -174,7 +277,7 @@ class Agent:
             # that REJOIN stopped and started again, seen DOWN meanwhile by the probe loop).
             observed = result.observed
             if observed.observed_at.ToNanoseconds() > self.database.observed_at.ToNanoseconds():
-                self.database = observed
+                self._observed(observed, time.monotonic())
             self.link.send_result(result)
 
     async def _report_loop(self) -> None:
@@ -191,6 +294,13 @@ class Agent:
 async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
     agent = Agent(config, checks)
     server = Server(config.listen)
+    servicer = FailsafeServicer(
+        agent.failsafe, agent.observation, lambda: FRESH_INTERVALS * agent.interval
+    )
+    server.add(
+        agent_pb2_grpc.add_FailsafeServiceServicer_to_server, servicer,
+        agent_pb2.DESCRIPTOR.services_by_name["FailsafeService"].full_name,
+    )  # fmt: skip
     await server.start()
     log.info("agent %s for %s serving health on port %d", config.id, config.region, server.port)
     running = asyncio.create_task(agent.run(), name="agent")
@@ -210,7 +320,8 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
           "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
-          "replication_passfile", "utilization_source", "peers")  # fmt: skip
+          "replication_passfile", "utilization_source", "peers", "peer_agents",
+          "fence_lease")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Command lines for the control plane's processes in the local stack: coordinators and agents.
+"""Command lines for the control plane's processes in the local stack: coordinators, agents and
+the agents' fence keepers.
 
 They run the installed programs with this interpreter, so the stack runs exactly the code
 that ``pip install`` put next to it.
@@ -41,6 +42,8 @@ def agent_argv(
     *,
     peers: list[PostgresNode],
     utilization_file: Path,
+    peer_agents: dict[str, str],
+    fence_lease: Path,
 ) -> list[str]:
     return [
         sys.executable, "-m", "agent.main",
@@ -61,6 +64,19 @@ def agent_argv(
         # RTT to the other regions is measured against their databases.
         "--peers", ",".join(f"{p.region}={join_host_port(p.host, p.port)}" for p in peers),
         "--utilization-source", str(utilization_file),
+        # The failsafe: the other regions' agents confirm this region's primary.
+        "--peer-agents", ",".join(f"{r}={a}" for r, a in peer_agents.items()),
+        "--fence-lease", str(fence_lease),
+    ]  # fmt: skip
+
+
+def keeper_argv(region: RegionSpec, database: PostgresNode, fence_lease: Path) -> list[str]:
+    # Python's own module runner, not the console script: the stack runs the code beside it.
+    return [
+        sys.executable, "-m", "agent.keeper",
+        "--region", region.name,
+        "--pg-data", str(database.data_dir),
+        "--lease", str(fence_lease),
     ]  # fmt: skip
 
 

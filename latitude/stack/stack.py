@@ -95,6 +95,8 @@ class Stack:
         if self.config.control_plane:
             names += [
                 *self.topology.coordinators,
+                # A keeper before its agent: it fences for the agent once its lease passes.
+                *(f"keeper-{r.name}" for r in self.topology.regions),
                 *(f"agent-{r.name}" for r in self.topology.regions),
             ]
         return names
@@ -404,17 +406,30 @@ class Stack:
                 )
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
+            node = self.postgres_node(state, region.name)
+            lease = self.dir / region.name / "fence.lease"
+            lease.parent.mkdir(exist_ok=True)
+            keeper = f"keeper-{region.name}"
+            if not running.get(keeper):
+                argv = services.keeper_argv(region, node, lease)
+                await self._spawn(state, keeper, argv, started, {}, f"keeping {node.name}'s fence")
             name = f"agent-{region.name}"
             if not running.get(name):
-                node = self.postgres_node(state, region.name)
                 utilization = self.utilization_file(region.name)
                 if not utilization.exists():
-                    utilization.parent.mkdir(exist_ok=True)
                     utilization.write_text("0\n")
                 peers = [n for n in self.postgres_nodes(state) if n.region != region.name]
+                peer_agents = {
+                    r.name: join_host_port(
+                        self.address_of(state, f"agent-{r.name}"), state.ports[f"agent-{r.name}"]
+                    )
+                    for r in self.topology.regions
+                    if r.name != region.name
+                }
                 argv = services.agent_argv(
                     region, self.address_of(state, name), state.ports[name], coordinators, node,
-                    peers=peers, utilization_file=utilization,
+                    peers=peers, utilization_file=utilization, peer_agents=peer_agents,
+                    fence_lease=lease,
                 )  # fmt: skip
                 env = services.agent_env(state.superuser_password)
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")

@@ -14,6 +14,8 @@ import time
 import asyncpg
 import pytest
 
+from agent.demotion import fence_cause
+from agent.keeper import read_lease
 from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.stack.harness import running_stack
@@ -170,17 +172,26 @@ async def restart_and_rejoin(stack: Stack, region: str, primary: str) -> str:
     return log_since(stack, f"agent-{region}", offset)
 
 
-async def test_losing_only_the_primarys_agent_does_not_promote(private_stack: Stack):
-    stack = private_stack
+async def test_losing_only_the_primarys_agent_fences_it_by_its_keeper_and_not_sooner(
+    fresh_stack: Stack,
+):
+    """An agent gone while standbys still stream from its primary is no reason to promote; but
+    nobody can lift its fence deadline any more, so at the deadline the region's keeper fences
+    the primary (what the leader counts on before it promotes another). A failover may follow:
+    the standbys no longer stream from it."""
+    stack = fresh_stack
+    data = stack.postgres_node(stack.state(), "us-east-1").data_dir
     await stack.kill("agent-us-east-1")
-    deadline = time.monotonic() + 8  # well past the 3 s failure threshold and fence deadline
-    while time.monotonic() < deadline:
+    lease = read_lease(stack.dir / "us-east-1" / "fence.lease", "us-east-1")
+    assert lease is not None
+    while time.monotonic() < lease.deadline - 0.3:  # past the 3 s failure threshold
         view = await status(stack)
         assert view is not None
         assert view.write_region == "us-east-1"
         assert not view.HasField("failover"), f"a failover started: {view.failover}"
+        assert fence_cause(data) is None, "fenced before the deadline"
         await asyncio.sleep(0.2)
-    await stack.up()
+    await eventually(lambda: fence_cause(data) == "keeper", 2.0, "the keeper to fence us-east-1")
 
 
 async def stall_replication(stack: Stack, region: str) -> list[int]:
