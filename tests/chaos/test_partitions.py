@@ -61,10 +61,6 @@ NEEDS_CUT_DETECTION = (
     "until wal_receiver_timeout (60 s) after packets stop, so the leader sees the isolated "
     "primary as still followed and does not fail over"
 )
-NEEDS_KEEPER = (
-    "needs the fence keeper: a primary whose agent is dead is fenced by nobody, and is "
-    "promoted past once its fence deadline passes"
-)
 
 
 async def eventually(look: Callable[[], Awaitable | object], timeout: float, what: str):
@@ -275,22 +271,27 @@ async def test_primary_cut_from_the_control_plane_keeps_writing_and_does_not_fai
         run.fault()
         await run.network.cut(run.primary, "control")
 
-        seen = []
+        states: list[str] = []
 
-        async def degraded():
-            view = await status(run.stack)
-            if view is None:
-                return False
-            region = next(r for r in view.regions if r.region == run.primary)
-            seen.append(f"{common_pb2.RegionState.Name(region.state)} ({region.state_reason})")
-            return region.state == common_pb2.REGION_STATE_DEGRADED
+        async def sample_state():
+            while True:
+                view = await status(run.stack)
+                if view is not None:
+                    region = next(r for r in view.regions if r.region == run.primary)
+                    name = common_pb2.RegionState.Name(region.state).removeprefix("REGION_STATE_")
+                    states.append(f"{name} ({region.state_reason})")
+                await asyncio.sleep(0.25)
 
+        sampler = asyncio.create_task(sample_state())
         try:
-            await eventually(degraded, 10, f"{run.primary} to be DEGRADED")
-        except AssertionError as err:
-            raise AssertionError(f"{err}; it was {seen[-1] if seen else '?'}") from None
-        # Well past detection (3 s) and fence_after (4 s): still the primary, still writable.
-        await asyncio.gather(run.stays_writable(10), run.no_failover_for(10))
+            # Well past detection (3 s) and fence_after (4 s): still the primary, writable.
+            await asyncio.gather(run.stays_writable(10), run.no_failover_for(10))
+        finally:
+            sampler.cancel()
+        assert any(s.startswith("DEGRADED") for s in states[-10:]), (
+            f"{run.primary} cut from the control plane but followed by its standbys should be "
+            f"DEGRADED; it was {states[-1] if states else '?'}"
+        )
         request = admin_pb2.ListEventsRequest(
             kinds=[admin_pb2.EVENT_KIND_ALERT], region=run.primary
         )
@@ -359,7 +360,6 @@ async def _routing_answers(stack: Stack) -> None:
         assert decision.write_region, f"{address} answered no write region: {decision}"
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_FAILSAFE)
 async def test_etcd_quorum_lost_for_30_s_changes_nothing(settled: Stack):
     async with scenario(settled, "etcd-quorum-lost-30s") as run:
         run.fault()
@@ -393,7 +393,6 @@ async def _leader(stack: Stack) -> str:
     return await eventually(look, 15, "a leader")
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_FAILSAFE)
 async def test_leader_killed_three_times_keeps_writes(settled: Stack):
     async with scenario(settled, "leader-killed-x3") as run:
         run.fault()
@@ -406,7 +405,6 @@ async def test_leader_killed_three_times_keeps_writes(settled: Stack):
     assert run.result.write_unavailability_s < 1.0
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_FAILSAFE)
 async def test_leader_frozen_for_10_s_three_times_keeps_writes(settled: Stack):
     async with scenario(settled, "leader-frozen-10s-x3") as run:
         run.fault()
@@ -470,23 +468,6 @@ async def test_a_client_bypassing_read_only_loses_nothing_in_a_switchover(settle
         await run.acks_continue(target, 10, timeout=10)
     assert run.result.acknowledged_lost == 0
     assert run.result.lost_within_bound == 0
-
-
-# -- (7) the primary's agent killed, then the region cut -------------------------------------
-
-
-@pytest.mark.xfail(strict=False, reason=NEEDS_KEEPER)
-async def test_primary_agent_killed_then_region_cut_never_two_writable(settled: Stack):
-    async with scenario(settled, "agent-killed-then-cut") as run:
-        run.fault()
-        await run.stack.kill(f"agent-{run.primary}")
-        await asyncio.sleep(1.0)  # the agent gone first, as the scenario says
-        await run.network.isolate(run.primary)
-        with contextlib.suppress(AssertionError):
-            # A failover may or may not come; whichever, never two writable.
-            await run.write_region_moves(20)
-        await run.network.heal_all()
-        await run.stack.up()
 
 
 # -- (8) a flapping link to the primary region ----------------------------------------------
@@ -605,4 +586,25 @@ async def test_an_agent_clock_skewed_keeps_detection_and_lag_right(settled: Stac
         await run.network.heal_all()
         # The skewed agent goes; up starts the usual one.
         await processes.stop(run.stack.state().processes[f"agent-{standby}"])
+        await run.stack.up()
+
+
+# -- (7) the primary's agent killed, then the region cut; last, as it may leave the stack broken
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=f"{NEEDS_CUT_DETECTION}: the keeper fences the agentless primary, but no failover "
+    "follows while the cut lasts, and after healing the stack does not converge within 60 s",
+)
+async def test_primary_agent_killed_then_region_cut_never_two_writable(settled: Stack):
+    async with scenario(settled, "agent-killed-then-cut") as run:
+        run.fault()
+        await run.stack.kill(f"agent-{run.primary}")
+        await asyncio.sleep(1.0)  # the agent gone first, as the scenario says
+        await run.network.isolate(run.primary)
+        with contextlib.suppress(AssertionError):
+            # A failover may or may not come; whichever, never two writable.
+            await run.write_region_moves(20)
+        await run.network.heal_all()
         await run.stack.up()
