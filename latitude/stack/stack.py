@@ -234,6 +234,11 @@ class Stack:
                     f"the stack in {self.dir} listens on {state.host}, not {self.config.host}: "
                     "run `latitude down` first to change its address"
                 )
+            if self.config.netns and state.network is None:
+                raise StackError(
+                    f"the stack in {self.dir} runs without network namespaces: "
+                    "run `latitude down` first to give it some"
+                )
             return state, False
         leftovers = [p.name for p in self.dir.iterdir() if p.name != "lock"]
         if leftovers:
