@@ -115,6 +115,9 @@ class RegionMonitor:
         self.maintenance = False
         self.maintenance_reason = ""  # the operator's, shown as the state's reason
         self.in_failover = False
+        # Evidence that the region's database lives although its agent may be silent (a
+        # standby that reports now streams WAL from it), for the reason; "" when there is none.
+        self.database_alive = ""
         self._problems: tuple[str, ...] = ()
         self._good_streak = 0
         self._current = Assessment(RegionState.PENDING, "no report yet", now)
@@ -152,7 +155,11 @@ class RegionMonitor:
         if self.arrivals.overdue(now):
             # Not the running silence: a reason that changed every tick would be republished
             # every tick.
-            return RegionState.UNHEALTHY, f"no report for over {self.arrivals.deadline():.1f} s"
+            silent = f"no report for over {self.arrivals.deadline():.1f} s"
+            if self.database_alive:
+                # Its agent is lost, not its database: impaired, never failed (no failover).
+                return RegionState.DEGRADED, f"{silent}, but {self.database_alive}"
+            return RegionState.UNHEALTHY, silent
         previous = self._current.state
         recovering = previous in (RegionState.UNHEALTHY, RegionState.DEGRADED)
         if self._problems:

@@ -149,16 +149,44 @@ class Registry:
         return None if after is before else StateChange(record.name, before, after)
 
     def evaluate(self) -> list[StateChange]:
-        """Re-assess every region at the current time: silence turns into UNHEALTHY here."""
+        """Re-assess every region at the current time: silence turns into UNHEALTHY here (or
+        DEGRADED, when standbys that report now still stream WAL from its database)."""
         now = self._clock()
+        alive = self._streamed_from(now)
         changes = []
         for record in self.regions.values():
+            record.monitor.database_alive = alive.get(record.name, "")
             before = record.monitor.current
             after = record.monitor.evaluate(now)
             if after is not before:
                 self.dirty.add(record.name)
                 changes.append(StateChange(record.name, before, after))
         return changes
+
+    def _streamed_from(self, now: float) -> dict[str, str]:
+        """Regions whose database a standby reporting now streams WAL from, with the evidence."""
+        by_address = {}
+        for record in self.regions.values():
+            for endpoint in record.hello.endpoints if record.hello is not None else ():
+                if endpoint.kind == common_pb2.ENDPOINT_KIND_POSTGRES:
+                    by_address[endpoint.address] = record.name
+        streams: dict[str, list[str]] = {}
+        for record in self.regions.values():
+            db = record.report.database if record.report is not None else None
+            if (
+                db is None
+                or db.role != common_pb2.DATABASE_ROLE_STANDBY
+                or not db.wal_receiver_streaming
+                or record.monitor.arrivals.overdue(now)
+            ):
+                continue
+            upstream = by_address.get(db.upstream_address)
+            if upstream is not None and upstream != record.name:
+                streams.setdefault(upstream, []).append(record.name)
+        return {
+            name: f"{', '.join(sorted(names))} still stream WAL from its database"
+            for name, names in streams.items()
+        }
 
     def primary(self) -> RegionRecord | None:
         """The region whose database last reported itself a writable primary."""

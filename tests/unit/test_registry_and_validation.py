@@ -83,6 +83,34 @@ def test_silence_is_detected_by_evaluate_and_published_as_dirty():
     assert reg.dirty == {"us-east-1"}
 
 
+def test_a_silent_agent_whose_database_is_streamed_from_is_degraded_not_unhealthy():
+    clock = Clock()
+    reg = registry(clock)
+    primary = reg.attach(hello(), object())
+    second = hello("eu-west-1", "a2")
+    second.endpoints[0].address = "10.0.0.2:5432"
+    standby = reg.attach(second, object())
+    reg.report(primary, report())
+    streaming = dict(wal_receiver_streaming=True, upstream_address="10.0.0.1:5432")
+    for step in range(1, 6):  # the standby goes on reporting; the primary's agent is silent
+        clock.now += 0.5
+        message = report(sequence=step, role=common_pb2.DATABASE_ROLE_STANDBY)
+        message.database.MergeFrom(common_pb2.DatabaseStatus(**streaming))
+        reg.report(standby, message)
+        reg.evaluate()
+    state = reg.regions["us-east-1"].monitor.current
+    assert state.state is RegionState.DEGRADED
+    assert state.reason == (
+        "no report for over 1.5 s, but eu-west-1 still stream WAL from its database"
+    )
+    # The stream stops too: now nothing says it lives.
+    clock.now += 0.5
+    message = report(sequence=9, role=common_pb2.DATABASE_ROLE_STANDBY)
+    reg.report(standby, message)
+    reg.evaluate()
+    assert reg.regions["us-east-1"].monitor.current.state is RegionState.UNHEALTHY
+
+
 def test_standby_lag_is_measured_against_the_primary_and_degrades_past_budget():
     clock = Clock()
     reg = registry(clock)
