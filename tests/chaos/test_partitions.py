@@ -45,14 +45,6 @@ from tests.chaos.monitor import (
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-NEEDS_FAILSAFE = (
-    "needs the failsafe: a primary cut from its leader (or without one) fences itself after "
-    "fence_after although its standbys still stream from it"
-)
-NEEDS_DEGRADED = (
-    "needs the leader to hold a primary whose standbys still stream from it DEGRADED (an "
-    "agent failure, with an alert) rather than UNHEALTHY"
-)
 NEEDS_HARD_FENCE = (
     "needs the hard fence: a self-fenced primary still commits a client's BEGIN READ WRITE"
 )
@@ -263,7 +255,6 @@ async def scenario(stack: Stack, name: str, *, converge_within: float = 90.0) ->
 # -- (1) the primary region cut from the control plane only ---------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_DEGRADED)
 async def test_primary_cut_from_the_control_plane_keeps_writing_and_does_not_fail_over(
     settled: Stack,
 ):
