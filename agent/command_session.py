@@ -4,13 +4,14 @@ Commands run as steps on a connection of the actuator's own (the probe's belongs
 loop). A statement gets statement_timeout, and never more than is left before the command's
 deadline; a wait (a setting taking effect, WAL being replayed, a promotion) gets all that is
 left. After an error that leaves the connection's state unknown it is dropped, not reused: the
-next step connects anew. The session is named so that a fence spares it, and its commits do not
-wait on a synchronous standby that may be gone.
+next step connects anew. The session is named for the agent, and its commits do not wait on a
+synchronous standby that may be gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -78,6 +79,14 @@ class CommandSession:
         """A physical replication slot reserving WAL from now on, unless it exists already."""
         await self.sql("execute", _CREATE_SLOT, name, stop=stop)
 
+    async def promote(self, stop: float | None) -> None:
+        """pg_promote, waiting for the promotion for all that is left of the step's budget."""
+        seconds = max(1, math.floor(self.budget(stop, wait=True)))
+        conn = await self.connection(stop)
+        promote = "SELECT pg_promote(wait => true, wait_seconds => $1)"
+        if not await conn.fetchval(promote, seconds, timeout=seconds + self.statement_timeout):
+            raise ActuatorError(f"promotion did not finish in {seconds} s (it may yet)")
+
     def budget(self, stop: float | None, *, wait: bool = False) -> float:
         """Seconds for one step: up to the deadline, and at most statement_timeout unless it is
         a wait. Without a deadline every step gets statement_timeout."""
@@ -98,7 +107,6 @@ class CommandSession:
                 host=target.host, port=target.port, user=target.user, password=target.password,
                 database=target.database, timeout=budget,
                 server_settings={
-                    # The probe's prefix, which a fence spares.
                     "application_name": f"latitude-agent {self._region} actuator",
                     # A fence must not wait on a synchronous standby that may be gone.
                     "synchronous_commit": "local",
