@@ -94,13 +94,7 @@ def postmaster_pid(data: Path) -> int | None:
         pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
     except (FileNotFoundError, ValueError, PermissionError):
         return None
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    if not _alive(pid):
-        return None
-    return pid if (b"postgres" in command or b"postmaster" in command) else None
+    return pid if _is_postgres(pid) else None
 
 
 def cluster_state(control: bytes) -> str:
@@ -166,7 +160,8 @@ def stop_postmaster(data: Path, *, grace: float, until: float | None = None) -> 
     if postmaster_pid(data) is not None:
         _signal(pid, signal.SIGKILL)
     for child in children:
-        _signal(child, signal.SIGKILL)
+        if _is_postgres(child):  # not a pid reused since we listed it
+            _signal(child, signal.SIGKILL)
     stop = time.monotonic() + _IMMEDIATE
     while any(_alive(p) for p in (pid, *children)) and time.monotonic() < stop:
         time.sleep(0.01)
@@ -193,6 +188,15 @@ def _children(pid: int) -> set[int]:
         if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
             found.add(int(entry.name))
     return found
+
+
+def _is_postgres(pid: int) -> bool:
+    """A live process running PostgreSQL (a pid file or a list may name a reused pid)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return _alive(pid) and (b"postgres" in command or b"postmaster" in command)
 
 
 def _alive(pid: int) -> bool:
