@@ -11,7 +11,6 @@ synchronous standby that may be gone.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,12 +79,15 @@ class CommandSession:
         await self.sql("execute", _CREATE_SLOT, name, stop=stop)
 
     async def promote(self, stop: float | None) -> None:
-        """pg_promote, waiting for the promotion for all that is left of the step's budget."""
-        seconds = max(1, math.floor(self.budget(stop, wait=True)))
-        conn = await self.connection(stop)
-        promote = "SELECT pg_promote(wait => true, wait_seconds => $1)"
-        if not await conn.fetchval(promote, seconds, timeout=seconds + self.statement_timeout):
-            raise ActuatorError(f"promotion did not finish in {seconds} s (it may yet)")
+        """Promote the server and wait, for all that is left of the step's budget, until it is
+        out of recovery. Not pg_promote(wait => true): it looks only every 100 ms, and a
+        promotion is on a switchover's critical path."""
+        if not await self.sql("fetchval", "SELECT pg_promote(wait => false)", stop=stop):
+            raise ActuatorError("the promotion could not be requested (pg_promote)")
+        await self.settle(
+            "SELECT NOT pg_is_in_recovery()", done=bool, stop=stop, wait=True,
+            failure=lambda _: "the promotion did not finish by the deadline (it may yet)",
+        )  # fmt: skip
 
     def budget(self, stop: float | None, *, wait: bool = False) -> float:
         """Seconds for one step: up to the deadline, and at most statement_timeout unless it is

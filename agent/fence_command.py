@@ -139,10 +139,6 @@ class HardFence:
                 await self._db.alter_system("default_transaction_read_only", None, stop)
             await self._db.sql("execute", "SELECT pg_reload_conf()", stop=stop)
             await self._db.promote(stop)
-            await self._db.settle(
-                "SELECT NOT pg_is_in_recovery()", done=bool, stop=stop, wait=True,
-                failure=lambda _: "still in recovery after its promotion",
-            )  # fmt: skip
             log.warning("UNFENCE: promoted the demoted %s", self._server.data)
             return
         if not seen["standby"] and marked:
