@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from agent.demotion import postmaster_pid
+from agent.demotion import fence_cause, postmaster_pid
 from latitude.stack import processes
 from latitude.stack.harness import running_stack
-from latitude.stack.postgres import SUPERUSER
+from latitude.stack.postgres import SUPERUSER, Postgres
 from latitude.stack.stack import Stack
 from latitude.v1 import agent_pb2, common_pb2
 from tests.integration.actuators import actuator_for, command, in_recovery, timeline
@@ -298,3 +298,35 @@ async def test_a_fenced_server_started_by_hand_comes_back_in_recovery(cluster: S
         # Unfencing an unfenced primary changes nothing.
         assert (await actuator.execute(command(K.COMMAND_KIND_UNFENCE))).ok
     await query(cluster, US, "INSERT INTO attempts VALUES (0, 'unfenced')")
+
+
+async def test_the_first_primary_up_fenced_is_promoted_to_set_up_replication(cluster: Stack):
+    """`latitude up` after a crash in the very first start: the primary comes back demoted,
+    and the stack, still setting up (no leader has decided anything), promotes it to make the
+    replication role and slots (see Stack._up_postgres)."""
+    before = await timeline(cluster, US)
+    state = cluster.state()
+    node = cluster.postgres_node(state, US)
+    postgres = Postgres(cluster.config.pg_programs(), cluster.config.db_user)
+    pg_ctl = str(cluster.config.pg_programs()["pg_ctl"])
+    await processes.run([pg_ctl, "stop", "-D", str(node.data_dir), "-m", "immediate", "-w"],
+                        what="stopping", user=cluster.config.db_user)  # fmt: skip
+    postgres.fence(node)
+    await postgres.start(node, 30.0)
+    found = {r.region: r for r in (await cluster.status()).regions}
+    assert found[US].role == "primary" and found[US].fenced
+    assert fence_cause(node.data_dir) == "startup"
+
+    await postgres.create_replication(
+        node, state.superuser_password, state.replication_password, ["latitude_test_slot"]
+    )
+    assert not await in_recovery(cluster, US) and await timeline(cluster, US) > before
+    assert fence_cause(node.data_dir) is None
+    slots = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'latitude_test_slot'"
+    assert await query(cluster, US, slots) == 1
+    await query(cluster, US, "SELECT pg_drop_replication_slot('latitude_test_slot')")
+
+    async def streaming() -> bool:
+        return (await cluster.status()).streaming
+
+    await eventually(streaming, 15.0, "both standbys to stream the new timeline")
