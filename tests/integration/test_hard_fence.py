@@ -9,13 +9,14 @@ postmaster is hung, is fenced all the same; a fenced server started by hand come
 recovery; UNFENCE makes it writable again, on a higher timeline.
 
 The module runs its own stack (it demotes and promotes us-east-1); each test leaves us-east-1
-the writable primary.
+the writable primary, but the last, which promotes eu-west-1 and rejoins us-east-1 to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from agent.demotion import fence_cause, postmaster_pid
+from agent.demotion import fence_cause, mark_fenced, postmaster_pid
 from latitude.stack import processes
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import SUPERUSER, Postgres
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.stack
 
 K = agent_pb2.CommandKind
 PRIMARY = common_pb2.DATABASE_ROLE_PRIMARY
-US = "us-east-1"
+US, EU = "us-east-1", "eu-west-1"
 APP, APP_PASSWORD = "fence_app", "fence-app-password"
 
 
@@ -330,3 +331,37 @@ async def test_the_first_primary_up_fenced_is_promoted_to_set_up_replication(clu
         return (await cluster.status()).streaming
 
     await eventually(streaming, 15.0, "both standbys to stream the new timeline")
+
+
+async def test_a_demoted_primary_stopped_at_once_rejoins_after_recovering_in_recovery(
+    cluster: Stack, caplog: pytest.LogCaptureFixture
+):
+    """Marked, then killed before it could be started again (a keeper's immediate stop): it
+    crashed as a primary yet holds standby.signal, which single-user crash recovery refuses.
+    REJOIN recovers it in recovery instead, then rewinds it. Last: eu-west-1 is promoted."""
+    caplog.set_level(logging.INFO, logger="latitude.agent")
+    await cluster.status()  # adopts the postmasters the fences above started again
+    state = cluster.state()
+    us, eu = (cluster.postgres_node(state, r) for r in (US, EU))
+    async with actuator_for(cluster, US) as old, actuator_for(cluster, EU) as new:
+        head = await query(cluster, US, "SELECT pg_current_wal_lsn() - '0/0'")
+        args = agent_pb2.PromoteArgs(min_replayed_lsn=int(head))
+        promoted = await new.execute(command(K.COMMAND_KIND_PROMOTE, within=20, promote=args))
+        assert promoted.ok, promoted.error
+        await query(cluster, US, "INSERT INTO attempts VALUES (-1, 'diverging')")
+        mark_fenced(us.data_dir, "keeper")
+        pid = postmaster_pid(us.data_dir)
+        os.kill(pid, signal.SIGKILL)
+        await eventually(lambda: postmaster_pid(us.data_dir) is None, 5.0, "the kill")
+
+        follow = agent_pb2.FollowArgs(
+            primary_region=EU, primary_host=eu.host, primary_port=eu.port,
+            slot_name=cluster.topology.region(US).slot_name,
+        )  # fmt: skip
+        rejoin = agent_pb2.RejoinArgs(follow=follow, allow_rewind=True)
+        result = await old.execute(command(K.COMMAND_KIND_REJOIN, within=60, rejoin=rejoin))
+        assert result.ok, result.error
+        assert result.observed.role == common_pb2.DATABASE_ROLE_STANDBY
+        assert not result.observed.fenced and fence_cause(us.data_dir) is None
+    assert "recovered the demoted" in caplog.text
+    assert await query(cluster, US, "SELECT count(*) FROM attempts WHERE id = -1") == 0
