@@ -251,7 +251,7 @@ class Actuator:
                     f"{_lsn(want)}, by the deadline: not promoted",
                 )  # fmt: skip
             if read_only:  # a former primary's configuration may carry an older fence
-                await self._set_read_only(False, stop)
+                await self._fencing.reset_read_only(stop)
             if args.HasField("synchronous_standby_names"):
                 await self._synchronous_before_promotion(args.synchronous_standby_names, stop)
             await self._db.promote(stop)
@@ -335,18 +335,6 @@ class Actuator:
         await self._db.settle(
             "SHOW synchronous_standby_names", done=lambda value: value == names, stop=stop,
             failure=lambda value: f"synchronous_standby_names is {value!r} after a reload",
-        )  # fmt: skip
-
-    async def _set_read_only(self, on: bool, stop: float | None) -> None:
-        await self._db.alter_system("default_transaction_read_only", "on" if on else None, stop)
-        await self._db.sql("execute", "SELECT pg_reload_conf()", stop=stop)
-        # The reload is asynchronous. The postmaster re-reads the files before it passes SIGHUP
-        # on to the backends, so once this session sees the value, every new session does too.
-        want = "on" if on else "off"
-        await self._db.settle(
-            "SHOW default_transaction_read_only", done=lambda value: value == want, stop=stop,
-            failure=lambda value: f"default_transaction_read_only is still {value} after a "
-            "reload (is it set in postgresql.conf?)",
         )  # fmt: skip
 
     async def _observe(self) -> common_pb2.DatabaseStatus:

@@ -147,13 +147,19 @@ class HardFence:
             await asyncio.to_thread(clear_fence, self._server.data)
             (self._server.data / "standby.signal").unlink(missing_ok=True)
         if seen["read_only"]:
-            await self._db.alter_system("default_transaction_read_only", None, stop)
-            await self._db.sql("execute", "SELECT pg_reload_conf()", stop=stop)
-            await self._db.settle(
-                "SHOW default_transaction_read_only", done=lambda value: value == "off",
-                stop=stop, failure=lambda value: f"default_transaction_read_only is still "
-                f"{value} after a reload (is it set in postgresql.conf?)",
-            )  # fmt: skip
+            await self.reset_read_only(stop)
+
+    async def reset_read_only(self, stop: float | None) -> None:
+        """Remove an older agent's fence, default_transaction_read_only, and see it gone."""
+        await self._db.alter_system("default_transaction_read_only", None, stop)
+        await self._db.sql("execute", "SELECT pg_reload_conf()", stop=stop)
+        # The reload is asynchronous. The postmaster re-reads the files before it passes SIGHUP
+        # on to the backends, so once this session sees the value, every new session does too.
+        await self._db.settle(
+            "SHOW default_transaction_read_only", done=lambda value: value == "off",
+            stop=stop, failure=lambda value: f"default_transaction_read_only is still "
+            f"{value} after a reload (is it set in postgresql.conf?)",
+        )  # fmt: skip
 
     async def _control(self, stop: float | None) -> dict[str, str] | None:
         """pg_controldata, or None (logged): the fence holds without its position."""

@@ -384,7 +384,7 @@ class LocalServer:
         return format_conninfo(*pairs, ("application_name", self._region))
 
     def _app(self, what: str) -> str:
-        # The agent's prefix: a fence spares these sessions.
+        # Named for the agent, as its other sessions are.
         return f"latitude-agent {self._region} {what}"
 
     async def _state(self, until: float) -> str:
