@@ -236,7 +236,7 @@ class Actuator:
     async def _promote(self, args: agent_pb2.PromoteArgs, stop: float | None) -> None:
         seen = await self._db.sql("fetchrow", DEMOTION_VIEW, stop=stop)
         standby, read_only = seen["standby"], seen["read_only"]
-        if standby and (seen["fenced"] is not None or self._fencing.marked() is not None):
+        if self._fencing.demoted(seen):
             raise ActuatorError("this is a fenced primary: PROMOTE never unfences; UNFENCE it")
         if not standby and read_only:  # an older agent's fence
             raise ActuatorError("this is a fenced primary (the old one?): PROMOTE never "
@@ -269,7 +269,7 @@ class Actuator:
         seen = await self._db.sql("fetchrow", DEMOTION_VIEW, stop=stop)
         if not seen["standby"]:
             raise ActuatorError("a primary cannot follow; use REJOIN")
-        if seen["fenced"] is not None or self._fencing.marked() is not None:
+        if self._fencing.demoted(seen):
             # Its WAL may have gone past the new primary's fork: only REJOIN checks.
             raise ActuatorError("this is a fenced primary: it cannot follow; use REJOIN")
         now = await self._db.sql(

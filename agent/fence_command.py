@@ -56,11 +56,11 @@ _ANSWER_MARGIN = 0.3
 _RESTART_BUDGET = 60.0  # seconds to start the demoted server again in recovery
 _CLEAN_STATES = ("shut down", "shut down in recovery")
 
-# What UNFENCE and PROMOTE look at: a server in recovery that carries the fence's setting is a
-# demoted primary (the setting as loaded; the file is read beside it).
+# What UNFENCE, PROMOTE and FOLLOW look at: is the server a demoted primary (see demoted())?
 DEMOTION_VIEW = """
 SELECT pg_is_in_recovery() AS standby,
        nullif(current_setting('latitude.fenced', true), '') AS fenced,
+       current_setting('primary_conninfo') = '' AS no_upstream,
        current_setting('default_transaction_read_only')::bool AS read_only
 """
 
@@ -85,6 +85,13 @@ class HardFence:
     def marked(self) -> str | None:
         """The cause recorded in the data directory (None: not fenced, or no pg_data)."""
         return fence_cause(self._server.data) if self._server is not None else None
+
+    def demoted(self, seen) -> bool:
+        """DEMOTION_VIEW's row is a demoted primary's: in recovery with the fence's setting
+        loaded, or marked in its files (the setting is loaded at the next start or reload) and
+        following nobody. A standby marked while it follows a primary is still a standby."""
+        marked = self.marked() is not None
+        return seen["standby"] and (seen["fenced"] is not None or (marked and seen["no_upstream"]))
 
     async def demote(self, cause: str, stop: float | None) -> Demotion:
         """Make the server unwritable for good: marked, stopped. Not started again (restart)."""
@@ -130,7 +137,7 @@ class HardFence:
         running as a primary loses its mark; an older agent's read-only default goes."""
         seen = await self._db.sql("fetchrow", DEMOTION_VIEW, stop=stop)
         marked = self.marked() is not None
-        if seen["standby"] and (marked or seen["fenced"] is not None):
+        if self.demoted(seen):
             if self._server is None:
                 raise ActuatorError("UNFENCE of a demoted primary needs pg_data: this agent "
                                     "has no data directory to lift the fence in")  # fmt: skip
@@ -141,11 +148,12 @@ class HardFence:
             await self._db.promote(stop)
             log.warning("UNFENCE: promoted the demoted %s", self._server.data)
             return
-        if not seen["standby"] and marked:
-            # Marked, never stopped (an interrupted FENCE): it must not start in recovery.
+        if marked:
             assert self._server is not None
             await asyncio.to_thread(clear_fence, self._server.data)
-            (self._server.data / "standby.signal").unlink(missing_ok=True)
+            if not seen["standby"]:
+                # Marked, never stopped (an interrupted FENCE): it must not start in recovery.
+                (self._server.data / "standby.signal").unlink(missing_ok=True)
         if seen["read_only"]:
             await self.reset_read_only(stop)
 

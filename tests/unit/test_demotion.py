@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,7 +19,7 @@ from agent.demotion import (
     postmaster_pid,
     stop_postmaster,
 )
-from agent.fence_command import Demotion, fenced_status
+from agent.fence_command import Demotion, HardFence, fenced_status
 from latitude.v1 import common_pb2
 
 
@@ -141,3 +142,23 @@ def test_fence_answers_for_a_stopped_server_from_its_control_file():
     assert status.server_version == "15.18"
     assert status.heartbeat_at.seconds == 1_700_000_000
     assert status.observed_at.ToMicroseconds() == 1_700_000_001_500_000
+
+
+@pytest.mark.parametrize(
+    ("standby", "loaded", "marked", "no_upstream", "demoted"),
+    [
+        (False, None, True, True, False),  # a primary marked but still running: not yet
+        (True, "self", False, True, True),  # the setting loaded: demoted
+        (True, None, True, True, True),  # marked, following nobody: demoted
+        (True, None, True, False, False),  # marked while it follows a primary: a standby
+        (True, None, False, True, False),  # a standby that lost its upstream
+    ],
+)
+def test_a_demoted_primary_is_told_from_a_standby(
+    tmp_path, standby, loaded, marked, no_upstream, demoted
+):
+    if marked:
+        mark_fenced(tmp_path, "command")
+    fencing = HardFence(None, SimpleNamespace(data=tmp_path))
+    seen = {"standby": standby, "fenced": loaded, "no_upstream": no_upstream}
+    assert fencing.demoted(seen) is demoted
