@@ -122,6 +122,20 @@ class Actuator:
         async with self._lock:
             await self._guarded("FENCE", self._fence(cause, None))
 
+    def stopped_fenced(self) -> bool:
+        """A demoted primary that no postmaster runs (safe to start: it starts in recovery)."""
+        return not self._lock.locked() and self._fencing.stopped_fenced()
+
+    async def revive(self) -> None:
+        """Start a stopped demoted primary in recovery, so it can be seen and unfenced."""
+        async with self._lock:
+            if self._fencing.stopped_fenced():
+                log.warning("the fenced primary is stopped: starting it in recovery")
+                try:
+                    await self._fencing.restart()
+                except ActuatorError as err:
+                    log.error("%s", err)
+
     @property
     def reported_fence_cause(self) -> int:
         """Why a fenced database is fenced, as reported: the cause the data directory records
@@ -174,7 +188,11 @@ class Actuator:
                 f"{self.highest_epoch} already accepted (it comes from a deposed leader)"
             )
         stop = None  # time.monotonic() at the deadline: waits must survive wall-clock steps
-        if command.HasField("deadline"):
+        if command.HasField("time_limit"):
+            # Counted from its arrival on this host's monotonic clock: a wall clock that is
+            # off (a host 30 s ahead or behind) neither refuses it nor lets it run long.
+            stop = time.monotonic() + command.time_limit.ToNanoseconds() / 1e9
+        elif command.HasField("deadline"):
             left = command.deadline.ToNanoseconds() / 1e9 - self._clock()
             if left <= 0:
                 raise ActuatorError(f"refused: received {-left:.3f} s after its deadline")

@@ -82,6 +82,16 @@ class HardFence:
         self._db = db
         self._server = server
 
+    def stopped_fenced(self) -> bool:
+        """A demoted primary that no postmaster runs: safe to start (it starts in recovery)."""
+        server = self._server
+        return (
+            server is not None
+            and postmaster_pid(server.data) is None
+            and fence_cause(server.data) is not None
+            and in_recovery_when_started(server.data)
+        )
+
     def marked(self) -> str | None:
         """The cause recorded in the data directory (None: not fenced, or no pg_data)."""
         return fence_cause(self._server.data) if self._server is not None else None
@@ -134,7 +144,11 @@ class HardFence:
 
     async def lift(self, stop: float | None) -> None:
         """UNFENCE: a demoted primary is promoted (on a new timeline); one marked but still
-        running as a primary loses its mark; an older agent's read-only default goes."""
+        running as a primary loses its mark; an older agent's read-only default goes. A
+        demoted primary left stopped (its keeper's fence, or an immediate stop) is started in
+        recovery first."""
+        if self.stopped_fenced():
+            await self.restart()
         seen = await self._db.sql("fetchrow", DEMOTION_VIEW, stop=stop)
         marked = self.marked() is not None
         if self.demoted(seen):
