@@ -27,7 +27,7 @@ from latitude.netaddr import join_host_port
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
-from latitude.v1 import agent_pb2, agent_pb2_grpc
+from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 from tests.integration.connections import CONNECTION_TROUBLE, eventually, query, session
 
 pytestmark = pytest.mark.stack
@@ -211,6 +211,21 @@ async def test_the_keeper_fences_the_primary_of_a_dead_agent_at_its_lease(own_st
     # Bringing the region back (`up`: the agent, and the server as a fenced primary that the
     # leader rejoins or unfences) needs the agent to report the demoted server as a fenced
     # primary, which is the hard fence's work (agent/actuator.py, the probe), not this one's.
+
+
+async def test_a_region_whose_keeper_is_gone_is_degraded(private_stack: Stack):
+    stack = private_stack
+    region = "ap-southeast-1"
+    await stack.kill(f"keeper-{region}")
+
+    async def degraded():
+        view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+        seen = next(r for r in view.regions if r.region == region)
+        return seen.state == common_pb2.REGION_STATE_DEGRADED and seen.state_reason
+
+    reason = await eventually(degraded, 10, f"{region} to be DEGRADED")
+    assert "fence-keeper" in reason
+    await stack.up()  # restarts the keeper; ready once every region is HEALTHY again
 
 
 async def test_a_region_brought_back_by_up_is_not_fenced_by_its_keeper(private_stack: Stack):
