@@ -6,7 +6,7 @@ confirms that it follows it. And a primary whose agent is gone is fenced all the
 keeper, at the lease's deadline: the moment the leader may promote another region.
 
 The failsafe needs the leader's word (ClusterWord in Welcome and ReportAck) behind every
-confirmation; against coordinators that do not send one yet the failsafe tests skip, saying so.
+confirmation.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ async def confirmations(stack: Stack) -> dict[str, agent_pb2.ConfirmReply]:
 
 
 async def failsafe_in_place(stack: Stack) -> None:
-    """Every standby vouches for the primary; skip when the leader gives no word to vouch on."""
+    """Every standby vouches for the primary (the leader's word included)."""
     deadline = time.monotonic() + 10
     while True:
         replies = await confirmations(stack)
@@ -68,9 +68,6 @@ async def failsafe_in_place(stack: Stack) -> None:
             return
         reasons = {r: reply.reason for r, reply in replies.items() if not reply.confirmed}
         if time.monotonic() > deadline:
-            if any("names no region as the write region" in why for why in reasons.values()):
-                pytest.skip(f"the coordinators send no ClusterWord yet, so no standby can vouch "
-                            f"for the primary: {reasons}")  # fmt: skip
             raise AssertionError(f"the standbys do not confirm the primary: {reasons}")
         await asyncio.sleep(0.2)
 
