@@ -65,6 +65,7 @@ SELECT s.standby, nullif(current_setting('latitude.fenced', true), '') AS fenced
        pg_last_wal_receive_lsn() - '0/0' AS received_lsn,
        pg_last_wal_replay_lsn() - '0/0' AS replayed_lsn,
        r.status AS receiver_status, r.received_tli,
+       extract(epoch FROM clock_timestamp() - r.last_msg_receipt_time) AS receiver_silence,
        r.latest_end_lsn - '0/0' AS latest_end_lsn, r.sender_host, r.sender_port,
        (SELECT setting FROM pg_settings WHERE name = 'primary_conninfo') AS primary_conninfo,
        (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
@@ -99,6 +100,10 @@ INSERT INTO latitude.heartbeat (region, beat_at) VALUES ($1, now())
 ON CONFLICT (region) DO UPDATE SET beat_at = excluded.beat_at
 """
 _TIMELINE_HISTORY = "SELECT pg_read_file('pg_wal/' || $1 || '.history')"
+
+# A WAL receiver that has heard nothing from its upstream for this long does not count as
+# streaming (seconds; heartbeats come every report interval, 0.5 s by default).
+STREAM_SILENCE_LIMIT = 2.0
 
 # Trouble with the database or the way to it, as opposed to a bug here.
 _TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
@@ -319,7 +324,14 @@ def _fill(status: common_pb2.DatabaseStatus, row: asyncpg.Record) -> None:
     status.received_lsn = received
     status.replayed_lsn = replayed
     status.timeline_id = int(row["received_tli"] or row["checkpoint_timeline"] or 0)
-    status.wal_receiver_streaming = row["receiver_status"] == "streaming"
+    silence = row["receiver_silence"]
+    if silence is not None:
+        status.wal_receiver_silence_seconds = max(0.0, float(silence))
+    # "streaming" lasts until wal_receiver_timeout after a silent cut: a stream counts only
+    # while it brings something (the primary's heartbeat, at least every interval).
+    status.wal_receiver_streaming = row["receiver_status"] == "streaming" and (
+        silence is None or float(silence) <= STREAM_SILENCE_LIMIT
+    )
     head = received
     if status.wal_receiver_streaming and row["latest_end_lsn"] is not None:
         head = max(head, int(row["latest_end_lsn"]))

@@ -38,6 +38,11 @@ wal_log_hints = on
 hot_standby = on
 hot_standby_feedback = on
 wal_receiver_status_interval = 1s
+# A silently cut link (packets dropped, not refused) is given up on after 5 s rather than 60 s,
+# so a standby reconnects soon after the link heals and a primary stops waiting on a standby
+# that is gone (the agents judge "streaming" by what the receiver heard lately, not by this).
+wal_receiver_timeout = 5s
+wal_sender_timeout = 5s
 # A standby retries a lost or repointed primary quickly (default 5 s).
 wal_retrieve_retry_interval = 500ms
 max_slot_wal_keep_size = 1GB

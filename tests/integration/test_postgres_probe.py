@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import time
 import uuid
@@ -322,3 +324,25 @@ async def test_a_read_only_default_is_no_fence_and_its_heartbeat_fails_quietly(p
     finally:
         await admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
         await admin.execute("SELECT pg_reload_conf()")
+
+
+async def test_a_stream_that_brings_nothing_is_not_streaming(stack: Stack, probe_for, sql):
+    """A silently cut link leaves the WAL receiver 'streaming' until wal_receiver_timeout: the
+    probe counts a stream only while it brings something (the primary's agent writes a
+    heartbeat every interval). Frozen here by stopping the walsender that feeds the standby."""
+    primary = await sql(PRIMARY)
+    pid = await primary.fetchval(
+        "SELECT pid FROM pg_stat_replication WHERE application_name = $1", STANDBYS[0]
+    )
+    probe = probe_for(STANDBYS[0])
+    await observe_until(probe, lambda s: s.wal_receiver_streaming, "a live stream")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = await observe_until(
+            probe, lambda s: not s.wal_receiver_streaming, "the frozen stream to stop counting"
+        )
+        assert frozen.wal_receiver_silence_seconds > 2.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    back = await observe_until(probe, lambda s: s.wal_receiver_streaming, "the stream back")
+    assert back.wal_receiver_silence_seconds < 2.0
