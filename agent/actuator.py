@@ -9,14 +9,19 @@ Commands are idempotent twice over: a repeated command_id gets the remembered re
 without acting again, and each command only drives the server towards a state, so repeating it
 under a new id is harmless too.
 
-The connection and the budget of each step are agent.command_session's; REJOIN, which stops
-and restarts the server, is agent.rejoin_command's (and agent.rejoin's, on files and processes).
+The connection and the budget of each step are agent.command_session's; FENCE and UNFENCE,
+which demote and promote the server, are agent.fence_command's; REJOIN, which stops and
+restarts the server, is agent.rejoin_command's (and agent.rejoin's, on files and processes).
+
+A FENCE answers as soon as the server is stopped, and the actuator starts it again in recovery
+before it takes the next command: the answer is on a switchover's critical path, the restart
+is not.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,6 +30,8 @@ import asyncpg
 
 from agent.command_session import BROKEN, TROUBLE, ActuatorError, CommandSession
 from agent.conninfo import ConninfoError, follow_conninfo
+from agent.demotion import could_be_writable
+from agent.fence_command import CAUSE_NAMES, CAUSES, DEMOTION_VIEW, HardFence, fenced_status
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from agent.rejoin import LocalServer
 from agent.rejoin_command import Rejoin
@@ -36,18 +43,7 @@ _UNSPECIFIED = common_pb2.FENCE_CAUSE_UNSPECIFIED
 _K = agent_pb2.CommandKind
 _REMEMBERED = 256  # command results kept for repeated command_ids
 
-# The agent's own sessions (the probe, this one) are spared: the probe must go on reporting the
-# fence. Signalling in the select list of a materialized list keeps pg_terminate_backend from
-# running before the filters (the planner may reorder WHERE clauses).
-_TERMINATE = """
-WITH victims AS MATERIALIZED (
-    SELECT pid FROM pg_stat_activity
-    WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-      AND coalesce(application_name, '') NOT LIKE 'latitude-agent%'
-)
-SELECT coalesce(array_agg(pid) FILTER (WHERE pg_terminate_backend(pid)), '{}') FROM victims
-"""
-_SURVIVORS = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+log = logging.getLogger("latitude.agent.actuator")
 
 
 class Actuator:
@@ -65,7 +61,15 @@ class Actuator:
         self._db = CommandSession(target, region=region, statement_timeout=statement_timeout)
         # The database as files and processes, for REJOIN; None when the agent runs elsewhere.
         self._server = server
+        self._fencing = HardFence(self._db, server)
         self._lock = asyncio.Lock()  # one command at a time on the one connection
+        # Work a command left to do after its answer, holding the lock meanwhile: the restart
+        # of a demoted server. Its task, until done.
+        self._after = None
+        self._finishing: asyncio.Task | None = None
+        self._fence_lsn = 0  # the answer's CommandResult.fence_lsn
+        self._fenced_already = False  # FENCE found the server demoted (or a standby)
+        self._answer_with: common_pb2.DatabaseStatus | None = None  # instead of observing
         self._results: OrderedDict[str, agent_pb2.CommandResult] = OrderedDict()
         self._upstream_region = ""  # from the last FOLLOW
         self._rewound = False  # the REJOIN being answered discarded diverged WAL
@@ -80,7 +84,8 @@ class Actuator:
         return True
 
     async def execute(self, command: agent_pb2.Command) -> agent_pb2.CommandResult:
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             remembered = self._results.get(command.command_id)
             if remembered is None:
                 remembered = await self._answer(command)
@@ -91,31 +96,88 @@ class Actuator:
             result = agent_pb2.CommandResult()
             result.CopyFrom(remembered)
             return result
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Release the lock, or hand it to the work left after the answer, which releases it."""
+        after, self._after = self._after, None
+        if after is None:
+            self._lock.release()
+            return
+
+        async def finish() -> None:
+            try:
+                await after
+            except ActuatorError as err:
+                log.error("%s", err)
+            finally:
+                self._lock.release()
+
+        self._finishing = asyncio.create_task(finish(), name="actuator: after the answer")
 
     async def fence(self, cause: int) -> None:
-        """Make the database refuse writes; ActuatorError when that could not be confirmed."""
+        """Demote the database (and start it again in recovery); ActuatorError when that
+        could not be done."""
         async with self._lock:
             await self._guarded("FENCE", self._fence(cause, None))
 
+    def stopped_fenced(self) -> bool:
+        """A demoted primary that no postmaster runs (safe to start: it starts in recovery)."""
+        return not self._lock.locked() and self._fencing.stopped_fenced()
+
+    async def revive(self) -> None:
+        """Start a stopped demoted primary in recovery, so it can be seen and unfenced."""
+        async with self._lock:
+            if self._fencing.stopped_fenced():
+                log.warning("the fenced primary is stopped: starting it in recovery")
+                try:
+                    await self._fencing.restart()
+                except ActuatorError as err:
+                    log.error("%s", err)
+
     @property
     def reported_fence_cause(self) -> int:
-        """Why a fenced database is fenced, as reported: a fence this agent did not make (it
-        found the database so when it started) is FENCE_CAUSE_STARTUP."""
+        """Why a fenced database is fenced, as reported: the cause the data directory records
+        (whoever demoted it: this agent, an earlier one, the keeper, ``latitude up``), else the
+        one the server was started with, else this agent's own fence of a standby; a fence no
+        one says anything of is FENCE_CAUSE_STARTUP."""
+        marked = self._fencing.marked()
+        if marked is not None:
+            return CAUSES[marked]
+        last = self._probe.last
+        if last is not None and last.fenced and last.fence_cause:
+            return last.fence_cause
         return self.fence_cause or common_pb2.FENCE_CAUSE_STARTUP
 
     async def close(self) -> None:
+        if self._finishing is not None:
+            # The restart of a demoted server: not left half done.
+            await asyncio.shield(self._finishing)
         await self._db.close()
 
     async def _answer(self, command: agent_pb2.Command) -> agent_pb2.CommandResult:
         result = agent_pb2.CommandResult(command_id=command.command_id)
         self._rewound = False
+        self._fence_lsn, self._answer_with, self._fenced_already = 0, None, False
         try:
             await self._carry_out(command)
             result.ok = True
         except ActuatorError as err:
             result.error = str(err)
         result.rewound = self._rewound
-        result.observed.CopyFrom(await self._observe())
+        if self._answer_with is not None:
+            result.observed.CopyFrom(self._answer_with)
+        else:
+            result.observed.CopyFrom(await self._observe())
+        if command.kind == _K.COMMAND_KIND_FENCE and result.ok:
+            observed = result.observed
+            if self._fenced_already and observed.fenced:
+                # Demoted already, and in recovery with no upstream: it writes no WAL past
+                # the end of what it replayed, and every commit it made is in it.
+                if observed.role == common_pb2.DATABASE_ROLE_PRIMARY:
+                    self._fence_lsn = observed.current_lsn
+            result.fence_lsn = self._fence_lsn
         result.agent_epoch = self.highest_epoch
         return result
 
@@ -126,14 +188,18 @@ class Actuator:
                 f"{self.highest_epoch} already accepted (it comes from a deposed leader)"
             )
         stop = None  # time.monotonic() at the deadline: waits must survive wall-clock steps
-        if command.HasField("deadline"):
+        if command.HasField("time_limit"):
+            # Counted from its arrival on this host's monotonic clock: a wall clock that is
+            # off (a host 30 s ahead or behind) neither refuses it nor lets it run long.
+            stop = time.monotonic() + command.time_limit.ToNanoseconds() / 1e9
+        elif command.HasField("deadline"):
             left = command.deadline.ToNanoseconds() / 1e9 - self._clock()
             if left <= 0:
                 raise ActuatorError(f"refused: received {-left:.3f} s after its deadline")
             stop = time.monotonic() + left
         match command.kind:
             case _K.COMMAND_KIND_FENCE:
-                step = self._fence(common_pb2.FENCE_CAUSE_COMMAND, stop)
+                step = self._fence(common_pb2.FENCE_CAUSE_COMMAND, stop, answer_first=True)
             case _K.COMMAND_KIND_UNFENCE:
                 step = self._unfence(stop)
             case _K.COMMAND_KIND_PROMOTE:
@@ -162,32 +228,37 @@ class Actuator:
 
     # -- the commands ----------------------------------------------------------------------
 
-    async def _fence(self, cause: int, stop: float | None) -> None:
+    async def _fence(self, cause: int, stop: float | None, *, answer_first: bool = False) -> None:
+        """Demote the server (agent.fence_command). With ``answer_first``, a server stopped
+        cleanly is answered for at once, from its control file, and started again in
+        recovery after the answer; else it is started again before this returns."""
         # The first cause is kept until the fence is lifted: it is why the database is fenced.
         self.fence_cause = self.fence_cause or cause
-        if await self._db.sql("fetchval", "SELECT pg_is_in_recovery()", stop=stop):
-            return  # a standby refuses writes already
-        # Confirmed before the sweep: a session forked before the postmaster reloaded would
-        # start writable and could escape a sweep made too early.
-        await self._set_read_only(True, stop)
-        # default_transaction_read_only binds new transactions only: open ones must die.
-        victims = await self._db.sql("fetchval", _TERMINATE, stop=stop)
-        if victims:
-            await self._db.settle(
-                _SURVIVORS, victims, done=lambda alive: alive == 0, stop=stop,
-                failure=lambda alive: f"{alive} terminated session(s) still running",
-            )  # fmt: skip
+        demotion = await self._fencing.demote(CAUSE_NAMES[self.fence_cause], stop)
+        self._fence_lsn = demotion.fence_lsn
+        self._fenced_already = demotion.stopped == ""
+        if not demotion.restart:
+            return
+        if answer_first and demotion.stopped == "clean":
+            self._answer_with = fenced_status(
+                demotion, self.reported_fence_cause, self._probe.last, self._clock()
+            )
+            self._after = self._fencing.restart()
+            return
+        await self._fencing.restart()
 
     async def _unfence(self, stop: float | None) -> None:
-        await self._set_read_only(False, stop)
+        await self._fencing.lift(stop)
         self.fence_cause = _UNSPECIFIED
 
     async def _promote(self, args: agent_pb2.PromoteArgs, stop: float | None) -> None:
-        standby, read_only = await self._db.sql("fetchrow", "SELECT pg_is_in_recovery(), "
-                                                "current_setting('default_transaction_read_only')::bool",
-                                                stop=stop)  # fmt: skip
-        if not standby and read_only:
-            raise ActuatorError("this is a fenced primary (the old one?): PROMOTE never unfences")
+        seen = await self._db.sql("fetchrow", DEMOTION_VIEW, stop=stop)
+        standby, read_only = seen["standby"], seen["read_only"]
+        if self._fencing.demoted(seen):
+            raise ActuatorError("this is a fenced primary: PROMOTE never unfences; UNFENCE it")
+        if not standby and read_only:  # an older agent's fence
+            raise ActuatorError("this is a fenced primary (the old one?): PROMOTE never "
+                                "unfences; UNFENCE it")  # fmt: skip
         if standby:
             want = args.min_replayed_lsn
             if want:
@@ -197,16 +268,11 @@ class Actuator:
                     failure=lambda replayed: f"replayed WAL reached {_lsn(replayed)}, not "
                     f"{_lsn(want)}, by the deadline: not promoted",
                 )  # fmt: skip
-            if read_only:  # a former primary's configuration may carry its fence
-                await self._set_read_only(False, stop)
+            if read_only:  # a former primary's configuration may carry an older fence
+                await self._fencing.reset_read_only(stop)
             if args.HasField("synchronous_standby_names"):
                 await self._synchronous_before_promotion(args.synchronous_standby_names, stop)
-            seconds = max(1, math.floor(self._db.budget(stop, wait=True)))
-            conn = await self._db.connection(stop)
-            promote = "SELECT pg_promote(wait => true, wait_seconds => $1)"
-            timeout = seconds + self._db.statement_timeout
-            if not await conn.fetchval(promote, seconds, timeout=timeout):
-                raise ActuatorError(f"promotion did not finish in {seconds} s (it may yet)")
+            await self._db.promote(stop)
         for slot in args.create_slots:
             try:
                 await self._db.create_slot(slot, stop)
@@ -218,8 +284,12 @@ class Actuator:
     async def _follow(self, follow: agent_pb2.FollowArgs, stop: float | None) -> None:
         if not follow.primary_host or not 0 < follow.primary_port < 65536:
             raise ActuatorError("FOLLOW needs follow.primary_host and follow.primary_port")
-        if not await self._db.sql("fetchval", "SELECT pg_is_in_recovery()", stop=stop):
+        seen = await self._db.sql("fetchrow", DEMOTION_VIEW, stop=stop)
+        if not seen["standby"]:
             raise ActuatorError("a primary cannot follow; use REJOIN")
+        if self._fencing.demoted(seen):
+            # Its WAL may have gone past the new primary's fork: only REJOIN checks.
+            raise ActuatorError("this is a fenced primary: it cannot follow; use REJOIN")
         now = await self._db.sql(
             "fetchval", "SELECT current_setting('primary_conninfo')", stop=stop
         )
@@ -246,6 +316,7 @@ class Actuator:
         rejoin = Rejoin(
             self._db, self._server, self._target,
             fence=lambda until: self._fence(common_pb2.FENCE_CAUSE_COMMAND, until),
+            writable=lambda: self._server is not None and could_be_writable(self._server.data),
         )  # fmt: skip
         try:
             await rejoin.carry_out(args, stop)
@@ -282,18 +353,6 @@ class Actuator:
         await self._db.settle(
             "SHOW synchronous_standby_names", done=lambda value: value == names, stop=stop,
             failure=lambda value: f"synchronous_standby_names is {value!r} after a reload",
-        )  # fmt: skip
-
-    async def _set_read_only(self, on: bool, stop: float | None) -> None:
-        await self._db.alter_system("default_transaction_read_only", "on" if on else None, stop)
-        await self._db.sql("execute", "SELECT pg_reload_conf()", stop=stop)
-        # The reload is asynchronous. The postmaster re-reads the files before it passes SIGHUP
-        # on to the backends, so once this session sees the value, every new session does too.
-        want = "on" if on else "off"
-        await self._db.settle(
-            "SHOW default_transaction_read_only", done=lambda value: value == want, stop=stop,
-            failure=lambda value: f"default_transaction_read_only is still {value} after a "
-            "reload (is it set in postgresql.conf?)",
         )  # fmt: skip
 
     async def _observe(self) -> common_pb2.DatabaseStatus:

@@ -4,8 +4,8 @@ Commands run as steps on a connection of the actuator's own (the probe's belongs
 loop). A statement gets statement_timeout, and never more than is left before the command's
 deadline; a wait (a setting taking effect, WAL being replayed, a promotion) gets all that is
 left. After an error that leaves the connection's state unknown it is dropped, not reused: the
-next step connects anew. The session is named so that a fence spares it, and its commits do not
-wait on a synchronous standby that may be gone.
+next step connects anew. The session is named for the agent, and its commits do not wait on a
+synchronous standby that may be gone.
 """
 
 from __future__ import annotations
@@ -78,6 +78,17 @@ class CommandSession:
         """A physical replication slot reserving WAL from now on, unless it exists already."""
         await self.sql("execute", _CREATE_SLOT, name, stop=stop)
 
+    async def promote(self, stop: float | None) -> None:
+        """Promote the server and wait, for all that is left of the step's budget, until it is
+        out of recovery. Not pg_promote(wait => true): it looks only every 100 ms, and a
+        promotion is on a switchover's critical path."""
+        if not await self.sql("fetchval", "SELECT pg_promote(wait => false)", stop=stop):
+            raise ActuatorError("the promotion could not be requested (pg_promote)")
+        await self.settle(
+            "SELECT NOT pg_is_in_recovery()", done=bool, stop=stop, wait=True,
+            failure=lambda _: "the promotion did not finish by the deadline (it may yet)",
+        )  # fmt: skip
+
     def budget(self, stop: float | None, *, wait: bool = False) -> float:
         """Seconds for one step: up to the deadline, and at most statement_timeout unless it is
         a wait. Without a deadline every step gets statement_timeout."""
@@ -98,7 +109,6 @@ class CommandSession:
                 host=target.host, port=target.port, user=target.user, password=target.password,
                 database=target.database, timeout=budget,
                 server_settings={
-                    # The probe's prefix, which a fence spares.
                     "application_name": f"latitude-agent {self._region} actuator",
                     # A fence must not wait on a synchronous standby that may be gone.
                     "synchronous_commit": "local",

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from agent.conninfo import guc_quote
 
-# Settings REJOIN owns in postgresql.auto.conf; the fence goes too (a standby refuses writes
-# anyway, and a later PROMOTE must find a writable configuration).
-_OWNED = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only")
+# Settings REJOIN owns in postgresql.auto.conf; the fence goes too, the demotion's
+# (latitude.fenced, see agent.demotion) as well as an older agent's read-only default: a
+# standby refuses writes anyway, and a later PROMOTE must find a writable configuration.
+_OWNED = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only",
+          "latitude.fenced")  # fmt: skip
 _SETTING = re.compile(r"\s*([A-Za-z_][\w.]*)\s*(?:=|\s|$)")
 
 

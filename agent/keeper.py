@@ -12,9 +12,9 @@ A live agent that sees its database fences it itself at the same deadline, and t
 then lift that fence without a restart. So the lease also carries when the agent last vouched
 for the database (its probe saw a primary or a standby, and did not leave it writable past the
 deadline): while that is under ``agent_grace`` old the keeper leaves the fence to the agent.
-A dead, frozen or blind agent stops vouching, and the keeper fences at the later of the
-deadline and its last vouch + agent_grace: well before a leader can declare the region failed
-(``fail_after`` of silence, 3 s by default) and promote.
+A dead, frozen or blind agent stops vouching, and the keeper fences at the deadline; a live
+one that has not begun its own fence by ``DEFER_AT_MOST`` past the deadline is overtaken all
+the same, so the database stops taking writes before the leader's margin runs out.
 
 It must be small and hard to break: the standard library only (no grpc, no asyncpg, no event
 loop), no network, and nothing it reads can make it fail. It writes a heartbeat beside the
@@ -46,6 +46,9 @@ BEAT_EVERY = 0.5  # seconds between heartbeats
 STALE_AFTER = 2.0  # a heartbeat older than this: the keeper is gone or hung
 STOP_GRACE = 2.0  # a fast shutdown, then an immediate one
 AGENT_GRACE = 1.0  # a vouch this fresh: the agent is alive, sees its database, fences it
+# But never past the deadline by more than this: the leader promotes another region at the
+# deadline plus its margin (0.5 s), and a live agent starts its fence within 50 ms of it.
+DEFER_AT_MOST = 0.25
 
 
 def _boot_id() -> str:
@@ -172,7 +175,9 @@ class Watch:
     def due(self, now: float, *, writable: bool) -> bool:
         """Fence now: the deadline has passed, the database could take writes, and no live
         agent answers for it."""
-        return writable and now >= self.deadline and not self.agent_vouches(now)
+        if not writable or now < self.deadline:
+            return False
+        return not self.agent_vouches(now) or now >= self.deadline + DEFER_AT_MOST
 
 
 # -- the process -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import sys
 import time
@@ -38,6 +39,8 @@ log = logging.getLogger("latitude.agent")
 KEEPER_CHECK = "fence-keeper"
 # Roles of a database the agent really sees (a probe that answered).
 _SEEN = (common_pb2.DATABASE_ROLE_PRIMARY, common_pb2.DATABASE_ROLE_STANDBY)
+_FENCE_TICK = 0.05  # how closely the fence follows its deadline
+_REVIVE_EVERY = 5.0  # seconds between attempts to start a stopped fenced server
 
 
 class Agent:
@@ -199,8 +202,15 @@ class Agent:
         self.checks.start()
         try:
             self._lease_moved()  # the keeper counts from this agent's start from now on
-            loops = [self.link.run(), self._probe_loop(), self._report_loop(),
-                     self._command_loop(), self.utilization.run(), self.peers.run()]  # fmt: skip
+            loops = [
+                self.link.run(),
+                self._probe_loop(),
+                self._fence_timer(),
+                self._report_loop(),
+                self._command_loop(),
+                self.utilization.run(),
+                self.peers.run(),
+            ]
             if self.config.peer_agents:
                 loops.append(self._failsafe_loop())
             await all_or_none(*loops)
@@ -219,7 +229,27 @@ class Agent:
                 await self.probe.heartbeat()
                 database = await self.probe.observe()
             self._lease_moved()
-            if self._fence_due(database):
+            if database.fenced:
+                database.fence_cause = self.actuator.reported_fence_cause
+            self._observed(database, started)
+            if database.role in _SEEN and not self._fence_due(database):
+                self._vouched_at = started
+                self._lease_moved()
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def _fence_timer(self) -> None:
+        """Fence at the lease's deadline itself, not at the next probe (up to a probe's time
+        later): the leader may promote another region fence_after and a margin after the same
+        evidence. A fenced primary found stopped (its keeper's fence, an immediate stop) is
+        started again in recovery, where it takes no writes but can be seen and unfenced."""
+        revived_at = -math.inf
+        while True:
+            self._lease_moved()
+            now = time.monotonic()
+            if now < self.lease.deadline:
+                await asyncio.sleep(min(self.lease.deadline - now, _FENCE_TICK))
+                continue
+            if self._fence_due(self.database):
                 log.warning("no report acknowledged and no failsafe round confirmed for %.1f s "
                             "(%s): fencing the database", self.fence_after,
                             self.lease.failsafe_problem or "no peer agents")  # fmt: skip
@@ -229,13 +259,13 @@ class Agent:
                     log.error("self-fencing failed: %s", err)
                 async with self._probe_lock:
                     database = await self.probe.observe()
-            if database.fenced:
-                database.fence_cause = self.actuator.reported_fence_cause
-            self._observed(database, started)
-            if database.role in _SEEN and not self._fence_due(database):
-                self._vouched_at = started
-                self._lease_moved()
-            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+                if database.fenced:
+                    database.fence_cause = self.actuator.reported_fence_cause
+                self._observed(database, time.monotonic())
+            elif now - revived_at > _REVIVE_EVERY and self.actuator.stopped_fenced():
+                revived_at = now
+                await self.actuator.revive()
+            await asyncio.sleep(_FENCE_TICK)
 
     @property
     def fence_after(self) -> float:

@@ -12,6 +12,9 @@ has replayed: exact to one interval (plus clock skew between the hosts), idle or
 newest beat itself goes out as heartbeat_at, so the coordinator can subtract a standby's from
 the primary's without trusting either clock.
 
+A demoted primary (agent.demotion: in recovery, ``latitude.fenced`` set) is reported as what it
+was, a fenced primary, with the cause the setting names; its standby fields stay empty.
+
 Reading pg_stat_wal_receiver's sender and pg_stat_replication's rows needs a superuser or
 pg_read_all_stats; without it those fields stay empty. A primary's timeline history (which
 timelines it went through, and where each forked) is read from its history file once per
@@ -35,6 +38,14 @@ from latitude.v1 import common_pb2
 
 log = logging.getLogger("latitude.agent.postgres")
 
+# latitude.fenced (see agent.demotion) as reported.
+FENCE_CAUSES = {
+    "self": common_pb2.FENCE_CAUSE_SELF,
+    "command": common_pb2.FENCE_CAUSE_COMMAND,
+    "startup": common_pb2.FENCE_CAUSE_STARTUP,
+    "keeper": common_pb2.FENCE_CAUSE_KEEPER,
+}
+
 _SYNC_STATES = {
     "async": common_pb2.SYNC_STATE_ASYNC,
     "potential": common_pb2.SYNC_STATE_POTENTIAL,
@@ -47,14 +58,14 @@ _SYNC_STATES = {
 # are numeric byte positions (pg_lsn - '0/0'). {newest_beat} is NULL until the heartbeat table
 # is known to be readable here: naming a missing table fails the whole statement at parse time.
 _OBSERVE = """
-SELECT s.standby,
-       current_setting('default_transaction_read_only')::bool AS read_only,
+SELECT s.standby, nullif(current_setting('latitude.fenced', true), '') AS fenced,
        CASE WHEN NOT s.standby THEN pg_current_wal_lsn() - '0/0' END AS current_lsn,
        CASE WHEN NOT s.standby
             THEN substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END AS wal_timeline,
        pg_last_wal_receive_lsn() - '0/0' AS received_lsn,
        pg_last_wal_replay_lsn() - '0/0' AS replayed_lsn,
        r.status AS receiver_status, r.received_tli,
+       extract(epoch FROM clock_timestamp() - r.last_msg_receipt_time) AS receiver_silence,
        r.latest_end_lsn - '0/0' AS latest_end_lsn, r.sender_host, r.sender_port,
        (SELECT setting FROM pg_settings WHERE name = 'primary_conninfo') AS primary_conninfo,
        (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
@@ -89,6 +100,10 @@ INSERT INTO latitude.heartbeat (region, beat_at) VALUES ($1, now())
 ON CONFLICT (region) DO UPDATE SET beat_at = excluded.beat_at
 """
 _TIMELINE_HISTORY = "SELECT pg_read_file('pg_wal/' || $1 || '.history')"
+
+# A WAL receiver that has heard nothing from its upstream for this long does not count as
+# streaming (seconds; heartbeats come every report interval, 0.5 s by default).
+STREAM_SILENCE_LIMIT = 2.0
 
 # Trouble with the database or the way to it, as opposed to a bug here.
 _TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
@@ -133,6 +148,11 @@ class PostgresProbe:
         # A timeline's history never changes: (timeline, its history), read once.
         self._history: tuple[int, list[common_pb2.TimelineSwitch]] = (1, [])
 
+    @property
+    def last(self) -> common_pb2.DatabaseStatus | None:
+        """The latest observation (None before the first)."""
+        return self._last
+
     async def observe(self) -> common_pb2.DatabaseStatus:
         status = common_pb2.DatabaseStatus()
         status.observed_at.FromMicroseconds(round(self._clock() * 1e6))
@@ -149,6 +169,8 @@ class PostgresProbe:
                 row = await self._observe_row(conn)
                 if not row["standby"]:
                     history = await self._timeline_history(conn, int(row["wal_timeline"], 16))
+                elif row["fenced"] is not None:
+                    history = await self._timeline_history(conn, row["checkpoint_timeline"])
         except _TROUBLE as err:
             if isinstance(err, _BROKEN):
                 self._discard()
@@ -267,9 +289,17 @@ def _fill(status: common_pb2.DatabaseStatus, row: asyncpg.Record) -> None:
     status.server_version = row["server_version"].split(" ", 1)[0]
     if row["newest_beat"] is not None:
         status.heartbeat_at.FromDatetime(row["newest_beat"])
+    if row["standby"] and row["fenced"] is not None:
+        # A demoted primary (agent.demotion): in recovery with no upstream, its WAL ends
+        # where its replay does; pg_current_wal_lsn() and pg_walfile_name() fail in recovery.
+        status.role = common_pb2.DATABASE_ROLE_PRIMARY
+        status.fenced = True
+        status.fence_cause = FENCE_CAUSES.get(row["fenced"], common_pb2.FENCE_CAUSE_STARTUP)
+        status.current_lsn = int(row["replayed_lsn"] or 0)
+        status.timeline_id = int(row["checkpoint_timeline"] or 0)
+        return
     if not row["standby"]:
         status.role = common_pb2.DATABASE_ROLE_PRIMARY
-        status.fenced = row["read_only"]
         status.current_lsn = int(row["current_lsn"])
         # pg_control_checkpoint() keeps the old timeline until the first checkpoint after a
         # promotion; the name of the WAL file being written is never stale.
@@ -294,7 +324,14 @@ def _fill(status: common_pb2.DatabaseStatus, row: asyncpg.Record) -> None:
     status.received_lsn = received
     status.replayed_lsn = replayed
     status.timeline_id = int(row["received_tli"] or row["checkpoint_timeline"] or 0)
-    status.wal_receiver_streaming = row["receiver_status"] == "streaming"
+    silence = row["receiver_silence"]
+    if silence is not None:
+        status.wal_receiver_silence_seconds = max(0.0, float(silence))
+    # "streaming" lasts until wal_receiver_timeout after a silent cut: a stream counts only
+    # while it brings something (the primary's heartbeat, at least every interval).
+    status.wal_receiver_streaming = row["receiver_status"] == "streaming" and (
+        silence is None or float(silence) <= STREAM_SILENCE_LIMIT
+    )
     head = received
     if status.wal_receiver_streaming and row["latest_end_lsn"] is not None:
         head = max(head, int(row["latest_end_lsn"]))

@@ -47,6 +47,7 @@ from agent.datadir import (
     settings_files,
     write_whole,
 )
+from agent.demotion import fence_cause
 from agent.pg_programs import ProgramError, Programs, postmaster, seconds_left, tail, wait_seconds
 from latitude.errors import LatitudeError, describe_error
 
@@ -252,8 +253,16 @@ class LocalServer:
         """Crash recovery in single-user mode (what pg_rewind does itself when it must): no
         client can connect to a single-user server, and it ends with a clean shutdown."""
         if (self.data / "standby.signal").exists() or (self.data / "recovery.signal").exists():
-            raise RejoinError(f"{self.data} crashed in production but holds a signal file: "
-                              "refusing to guess what it is")  # fmt: skip
+            if fence_cause(self.data) is None:
+                raise RejoinError(f"{self.data} crashed in production but holds a signal file: "
+                                  "refusing to guess what it is")  # fmt: skip
+            # A demoted primary that had to be stopped at once: it recovers as what it is now,
+            # in recovery (single-user mode refuses standby.signal), to the end of its WAL, and
+            # stops cleanly; pg_rewind then sees all of its WAL (minRecoveryPoint).
+            await self.start(until)
+            await self.stop(until)
+            log.info("%s: recovered the demoted %s in recovery", self._region, self.data)
+            return
         self._remove_stale_pid_file()
         while True:
             code, said = await self._run(
@@ -375,11 +384,15 @@ class LocalServer:
         return format_conninfo(*pairs, ("application_name", self._region))
 
     def _app(self, what: str) -> str:
-        # The agent's prefix: a fence spares these sessions.
+        # Named for the agent, as its other sessions are.
         return f"latitude-agent {self._region} {what}"
 
     async def _state(self, until: float) -> str:
         return (await self._control(until)).get("Database cluster state", "unknown")
+
+    async def control(self, until: float) -> dict[str, str]:
+        """What pg_controldata says of the data directory, by field name."""
+        return await self._control(until)
 
     async def _control(self, until: float) -> dict[str, str]:
         _, said = await self._run("pg_controldata", "-D", str(self.data), until=until,

@@ -3,10 +3,12 @@
 agent.rejoin does the work on files and processes; this is the half that talks to the database
 through the actuator's session. A REJOIN that is done already (a repeated command, or a standby
 that lost its primary for a moment) changes nothing. Otherwise nothing is stopped until the new
-primary answers and holds the same database system; a running primary is fenced and a slot
-keeps the WAL pg_rewind may need; LocalServer.rejoin stops, rewinds or copies, and starts the
-server; and the command succeeds only once the server streams the new primary's timeline. A
-server found still running after a failure must not keep that slot: it would hold WAL forever.
+primary answers and holds the same database system; a slot keeps the WAL pg_rewind may need
+(made first: the fence's shutdown checkpoint may recycle it) and a running primary is fenced
+(demoted; one that cannot be asked, with no free connection or hung, is fenced if its files
+say it may be a primary); LocalServer.rejoin stops, rewinds or copies, and starts the server;
+and the command succeeds only once the server streams the new primary's timeline. A server
+found still running after a failure must not keep that slot: it would hold WAL forever.
 """
 
 from __future__ import annotations
@@ -44,16 +46,18 @@ SELECT pg_is_in_recovery() AS standby, current_setting('primary_conninfo') AS co
 
 
 class Rejoin:
-    """One REJOIN command. ``fence`` fences a running primary by command, within a deadline."""
+    """One REJOIN command. ``fence`` fences (demotes) a running primary by command, within a
+    deadline; ``writable`` tells from files whether a server that cannot be asked may be one."""
 
     def __init__(
         self, db: CommandSession, server: LocalServer | None, target: DatabaseTarget, *,
-        fence: Callable[[float], Awaitable[None]],
+        fence: Callable[[float], Awaitable[None]], writable: Callable[[], bool],
     ) -> None:  # fmt: skip
         self._db = db
         self._server = server
         self._target = target
         self._fence = fence
+        self._writable = writable
         # The server discarded diverged WAL (rewound, or copied afresh), whatever came after.
         self.rewound = False
 
@@ -84,8 +88,8 @@ class Rejoin:
             if await self._streaming(follow, timeline, grace):
                 return
         try:
-            if seen is not None:
-                await self._before_the_stop(primary=not seen["standby"], stop=until)
+            primary = not seen["standby"] if seen is not None else self._writable()
+            await self._before_the_stop(primary=primary, slot=seen is not None, stop=until)
             await self._db.close()  # our session must not hold up the shutdown
             done = await server.rejoin(
                 follow.primary_host, follow.primary_port, follow.slot_name,
@@ -103,18 +107,25 @@ class Rejoin:
             )
         log.info("REJOIN: %s; streaming from %s", done, follow.primary_region or "the primary")
 
-    async def _before_the_stop(self, *, primary: bool, stop: float) -> None:
-        """Fence a primary; keep the WAL pg_rewind may read from the shutdown checkpoint.
-        Best effort: the stop that follows ends writes all the same, and a rewind that lacks
-        WAL falls back to a fresh copy."""
-        try:
-            if primary:
+    async def _before_the_stop(self, *, primary: bool, slot: bool, stop: float) -> None:
+        """Keep the WAL pg_rewind may read, from before the fence's shutdown checkpoint (it
+        may recycle it) on; then fence (demote) a primary. Best effort: the stop that follows
+        ends writes all the same, and a rewind that lacks WAL falls back to a fresh copy."""
+        if slot:
+            try:
+                await self._db.create_slot(REWIND_SLOT, stop)
+            except TROUBLE as err:
+                if isinstance(err, BROKEN):
+                    self._db.discard()
+                log.warning("REJOIN: the slot %s was not made: %s", REWIND_SLOT,
+                            describe_error(err))  # fmt: skip
+        if primary:
+            try:
                 await self._fence(stop)
-            await self._db.create_slot(REWIND_SLOT, stop)
-        except (ActuatorError, *TROUBLE) as err:
-            if isinstance(err, BROKEN):
-                self._db.discard()
-            log.warning("REJOIN: before stopping the server: %s", describe_error(err))
+            except (ActuatorError, *TROUBLE) as err:
+                if isinstance(err, BROKEN):
+                    self._db.discard()
+                log.warning("REJOIN: fencing before the stop: %s", describe_error(err))
 
     async def _drop_rewind_slot(self) -> None:
         try:  # its own budget: the command's deadline may have passed

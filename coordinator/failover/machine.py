@@ -369,13 +369,20 @@ class FailoverMachine:
             if not result.ok:
                 raise CommandFailed(f"fencing {old.name} failed: {result.error}")
             self._fenced(record, old, result)
+            if not record.old_primary_lsn_final:
+                # Stopped at once: what it committed last is not known, so no target can be
+                # made to hold all of it. Not a switchover, then: the abort lifts the fence.
+                raise CommandFailed(
+                    f"{old.name} had to be stopped at once: its final WAL position is unknown, "
+                    "so a switchover cannot promise to lose nothing"
+                )
             return
         now = self._clock.monotonic()
         if old.session is not None and not old.monitor.arrivals.overdue(now):
             try:
                 result = await self._command_fence(old.name, why, _FENCE_TIMEOUT)
                 if result.ok:
-                    self._fenced(record, old, result)  # its final position is known exactly
+                    self._fenced(record, old, result)  # its final position is known, mostly
                     return
             except CommandFailed as err:
                 log.warning("fencing %s by command failed: %s", old.name, err)
@@ -406,10 +413,13 @@ class FailoverMachine:
 
     def _fenced(self, record, old, result: agent_pb2.CommandResult) -> None:
         record.fenced_by_command = True
-        # The position from which it commits nothing; a server stopped at once has none, and
-        # its last observed position stands (its bound in bytes is then not exact).
-        record.old_primary_lsn = result.fence_lsn or result.observed.current_lsn
-        if old.report is not None:
+        # The position from which it commits nothing. A server stopped at once, or found down,
+        # has none: its last reported position stands, and the bound in bytes is not exact.
+        if result.fence_lsn:
+            record.old_primary_lsn, record.old_primary_lsn_final = result.fence_lsn, True
+        elif old.report is not None and old.report.database.current_lsn:
+            record.old_primary_lsn = old.report.database.current_lsn
+        if old.report is not None and result.observed.role == common_pb2.DATABASE_ROLE_PRIMARY:
             old.report.database.CopyFrom(result.observed)
         self._stamp(record.steps["fenced"])
         record_fenced(self._leader, old.name, result, record.failover_id)
@@ -484,7 +494,7 @@ class FailoverMachine:
             forced=record.forced or switchover,
             target=record.to_region,
         )
-        exact = record.fenced_by_command and not record.HasField("fence_deadline")
+        exact = record.old_primary_lsn_final
         if not record.old_primary_lsn:
             record.old_primary_lsn = old_db.current_lsn
         if switchover:

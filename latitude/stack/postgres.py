@@ -3,7 +3,7 @@
 The initial primary is created with ``initdb``; each standby is a ``pg_basebackup -R`` of it with
 its own physical replication slot. ``wal_log_hints`` is on so that a failed-over old primary can
 later be rewound with ``pg_rewind`` instead of copied afresh. A primary that comes back is
-started fenced (see ``Postgres.fence``).
+started fenced: demoted, in recovery (see ``Postgres.fence``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import pwd
-import re
 import shutil
 import signal
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
+from agent.demotion import clear_fence, mark_fenced
 from latitude.errors import StackError
 from latitude.replication import REPLICATION_USER
 from latitude.stack import processes
@@ -38,6 +38,11 @@ wal_log_hints = on
 hot_standby = on
 hot_standby_feedback = on
 wal_receiver_status_interval = 1s
+# A silently cut link (packets dropped, not refused) is given up on after 5 s rather than 60 s,
+# so a standby reconnects soon after the link heals and a primary stops waiting on a standby
+# that is gone (the agents judge "streaming" by what the receiver heard lately, not by this).
+wal_receiver_timeout = 5s
+wal_sender_timeout = 5s
 # A standby retries a lost or repointed primary quickly (default 5 s).
 wal_retrieve_retry_interval = 500ms
 max_slot_wal_keep_size = 1GB
@@ -122,25 +127,13 @@ class Postgres:
         self.write_node_settings(node)
 
     def fence(self, node: PostgresNode) -> None:
-        """Make the stopped server start read-only, the way the agent's FENCE leaves it
-        (default_transaction_read_only in postgresql.auto.conf), so that UNFENCE lifts it.
+        """Demote the stopped server the way the agent's FENCE does (agent.demotion): it starts
+        in recovery, as a fenced primary that UNFENCE promotes.
 
         For a primary coming back: an old one after a failover, or the current one after a
         crash or a stop. It must not take writes until the leader says it is the write region
         (then it is unfenced) or makes it rejoin as a standby of the one that is."""
-        auto = node.data_dir / "postgresql.auto.conf"
-        kept = [line for line in auto.read_text().splitlines() if not _READ_ONLY.match(line)]
-        content = "\n".join([*kept, "default_transaction_read_only = 'on'", ""]).encode()
-        # Whole or not at all, and on disk before the server can start.
-        written = auto.with_name(auto.name + ".latitude-tmp")
-        fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._chown(written)
-        written.replace(auto)
+        mark_fenced(node.data_dir, "startup")
 
     async def create_replication(
         self, node: PostgresNode, superuser_password: str, replication_password: str,
@@ -149,9 +142,15 @@ class Postgres:
         """The replication role and one physical slot per standby, on the primary."""
         conn = await connect(node, superuser_password)
         try:
-            # A primary restarted before its standbys were ever copied comes back fenced; no
-            # leader has decided anything yet, and setting up is the stack's own business.
-            await conn.execute("SET default_transaction_read_only = off")
+            if await conn.fetchval(_DEMOTED):
+                # A primary restarted before its standbys were ever copied comes back fenced
+                # (demoted); no leader has decided anything yet, and setting up is the stack's
+                # own business: it is promoted again (on a new timeline) to make the role.
+                clear_fence(node.data_dir)
+                await conn.execute("SELECT pg_reload_conf()")
+                if not await conn.fetchval("SELECT pg_promote(wait => true, wait_seconds => 60)"):
+                    raise StackError(f"{node.region}: promoting the fenced first primary "
+                                     "did not finish in 60 s")  # fmt: skip
             exists = await conn.fetchval(
                 "SELECT 1 FROM pg_roles WHERE rolname = $1", REPLICATION_USER
             )
@@ -257,7 +256,10 @@ async def connect(node: PostgresNode, password: str, timeout: float = 3.0) -> as
 
 
 _SHARED_MEMORY_BUSY = "pre-existing shared memory block"
-_READ_ONLY = re.compile(r"\s*default_transaction_read_only\s*(=|\s|$)", re.IGNORECASE)
+# A demoted primary (agent.demotion): in recovery, with the fence's setting.
+_DEMOTED = """
+SELECT pg_is_in_recovery() AND nullif(current_setting('latitude.fenced', true), '') IS NOT NULL
+"""
 
 
 def _remove_stale_pid_file(data_dir: Path) -> None:
@@ -286,7 +288,9 @@ class NodeStatus:
     receiver: str = ""  # the standby's WAL receiver status, e.g. "streaming"
     lag_bytes: int | None = None
     error: str = ""
-    fenced: bool = False  # a primary that refuses writes (default_transaction_read_only)
+    fenced: bool = False  # a demoted primary: in recovery, marked fenced (agent.demotion)
+    # The timeline a writable primary writes, or a standby's WAL receiver receives.
+    wal_timeline: int | None = None
 
     @property
     def streaming(self) -> bool:
@@ -299,8 +303,11 @@ SELECT pg_is_in_recovery() AS standby,
             ELSE pg_current_wal_lsn() END::text AS lsn,
        (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline,
        (SELECT status FROM pg_stat_wal_receiver) AS receiver,
-       NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only')::bool
-           AS fenced
+       pg_is_in_recovery() AND nullif(current_setting('latitude.fenced', true), '') IS NOT NULL
+           AS fenced,
+       CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       END AS wal_timeline
 """
 
 
@@ -318,29 +325,38 @@ async def probe(node: PostgresNode, password: str, timeout: float = 2.0) -> Node
     return NodeStatus(
         node.region,
         node.address,
-        "standby" if row["standby"] else "primary",
+        # A demoted primary is still the primary: the one the standbys stream from.
+        "standby" if row["standby"] and not row["fenced"] else "primary",
         lsn=row["lsn"] or "",
         timeline=row["timeline"],
         receiver=row["receiver"] or "",
         fenced=row["fenced"],
+        wal_timeline=row["wal_timeline"],
     )
 
 
 async def cluster_status(nodes: list[PostgresNode], password: str) -> list[NodeStatus]:
-    """Every node's status, with each standby's replay lag behind the primary in bytes."""
+    """Every node's status, with each standby's replay lag behind the primary in bytes.
+
+    A standby still streaming the timeline its primary has just left (promoted out of its
+    fence: the primary ends the stream, and the standby comes back for the new timeline
+    within a moment) is not counted as streaming."""
     found = list(await asyncio.gather(*(probe(n, password) for n in nodes)))
     primaries = [s for s in found if s.role == "primary"]
     if len(primaries) != 1 or not primaries[0].lsn:
         return found
-    head = parse_lsn(primaries[0].lsn)
-    return [
-        _with_lag(s, max(0, head - parse_lsn(s.lsn))) if s.role == "standby" and s.lsn else s
-        for s in found
-    ]
+    head, timeline = parse_lsn(primaries[0].lsn), primaries[0].wal_timeline
+    return [_against(s, head, timeline) if s.role == "standby" else s for s in found]
 
 
-def _with_lag(status: NodeStatus, lag: int) -> NodeStatus:
-    return replace(status, lag_bytes=lag)
+def _against(standby: NodeStatus, head: int, timeline: int | None) -> NodeStatus:
+    if standby.lsn:
+        standby = replace(standby, lag_bytes=max(0, head - parse_lsn(standby.lsn)))
+    if standby.streaming and None not in (timeline, standby.wal_timeline):
+        if standby.wal_timeline < timeline:
+            receiver = f"streaming old timeline {standby.wal_timeline}, not {timeline}"
+            standby = replace(standby, receiver=receiver)
+    return standby
 
 
 def parse_lsn(text: str) -> int:

@@ -133,7 +133,7 @@ class EtcdMember(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id: _Optional[int] = ..., client_urls: _Optional[_Iterable[str]] = ..., healthy: _Optional[bool] = ..., is_leader: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class FailoverStatus(_message.Message):
-    __slots__ = ("failover_id", "kind", "phase", "from_region", "to_region", "reason", "forced", "started_at", "updated_at", "fence_deadline", "data_loss_bound_bytes", "error", "finished_at", "steps", "data_loss_bound_seconds", "selection_reason", "old_primary_lsn", "promoted_lsn", "fenced_by_command", "failsafe_confirmations")
+    __slots__ = ("failover_id", "kind", "phase", "from_region", "to_region", "reason", "forced", "started_at", "updated_at", "fence_deadline", "data_loss_bound_bytes", "error", "finished_at", "steps", "data_loss_bound_seconds", "selection_reason", "old_primary_lsn", "promoted_lsn", "fenced_by_command", "failsafe_confirmations", "old_primary_lsn_final")
     class StepsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class FailoverStatus(_message.Message):
     PROMOTED_LSN_FIELD_NUMBER: _ClassVar[int]
     FENCED_BY_COMMAND_FIELD_NUMBER: _ClassVar[int]
     FAILSAFE_CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    OLD_PRIMARY_LSN_FINAL_FIELD_NUMBER: _ClassVar[int]
     failover_id: str
     kind: FailoverKind
     phase: FailoverPhase
@@ -188,7 +189,8 @@ class FailoverStatus(_message.Message):
     promoted_lsn: int
     fenced_by_command: bool
     failsafe_confirmations: _containers.MessageMap[str, _timestamp_pb2.Timestamp]
-    def __init__(self, failover_id: _Optional[str] = ..., kind: _Optional[_Union[FailoverKind, str]] = ..., phase: _Optional[_Union[FailoverPhase, str]] = ..., from_region: _Optional[str] = ..., to_region: _Optional[str] = ..., reason: _Optional[str] = ..., forced: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fence_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_loss_bound_bytes: _Optional[int] = ..., error: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Mapping[str, _timestamp_pb2.Timestamp]] = ..., data_loss_bound_seconds: _Optional[float] = ..., selection_reason: _Optional[str] = ..., old_primary_lsn: _Optional[int] = ..., promoted_lsn: _Optional[int] = ..., fenced_by_command: _Optional[bool] = ..., failsafe_confirmations: _Optional[_Mapping[str, _timestamp_pb2.Timestamp]] = ...) -> None: ...
+    old_primary_lsn_final: bool
+    def __init__(self, failover_id: _Optional[str] = ..., kind: _Optional[_Union[FailoverKind, str]] = ..., phase: _Optional[_Union[FailoverPhase, str]] = ..., from_region: _Optional[str] = ..., to_region: _Optional[str] = ..., reason: _Optional[str] = ..., forced: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fence_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_loss_bound_bytes: _Optional[int] = ..., error: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Mapping[str, _timestamp_pb2.Timestamp]] = ..., data_loss_bound_seconds: _Optional[float] = ..., selection_reason: _Optional[str] = ..., old_primary_lsn: _Optional[int] = ..., promoted_lsn: _Optional[int] = ..., fenced_by_command: _Optional[bool] = ..., failsafe_confirmations: _Optional[_Mapping[str, _timestamp_pb2.Timestamp]] = ..., old_primary_lsn_final: _Optional[bool] = ...) -> None: ...
 
 class RegionStatus(_message.Message):
     __slots__ = ("region", "state", "state_reason", "agent_id", "agent_connected", "last_report_at", "last_report_age_seconds", "database", "checks", "replay_lag_bytes", "replay_lag_seconds", "weight", "capacity", "capacity_utilization", "response_time_seconds", "error_rate", "priority", "location", "endpoints", "peers")

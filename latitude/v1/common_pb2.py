@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18latitude/v1/common.proto\x12\x0blatitude.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x08Location\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"R\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.latitude.v1.EndpointKind\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\xc7\x01\n\rReplicaStatus\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12*\n\nsync_state\x18\x04 \x01(\x0e\x32\x16.latitude.v1.SyncState\x12\x10\n\x08sent_lsn\x18\x05 \x01(\x04\x12\x11\n\tflush_lsn\x18\x06 \x01(\x04\x12\x12\n\nreplay_lsn\x18\x07 \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\x08 \x01(\x01\"\xe6\x04\n\x0e\x44\x61tabaseStatus\x12\'\n\x04role\x18\x01 \x01(\x0e\x32\x19.latitude.v1.DatabaseRole\x12\x0e\n\x06\x66\x65nced\x18\x02 \x01(\x08\x12,\n\x0b\x66\x65nce_cause\x18\x03 \x01(\x0e\x32\x17.latitude.v1.FenceCause\x12\x13\n\x0btimeline_id\x18\x04 \x01(\r\x12\x13\n\x0b\x63urrent_lsn\x18\x05 \x01(\x04\x12\x14\n\x0creceived_lsn\x18\x06 \x01(\x04\x12\x14\n\x0creplayed_lsn\x18\x07 \x01(\x04\x12\x18\n\x10replay_lag_bytes\x18\x08 \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\t \x01(\x01\x12\x1e\n\x16wal_receiver_streaming\x18\n \x01(\x08\x12\x18\n\x10upstream_address\x18\x0b \x01(\t\x12\x17\n\x0fupstream_region\x18\x0c \x01(\t\x12,\n\x08replicas\x18\r \x03(\x0b\x32\x1a.latitude.v1.ReplicaStatus\x12\x19\n\x11system_identifier\x18\x0e \x01(\x04\x12\x16\n\x0eserver_version\x18\x0f \x01(\t\x12\x13\n\x0bprobe_error\x18\x10 \x01(\t\x12/\n\x0bobserved_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cheartbeat_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x10timeline_history\x18\x13 \x03(\x0b\x32\x1b.latitude.v1.TimelineSwitch\"6\n\x0eTimelineSwitch\x12\x13\n\x0btimeline_id\x18\x01 \x01(\r\x12\x0f\n\x07\x65nd_lsn\x18\x02 \x01(\x04\"O\n\x0b\x43heckResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x17\n\x0flatency_seconds\x18\x03 \x01(\x01\x12\r\n\x05\x65rror\x18\x04 \x01(\t*\x90\x01\n\x0c\x45ndpointKind\x12\x1d\n\x19\x45NDPOINT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45NDPOINT_KIND_POSTGRES\x10\x01\x12\x16\n\x12\x45NDPOINT_KIND_HTTP\x10\x02\x12\x16\n\x12\x45NDPOINT_KIND_GRPC\x10\x03\x12\x15\n\x11\x45NDPOINT_KIND_TCP\x10\x04*\xcf\x01\n\x0bRegionState\x12\x1c\n\x18REGION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REGION_STATE_PENDING\x10\x01\x12\x18\n\x14REGION_STATE_HEALTHY\x10\x02\x12\x19\n\x15REGION_STATE_DEGRADED\x10\x03\x12\x1a\n\x16REGION_STATE_UNHEALTHY\x10\x04\x12\x19\n\x15REGION_STATE_FAILOVER\x10\x05\x12\x1c\n\x18REGION_STATE_MAINTENANCE\x10\x06*\x96\x01\n\x0c\x44\x61tabaseRole\x12\x1d\n\x19\x44\x41TABASE_ROLE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41TABASE_ROLE_PRIMARY\x10\x01\x12\x19\n\x15\x44\x41TABASE_ROLE_STANDBY\x10\x02\x12\x19\n\x15\x44\x41TABASE_ROLE_UNKNOWN\x10\x03\x12\x16\n\x12\x44\x41TABASE_ROLE_DOWN\x10\x04*\x89\x01\n\nFenceCause\x12\x1b\n\x17\x46\x45NCE_CAUSE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x45NCE_CAUSE_SELF\x10\x01\x12\x17\n\x13\x46\x45NCE_CAUSE_COMMAND\x10\x02\x12\x17\n\x13\x46\x45NCE_CAUSE_STARTUP\x10\x03\x12\x16\n\x12\x46\x45NCE_CAUSE_KEEPER\x10\x04*\x83\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10SYNC_STATE_ASYNC\x10\x01\x12\x18\n\x14SYNC_STATE_POTENTIAL\x10\x02\x12\x13\n\x0fSYNC_STATE_SYNC\x10\x03\x12\x15\n\x11SYNC_STATE_QUORUM\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18latitude/v1/common.proto\x12\x0blatitude.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x08Location\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"R\n\x08\x45ndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.latitude.v1.EndpointKind\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\xc7\x01\n\rReplicaStatus\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12*\n\nsync_state\x18\x04 \x01(\x0e\x32\x16.latitude.v1.SyncState\x12\x10\n\x08sent_lsn\x18\x05 \x01(\x04\x12\x11\n\tflush_lsn\x18\x06 \x01(\x04\x12\x12\n\nreplay_lsn\x18\x07 \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\x08 \x01(\x01\"\xb2\x05\n\x0e\x44\x61tabaseStatus\x12\'\n\x04role\x18\x01 \x01(\x0e\x32\x19.latitude.v1.DatabaseRole\x12\x0e\n\x06\x66\x65nced\x18\x02 \x01(\x08\x12,\n\x0b\x66\x65nce_cause\x18\x03 \x01(\x0e\x32\x17.latitude.v1.FenceCause\x12\x13\n\x0btimeline_id\x18\x04 \x01(\r\x12\x13\n\x0b\x63urrent_lsn\x18\x05 \x01(\x04\x12\x14\n\x0creceived_lsn\x18\x06 \x01(\x04\x12\x14\n\x0creplayed_lsn\x18\x07 \x01(\x04\x12\x18\n\x10replay_lag_bytes\x18\x08 \x01(\x04\x12\x1a\n\x12replay_lag_seconds\x18\t \x01(\x01\x12\x1e\n\x16wal_receiver_streaming\x18\n \x01(\x08\x12\x18\n\x10upstream_address\x18\x0b \x01(\t\x12\x17\n\x0fupstream_region\x18\x0c \x01(\t\x12,\n\x08replicas\x18\r \x03(\x0b\x32\x1a.latitude.v1.ReplicaStatus\x12\x19\n\x11system_identifier\x18\x0e \x01(\x04\x12\x16\n\x0eserver_version\x18\x0f \x01(\t\x12\x13\n\x0bprobe_error\x18\x10 \x01(\t\x12/\n\x0bobserved_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cheartbeat_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x10timeline_history\x18\x13 \x03(\x0b\x32\x1b.latitude.v1.TimelineSwitch\x12)\n\x1cwal_receiver_silence_seconds\x18\x14 \x01(\x01H\x00\x88\x01\x01\x42\x1f\n\x1d_wal_receiver_silence_seconds\"6\n\x0eTimelineSwitch\x12\x13\n\x0btimeline_id\x18\x01 \x01(\r\x12\x0f\n\x07\x65nd_lsn\x18\x02 \x01(\x04\"O\n\x0b\x43heckResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x17\n\x0flatency_seconds\x18\x03 \x01(\x01\x12\r\n\x05\x65rror\x18\x04 \x01(\t*\x90\x01\n\x0c\x45ndpointKind\x12\x1d\n\x19\x45NDPOINT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45NDPOINT_KIND_POSTGRES\x10\x01\x12\x16\n\x12\x45NDPOINT_KIND_HTTP\x10\x02\x12\x16\n\x12\x45NDPOINT_KIND_GRPC\x10\x03\x12\x15\n\x11\x45NDPOINT_KIND_TCP\x10\x04*\xcf\x01\n\x0bRegionState\x12\x1c\n\x18REGION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REGION_STATE_PENDING\x10\x01\x12\x18\n\x14REGION_STATE_HEALTHY\x10\x02\x12\x19\n\x15REGION_STATE_DEGRADED\x10\x03\x12\x1a\n\x16REGION_STATE_UNHEALTHY\x10\x04\x12\x19\n\x15REGION_STATE_FAILOVER\x10\x05\x12\x1c\n\x18REGION_STATE_MAINTENANCE\x10\x06*\x96\x01\n\x0c\x44\x61tabaseRole\x12\x1d\n\x19\x44\x41TABASE_ROLE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41TABASE_ROLE_PRIMARY\x10\x01\x12\x19\n\x15\x44\x41TABASE_ROLE_STANDBY\x10\x02\x12\x19\n\x15\x44\x41TABASE_ROLE_UNKNOWN\x10\x03\x12\x16\n\x12\x44\x41TABASE_ROLE_DOWN\x10\x04*\x89\x01\n\nFenceCause\x12\x1b\n\x17\x46\x45NCE_CAUSE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x45NCE_CAUSE_SELF\x10\x01\x12\x17\n\x13\x46\x45NCE_CAUSE_COMMAND\x10\x02\x12\x17\n\x13\x46\x45NCE_CAUSE_STARTUP\x10\x03\x12\x16\n\x12\x46\x45NCE_CAUSE_KEEPER\x10\x04*\x83\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10SYNC_STATE_ASYNC\x10\x01\x12\x18\n\x14SYNC_STATE_POTENTIAL\x10\x02\x12\x13\n\x0fSYNC_STATE_SYNC\x10\x03\x12\x15\n\x11SYNC_STATE_QUORUM\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'latitude.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENDPOINTKIND']._serialized_start=1164
-  _globals['_ENDPOINTKIND']._serialized_end=1308
-  _globals['_REGIONSTATE']._serialized_start=1311
-  _globals['_REGIONSTATE']._serialized_end=1518
-  _globals['_DATABASEROLE']._serialized_start=1521
-  _globals['_DATABASEROLE']._serialized_end=1671
-  _globals['_FENCECAUSE']._serialized_start=1674
-  _globals['_FENCECAUSE']._serialized_end=1811
-  _globals['_SYNCSTATE']._serialized_start=1814
-  _globals['_SYNCSTATE']._serialized_end=1945
+  _globals['_ENDPOINTKIND']._serialized_start=1240
+  _globals['_ENDPOINTKIND']._serialized_end=1384
+  _globals['_REGIONSTATE']._serialized_start=1387
+  _globals['_REGIONSTATE']._serialized_end=1594
+  _globals['_DATABASEROLE']._serialized_start=1597
+  _globals['_DATABASEROLE']._serialized_end=1747
+  _globals['_FENCECAUSE']._serialized_start=1750
+  _globals['_FENCECAUSE']._serialized_end=1887
+  _globals['_SYNCSTATE']._serialized_start=1890
+  _globals['_SYNCSTATE']._serialized_end=2021
   _globals['_LOCATION']._serialized_start=74
   _globals['_LOCATION']._serialized_end=121
   _globals['_ENDPOINT']._serialized_start=123
@@ -49,9 +49,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPLICASTATUS']._serialized_start=208
   _globals['_REPLICASTATUS']._serialized_end=407
   _globals['_DATABASESTATUS']._serialized_start=410
-  _globals['_DATABASESTATUS']._serialized_end=1024
-  _globals['_TIMELINESWITCH']._serialized_start=1026
-  _globals['_TIMELINESWITCH']._serialized_end=1080
-  _globals['_CHECKRESULT']._serialized_start=1082
-  _globals['_CHECKRESULT']._serialized_end=1161
+  _globals['_DATABASESTATUS']._serialized_end=1100
+  _globals['_TIMELINESWITCH']._serialized_start=1102
+  _globals['_TIMELINESWITCH']._serialized_end=1156
+  _globals['_CHECKRESULT']._serialized_start=1158
+  _globals['_CHECKRESULT']._serialized_end=1237
 # @@protoc_insertion_point(module_scope)

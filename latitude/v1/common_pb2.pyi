@@ -118,7 +118,7 @@ class ReplicaStatus(_message.Message):
     def __init__(self, region: _Optional[str] = ..., client_address: _Optional[str] = ..., state: _Optional[str] = ..., sync_state: _Optional[_Union[SyncState, str]] = ..., sent_lsn: _Optional[int] = ..., flush_lsn: _Optional[int] = ..., replay_lsn: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ...) -> None: ...
 
 class DatabaseStatus(_message.Message):
-    __slots__ = ("role", "fenced", "fence_cause", "timeline_id", "current_lsn", "received_lsn", "replayed_lsn", "replay_lag_bytes", "replay_lag_seconds", "wal_receiver_streaming", "upstream_address", "upstream_region", "replicas", "system_identifier", "server_version", "probe_error", "observed_at", "heartbeat_at", "timeline_history")
+    __slots__ = ("role", "fenced", "fence_cause", "timeline_id", "current_lsn", "received_lsn", "replayed_lsn", "replay_lag_bytes", "replay_lag_seconds", "wal_receiver_streaming", "upstream_address", "upstream_region", "replicas", "system_identifier", "server_version", "probe_error", "observed_at", "heartbeat_at", "timeline_history", "wal_receiver_silence_seconds")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     FENCED_FIELD_NUMBER: _ClassVar[int]
     FENCE_CAUSE_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class DatabaseStatus(_message.Message):
     OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_AT_FIELD_NUMBER: _ClassVar[int]
     TIMELINE_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    WAL_RECEIVER_SILENCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     role: DatabaseRole
     fenced: bool
     fence_cause: FenceCause
@@ -157,7 +158,8 @@ class DatabaseStatus(_message.Message):
     observed_at: _timestamp_pb2.Timestamp
     heartbeat_at: _timestamp_pb2.Timestamp
     timeline_history: _containers.RepeatedCompositeFieldContainer[TimelineSwitch]
-    def __init__(self, role: _Optional[_Union[DatabaseRole, str]] = ..., fenced: _Optional[bool] = ..., fence_cause: _Optional[_Union[FenceCause, str]] = ..., timeline_id: _Optional[int] = ..., current_lsn: _Optional[int] = ..., received_lsn: _Optional[int] = ..., replayed_lsn: _Optional[int] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., wal_receiver_streaming: _Optional[bool] = ..., upstream_address: _Optional[str] = ..., upstream_region: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., system_identifier: _Optional[int] = ..., server_version: _Optional[str] = ..., probe_error: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeline_history: _Optional[_Iterable[_Union[TimelineSwitch, _Mapping]]] = ...) -> None: ...
+    wal_receiver_silence_seconds: float
+    def __init__(self, role: _Optional[_Union[DatabaseRole, str]] = ..., fenced: _Optional[bool] = ..., fence_cause: _Optional[_Union[FenceCause, str]] = ..., timeline_id: _Optional[int] = ..., current_lsn: _Optional[int] = ..., received_lsn: _Optional[int] = ..., replayed_lsn: _Optional[int] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., wal_receiver_streaming: _Optional[bool] = ..., upstream_address: _Optional[str] = ..., upstream_region: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., system_identifier: _Optional[int] = ..., server_version: _Optional[str] = ..., probe_error: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeline_history: _Optional[_Iterable[_Union[TimelineSwitch, _Mapping]]] = ..., wal_receiver_silence_seconds: _Optional[float] = ...) -> None: ...
 
 class TimelineSwitch(_message.Message):
     __slots__ = ("timeline_id", "end_lsn")

@@ -2,26 +2,23 @@
 
 These tests change the cluster (the last one promotes eu-west-1), so the module runs its own
 stack instead of the session's, and the tests run in file order: each leaves us-east-1 the
-writable primary with both standbys streaming from it, except the last.
+writable primary with both standbys streaming from it, except the last. A fence demotes
+us-east-1 and an unfence promotes it again, each time on a new timeline. The attacks on the
+fence are tests/integration/test_hard_fence.py's.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
 
-from agent.actuator import Actuator
 from agent.conninfo import ConninfoError, follow_conninfo, parse_conninfo
-from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from latitude.stack.harness import running_stack
-from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.v1 import agent_pb2, common_pb2
+from tests.integration.actuators import actuator_for, command, in_recovery, timeline
 from tests.integration.connections import eventually, query, session
 
 pytestmark = pytest.mark.stack
@@ -37,30 +34,6 @@ def cluster() -> Stack:
     # No control plane: its leader would fence the primaries these tests make.
     with running_stack(control_plane=False) as stack:
         yield stack
-
-
-def command(kind: int, *, epoch: int = 1, within: float = 10.0, **args) -> agent_pb2.Command:
-    cmd = agent_pb2.Command(command_id=str(uuid.uuid4()), epoch=epoch, kind=kind, **args)
-    cmd.deadline.FromNanoseconds(int((time.time() + within) * 1e9))
-    return cmd
-
-
-def target_for(stack: Stack, region: str) -> DatabaseTarget:
-    state = stack.state()
-    node = stack.postgres_node(state, region)
-    return DatabaseTarget(node.host, node.port, SUPERUSER, state.superuser_password)
-
-
-@asynccontextmanager
-async def actuator_for(stack: Stack, region: str) -> AsyncIterator[Actuator]:
-    target = target_for(stack, region)
-    probe = PostgresProbe(target, region=region)
-    actuator = Actuator(target, probe, region=region)
-    try:
-        yield actuator
-    finally:
-        await actuator.close()
-        await probe.close()
 
 
 async def receiver(stack: Stack, region: str) -> tuple[str, int] | None:
@@ -94,63 +67,83 @@ def test_conninfo_rewrite_keeps_everything_but_the_address():
             parse_conninfo(bad)
 
 
-async def test_fence_stops_writes_and_unfence_restores_them(cluster: Stack):
+async def test_fence_demotes_and_unfence_promotes_on_a_new_timeline(cluster: Stack):
+    before = await timeline(cluster, "us-east-1")
     async with (
         actuator_for(cluster, "us-east-1") as actuator,
         session(cluster, "us-east-1") as writer,
-        session(cluster, "us-east-1", app="latitude-agent us-east-1") as agent_session,
     ):
         await writer.execute("CREATE TABLE fence_test (n int)")
         transaction = writer.transaction()
         await transaction.start()
         await writer.execute("INSERT INTO fence_test VALUES (1)")
+        head = await query(cluster, "us-east-1", "SELECT pg_current_wal_lsn() - '0/0'")
 
         fenced = await actuator.execute(command(K.COMMAND_KIND_FENCE))
         assert fenced.ok, fenced.error
         assert fenced.observed.role == PRIMARY and fenced.observed.fenced
         assert fenced.observed.fence_cause == BY_COMMAND == actuator.fence_cause
-        # The open write transaction was terminated: its COMMIT cannot succeed.
+        # The shutdown checkpoint: after every commit, and the position it answers.
+        assert fenced.fence_lsn >= head and fenced.observed.current_lsn == fenced.fence_lsn
+        assert fenced.observed.timeline_id == before
+        # The server stopped: the open write transaction cannot commit.
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
             await transaction.commit()
-        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
-        assert await query(cluster, "us-east-1", gone, writer.get_server_pid()) == 0
+        # It is back, in recovery, for reads and the probe, reported as a fenced primary.
+        report = await actuator.execute(command(K.COMMAND_KIND_REPORT_NOW))
+        assert report.observed.role == PRIMARY and report.observed.fenced, report
+        assert report.observed.fence_cause == BY_COMMAND
+        assert report.observed.current_lsn > fenced.fence_lsn  # the end of the checkpoint
+        assert await in_recovery(cluster, "us-east-1")
         assert await query(cluster, "us-east-1", "SELECT count(*) FROM fence_test") == 0
-        # New sessions are read-only; the agent's own sessions survive.
-        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "on"
         with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
             await query(cluster, "us-east-1", "INSERT INTO fence_test VALUES (2)")
-        assert await agent_session.fetchval("SELECT 1") == 1
-        probe = PostgresProbe(target_for(cluster, "us-east-1"), region="us-east-1")
-        try:
-            assert (await probe.observe()).fenced
-        finally:
-            await probe.close()
 
         again = await actuator.execute(command(K.COMMAND_KIND_FENCE))
         assert again.ok and again.observed.fenced, again.error
+        assert again.fence_lsn == report.observed.current_lsn  # nothing written since
 
         unfenced = await actuator.execute(command(K.COMMAND_KIND_UNFENCE))
         assert unfenced.ok, unfenced.error
-        assert not unfenced.observed.fenced
+        assert unfenced.observed.role == PRIMARY and not unfenced.observed.fenced
         assert unfenced.observed.fence_cause == common_pb2.FENCE_CAUSE_UNSPECIFIED
+        assert unfenced.observed.timeline_id == before + 1
         assert actuator.fence_cause == common_pb2.FENCE_CAUSE_UNSPECIFIED
         async with session(cluster, "us-east-1") as conn:
             await conn.execute("INSERT INTO fence_test VALUES (3)")
             assert await conn.fetchval("SELECT count(*) FROM fence_test") == 1
+        # Standbys follow the new timeline by themselves.
+        for standby in ("eu-west-1", "ap-southeast-1"):
+            await streams_from(cluster, standby, "us-east-1")
+
+
+async def test_fence_and_unfence_need_no_pg_data_only_to_refuse(cluster: Stack):
+    async with actuator_for(cluster, "us-east-1", with_data=False) as actuator:
+        refused = await actuator.execute(command(K.COMMAND_KIND_FENCE))
+        assert not refused.ok and "a hard fence needs pg_data" in refused.error
+        assert refused.observed.role == PRIMARY and not refused.observed.fenced
+        assert not await in_recovery(cluster, "us-east-1")
+        # Nothing to lift: a no-op.
+        assert (await actuator.execute(command(K.COMMAND_KIND_UNFENCE))).ok
 
 
 async def test_self_fence_records_its_cause(cluster: Stack):
     async with actuator_for(cluster, "us-east-1") as actuator:
         await actuator.fence(common_pb2.FENCE_CAUSE_SELF)
         await actuator.fence(common_pb2.FENCE_CAUSE_SELF)  # idempotent
-        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "on"
+        assert await in_recovery(cluster, "us-east-1")
         report = await actuator.execute(command(K.COMMAND_KIND_REPORT_NOW))
         assert report.ok and report.observed.fenced
         assert report.observed.fence_cause == common_pb2.FENCE_CAUSE_SELF
+        # A later fence by command keeps the first cause, as the data directory does.
+        assert (await actuator.execute(command(K.COMMAND_KIND_FENCE))).ok
+        assert actuator.reported_fence_cause == common_pb2.FENCE_CAUSE_SELF
         assert (await actuator.execute(command(K.COMMAND_KIND_UNFENCE))).ok
+    assert not await in_recovery(cluster, "us-east-1")
 
 
 async def test_a_primary_the_stack_restarts_comes_back_fenced_until_unfenced(cluster: Stack):
+    await cluster.status()  # adopts the postmaster that the fences above started again
     await cluster.kill("postgres-us-east-1")
     await cluster.up()  # as `latitude up` restarts it
     status = {r.region: r for r in (await cluster.status()).regions}
@@ -160,17 +153,26 @@ async def test_a_primary_the_stack_restarts_comes_back_fenced_until_unfenced(clu
     async with actuator_for(cluster, "us-east-1") as actuator:
         # The agent did not fence it: it says it found it so.
         report = await actuator.execute(command(K.COMMAND_KIND_REPORT_NOW))
-        assert report.observed.fenced
+        assert report.observed.role == PRIMARY and report.observed.fenced
         assert report.observed.fence_cause == common_pb2.FENCE_CAUSE_STARTUP
+        # PROMOTE never lifts a fence, nor does FOLLOW make a fenced primary a standby.
+        refused = await actuator.execute(command(K.COMMAND_KIND_PROMOTE))
+        assert not refused.ok and "UNFENCE it" in refused.error, refused.error
+        follow = agent_pb2.FollowArgs(primary_region="eu-west-1", primary_host="127.0.0.1",
+                                      primary_port=1)  # fmt: skip
+        refused = await actuator.execute(command(K.COMMAND_KIND_FOLLOW, follow=follow))
+        assert not refused.ok and "use REJOIN" in refused.error, refused.error
         unfenced = await actuator.execute(command(K.COMMAND_KIND_UNFENCE))
         assert unfenced.ok and not unfenced.observed.fenced, unfenced.error
     await query(cluster, "us-east-1", "CREATE TABLE restarted (n int)")
+    status = {r.region: r for r in (await cluster.status()).regions}
+    assert status["us-east-1"].role == "primary" and not status["us-east-1"].fenced
     for standby in ("eu-west-1", "ap-southeast-1"):
         await streams_from(cluster, standby, "us-east-1")
 
 
 async def test_checkpoint_runs_and_rejoin_needs_a_data_directory(cluster: Stack):
-    async with actuator_for(cluster, "eu-west-1") as actuator:
+    async with actuator_for(cluster, "eu-west-1", with_data=False) as actuator:
         checkpoint = await actuator.execute(command(K.COMMAND_KIND_CHECKPOINT))
         assert checkpoint.ok and checkpoint.observed.role == STANDBY, checkpoint.error
         rejoin = await actuator.execute(command(K.COMMAND_KIND_REJOIN))
@@ -185,7 +187,7 @@ async def test_a_stale_epoch_is_refused_without_touching_the_database(cluster: S
         assert not stale.ok and "4" in stale.error and "5" in stale.error
         assert stale.agent_epoch == 5
         assert stale.observed.role == PRIMARY and not stale.observed.fenced
-        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "off"
+        assert not await in_recovery(cluster, "us-east-1")
         newer = await actuator.execute(command(K.COMMAND_KIND_REPORT_NOW, epoch=6))
         assert newer.ok and newer.agent_epoch == 6 == actuator.highest_epoch
 
@@ -199,7 +201,7 @@ async def test_a_repeated_command_id_is_not_carried_out_again(cluster: Stack):
         repeated = await actuator.execute(fence)
         assert repeated == first  # the remembered answer, fenced as it was then...
         # ...but the database was not fenced again.
-        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "off"
+        assert not await in_recovery(cluster, "us-east-1")
 
 
 async def test_a_command_past_its_deadline_is_refused(cluster: Stack):
@@ -207,7 +209,7 @@ async def test_a_command_past_its_deadline_is_refused(cluster: Stack):
         late = await actuator.execute(command(K.COMMAND_KIND_FENCE, within=-1.0))
         assert not late.ok and "deadline" in late.error
         assert late.observed.role == PRIMARY and not late.observed.fenced
-        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "off"
+        assert not await in_recovery(cluster, "us-east-1")
 
 
 async def test_follow_repoints_a_standby(cluster: Stack):
@@ -280,8 +282,9 @@ async def test_promote_makes_a_writable_primary_with_slots(cluster: Stack):
         await conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (nowhere)'")
         await conn.execute("SELECT pg_reload_conf()")
     async with actuator_for(cluster, "us-east-1") as old, actuator_for(cluster, "eu-west-1") as new:
-        assert (await old.execute(command(K.COMMAND_KIND_FENCE, epoch=2))).ok
-        final = await query(cluster, "us-east-1", "SELECT pg_current_wal_lsn() - '0/0'")
+        fenced = await old.execute(command(K.COMMAND_KIND_FENCE, epoch=2))
+        assert fenced.ok and fenced.fence_lsn, fenced.error
+        final = fenced.fence_lsn  # as a switchover promotes: once everything is replayed
         slots = [cluster.topology.region(r).slot_name for r in ("us-east-1", "ap-southeast-1")]
         args = agent_pb2.PromoteArgs(
             min_replayed_lsn=int(final), create_slots=slots, synchronous_standby_names=""
@@ -291,7 +294,7 @@ async def test_promote_makes_a_writable_primary_with_slots(cluster: Stack):
         )
         assert promoted.ok, promoted.error
         assert promoted.observed.role == PRIMARY and not promoted.observed.fenced
-        assert promoted.observed.timeline_id == 2
+        assert promoted.observed.timeline_id == fenced.observed.timeline_id + 1
         async with session(cluster, "eu-west-1") as conn:
             assert not await conn.fetchval("SELECT pg_is_in_recovery()")
             assert await conn.fetchval("SHOW default_transaction_read_only") == "off"
@@ -307,4 +310,4 @@ async def test_promote_makes_a_writable_primary_with_slots(cluster: Stack):
         # The fenced old primary is never promoted back.
         refused = await old.execute(command(K.COMMAND_KIND_PROMOTE, epoch=2))
         assert not refused.ok and "fenced primary" in refused.error
-        assert await query(cluster, "us-east-1", "SHOW default_transaction_read_only") == "on"
+        assert await in_recovery(cluster, "us-east-1")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import time
 import uuid
@@ -297,11 +299,13 @@ async def test_a_frozen_link_is_unknown_in_time_and_the_probe_reconnects(probe_f
     assert relay.connections == connections + 1
 
 
-async def test_a_read_only_primary_is_fenced_and_gets_no_heartbeat(probe_for, sql):
+async def test_a_read_only_default_is_no_fence_and_its_heartbeat_fails_quietly(probe_for, sql):
+    """Only a demoted primary is fenced (see test_hard_fence.py): a read-only default is one a
+    client sets back, so it fences nothing; the heartbeat it refuses is skipped quietly."""
     name = beat_name()
     probe = probe_for(PRIMARY, name=name)
     admin = await sql(PRIMARY)
-    # So that this session can undo the fence whatever the server's setting.
+    # So that this session can undo the setting whatever the server's.
     await admin.execute("SET default_transaction_read_only = off")
     await probe.observe()
     await probe.heartbeat()
@@ -311,12 +315,34 @@ async def test_a_read_only_primary_is_fenced_and_gets_no_heartbeat(probe_for, sq
     try:
         await admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
         await admin.execute("SELECT pg_reload_conf()")
-        status = await observe_until(probe, lambda s: s.fenced, "the fence to show")
-        assert status.role == common_pb2.DATABASE_ROLE_PRIMARY
-        assert status.fence_cause == common_pb2.FENCE_CAUSE_UNSPECIFIED  # the actuator's to say
+        await probe.close()  # a new session, with the new default
+        status = await probe.observe()
+        assert status.role == common_pb2.DATABASE_ROLE_PRIMARY and not status.fenced
+        assert status.fence_cause == common_pb2.FENCE_CAUSE_UNSPECIFIED
         await probe.heartbeat()
         assert await admin.fetchval(beats, name) == beat
     finally:
         await admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
         await admin.execute("SELECT pg_reload_conf()")
-    await observe_until(probe, lambda s: not s.fenced, "the fence to lift")
+
+
+async def test_a_stream_that_brings_nothing_is_not_streaming(stack: Stack, probe_for, sql):
+    """A silently cut link leaves the WAL receiver 'streaming' until wal_receiver_timeout: the
+    probe counts a stream only while it brings something (the primary's agent writes a
+    heartbeat every interval). Frozen here by stopping the walsender that feeds the standby."""
+    primary = await sql(PRIMARY)
+    pid = await primary.fetchval(
+        "SELECT pid FROM pg_stat_replication WHERE application_name = $1", STANDBYS[0]
+    )
+    probe = probe_for(STANDBYS[0])
+    await observe_until(probe, lambda s: s.wal_receiver_streaming, "a live stream")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = await observe_until(
+            probe, lambda s: not s.wal_receiver_streaming, "the frozen stream to stop counting"
+        )
+        assert frozen.wal_receiver_silence_seconds > 2.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    back = await observe_until(probe, lambda s: s.wal_receiver_streaming, "the stream back")
+    assert back.wal_receiver_silence_seconds < 2.0

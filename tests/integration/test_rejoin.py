@@ -146,13 +146,10 @@ async def streams_to(stack: Stack, primary: str, standby: str, timeout: float = 
     await eventually(look, timeout, f"{primary} to stream to {standby} through slot {slot}")
 
 
-async def write_after_the_fence(stack: Stack, region: str, n: int) -> int:
-    """A write on a fenced primary: a session may lift default_transaction_read_only for
-    itself (only stopping the server truly ends writes, which is why REJOIN stops it). The WAL
-    position after it."""
+async def write_diverging(stack: Stack, region: str, n: int) -> int:
+    """A write on an old primary that another region's promotion left writable (what a fence
+    prevents; the tests below make it so to have WAL to rewind). The WAL position after it."""
     async with session(stack, region) as conn:
-        assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
-        await conn.execute("SET default_transaction_read_only = off")
         await conn.execute("INSERT INTO rejoin_probe VALUES ($1, 'divergent')", n)
         return await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'")
 
@@ -211,7 +208,7 @@ async def test_rejoin_needs_a_data_directory_and_a_reachable_primary(cluster: St
         # Untouched: the same postmaster, a writable primary.
         assert result.observed.role == PRIMARY and not result.observed.fenced
     assert postmaster_pid(cluster, US) == before
-    assert await query(cluster, US, "SHOW default_transaction_read_only") == "off"
+    assert not await query(cluster, US, "SELECT pg_is_in_recovery()")
 
 
 async def test_a_former_primary_rejoins_and_its_divergent_write_is_rewound(
@@ -224,7 +221,7 @@ async def test_a_former_primary_rejoins_and_its_divergent_write_is_rewound(
     await has_rows(cluster, EU, [1])
     await has_rows(cluster, AP, [1])
     async with actuator_for(cluster, US) as old, actuator_for(cluster, EU) as new:
-        assert (await old.execute(command(K.COMMAND_KIND_FENCE))).ok
+        # Not fenced first: us-east-1 stays writable, and REJOIN demotes it before its stop.
         final = await query(cluster, US, "SELECT pg_current_wal_lsn() - '0/0'")
         slots = [cluster.topology.region(r).slot_name for r in (US, AP)]
         args = agent_pb2.PromoteArgs(min_replayed_lsn=int(final), create_slots=slots)
@@ -234,7 +231,7 @@ async def test_a_former_primary_rejoins_and_its_divergent_write_is_rewound(
             await conn.execute("INSERT INTO rejoin_probe VALUES (2, 'eu-west-1')")
         # eu-west-1's timeline forked before this: us-east-1's WAL now diverges, and so does
         # that of ap-southeast-1, which still streams from it (the third test copies it).
-        diverged = await write_after_the_fence(cluster, US, 3)
+        diverged = await write_diverging(cluster, US, 3)
         await eventually(
             lambda: query(cluster, AP, "SELECT pg_last_wal_replay_lsn() - '0/0' >= $1", diverged),
             15, "ap-southeast-1 to replay the divergent write",
@@ -309,7 +306,6 @@ async def test_a_killed_former_primary_is_recovered_then_rewound(
 ):
     caplog.set_level(logging.INFO, logger="latitude.agent")
     async with actuator_for(cluster, EU) as old, actuator_for(cluster, US) as new:
-        assert (await old.execute(command(K.COMMAND_KIND_FENCE, epoch=2))).ok
         final = await query(cluster, EU, "SELECT pg_current_wal_lsn() - '0/0'")
         slots = [cluster.topology.region(r).slot_name for r in (EU, AP)]
         args = agent_pb2.PromoteArgs(min_replayed_lsn=int(final), create_slots=slots)
@@ -319,7 +315,7 @@ async def test_a_killed_former_primary_is_recovered_then_rewound(
         assert promoted.ok, promoted.error
         async with session(cluster, US) as conn:
             await conn.execute("INSERT INTO rejoin_probe VALUES (4, 'us-east-1')")
-        await write_after_the_fence(cluster, EU, 5)
+        await write_diverging(cluster, EU, 5)
         # Killed: it must go through crash recovery before pg_rewind can read it.
         postmaster = processes.record_for("postgres", postmaster_pid(cluster, EU))
         os.kill(postmaster.pid, signal.SIGKILL)

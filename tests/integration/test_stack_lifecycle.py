@@ -90,6 +90,7 @@ def test_up_status_up_again_down(stack_dir: Path):
 
     down = latitude("down", "--dir", str(stack_dir))
     assert down.returncode == 0, down.stderr
+    # etcd x3, PostgreSQL x3, coordinators x3, and per region a fence keeper and an agent
     assert "stopped 15 processes" in down.stdout
     assert not stack_dir.exists()
     assert_nothing_running(stack_dir, before)

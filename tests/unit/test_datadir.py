@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.datadir import configure_standby
 
 
-def test_a_former_primary_becomes_a_standby_without_its_slots(tmp_path):
+def test_a_former_primary_becomes_a_standby_without_its_slots_or_its_fence(tmp_path):
     slot = tmp_path / "pg_replslot" / "latitude_eu_west_1"
     slot.mkdir(parents=True)
     (slot / "state").write_bytes(b"\0")
@@ -13,6 +13,7 @@ def test_a_former_primary_becomes_a_standby_without_its_slots(tmp_path):
         "max_connections = 50\n"
         "primary_conninfo = 'host=old'\n"
         "default_transaction_read_only = 'on'\n"
+        "latitude.fenced = 'command'\n"
     )
     (tmp_path / "recovery.signal").write_text("")
 

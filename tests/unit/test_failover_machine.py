@@ -94,6 +94,7 @@ class Agents:
         self.unreachable: set[str] = set()
         self.failing: dict[int, str] = {}  # command kind -> error
         self.confirmed_ago: dict[str, float] = {}
+        self.stopped_at_once = False  # FENCE had to stop the server at once: no final position
 
     def db(self, region: str) -> common_pb2.DatabaseStatus:
         return self.registry.regions[region].report.database
@@ -114,7 +115,7 @@ class Agents:
         db = self.db(region)
         if command.kind == K.COMMAND_KIND_FENCE:
             db.fenced, db.fence_cause = True, common_pb2.FENCE_CAUSE_COMMAND
-            result.fence_lsn = db.current_lsn
+            result.fence_lsn = 0 if self.stopped_at_once else db.current_lsn
         elif command.kind == K.COMMAND_KIND_UNFENCE:
             db.fenced, db.fence_cause = False, common_pb2.FENCE_CAUSE_UNSPECIFIED
         elif command.kind == K.COMMAND_KIND_PROMOTE:
@@ -361,3 +362,28 @@ async def test_a_new_leaders_silence_counts_from_its_election_not_from_never():
     for name in ("eu-west-1", "ap-southeast-1"):
         cluster.report(name, wal_receiver_streaming=False)
     assert machine.primary_failed()[0]
+
+
+async def test_a_switchover_whose_fence_has_no_final_position_aborts_and_lifts_it():
+    cluster = Cluster()
+    cluster.agents.stopped_at_once = True
+    machine = cluster.leader()
+    machine.write_region = "us-east-1"
+    record = await machine.start(SWITCHOVER, "planned", target="eu-west-1")
+    assert record.phase == P.Value("FAILOVER_PHASE_ABORTED")
+    assert "final WAL position is unknown" in record.error
+    assert cluster.agents.kinds_to("us-east-1") == ["FENCE", "UNFENCE"]
+    assert "PROMOTE" not in cluster.agents.kinds_to("eu-west-1")
+
+
+async def test_a_failover_fenced_without_a_final_position_claims_no_exact_bound():
+    cluster = Cluster()
+    cluster.agents.stopped_at_once = True
+    cluster.report("eu-west-1", replayed_lsn=4000, received_lsn=4000)
+    machine = cluster.leader()
+    machine.write_region = "us-east-1"
+    record = await machine.start(AUTOMATIC, "us-east-1's database is down")
+    assert record.phase == P.Value("FAILOVER_PHASE_COMPLETED"), record.error
+    assert record.fenced_by_command and not record.old_primary_lsn_final
+    assert not record.HasField("data_loss_bound_bytes")  # not "0 lost"
+    assert record.old_primary_lsn == 5000  # its last reported position stands

@@ -37,9 +37,17 @@ def test_the_lease_sets_the_deadline_and_a_lost_lease_keeps_the_last_one():
 
 def test_a_live_agent_that_vouches_for_its_database_fences_it_itself():
     watch = Watch(started_at=10.0, fence_after=4.0, agent_grace=1.0)
-    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=29.5), PM, 10.0)
-    assert not watch.due(30.2, writable=True)  # the agent saw it 0.7 s ago: its fence to make
-    assert watch.due(30.5, writable=True)  # silent for agent_grace: gone, frozen or blind
+    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=29.9), PM, 10.0)
+    assert not watch.due(30.2, writable=True)  # the agent saw it 0.3 s ago: its fence to make
+    # Never later than DEFER_AT_MOST past the deadline, though it vouched within agent_grace:
+    # the leader promotes at the deadline plus its margin.
+    assert watch.due(30.25, writable=True)
+
+
+def test_an_agent_that_stopped_vouching_is_overtaken_at_the_deadline():
+    watch = Watch(started_at=10.0, fence_after=4.0, agent_grace=1.0)
+    watch.see(LeaseFile("us-east-1", 30.0, 123, vouched_at=28.9), PM, 10.0)
+    assert watch.due(30.0, writable=True)  # silent for agent_grace: gone, frozen or blind
 
 
 def test_an_agent_gone_long_before_the_deadline_is_fenced_for_at_the_deadline():
