@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -237,6 +238,14 @@ def seconds_at_risk(
     return max(0.0, (writes_ended_ns - kept_until_ns) / 1e9)
 
 
+def same_reason(reason: str) -> str:
+    """A reason with its figures blanked: "no report for 3.1 s" and "... 3.2 s" are one."""
+    return _FIGURES.sub("#", reason)
+
+
+_FIGURES = re.compile(r"\d+(?:\.\d+)?")
+
+
 def any_one(regions: Iterable[str]) -> str:
     """synchronous_standby_names: a commit waits for any one of these standbys."""
     return "ANY 1 (" + ",".join(f'"{name}"' for name in sorted(regions)) + ")"
@@ -281,9 +290,11 @@ class RetryPolicy:
         return self._wait
 
     def should_record(self, reason: str) -> bool:
-        if reason in self._recorded:
+        """True the first time a reason is seen (figures in it, which move, do not count)."""
+        key = same_reason(reason)
+        if key in self._recorded:
             return False
-        self._recorded = self._recorded | {reason}
+        self._recorded = self._recorded | {key}
         return True
 
     def reset(self) -> None:

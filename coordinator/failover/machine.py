@@ -34,6 +34,7 @@ from coordinator.failover.decisions import (
     check_target,
     choose,
     fence_deadline,
+    same_reason,
     seconds_at_risk,
 )
 from coordinator.failover.guards import Guards, record_fenced, unfence
@@ -152,8 +153,8 @@ class FailoverMachine:
             self._retry.reset()
             return
         if not verdict.confirmed:
-            if verdict.reason not in self._noted:
-                self._noted.add(verdict.reason)
+            if same_reason(verdict.reason) not in self._noted:
+                self._noted.add(same_reason(verdict.reason))
                 log.warning("not failing over: %s", verdict.reason)
                 self._leader.events.record(
                     admin_pb2.EVENT_KIND_ALERT,

@@ -190,5 +190,9 @@ def test_failed_attempts_back_off_and_are_recorded_once():
     assert not retry.ready(10.9) and retry.ready(11.0)
     assert retry.should_record("no standby") and not retry.should_record("no standby")
     assert retry.should_record("another reason")
+    # Figures move while the cause stays the same: still recorded once.
+    assert retry.should_record("no report for 3.1 s") and not retry.should_record(
+        "no report for 4.7 s"
+    )
     retry.reset()
     assert retry.ready(11.0) and retry.should_record("no standby")

@@ -387,3 +387,18 @@ async def test_a_failover_fenced_without_a_final_position_claims_no_exact_bound(
     assert record.fenced_by_command and not record.old_primary_lsn_final
     assert not record.HasField("data_loss_bound_bytes")  # not "0 lost"
     assert record.old_primary_lsn == 5000  # its last reported position stands
+
+
+async def test_a_failover_that_cannot_be_confirmed_is_alerted_once_not_every_tick():
+    cluster = Cluster()
+    cluster.registry.detach("us-east-1", cluster.registry.regions["us-east-1"].session)
+    machine = cluster.leader()
+    machine.write_region, machine.resumed = "us-east-1", True
+    for _ in range(20):  # two seconds of ticks, the silence growing all along
+        cluster.clock.now += 0.1 if cluster.clock.now > 1003 else 3.5
+        for name in ("eu-west-1", "ap-southeast-1"):  # still streaming from it
+            cluster.report(name)
+        await machine._watch()
+    alerts = [e for e in cluster.events.recorded if e.kind == admin_pb2.EVENT_KIND_ALERT]
+    assert len(alerts) == 1, [e.message for e in alerts]
+    assert "still stream WAL from it" in alerts[0].message
