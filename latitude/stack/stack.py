@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.demotion import fence_cause
 from latitude import admin_client
 from latitude.errors import StackError
 from latitude.netaddr import join_host_port
@@ -385,7 +386,11 @@ class Stack:
         started: list[ProcessRecord], *, fresh: bool,
     ) -> None:  # fmt: skip
         """Start a region's server; a primary fenced unless ``fresh`` (made by this up)."""
-        primary = not (node.data_dir / "standby.signal").exists()
+        # A demoted primary holds standby.signal too: it is still the primary, fenced.
+        primary = (
+            not (node.data_dir / "standby.signal").exists()
+            or fence_cause(node.data_dir) is not None
+        )
         fenced = primary and not fresh
         if fenced:
             postgres.fence(node)
