@@ -345,7 +345,9 @@ async def test_a_demoted_primary_stopped_at_once_rejoins_after_recovering_in_rec
     us, eu = (cluster.postgres_node(state, r) for r in (US, EU))
     async with actuator_for(cluster, US) as old, actuator_for(cluster, EU) as new:
         head = await query(cluster, US, "SELECT pg_current_wal_lsn() - '0/0'")
-        args = agent_pb2.PromoteArgs(min_replayed_lsn=int(head))
+        # As a failover would: the slot the old primary will stream through once rejoined.
+        slot = cluster.topology.region(US).slot_name
+        args = agent_pb2.PromoteArgs(min_replayed_lsn=int(head), create_slots=[slot])
         promoted = await new.execute(command(K.COMMAND_KIND_PROMOTE, within=20, promote=args))
         assert promoted.ok, promoted.error
         await query(cluster, US, "INSERT INTO attempts VALUES (-1, 'diverging')")
