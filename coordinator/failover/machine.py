@@ -204,6 +204,11 @@ class FailoverMachine:
             raise FailoverRefused(f"unknown region {target!r}")
         if target == self.write_region:
             raise FailoverRefused(f"{target} already holds the primary")
+        if kind != admin_pb2.FAILOVER_KIND_AUTOMATIC:
+            # An operator's request is checked against what the candidates say now, not a
+            # report up to an interval old (a former primary rejoined a moment ago, say).
+            names = [n for n in self._registry.regions if n != self.write_region]
+            await asyncio.gather(*(self._report_now(n) for n in names), return_exceptions=True)
         self._check_before_fencing(kind, target, forced)
         record = admin_pb2.FailoverStatus(
             failover_id=uuid.uuid4().hex[:8],

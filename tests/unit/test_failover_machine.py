@@ -222,7 +222,8 @@ async def test_a_switchover_fences_promotes_past_the_fence_position_and_repoints
     assert record.fenced_by_command and record.old_primary_lsn == 5000
     assert record.data_loss_bound_bytes == 0
     assert cluster.agents.kinds_to("us-east-1") == ["FENCE", "REJOIN"]
-    assert cluster.agents.kinds_to("eu-west-1") == ["REPORT_NOW", "PROMOTE"]
+    # Asked afresh before the checks, and again before the choice.
+    assert cluster.agents.kinds_to("eu-west-1") == ["REPORT_NOW", "REPORT_NOW", "PROMOTE"]
     assert "FOLLOW" in cluster.agents.kinds_to("ap-southeast-1")
     assert cluster.events.kinds()[0] == "FAILOVER_STARTED"
 
@@ -234,7 +235,9 @@ async def test_a_switchover_to_a_region_in_maintenance_is_refused_before_any_fen
     machine.write_region = "us-east-1"
     with pytest.raises(FailoverRefused, match="eu-west-1 cannot be promoted: in maintenance"):
         await machine.start(SWITCHOVER, "planned", target="eu-west-1")
-    assert cluster.agents.sent == []  # nothing fenced, nothing asked
+    # Nothing fenced, nothing changed: the candidates were only asked where they stand.
+    assert {kind for _, kind in cluster.agents.sent} == {"REPORT_NOW"}
+    assert cluster.agents.kinds_to("us-east-1") == []
     assert keys.FAILOVER not in cluster.store.data
 
 
