@@ -246,10 +246,7 @@ class Agent:
         while True:
             self._lease_moved()
             now = time.monotonic()
-            if now < self.lease.deadline:
-                await asyncio.sleep(min(self.lease.deadline - now, _FENCE_TICK))
-                continue
-            if self._fence_due(self.database):
+            if now >= self.lease.deadline and self._fence_due(self.database):
                 log.warning("no report acknowledged and no failsafe round confirmed for %.1f s "
                             "(%s): fencing the database", self.fence_after,
                             self.lease.failsafe_problem or "no peer agents")  # fmt: skip
@@ -262,7 +259,13 @@ class Agent:
                 if database.fenced:
                     database.fence_cause = self.actuator.reported_fence_cause
                 self._observed(database, time.monotonic())
-            elif now - revived_at > _REVIVE_EVERY and self.actuator.stopped_fenced():
+            elif (
+                self.database.role == common_pb2.DATABASE_ROLE_DOWN
+                and now - revived_at > _REVIVE_EVERY
+                and self.actuator.stopped_fenced()
+            ):
+                # Whatever the lease says: a stopped fenced server cannot take writes, and
+                # started in recovery it can be seen, unfenced or rejoined.
                 revived_at = now
                 await self.actuator.revive()
             await asyncio.sleep(_FENCE_TICK)

@@ -569,12 +569,6 @@ async def test_an_agent_clock_skewed_keeps_detection_and_lag_right(settled: Stac
 # -- (7) the primary's agent killed, then the region cut; last, as it may leave the stack broken
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs a region whose agent died while it was cut off to recover once healed: "
-    "no two writable primaries are seen, but up (restarting the agent) then waits 60 s for "
-    "every standby to stream and gives up",
-)
 async def test_primary_agent_killed_then_region_cut_never_two_writable(settled: Stack):
     async with scenario(settled, "agent-killed-then-cut") as run:
         run.fault()
