@@ -118,8 +118,14 @@ def test_up_recovers_a_stack_whose_processes_were_killed(stack_dir: Path):
     now = recorded(stack_dir)
     assert set(now) == set(killed)
     assert all(now[n].pid != killed[n].pid for n in now)
-    view = json.loads(latitude("status", "--dir", str(stack_dir), "--json").stdout)
-    assert view["ready"]
+    # Ready when up answered; a moment later the standbys may still be switching to the
+    # timeline the unfenced primary's promotion began, so ready again within seconds.
+    deadline = time.monotonic() + 15
+    while not (view := json.loads(latitude("status", "--dir", str(stack_dir), "--json").stdout))[
+        "ready"
+    ]:
+        assert time.monotonic() < deadline, f"not ready again after up: {view}"
+        time.sleep(0.5)
     primary = next(d for d in view["databases"] if d["role"] == "primary")
     assert primary["region"] == "us-east-1" and not primary["fenced"]
 
