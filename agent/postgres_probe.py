@@ -102,8 +102,10 @@ ON CONFLICT (region) DO UPDATE SET beat_at = excluded.beat_at
 _TIMELINE_HISTORY = "SELECT pg_read_file('pg_wal/' || $1 || '.history')"
 
 # A WAL receiver that has heard nothing from its upstream for this long does not count as
-# streaming (seconds; heartbeats come every report interval, 0.5 s by default).
-STREAM_SILENCE_LIMIT = 2.0
+# streaming (seconds; heartbeats come every report interval, 0.5 s by default, but an idle
+# primary whose agent is gone sends nothing: at least fail_after, so that silence alone is not
+# read as a lost stream before the leader could act on it, and at most fence_after).
+STREAM_SILENCE_LIMIT = 4.0
 
 # Trouble with the database or the way to it, as opposed to a bug here.
 _TROUBLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,

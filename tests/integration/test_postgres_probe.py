@@ -341,8 +341,8 @@ async def test_a_stream_that_brings_nothing_is_not_streaming(stack: Stack, probe
         frozen = await observe_until(
             probe, lambda s: not s.wal_receiver_streaming, "the frozen stream to stop counting"
         )
-        assert frozen.wal_receiver_silence_seconds > 2.0
+        assert frozen.wal_receiver_silence_seconds > 4.0
     finally:
         os.kill(pid, signal.SIGCONT)
     back = await observe_until(probe, lambda s: s.wal_receiver_streaming, "the stream back")
-    assert back.wal_receiver_silence_seconds < 2.0
+    assert back.wal_receiver_silence_seconds < 4.0
