@@ -30,6 +30,7 @@ from latitude.admin_client import NoCoordinator, call_any, cluster_status
 from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
+from tests.integration.connections import FAILOVER_RECORD
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 TABLE = "chaos_probe"
@@ -340,22 +341,6 @@ async def monitored(monitor: Monitor):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-FAILOVER_RECORD = b"/latitude/failover/current"  # under the coordinators' default prefix
-
-
-async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
-    """The newest failover record, straight from etcd (it outlives the failover)."""
-    from coordinator.etcd import Etcd
-
-    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
-    await etcd.connect()
-    try:
-        kv = await etcd.get(FAILOVER_RECORD, timeout=1.0)
-    finally:
-        await etcd.close()
-    return admin_pb2.FailoverStatus.FromString(kv.value) if kv is not None else None
 
 
 async def wait_phase(stack: Stack, phase: int, since: float, timeout: float) -> None:

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from coordinator import keys
+from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
+from latitude.v1 import admin_pb2
 
 # A connection that dies mid-query can surface as any of these (asyncpg's InternalClientError
 # when the failure interrupts its state machine).
@@ -148,3 +151,18 @@ async def running(*work: Coroutine) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+# Under the coordinators' default prefix.
+FAILOVER_RECORD = f"/latitude/{keys.FAILOVER}".encode()
+
+
+async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
+    """The newest failover record, straight from etcd (it outlives the failover)."""
+    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
+    await etcd.connect()
+    try:
+        kv = await etcd.get(FAILOVER_RECORD, timeout=1.0)
+    finally:
+        await etcd.close()
+    return admin_pb2.FailoverStatus.FromString(kv.value) if kv is not None else None

@@ -17,7 +17,6 @@ import pytest
 
 from agent.demotion import fence_cause
 from agent.keeper import read_lease
-from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
@@ -28,6 +27,7 @@ from tests.integration.connections import (
     Ack,
     Writer,
     eventually,
+    failover_record,
     query,
     running,
     session,
@@ -38,7 +38,6 @@ pytestmark = pytest.mark.stack
 
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
-FAILOVER_RECORD = b"/latitude/failover/current"  # under the coordinators' default prefix
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +101,6 @@ class Monitor:
             for conn in self._conns.values():
                 if conn is not None:
                     conn.terminate()
-
-
-async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
-    """The newest failover record, straight from etcd (it outlives the failover)."""
-    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
-    await etcd.connect()
-    try:
-        kv = await etcd.get(FAILOVER_RECORD, timeout=1.0)
-    finally:
-        await etcd.close()
-    return admin_pb2.FailoverStatus.FromString(kv.value) if kv is not None else None
 
 
 async def failover_from(
