@@ -33,7 +33,6 @@ from tests.chaos.monitor import (
     Monitor,
     Result,
     database_view,
-    failover_record,
     failovers_since,
     monitored,
     prepare,
@@ -41,6 +40,7 @@ from tests.chaos.monitor import (
     wait_converged,
     wait_phase,
 )
+from tests.integration.connections import failover_record
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
