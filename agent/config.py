@@ -26,6 +26,9 @@ class AgentConfig:
     coordinators: tuple[str, ...] = ()
     # host:port for the agent's own gRPC server (health, reflection); port 0 picks one.
     listen: str = "127.0.0.1:0"
+    # host:port at which the coordinators reach that server (told in Hello.agent_address, for
+    # AdminService.Verify); empty: the listen address with the port it bound.
+    advertise: str = ""
     # Where the region is, for geographic routing.
     latitude: float = 0.0
     longitude: float = 0.0
@@ -86,6 +89,8 @@ class AgentConfig:
         for address in self.coordinators:
             parse_host_port(address, "coordinators")
         parse_host_port(self.listen, "listen", any_port=True)
+        if self.advertise:
+            parse_host_port(self.advertise, "advertise")
         if not -90 <= self.latitude <= 90:
             raise ConfigError(f"latitude: must be within -90..90, got {self.latitude}")
         if not -180 <= self.longitude <= 180:

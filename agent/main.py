@@ -28,8 +28,9 @@ from agent.peers import PeerProber, parse_peers
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from agent.rejoin import LocalServer
 from agent.utilization import Utilization
+from agent.verify_service import VerifyServicer
 from latitude import program
-from latitude.netaddr import join_host_port
+from latitude.netaddr import join_host_port, parse_host_port
 from latitude.program import all_or_none, setup_logging
 from latitude.serving import Server, until_signalled
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
@@ -83,6 +84,8 @@ class Agent:
         self._observed_at = -float("inf")  # monotonic; the first probe has not run yet
         self._system_identifier = 0  # the newest known: a database down still has one
         self._sequence = 0
+        # Where the coordinators reach this agent's gRPC server, once it listens.
+        self.advertised = config.advertise
 
     @property
     def interval(self) -> float:
@@ -115,6 +118,7 @@ class Agent:
             ],
             agent_version=latitude.__version__,
             highest_epoch_seen=highest_epoch,
+            agent_address=self.advertised,
         )
 
     def report(self) -> agent_pb2.Report:
@@ -334,7 +338,15 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         agent_pb2_grpc.add_FailsafeServiceServicer_to_server, servicer,
         agent_pb2.DESCRIPTOR.services_by_name["FailsafeService"].full_name,
     )  # fmt: skip
+    verify = VerifyServicer(agent.probe.target, config.region)
+    server.add(
+        agent_pb2_grpc.add_VerifyServiceServicer_to_server, verify,
+        agent_pb2.DESCRIPTOR.services_by_name["VerifyService"].full_name,
+    )  # fmt: skip
     await server.start()
+    if not agent.advertised:
+        host, _ = parse_host_port(config.listen, "listen", any_port=True)
+        agent.advertised = join_host_port(host, server.port)
     log.info("agent %s for %s serving health on port %d", config.id, config.region, server.port)
     running = asyncio.create_task(agent.run(), name="agent")
     try:
@@ -346,6 +358,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         log.info("shutting down")
         await server.stop(1.0)
     finally:
+        await verify.close()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
@@ -354,7 +367,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
           "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
           "replication_passfile", "utilization_source", "peers", "peer_agents",
-          "fence_lease")  # fmt: skip
+          "fence_lease", "advertise")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

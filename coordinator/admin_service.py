@@ -13,6 +13,9 @@ from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
 from coordinator.node import CoordinatorNode
+from coordinator.verify.runner import Verifier, VerifyFailed
+from coordinator.verify.settings import InvalidVerify, VerifySettings
+from coordinator.verify.targets import NoTargets, verify_targets
 from latitude.v1 import admin_pb2, admin_pb2_grpc, routing_pb2
 
 LEADER_METADATA = "latitude-leader-address"
@@ -192,6 +195,41 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             return await operations.check_consistency(self._node, request, budget)
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+
+    async def Verify(self, request, context):
+        try:
+            settings = VerifySettings.from_request(request)
+        except InvalidVerify as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        store = self._node.store
+        try:
+            published, write_region = await asyncio.gather(
+                store.read_prefix(keys.REGIONS), store.read(keys.WRITE_REGION)
+            )
+            primary, agents = verify_targets(published, (write_region or b"").decode())
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+        except NoTargets as err:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        updates: asyncio.Queue[admin_pb2.VerifyProgress] = asyncio.Queue()
+        verifier = Verifier(primary, agents, settings, progress=updates.put_nowait)
+        # Ends with the call: a caller that goes away cancels the check.
+        task = asyncio.create_task(verifier.run())
+        try:
+            while not task.done() or not updates.empty():
+                waiting = asyncio.create_task(updates.get())
+                await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():
+                    waiting.cancel()
+                    continue
+                yield admin_pb2.VerifyUpdate(progress=waiting.result())
+            report = task.result()
+        except VerifyFailed as err:
+            await context.abort(err.code, str(err))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        yield admin_pb2.VerifyUpdate(report=report)
 
     def _background_task(self, coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)

@@ -235,6 +235,7 @@ class Registry:
             status.priority = record.hello.priority
             status.location.CopyFrom(record.hello.location)
             status.endpoints.extend(record.hello.endpoints)
+            status.agent_address = record.hello.agent_address
         report = record.report
         if report is not None:
             status.last_report_at.FromNanoseconds(int(record.report_wall * 1e9))

@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
-from latitude import route_view
+from latitude import route_view, verify_view
 from latitude.admin_client import call_any, call_leader
 from latitude.client import strategy_value
 from latitude.errors import LatitudeError
@@ -129,6 +129,21 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     _coordinators_option(check, timeout=10.0)
     check.set_defaults(command=_check)
+
+    verify = _stack_command(
+        commands, "verify", "compare the data itself across regions, by key-range checksums"
+    )
+    verify.add_argument(
+        "--table", dest="tables", action="append", default=[], metavar="SCHEMA.NAME",
+        help="only this table (repeatable; default every user table)",
+    )  # fmt: skip
+    verify.add_argument("--rows-per-range", type=int, default=0, help="default 10000")
+    verify.add_argument(
+        "--replay-wait", type=float, default=0.0, help="seconds a standby may take to catch up"
+    )
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(verify, timeout=3600.0)
+    verify.set_defaults(command=_verify)
 
     route = _stack_command(commands, "route", "where a client's requests should go, and why")
     where = route.add_mutually_exclusive_group()
@@ -324,6 +339,29 @@ async def _check(args: argparse.Namespace) -> int:
         print(json.dumps(consistency_json(report), indent=2))
     else:
         print(format_consistency(report))
+    return 0 if report.consistent else EXIT_ERROR
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    if args.rows_per_range < 0 or args.replay_wait < 0:
+        raise LatitudeError("--rows-per-range and --replay-wait must not be negative")
+    request = admin_pb2.VerifyRequest(
+        tables=args.tables, rows_per_range=args.rows_per_range,
+        replay_wait_seconds=args.replay_wait,
+    )  # fmt: skip
+    live = sys.stderr.isatty()
+
+    def progress(update: admin_pb2.VerifyProgress) -> None:
+        line = verify_view.format_progress(update)
+        print(f"\r\033[K{line}" if live else line, end="" if live else "\n", file=sys.stderr)
+
+    report = await verify_view.verify(_coordinators(args), request, args.timeout, progress)
+    if live:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(verify_view.report_json(report), indent=2))
+    else:
+        print(verify_view.format_report(report))
     return 0 if report.consistent else EXIT_ERROR
 
 

@@ -193,7 +193,7 @@ class FailoverStatus(_message.Message):
     def __init__(self, failover_id: _Optional[str] = ..., kind: _Optional[_Union[FailoverKind, str]] = ..., phase: _Optional[_Union[FailoverPhase, str]] = ..., from_region: _Optional[str] = ..., to_region: _Optional[str] = ..., reason: _Optional[str] = ..., forced: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fence_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_loss_bound_bytes: _Optional[int] = ..., error: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Mapping[str, _timestamp_pb2.Timestamp]] = ..., data_loss_bound_seconds: _Optional[float] = ..., selection_reason: _Optional[str] = ..., old_primary_lsn: _Optional[int] = ..., promoted_lsn: _Optional[int] = ..., fenced_by_command: _Optional[bool] = ..., failsafe_confirmations: _Optional[_Mapping[str, _timestamp_pb2.Timestamp]] = ..., old_primary_lsn_final: _Optional[bool] = ...) -> None: ...
 
 class RegionStatus(_message.Message):
-    __slots__ = ("region", "state", "state_reason", "agent_id", "agent_connected", "last_report_at", "last_report_age_seconds", "database", "checks", "replay_lag_bytes", "replay_lag_seconds", "weight", "capacity", "capacity_utilization", "response_time_seconds", "error_rate", "priority", "location", "endpoints", "peers")
+    __slots__ = ("region", "state", "state_reason", "agent_id", "agent_connected", "last_report_at", "last_report_age_seconds", "database", "checks", "replay_lag_bytes", "replay_lag_seconds", "weight", "capacity", "capacity_utilization", "response_time_seconds", "error_rate", "priority", "location", "endpoints", "peers", "agent_address")
     REGION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +214,7 @@ class RegionStatus(_message.Message):
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     region: str
     state: _common_pb2.RegionState
     state_reason: str
@@ -234,7 +235,8 @@ class RegionStatus(_message.Message):
     location: _common_pb2.Location
     endpoints: _containers.RepeatedCompositeFieldContainer[_common_pb2.Endpoint]
     peers: _containers.RepeatedCompositeFieldContainer[_agent_pb2.PeerRtt]
-    def __init__(self, region: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., state_reason: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_connected: _Optional[bool] = ..., last_report_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_report_age_seconds: _Optional[float] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., weight: _Optional[float] = ..., capacity: _Optional[int] = ..., capacity_utilization: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., error_rate: _Optional[float] = ..., priority: _Optional[int] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[_agent_pb2.PeerRtt, _Mapping]]] = ...) -> None: ...
+    agent_address: str
+    def __init__(self, region: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RegionState, str]] = ..., state_reason: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_connected: _Optional[bool] = ..., last_report_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_report_age_seconds: _Optional[float] = ..., database: _Optional[_Union[_common_pb2.DatabaseStatus, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., replay_lag_bytes: _Optional[int] = ..., replay_lag_seconds: _Optional[float] = ..., weight: _Optional[float] = ..., capacity: _Optional[int] = ..., capacity_utilization: _Optional[float] = ..., response_time_seconds: _Optional[float] = ..., error_rate: _Optional[float] = ..., priority: _Optional[int] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[_agent_pb2.PeerRtt, _Mapping]]] = ..., agent_address: _Optional[str] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()
@@ -422,3 +424,122 @@ class ConsistencyReport(_message.Message):
     regions: _containers.RepeatedCompositeFieldContainer[RegionConsistency]
     checked_at: _timestamp_pb2.Timestamp
     def __init__(self, consistent: _Optional[bool] = ..., primary_region: _Optional[str] = ..., primary_timeline_id: _Optional[int] = ..., primary_lsn: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[RegionConsistency, _Mapping]]] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("tables", "rows_per_range", "replay_wait_seconds", "ranges_per_call", "attempts")
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_PER_RANGE_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RANGES_PER_CALL_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    tables: _containers.RepeatedScalarFieldContainer[str]
+    rows_per_range: int
+    replay_wait_seconds: float
+    ranges_per_call: int
+    attempts: int
+    def __init__(self, tables: _Optional[_Iterable[str]] = ..., rows_per_range: _Optional[int] = ..., replay_wait_seconds: _Optional[float] = ..., ranges_per_call: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class VerifyProgress(_message.Message):
+    __slots__ = ("table", "tables_done", "tables_total", "ranges_done", "rows_done", "elapsed_seconds", "phase")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    TABLES_DONE_FIELD_NUMBER: _ClassVar[int]
+    TABLES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RANGES_DONE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    tables_done: int
+    tables_total: int
+    ranges_done: int
+    rows_done: int
+    elapsed_seconds: float
+    phase: str
+    def __init__(self, table: _Optional[str] = ..., tables_done: _Optional[int] = ..., tables_total: _Optional[int] = ..., ranges_done: _Optional[int] = ..., rows_done: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., phase: _Optional[str] = ...) -> None: ...
+
+class RowMismatch(_message.Message):
+    __slots__ = ("key", "regions")
+    class RegionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    regions: _containers.ScalarMap[str, str]
+    def __init__(self, key: _Optional[str] = ..., regions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RangeMismatch(_message.Message):
+    __slots__ = ("range", "regions", "rows", "unsettled", "rows_truncated")
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    UNSETTLED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    range: str
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    rows: _containers.RepeatedCompositeFieldContainer[RowMismatch]
+    unsettled: bool
+    rows_truncated: bool
+    def __init__(self, range: _Optional[str] = ..., regions: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[RowMismatch, _Mapping]]] = ..., unsettled: _Optional[bool] = ..., rows_truncated: _Optional[bool] = ...) -> None: ...
+
+class TableVerdict(_message.Message):
+    __slots__ = ("table", "key_columns", "ranges", "ranges_agreeing", "rows", "mismatches", "note", "elapsed_seconds")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    KEY_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    RANGES_AGREEING_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    key_columns: _containers.RepeatedScalarFieldContainer[str]
+    ranges: int
+    ranges_agreeing: int
+    rows: int
+    mismatches: _containers.RepeatedCompositeFieldContainer[RangeMismatch]
+    note: str
+    elapsed_seconds: float
+    def __init__(self, table: _Optional[str] = ..., key_columns: _Optional[_Iterable[str]] = ..., ranges: _Optional[int] = ..., ranges_agreeing: _Optional[int] = ..., rows: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[RangeMismatch, _Mapping]]] = ..., note: _Optional[str] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
+class VerifyReport(_message.Message):
+    __slots__ = ("primary_region", "lsn", "regions", "ranges", "ranges_agreeing", "agreeing_fraction", "rows", "elapsed_seconds", "rows_per_second", "tables", "consistent", "notes", "ranges_unsettled")
+    PRIMARY_REGION_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    RANGES_AGREEING_FIELD_NUMBER: _ClassVar[int]
+    AGREEING_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENT_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    RANGES_UNSETTLED_FIELD_NUMBER: _ClassVar[int]
+    primary_region: str
+    lsn: int
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    ranges: int
+    ranges_agreeing: int
+    agreeing_fraction: float
+    rows: int
+    elapsed_seconds: float
+    rows_per_second: float
+    tables: _containers.RepeatedCompositeFieldContainer[TableVerdict]
+    consistent: bool
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    ranges_unsettled: int
+    def __init__(self, primary_region: _Optional[str] = ..., lsn: _Optional[int] = ..., regions: _Optional[_Iterable[str]] = ..., ranges: _Optional[int] = ..., ranges_agreeing: _Optional[int] = ..., agreeing_fraction: _Optional[float] = ..., rows: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., rows_per_second: _Optional[float] = ..., tables: _Optional[_Iterable[_Union[TableVerdict, _Mapping]]] = ..., consistent: _Optional[bool] = ..., notes: _Optional[_Iterable[str]] = ..., ranges_unsettled: _Optional[int] = ...) -> None: ...
+
+class VerifyUpdate(_message.Message):
+    __slots__ = ("progress", "report")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    progress: VerifyProgress
+    report: VerifyReport
+    def __init__(self, progress: _Optional[_Union[VerifyProgress, _Mapping]] = ..., report: _Optional[_Union[VerifyReport, _Mapping]] = ...) -> None: ...

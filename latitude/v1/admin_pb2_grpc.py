@@ -70,6 +70,11 @@ class AdminServiceStub:
                 request_serializer=latitude_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
                 response_deserializer=latitude_dot_v1_dot_admin__pb2.ConsistencyReport.FromString,
                 _registered_method=True)
+        self.Verify = channel.unary_stream(
+                '/latitude.v1.AdminService/Verify',
+                request_serializer=latitude_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_admin__pb2.VerifyUpdate.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -129,6 +134,19 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Verify(self, request, context):
+        """Compare the data itself: every user table, in primary-key ranges, by checksums computed
+        inside each region's PostgreSQL (through its agent's VerifyService), at the primary's
+        current LSN once every standby has replayed it; mismatching ranges are narrowed to their
+        rows. Streams progress, then the report as the last message. Answered by any coordinator.
+        FAILED_PRECONDITION when there is no primary, a region's agent advertises no address, or
+        a standby does not replay the primary's LSN within replay_wait_seconds (naming it);
+        INVALID_ARGUMENT for a bad request, naming the field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +184,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CheckConsistency,
                     request_deserializer=latitude_dot_v1_dot_admin__pb2.CheckConsistencyRequest.FromString,
                     response_serializer=latitude_dot_v1_dot_admin__pb2.ConsistencyReport.SerializeToString,
+            ),
+            'Verify': grpc.unary_stream_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=latitude_dot_v1_dot_admin__pb2.VerifyRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_admin__pb2.VerifyUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +381,33 @@ class AdminService:
             '/latitude.v1.AdminService/CheckConsistency',
             latitude_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
             latitude_dot_v1_dot_admin__pb2.ConsistencyReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/latitude.v1.AdminService/Verify',
+            latitude_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
+            latitude_dot_v1_dot_admin__pb2.VerifyUpdate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -78,7 +78,7 @@ class CoordinatorMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., not_leader: _Optional[_Union[NotLeader, _Mapping]] = ..., report_ack: _Optional[_Union[ReportAck, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("region", "agent_id", "location", "capacity", "priority", "endpoints", "agent_version", "highest_epoch_seen")
+    __slots__ = ("region", "agent_id", "location", "capacity", "priority", "endpoints", "agent_version", "highest_epoch_seen", "agent_address")
     REGION_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class Hello(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HIGHEST_EPOCH_SEEN_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     region: str
     agent_id: str
     location: _common_pb2.Location
@@ -95,7 +96,8 @@ class Hello(_message.Message):
     endpoints: _containers.RepeatedCompositeFieldContainer[_common_pb2.Endpoint]
     agent_version: str
     highest_epoch_seen: int
-    def __init__(self, region: _Optional[str] = ..., agent_id: _Optional[str] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., capacity: _Optional[int] = ..., priority: _Optional[int] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., agent_version: _Optional[str] = ..., highest_epoch_seen: _Optional[int] = ...) -> None: ...
+    agent_address: str
+    def __init__(self, region: _Optional[str] = ..., agent_id: _Optional[str] = ..., location: _Optional[_Union[_common_pb2.Location, _Mapping]] = ..., capacity: _Optional[int] = ..., priority: _Optional[int] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.Endpoint, _Mapping]]] = ..., agent_version: _Optional[str] = ..., highest_epoch_seen: _Optional[int] = ..., agent_address: _Optional[str] = ...) -> None: ...
 
 class PeerRtt(_message.Message):
     __slots__ = ("region", "rtt_seconds", "reachable")
@@ -274,3 +276,139 @@ class Command(_message.Message):
     reason: str
     time_limit: _duration_pb2.Duration
     def __init__(self, command_id: _Optional[str] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[CommandKind, str]] = ..., promote: _Optional[_Union[PromoteArgs, _Mapping]] = ..., follow: _Optional[_Union[FollowArgs, _Mapping]] = ..., rejoin: _Optional[_Union[RejoinArgs, _Mapping]] = ..., synchronous: _Optional[_Union[SynchronousArgs, _Mapping]] = ..., stop_confirming: _Optional[_Union[StopConfirmingArgs, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class VerifyKey(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KeyRange(_message.Message):
+    __slots__ = ("after", "upto")
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    UPTO_FIELD_NUMBER: _ClassVar[int]
+    after: VerifyKey
+    upto: VerifyKey
+    def __init__(self, after: _Optional[_Union[VerifyKey, _Mapping]] = ..., upto: _Optional[_Union[VerifyKey, _Mapping]] = ...) -> None: ...
+
+class VerifyTable(_message.Message):
+    __slots__ = ("schema", "name", "key_columns", "estimated_rows")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    name: str
+    key_columns: _containers.RepeatedScalarFieldContainer[str]
+    estimated_rows: float
+    def __init__(self, schema: _Optional[str] = ..., name: _Optional[str] = ..., key_columns: _Optional[_Iterable[str]] = ..., estimated_rows: _Optional[float] = ...) -> None: ...
+
+class VerifyTablesRequest(_message.Message):
+    __slots__ = ("min_lsn", "wait_seconds")
+    MIN_LSN_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    min_lsn: int
+    wait_seconds: float
+    def __init__(self, min_lsn: _Optional[int] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+
+class VerifyTablesReply(_message.Message):
+    __slots__ = ("region", "standby", "lsn", "tables", "timeline_id")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    STANDBY_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_ID_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    standby: bool
+    lsn: int
+    tables: _containers.RepeatedCompositeFieldContainer[VerifyTable]
+    timeline_id: int
+    def __init__(self, region: _Optional[str] = ..., standby: _Optional[bool] = ..., lsn: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[VerifyTable, _Mapping]]] = ..., timeline_id: _Optional[int] = ...) -> None: ...
+
+class ChecksumRequest(_message.Message):
+    __slots__ = ("schema", "table", "ranges", "min_lsn", "wait_seconds")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    MIN_LSN_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    table: str
+    ranges: _containers.RepeatedCompositeFieldContainer[KeyRange]
+    min_lsn: int
+    wait_seconds: float
+    def __init__(self, schema: _Optional[str] = ..., table: _Optional[str] = ..., ranges: _Optional[_Iterable[_Union[KeyRange, _Mapping]]] = ..., min_lsn: _Optional[int] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+
+class RangeChecksum(_message.Message):
+    __slots__ = ("rows", "digest")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    digest: str
+    def __init__(self, rows: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class ChecksumReply(_message.Message):
+    __slots__ = ("ranges", "lsn", "standby")
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    STANDBY_FIELD_NUMBER: _ClassVar[int]
+    ranges: _containers.RepeatedCompositeFieldContainer[RangeChecksum]
+    lsn: int
+    standby: bool
+    def __init__(self, ranges: _Optional[_Iterable[_Union[RangeChecksum, _Mapping]]] = ..., lsn: _Optional[int] = ..., standby: _Optional[bool] = ...) -> None: ...
+
+class BoundsRequest(_message.Message):
+    __slots__ = ("schema", "table", "range", "every", "limit")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    table: str
+    range: KeyRange
+    every: int
+    limit: int
+    def __init__(self, schema: _Optional[str] = ..., table: _Optional[str] = ..., range: _Optional[_Union[KeyRange, _Mapping]] = ..., every: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class BoundsReply(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[VerifyKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[VerifyKey, _Mapping]]] = ...) -> None: ...
+
+class RowsRequest(_message.Message):
+    __slots__ = ("schema", "table", "range", "limit", "min_lsn", "wait_seconds")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MIN_LSN_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    table: str
+    range: KeyRange
+    limit: int
+    min_lsn: int
+    wait_seconds: float
+    def __init__(self, schema: _Optional[str] = ..., table: _Optional[str] = ..., range: _Optional[_Union[KeyRange, _Mapping]] = ..., limit: _Optional[int] = ..., min_lsn: _Optional[int] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+
+class RowHash(_message.Message):
+    __slots__ = ("key", "digest")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    key: VerifyKey
+    digest: str
+    def __init__(self, key: _Optional[_Union[VerifyKey, _Mapping]] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class RowsReply(_message.Message):
+    __slots__ = ("rows", "truncated", "lsn", "standby")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    STANDBY_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[RowHash]
+    truncated: bool
+    lsn: int
+    standby: bool
+    def __init__(self, rows: _Optional[_Iterable[_Union[RowHash, _Mapping]]] = ..., truncated: _Optional[bool] = ..., lsn: _Optional[int] = ..., standby: _Optional[bool] = ...) -> None: ...

@@ -191,3 +191,233 @@ class FailsafeService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class VerifyServiceStub:
+    """Served by every agent, for the coordinators' data-level consistency check
+    (AdminService.Verify): checksums of a table's rows computed inside the region's PostgreSQL,
+    so that rows are compared without being shipped. Every call runs in one read-only
+    REPEATABLE READ transaction with a statement timeout, on the agent's own connections (never
+    the probe's). A table is named by schema and name; the agent reads its primary key from its
+    own catalog. Errors: NOT_FOUND for a table the database does not have, FAILED_PRECONDITION
+    (details naming both positions) when the standby has not replayed min_lsn within
+    wait_seconds, UNAVAILABLE when the database cannot be reached.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Tables = channel.unary_unary(
+                '/latitude.v1.VerifyService/Tables',
+                request_serializer=latitude_dot_v1_dot_agent__pb2.VerifyTablesRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_agent__pb2.VerifyTablesReply.FromString,
+                _registered_method=True)
+        self.Checksum = channel.unary_unary(
+                '/latitude.v1.VerifyService/Checksum',
+                request_serializer=latitude_dot_v1_dot_agent__pb2.ChecksumRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_agent__pb2.ChecksumReply.FromString,
+                _registered_method=True)
+        self.Bounds = channel.unary_unary(
+                '/latitude.v1.VerifyService/Bounds',
+                request_serializer=latitude_dot_v1_dot_agent__pb2.BoundsRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_agent__pb2.BoundsReply.FromString,
+                _registered_method=True)
+        self.Rows = channel.unary_unary(
+                '/latitude.v1.VerifyService/Rows',
+                request_serializer=latitude_dot_v1_dot_agent__pb2.RowsRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_agent__pb2.RowsReply.FromString,
+                _registered_method=True)
+
+
+class VerifyServiceServicer:
+    """Served by every agent, for the coordinators' data-level consistency check
+    (AdminService.Verify): checksums of a table's rows computed inside the region's PostgreSQL,
+    so that rows are compared without being shipped. Every call runs in one read-only
+    REPEATABLE READ transaction with a statement timeout, on the agent's own connections (never
+    the probe's). A table is named by schema and name; the agent reads its primary key from its
+    own catalog. Errors: NOT_FOUND for a table the database does not have, FAILED_PRECONDITION
+    (details naming both positions) when the standby has not replayed min_lsn within
+    wait_seconds, UNAVAILABLE when the database cannot be reached.
+    """
+
+    def Tables(self, request, context):
+        """The user tables (every schema but PostgreSQL's and latitude's own), with their primary
+        keys, once the database has replayed min_lsn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Checksum(self, request, context):
+        """For each key range: the rows in it and the order-independent digest of their hashes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Bounds(self, request, context):
+        """Keys that cut a key range into pieces of `every` rows, in key order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rows(self, request, context):
+        """The hash of each row of a key range, by key, in key order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_VerifyServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Tables': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tables,
+                    request_deserializer=latitude_dot_v1_dot_agent__pb2.VerifyTablesRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_agent__pb2.VerifyTablesReply.SerializeToString,
+            ),
+            'Checksum': grpc.unary_unary_rpc_method_handler(
+                    servicer.Checksum,
+                    request_deserializer=latitude_dot_v1_dot_agent__pb2.ChecksumRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_agent__pb2.ChecksumReply.SerializeToString,
+            ),
+            'Bounds': grpc.unary_unary_rpc_method_handler(
+                    servicer.Bounds,
+                    request_deserializer=latitude_dot_v1_dot_agent__pb2.BoundsRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_agent__pb2.BoundsReply.SerializeToString,
+            ),
+            'Rows': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rows,
+                    request_deserializer=latitude_dot_v1_dot_agent__pb2.RowsRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_agent__pb2.RowsReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'latitude.v1.VerifyService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('latitude.v1.VerifyService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class VerifyService:
+    """Served by every agent, for the coordinators' data-level consistency check
+    (AdminService.Verify): checksums of a table's rows computed inside the region's PostgreSQL,
+    so that rows are compared without being shipped. Every call runs in one read-only
+    REPEATABLE READ transaction with a statement timeout, on the agent's own connections (never
+    the probe's). A table is named by schema and name; the agent reads its primary key from its
+    own catalog. Errors: NOT_FOUND for a table the database does not have, FAILED_PRECONDITION
+    (details naming both positions) when the standby has not replayed min_lsn within
+    wait_seconds, UNAVAILABLE when the database cannot be reached.
+    """
+
+    @staticmethod
+    def Tables(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latitude.v1.VerifyService/Tables',
+            latitude_dot_v1_dot_agent__pb2.VerifyTablesRequest.SerializeToString,
+            latitude_dot_v1_dot_agent__pb2.VerifyTablesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Checksum(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latitude.v1.VerifyService/Checksum',
+            latitude_dot_v1_dot_agent__pb2.ChecksumRequest.SerializeToString,
+            latitude_dot_v1_dot_agent__pb2.ChecksumReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Bounds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latitude.v1.VerifyService/Bounds',
+            latitude_dot_v1_dot_agent__pb2.BoundsRequest.SerializeToString,
+            latitude_dot_v1_dot_agent__pb2.BoundsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latitude.v1.VerifyService/Rows',
+            latitude_dot_v1_dot_agent__pb2.RowsRequest.SerializeToString,
+            latitude_dot_v1_dot_agent__pb2.RowsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,212 @@
+"""VerifyService: the agent's half of the data-level consistency check (see agent.verify_sql
+for what is hashed and how).
+
+The agent runs the check's SQL on connections of its own (at most ``MAX_CONNECTIONS``, so that
+a check cannot crowd its region's database; never the probe's connection, so that the reports
+go on). Every call is one read-only REPEATABLE READ transaction under a statement timeout: its
+statements see one snapshot, and the position it answers (``lsn``) is read in the statement
+that takes the snapshot, so that on a primary every commit the snapshot sees ends at or before
+it. A call that must see ``min_lsn`` first waits, outside the transaction, for a standby to
+replay it, bounded by ``wait_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import grpc
+
+from agent.postgres_probe import DatabaseTarget
+from agent.verify_sql import (
+    KEY_COLUMNS,
+    POSITION,
+    SESSION_SETTINGS,
+    TABLE_EXISTS,
+    TABLES,
+    TIMELINE,
+    KeyColumn,
+    TableSql,
+)
+from latitude.lsn import format_lsn
+from latitude.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger("latitude.agent.verify")
+
+MAX_CONNECTIONS = 2
+MAX_RANGES = 256
+STATEMENT_TIMEOUT = "30s"
+DEFAULT_WAIT = 10.0
+DEFAULT_BOUNDS_LIMIT = 10_000
+DEFAULT_ROWS_LIMIT = 1000
+_POLL = 0.02  # seconds between looks at the replay position while waiting for min_lsn
+_TROUBLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
+    def __init__(self, target: DatabaseTarget, region: str, connect_timeout: float = 3.0) -> None:
+        self._target = target
+        self._region = region
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 2.0)
+            except (TimeoutError, *_TROUBLE):
+                self._pool.terminate()
+            self._pool = None
+
+    async def _connections(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                t = self._target
+                self._pool = await asyncpg.create_pool(
+                    host=t.host, port=t.port, user=t.user, password=t.password,
+                    database=t.database, min_size=0, max_size=MAX_CONNECTIONS,
+                    timeout=self._connect_timeout, server_settings=SESSION_SETTINGS,
+                    max_inactive_connection_lifetime=30.0,
+                )  # fmt: skip
+            return self._pool
+
+    @asynccontextmanager
+    async def _snapshot(self, context) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a read-only REPEATABLE READ transaction; trouble with the
+        database aborts the call with UNAVAILABLE naming it."""
+        try:
+            pool = await self._connections()
+            async with pool.acquire(timeout=self._connect_timeout) as conn:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    await conn.execute(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
+                    yield conn
+        except asyncpg.QueryCanceledError as err:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{self._region}: a statement ran past {STATEMENT_TIMEOUT}: {err}",
+            )
+        except _TROUBLE as err:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"{self._region}: database trouble: {err}"
+            )
+        except asyncpg.PostgresError as err:
+            await context.abort(grpc.StatusCode.INTERNAL, f"{self._region}: {err}")
+
+    async def _replayed(self, context, min_lsn: int, wait: float) -> None:
+        """Return once the database has replayed ``min_lsn`` (a primary: at once)."""
+        if not min_lsn:
+            return
+        deadline = time.monotonic() + (wait if wait > 0 else DEFAULT_WAIT)
+        try:
+            pool = await self._connections()
+            async with pool.acquire(timeout=self._connect_timeout) as conn:
+                while True:
+                    row = await conn.fetchrow(POSITION, timeout=self._connect_timeout)
+                    if not row["standby"] or int(row["lsn"]) >= min_lsn:
+                        return
+                    if time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(_POLL)
+        except (*_TROUBLE, asyncpg.PostgresError) as err:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"{self._region}: database trouble: {err}"
+            )
+        await context.abort(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"{self._region} has replayed {format_lsn(int(row['lsn']))}, not yet "
+            f"{format_lsn(min_lsn)}, after {wait or DEFAULT_WAIT:.1f} s",
+        )
+
+    async def _table(self, conn: asyncpg.Connection, context, schema: str, name: str) -> TableSql:
+        if not schema or not name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "schema, table: required")
+        if not await conn.fetchval(TABLE_EXISTS, schema, name):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"{self._region} has no table {schema}.{name}"
+            )
+        relation = TableSql(schema, name, ()).relation
+        key = await conn.fetch(KEY_COLUMNS, relation)
+        return TableSql(schema, name, tuple(KeyColumn(r["name"], r["type"]) for r in key))
+
+    async def _bounds_args(self, context, table: TableSql, key_range: agent_pb2.KeyRange):
+        """The range's SQL parameters, checked against the table's key."""
+        args = []
+        for field in ("after", "upto"):
+            if key_range.HasField(field):
+                values = list(getattr(key_range, field).values)
+                if len(values) != len(table.key):
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"range.{field}: {len(values)} key values for {table.schema}."
+                        f"{table.name}, whose primary key has {len(table.key)} columns",
+                    )
+                args += values
+        return key_range.HasField("after"), key_range.HasField("upto"), args
+
+    async def Tables(self, request, context):
+        await self._replayed(context, request.min_lsn, request.wait_seconds)
+        async with self._snapshot(context) as conn:
+            position = await conn.fetchrow(POSITION)
+            rows = await conn.fetch(TABLES)
+            timeline = await conn.fetchval(TIMELINE)
+        return agent_pb2.VerifyTablesReply(
+            region=self._region, standby=position["standby"], lsn=int(position["lsn"]),
+            timeline_id=timeline,
+            tables=[
+                agent_pb2.VerifyTable(
+                    schema=r["schema"], name=r["name"], key_columns=r["key_columns"],
+                    estimated_rows=r["estimated_rows"],
+                )
+                for r in rows
+            ],
+        )  # fmt: skip
+
+    async def Checksum(self, request, context):
+        if len(request.ranges) > MAX_RANGES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"ranges: at most {MAX_RANGES} per call, got {len(request.ranges)}",
+            )
+        await self._replayed(context, request.min_lsn, request.wait_seconds)
+        reply = agent_pb2.ChecksumReply()
+        async with self._snapshot(context) as conn:
+            position = await conn.fetchrow(POSITION)
+            reply.lsn, reply.standby = int(position["lsn"]), position["standby"]
+            table = await self._table(conn, context, request.schema, request.table)
+            for key_range in request.ranges:
+                after, upto, args = await self._bounds_args(context, table, key_range)
+                row = await conn.fetchrow(table.checksum(after, upto), *args)
+                reply.ranges.add(rows=row["rows"], digest=row["digest"])
+        return reply
+
+    async def Bounds(self, request, context):
+        if request.every <= 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "every: must be > 0")
+        async with self._snapshot(context) as conn:
+            table = await self._table(conn, context, request.schema, request.table)
+            if not table.key:
+                return agent_pb2.BoundsReply()
+            after, upto, args = await self._bounds_args(context, table, request.range)
+            limit = request.limit or DEFAULT_BOUNDS_LIMIT
+            rows = await conn.fetch(table.bounds(after, upto), *args, request.every, limit)
+        return agent_pb2.BoundsReply(keys=[agent_pb2.VerifyKey(values=r["k"]) for r in rows])
+
+    async def Rows(self, request, context):
+        await self._replayed(context, request.min_lsn, request.wait_seconds)
+        limit = request.limit or DEFAULT_ROWS_LIMIT
+        reply = agent_pb2.RowsReply()
+        async with self._snapshot(context) as conn:
+            position = await conn.fetchrow(POSITION)
+            reply.lsn, reply.standby = int(position["lsn"]), position["standby"]
+            table = await self._table(conn, context, request.schema, request.table)
+            after, upto, args = await self._bounds_args(context, table, request.range)
+            rows = await conn.fetch(table.rows(after, upto), *args, limit + 1)
+        reply.truncated = len(rows) > limit
+        for r in rows[:limit]:
+            reply.rows.add(key=agent_pb2.VerifyKey(values=r["k"]), digest=r["h"])
+        return reply
