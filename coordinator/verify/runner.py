@@ -98,6 +98,7 @@ class Verifier:
         self._tables_done = 0
         self._tables_total = 0
         self._phase = ""
+        self._cutter = primary
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -211,6 +212,10 @@ class Verifier:
             self.others, "Tables",
             lambda _r: agent_pb2.VerifyTablesRequest(min_lsn=primary.lsn, wait_seconds=wait),
         )  # fmt: skip
+        # Cut points come from a standby that replays the primary (sparing the primary the
+        # scan), never from a region that does not: its keys may be the very divergence.
+        replaying = [r for r, reply in others.items() if reply.standby]
+        self._cutter = replaying[0] if replaying else self.primary
         for region, reply in others.items():
             if not reply.standby:
                 self._report.notes.append(
@@ -287,10 +292,10 @@ class Verifier:
         self._report.tables.append(verdict)
 
     async def _cut(self, table: Table, within: KeyRange, every: int) -> list[KeyRange]:
-        """``within`` in pieces of ``every`` rows, cut where a standby (else the primary) says."""
-        source = self.others[0] if self.others else self.primary
+        """``within`` in pieces of ``every`` rows, cut where a replaying standby (else the
+        primary) says."""
         reply = await self._call(
-            source, "Bounds",
+            self._cutter, "Bounds",
             agent_pb2.BoundsRequest(schema=table.schema, table=table.name,
                                     range=within.to_proto(), every=every, limit=_BOUNDS_LIMIT),
         )  # fmt: skip
