@@ -350,10 +350,16 @@ async def _verify(args: argparse.Namespace) -> int:
         replay_wait_seconds=args.replay_wait,
     )  # fmt: skip
     live = sys.stderr.isatty()
+    phases: list[str] = []
 
     def progress(update: admin_pb2.VerifyProgress) -> None:
+        """One line rewritten in place on a terminal; otherwise a line per phase."""
         line = verify_view.format_progress(update)
-        print(f"\r\033[K{line}" if live else line, end="" if live else "\n", file=sys.stderr)
+        if live:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        elif not phases or phases[-1] != update.phase:
+            phases.append(update.phase)
+            print(line, file=sys.stderr)
 
     report = await verify_view.verify(_coordinators(args), request, args.timeout, progress)
     if live:

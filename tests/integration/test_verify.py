@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import sys
 
 import grpc
 import pytest
@@ -74,6 +76,16 @@ async def test_verify_agrees_and_compares_a_table_without_a_primary_key_whole(cl
     text = verify_view.format_report(report)
     assert text.startswith("consistent: 100 % of 14 key ranges agree")
     assert "no primary key: compared whole" in text
+
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "latitude.cli", "verify", "--coordinators",
+        ",".join(addresses(cluster)), "--table", "public.verify_log", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(command.communicate(), 60.0)
+    assert command.returncode == 0, err.decode()
+    assert json.loads(out)["agreeing_fraction"] == 1.0
+    assert "waiting for the standbys to replay" in err.decode()
 
 
 async def test_verify_on_a_table_written_during_the_check_reports_no_false_mismatch(
