@@ -1,13 +1,17 @@
 """The SQL of the data-level consistency check, built for one table from its own catalog.
 
 Checksums are computed inside PostgreSQL so that rows are compared without being shipped. A
-row's hash is md5 of the row's text form (``t::text``: every column, in the table's order); a
-range's digest is the count of its rows and the two 64-bit halves of their hashes, each summed
-as an exact numeric. A sum is order-independent (the regions may read in any physical order)
-and, unlike an xor, counts duplicate rows (which a table without a primary key may hold). Two
-ranges with different rows escape detection only if both 64-bit sums collide at once with the
-same row count: about 2^-128 for rows that differ at random, and md5 is not chosen against an
-adversary who writes rows to collide but against accidents of replication.
+row's text form (``t::text``: every column, in the table's order) is hashed twice by
+PostgreSQL's own 64-bit hash, ``hashtextextended``, with seeds 0 and 1: a 128-bit row hash. A
+range's checksum is the count of its rows and the two 64-bit hashes, each summed over the
+range as an exact numeric (``sum(bigint)``). A sum is order-independent (the regions may read
+in any physical order) and, unlike an xor, counts duplicate rows (which a table without a
+primary key may hold). Ranges with different rows escape detection only when the row counts
+match and both sums collide at once: about 2^-128 for accidental differences (a lost, stale or
+corrupted row). The hash is not cryptographic: it guards against accidents of replication, not
+against someone crafting rows to collide. It was chosen over md5 for speed: about three times
+faster per row here, which is what keeps the check's cost to each database small. Rows are
+compared one by one (``Rows``) by md5 of the same text form.
 
 A row's text form depends on session settings (TimeZone, DateStyle, IntervalStyle,
 extra_float_digits, bytea_output): every connection of the check sets the same ones
@@ -69,9 +73,9 @@ SELECT pg_is_in_recovery() AS standby,
 """
 TIMELINE = "SELECT timeline_id FROM pg_control_checkpoint()"
 
-_HALVES = (
-    "coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text"
-    " || ':' || coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text"
+_SUMS = (
+    "coalesce(sum(hashtextextended(r, 0)), 0)::text"
+    " || ':' || coalesce(sum(hashtextextended(r, 1)), 0)::text"
 )
 
 
@@ -118,9 +122,9 @@ class TableSql:
 
     def checksum(self, has_after: bool, has_upto: bool) -> str:
         return (
-            f"SELECT count(*) AS rows, {_HALVES} AS digest FROM "
-            f"(SELECT md5(t::text) AS h FROM {self.relation} AS t "
-            f"WHERE {self._where(has_after, has_upto)}) AS r"
+            f"SELECT count(*) AS rows, {_SUMS} AS digest FROM "
+            f"(SELECT t::text AS r FROM {self.relation} AS t "
+            f"WHERE {self._where(has_after, has_upto)}) AS s"
         )
 
     def bounds(self, has_after: bool, has_upto: bool) -> str:

@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         "--table", dest="tables", action="append", default=[], metavar="SCHEMA.NAME",
         help="only this table (repeatable; default every user table)",
     )  # fmt: skip
-    verify.add_argument("--rows-per-range", type=int, default=0, help="default 10000")
+    verify.add_argument("--rows-per-range", type=int, default=0, help="default 1000")
     verify.add_argument(
         "--replay-wait", type=float, default=0.0, help="seconds a standby may take to catch up"
     )

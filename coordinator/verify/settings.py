@@ -19,9 +19,9 @@ class InvalidVerify(LatitudeError):
 @dataclass(frozen=True, slots=True)
 class VerifySettings:
     tables: tuple[tuple[str, str], ...] = ()  # (schema, name); empty: every user table
-    rows_per_range: int = 10_000
+    rows_per_range: int = 1000
     replay_wait: float = 30.0
-    ranges_per_call: int = 16
+    ranges_per_call: int = 32
     attempts: int = 3
     # Mismatching ranges narrowed to rows, per table; rows listed per range.
     narrowed_ranges: int = 20
@@ -39,7 +39,7 @@ class VerifySettings:
             tables.append((schema, table))
         if request.rows_per_range and request.rows_per_range < 10:
             raise InvalidVerify(
-                f"rows_per_range: at least 10 (0 for 10000), got {request.rows_per_range}"
+                f"rows_per_range: at least 10 (0 for 1000), got {request.rows_per_range}"
             )
         if request.ranges_per_call > MAX_RANGES_PER_CALL:
             raise InvalidVerify(
