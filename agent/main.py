@@ -338,7 +338,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         agent_pb2_grpc.add_FailsafeServiceServicer_to_server, servicer,
         agent_pb2.DESCRIPTOR.services_by_name["FailsafeService"].full_name,
     )  # fmt: skip
-    verify = VerifyServicer(agent.probe.target, config.region)
+    verify = VerifyServicer(agent.probe.target, config.region, renice=config.pg_data is not None)
     server.add(
         agent_pb2_grpc.add_VerifyServiceServicer_to_server, verify,
         agent_pb2.DESCRIPTOR.services_by_name["VerifyService"].full_name,

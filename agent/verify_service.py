@@ -3,7 +3,10 @@ for what is hashed and how).
 
 The agent runs the check's SQL on connections of its own (at most ``MAX_CONNECTIONS``, so that
 a check cannot crowd its region's database; never the probe's connection, so that the reports
-go on). Every call is one read-only REPEATABLE READ transaction under a statement timeout: its
+go on). When the database runs on the agent's host, those connections' backends are reniced
+(``NICE``): the check then takes CPU the database's clients leave idle, not theirs.
+
+Every call is one read-only REPEATABLE READ transaction under a statement timeout: its
 statements see one snapshot, and the position it answers (``lsn``) is read in the statement
 that takes the snapshot, so that on a primary every commit the snapshot sees ends at or before
 it. A call that must see ``min_lsn`` first waits, outside the transaction, for a standby to
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -43,14 +48,37 @@ STATEMENT_TIMEOUT = "30s"
 DEFAULT_WAIT = 10.0
 DEFAULT_BOUNDS_LIMIT = 10_000
 DEFAULT_ROWS_LIMIT = 1000
+NICE = 10  # the check's backends' CPU priority, when the database runs on this host
 _POLL = 0.02  # seconds between looks at the replay position while waiting for min_lsn
 _TROUBLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
+def lower_priority(pid: int) -> str:
+    """Renice a backend of the check on this host to ``NICE``, so that the database's own
+    clients come first for the CPU; "" when done, else why not. Only a PostgreSQL process is
+    touched (a pid read from another host's server could name anything here)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if not command.startswith(b"postgres"):
+            return f"process {pid} is not a PostgreSQL backend on this host"
+        os.setpriority(os.PRIO_PROCESS, pid, max(NICE, os.getpriority(os.PRIO_PROCESS, pid)))
+    except OSError as err:
+        return f"cannot renice backend {pid}: {err}"
+    return ""
+
+
 class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
-    def __init__(self, target: DatabaseTarget, region: str, connect_timeout: float = 3.0) -> None:
+    """``renice``: the database runs on this host (the agent has its data directory); the
+    check's backends then run at a lower CPU priority than the database's clients."""
+
+    def __init__(
+        self, target: DatabaseTarget, region: str, *, renice: bool = False,
+        connect_timeout: float = 3.0,
+    ) -> None:  # fmt: skip
         self._target = target
         self._region = region
+        self._renice = renice
+        self._renice_problem = ""
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
@@ -71,9 +99,17 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
                     host=t.host, port=t.port, user=t.user, password=t.password,
                     database=t.database, min_size=0, max_size=MAX_CONNECTIONS,
                     timeout=self._connect_timeout, server_settings=SESSION_SETTINGS,
-                    max_inactive_connection_lifetime=30.0,
+                    max_inactive_connection_lifetime=30.0, init=self._connected,
                 )  # fmt: skip
             return self._pool
+
+    async def _connected(self, conn: asyncpg.Connection) -> None:
+        if not self._renice:
+            return
+        problem = lower_priority(await conn.fetchval("SELECT pg_backend_pid()"))
+        if problem and problem != self._renice_problem:
+            log.warning("the check's backends keep their CPU priority: %s", problem)
+        self._renice_problem = problem
 
     @asynccontextmanager
     async def _snapshot(self, context) -> AsyncIterator[asyncpg.Connection]:

@@ -141,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--replay-wait", type=float, default=0.0, help="seconds a standby may take to catch up"
     )
+    verify.add_argument(
+        "--max-rows-per-second", type=float, default=0.0,
+        help="go no faster, to spread the load (default: as fast as the agents answer)",
+    )  # fmt: skip
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     _coordinators_option(verify, timeout=3600.0)
     verify.set_defaults(command=_verify)
@@ -343,11 +347,13 @@ async def _check(args: argparse.Namespace) -> int:
 
 
 async def _verify(args: argparse.Namespace) -> int:
-    if args.rows_per_range < 0 or args.replay_wait < 0:
-        raise LatitudeError("--rows-per-range and --replay-wait must not be negative")
+    if min(args.rows_per_range, args.replay_wait, args.max_rows_per_second) < 0:
+        raise LatitudeError(
+            "--rows-per-range, --replay-wait and --max-rows-per-second must not be negative"
+        )
     request = admin_pb2.VerifyRequest(
         tables=args.tables, rows_per_range=args.rows_per_range,
-        replay_wait_seconds=args.replay_wait,
+        replay_wait_seconds=args.replay_wait, max_rows_per_second=args.max_rows_per_second,
     )  # fmt: skip
     live = sys.stderr.isatty()
     phases: list[str] = []

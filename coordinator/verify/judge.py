@@ -100,3 +100,11 @@ def pieces(rows: int, row_limit: int, fanout: int) -> int:
 def agreeing_fraction(agreeing: int, ranges: int) -> float:
     """The consistency figure: the share of ranges that agreed (1 when there were none)."""
     return 1.0 if ranges == 0 else agreeing / ranges
+
+
+def pause(rows_done: int, elapsed: float, max_rows_per_second: float) -> float:
+    """How long to wait before the next batch so that the rows compared so far were not
+    compared faster than ``max_rows_per_second`` (0: no limit)."""
+    if max_rows_per_second <= 0:
+        return 0.0
+    return max(0.0, rows_done / max_rows_per_second - elapsed)

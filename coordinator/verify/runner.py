@@ -13,14 +13,15 @@
    enough to compare row by row (row hashes by key, bracketed the same way).
 
 The primary does one checksum pass over each table and nothing else heavy; the work per call
-and per agent is bounded (ranges per call, two connections per agent, a statement timeout).
+and per agent is bounded (ranges per call, two connections per agent, a statement timeout),
+and max_rows_per_second spreads it over more time when asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -31,6 +32,7 @@ from coordinator.verify.judge import (
     agreeing_fraction,
     bracket,
     differing,
+    pause,
     pieces,
     row_differences,
 )
@@ -40,7 +42,7 @@ from latitude.errors import LatitudeError
 from latitude.lsn import format_lsn
 from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
 
-_CALL_MARGIN = 15.0  # seconds a call may take beyond its replay wait
+_CALL_MARGIN = 40.0  # beyond its replay wait: past the agent's statement timeout (30 s)
 _BOUNDS_LIMIT = 1_000_000
 
 
@@ -80,6 +82,7 @@ class Verifier:
         settings: VerifySettings,
         progress: Callable[[admin_pb2.VerifyProgress], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if primary not in agents:
             raise VerifyFailed(f"no agent address for the primary's region {primary}",
@@ -90,6 +93,7 @@ class Verifier:
         self._settings = settings
         self._progress = progress
         self._clock = clock
+        self._sleep = sleep
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, agent_pb2_grpc.VerifyServiceStub] = {}
         self._started = 0.0
@@ -286,6 +290,8 @@ class Verifier:
             verdict.ranges += len(batch)
             self._report.ranges += len(batch)
             self._tell()
+            elapsed = self._clock() - self._started
+            await self._sleep(pause(self._report.rows, elapsed, self._settings.max_rows_per_second))
         if tally.pending:
             await self._recheck(table, tally)
         verdict.elapsed_seconds = self._clock() - started

@@ -23,6 +23,7 @@ class VerifySettings:
     replay_wait: float = 30.0
     ranges_per_call: int = 32
     attempts: int = 3
+    max_rows_per_second: float = 0.0  # 0: unpaced
     # Mismatching ranges narrowed to rows, per table; rows listed per range.
     narrowed_ranges: int = 20
     listed_rows: int = 100
@@ -49,6 +50,10 @@ class VerifySettings:
             raise InvalidVerify(
                 f"replay_wait_seconds: must not be negative, got {request.replay_wait_seconds}"
             )
+        if not request.max_rows_per_second >= 0:
+            raise InvalidVerify(
+                f"max_rows_per_second: must not be negative, got {request.max_rows_per_second}"
+            )
         if request.attempts > 20:
             raise InvalidVerify(f"attempts: at most 20, got {request.attempts}")
         defaults = cls()
@@ -58,4 +63,5 @@ class VerifySettings:
             replay_wait=request.replay_wait_seconds or defaults.replay_wait,
             ranges_per_call=request.ranges_per_call or defaults.ranges_per_call,
             attempts=request.attempts or defaults.attempts,
+            max_rows_per_second=request.max_rows_per_second,
         )

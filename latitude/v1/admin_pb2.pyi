@@ -426,18 +426,20 @@ class ConsistencyReport(_message.Message):
     def __init__(self, consistent: _Optional[bool] = ..., primary_region: _Optional[str] = ..., primary_timeline_id: _Optional[int] = ..., primary_lsn: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[RegionConsistency, _Mapping]]] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("tables", "rows_per_range", "replay_wait_seconds", "ranges_per_call", "attempts")
+    __slots__ = ("tables", "rows_per_range", "replay_wait_seconds", "ranges_per_call", "attempts", "max_rows_per_second")
     TABLES_FIELD_NUMBER: _ClassVar[int]
     ROWS_PER_RANGE_FIELD_NUMBER: _ClassVar[int]
     REPLAY_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RANGES_PER_CALL_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     tables: _containers.RepeatedScalarFieldContainer[str]
     rows_per_range: int
     replay_wait_seconds: float
     ranges_per_call: int
     attempts: int
-    def __init__(self, tables: _Optional[_Iterable[str]] = ..., rows_per_range: _Optional[int] = ..., replay_wait_seconds: _Optional[float] = ..., ranges_per_call: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
+    max_rows_per_second: float
+    def __init__(self, tables: _Optional[_Iterable[str]] = ..., rows_per_range: _Optional[int] = ..., replay_wait_seconds: _Optional[float] = ..., ranges_per_call: _Optional[int] = ..., attempts: _Optional[int] = ..., max_rows_per_second: _Optional[float] = ...) -> None: ...
 
 class VerifyProgress(_message.Message):
     __slots__ = ("table", "tables_done", "tables_total", "ranges_done", "rows_done", "elapsed_seconds", "phase")

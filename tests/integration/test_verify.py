@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 
@@ -73,6 +74,12 @@ async def test_verify_agrees_and_compares_a_table_without_a_primary_key_whole(cl
     assert not log.key_columns and log.note == "no primary key: compared whole"
     assert report.rows == 3300 and report.rows_per_second > 0
     assert seen and seen[-1].phase == "done" and seen[-1].ranges_done == 14
+    # The agents beside their databases run the check's backends at a lower CPU priority.
+    async with session(cluster, view.write_region) as conn:
+        backends = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'latitude-verify'"
+        )
+    assert backends and all(os.getpriority(os.PRIO_PROCESS, b["pid"]) == 10 for b in backends)
     text = verify_view.format_report(report)
     assert text.startswith("consistent: 100 % of 14 key ranges agree")
     assert "no primary key: compared whole" in text

@@ -16,6 +16,7 @@ from coordinator.verify.judge import (
     agreeing_fraction,
     bracket,
     differing,
+    pause,
     pieces,
     row_differences,
 )
@@ -109,6 +110,12 @@ def test_a_mismatching_range_is_cut_until_small_enough_to_compare_by_row():
     assert pieces(5, row_limit=0, fanout=8) == 1
 
 
+def test_a_paced_check_waits_until_its_rows_fit_the_pace():
+    assert pause(50_000, elapsed=1.0, max_rows_per_second=0) == 0.0
+    assert pause(50_000, elapsed=1.0, max_rows_per_second=10_000) == 4.0
+    assert pause(50_000, elapsed=6.0, max_rows_per_second=10_000) == 0.0
+
+
 def test_the_consistency_figure():
     assert agreeing_fraction(999, 1000) == 0.999
     assert agreeing_fraction(0, 0) == 1.0
@@ -135,6 +142,7 @@ def test_settings_take_defaults_and_bounds():
         (admin_pb2.VerifyRequest(ranges_per_call=257), "ranges_per_call: at most 256"),
         (admin_pb2.VerifyRequest(replay_wait_seconds=-1), "replay_wait_seconds: must not be"),
         (admin_pb2.VerifyRequest(attempts=21), "attempts: at most 20"),
+        (admin_pb2.VerifyRequest(max_rows_per_second=-5), "max_rows_per_second: must not be"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(request_, message):
