@@ -121,6 +121,10 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     await conn.execute(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
                     yield conn
+        except asyncpg.TransactionRollbackError as err:
+            # On a standby: a conflict with recovery (replaying a lock or a vacuum the
+            # snapshot still needed) cancelled the statement. Replay goes first; try again.
+            await context.abort(grpc.StatusCode.ABORTED, f"{self._region}: {err}")
         except asyncpg.QueryCanceledError as err:
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED,

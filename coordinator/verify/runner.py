@@ -44,6 +44,8 @@ from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
 
 _CALL_MARGIN = 40.0  # beyond its replay wait: past the agent's statement timeout (30 s)
 _BOUNDS_LIMIT = 1_000_000
+# A standby cancels a read that conflicts with its replay (ABORTED): read again, a few times.
+_ABORTED_RETRIES = 3
 
 
 class VerifyFailed(LatitudeError):
@@ -103,23 +105,30 @@ class Verifier:
         self._tables_total = 0
         self._phase = ""
         self._cutter = primary
+        self._verdicts: dict[str, admin_pb2.TableVerdict] = {}  # the table being compared
 
     # -- calls -----------------------------------------------------------------------------
 
     async def _call(self, region: str, method: str, request, wait: float = 0.0):
         stub = self._stubs[region]
-        try:
-            return await getattr(stub, method)(request, timeout=wait + _CALL_MARGIN)
-        except grpc.aio.AioRpcError as err:
-            code = err.code()
-            if code == grpc.StatusCode.FAILED_PRECONDITION:
-                message = f"{err.details()} (the standby is lagging or not replaying)"
-            else:
-                message = f"{region}'s agent at {self._agents[region]}: {code.name} "
-                message += err.details() or ""
-            if code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                code = grpc.StatusCode.UNAVAILABLE
-            raise VerifyFailed(message.strip(), code) from err
+        for attempt in range(_ABORTED_RETRIES + 1):
+            try:
+                return await getattr(stub, method)(request, timeout=wait + _CALL_MARGIN)
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.ABORTED or attempt == _ABORTED_RETRIES:
+                    raise self._failure(region, err) from err
+        raise AssertionError("unreachable")
+
+    def _failure(self, region: str, err: grpc.aio.AioRpcError) -> VerifyFailed:
+        code = err.code()
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            message = f"{err.details()} (the standby is lagging or not replaying)"
+        else:
+            message = f"{region}'s agent at {self._agents[region]}: {code.name} "
+            message += err.details() or ""
+        if code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+            code = grpc.StatusCode.UNAVAILABLE
+        return VerifyFailed(message.strip(), code)
 
     async def _everywhere(self, regions: Sequence[str], method: str, make) -> dict:
         """``method`` on every region in ``regions`` at once; ``make(region)`` its request."""
@@ -190,7 +199,12 @@ class Verifier:
             for table in tables:
                 self._table_label = table.label
                 self._tell(f"comparing {table.label}")
-                await self._table(table)
+                try:
+                    await self._table(table)
+                except VerifyFailed as err:
+                    if err.code != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    self._report.tables.append(self._gone(table, str(err)))
                 self._tables_done += 1
         finally:
             await asyncio.gather(*(c.close() for c in self._channels.values()))
@@ -268,6 +282,7 @@ class Verifier:
     async def _table(self, table: Table) -> None:
         started = self._clock()
         verdict = admin_pb2.TableVerdict(table=table.label, key_columns=table.key)
+        self._verdicts[table.label] = verdict
         if not table.key:
             verdict.note = "no primary key: compared whole"
             ranges = [WHOLE]
@@ -295,7 +310,17 @@ class Verifier:
         if tally.pending:
             await self._recheck(table, tally)
         verdict.elapsed_seconds = self._clock() - started
-        self._report.tables.append(verdict)
+        self._report.tables.append(self._verdicts.pop(table.label))
+
+    def _gone(self, table: Table, why: str) -> admin_pb2.TableVerdict:
+        """A table dropped (or renamed) while the check ran: said so; the ranges compared
+        before it went stay counted."""
+        verdict = self._verdicts.pop(table.label, None) or admin_pb2.TableVerdict(
+            table=table.label, key_columns=table.key
+        )
+        verdict.note = f"gone during the check, not compared to the end ({why})"
+        self._report.notes.append(f"{table.label} was dropped or renamed during the check")
+        return verdict
 
     async def _cut(self, table: Table, within: KeyRange, every: int) -> list[KeyRange]:
         """``within`` in pieces of ``every`` rows, cut where a replaying standby (else the

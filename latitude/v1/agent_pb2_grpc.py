@@ -201,7 +201,8 @@ class VerifyServiceStub:
     the probe's). A table is named by schema and name; the agent reads its primary key from its
     own catalog. Errors: NOT_FOUND for a table the database does not have, FAILED_PRECONDITION
     (details naming both positions) when the standby has not replayed min_lsn within
-    wait_seconds, UNAVAILABLE when the database cannot be reached.
+    wait_seconds, ABORTED when a standby cancelled the read for a conflict with its replay (read
+    again), UNAVAILABLE when the database cannot be reached.
     """
 
     def __init__(self, channel):
@@ -240,7 +241,8 @@ class VerifyServiceServicer:
     the probe's). A table is named by schema and name; the agent reads its primary key from its
     own catalog. Errors: NOT_FOUND for a table the database does not have, FAILED_PRECONDITION
     (details naming both positions) when the standby has not replayed min_lsn within
-    wait_seconds, UNAVAILABLE when the database cannot be reached.
+    wait_seconds, ABORTED when a standby cancelled the read for a conflict with its replay (read
+    again), UNAVAILABLE when the database cannot be reached.
     """
 
     def Tables(self, request, context):
@@ -311,7 +313,8 @@ class VerifyService:
     the probe's). A table is named by schema and name; the agent reads its primary key from its
     own catalog. Errors: NOT_FOUND for a table the database does not have, FAILED_PRECONDITION
     (details naming both positions) when the standby has not replayed min_lsn within
-    wait_seconds, UNAVAILABLE when the database cannot be reached.
+    wait_seconds, ABORTED when a standby cancelled the read for a conflict with its replay (read
+    again), UNAVAILABLE when the database cannot be reached.
     """
 
     @staticmethod

@@ -152,3 +152,30 @@ async def test_verify_refuses_bad_requests_naming_the_field(cluster: Stack):
     missing = admin_pb2.VerifyRequest(tables=["public.no_such_table"])
     with pytest.raises(LatitudeError, match="no region has a table public.no_such_table"):
         await verify_view.verify(addresses(cluster), missing, 30.0)
+
+
+async def test_a_table_dropped_during_the_check_is_said_to_be_gone(cluster: Stack):
+    await fresh_table(
+        cluster, "verify_doomed",
+        "CREATE TABLE verify_doomed (id int PRIMARY KEY, v text)",
+        "INSERT INTO verify_doomed SELECT g, 'v' FROM generate_series(1, 4000) g",
+    )  # fmt: skip
+    # Paced to take about two seconds, so that the drop lands in the middle of it.
+    request = admin_pb2.VerifyRequest(
+        tables=["public.verify_doomed"], rows_per_range=100, max_rows_per_second=2000
+    )
+    seen: list[admin_pb2.VerifyProgress] = []
+    check = asyncio.create_task(verify_view.verify(addresses(cluster), request, 60.0, seen.append))
+    while not any(p.ranges_done for p in seen):
+        assert not check.done(), check.result()
+        await asyncio.sleep(0.02)
+    async with session(cluster, await write_region(cluster)) as conn:
+        await conn.execute("DROP TABLE verify_doomed")
+
+    report = await check
+
+    (table,) = report.tables
+    assert table.note.startswith("gone during the check, not compared to the end"), table
+    assert "verify_doomed" in table.note
+    assert "public.verify_doomed was dropped or renamed during the check" in report.notes
+    assert 0 < table.ranges < 41
