@@ -71,7 +71,13 @@ SELECT pg_is_in_recovery() AS standby,
        (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
              ELSE pg_current_wal_lsn() END) - '0/0' AS lsn
 """
-TIMELINE = "SELECT timeline_id FROM pg_control_checkpoint()"
+# The timeline the server is on: a primary's from the WAL it writes (its control file lags
+# until the first checkpoint after a promotion), a standby's from its last checkpoint.
+TIMELINE = """
+SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       END
+"""
 
 _SUMS = (
     "coalesce(sum(hashtextextended(r, 0)), 0)::text"
