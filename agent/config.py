@@ -27,7 +27,8 @@ class AgentConfig:
     # host:port for the agent's own gRPC server (health, reflection); port 0 picks one.
     listen: str = "127.0.0.1:0"
     # host:port at which the coordinators reach that server (told in Hello.agent_address, for
-    # AdminService.Verify); empty: the listen address with the port it bound.
+    # AdminService.Verify); empty: the listen address with the port it bound (the host's name
+    # for a wildcard listen address such as 0.0.0.0).
     advertise: str = ""
     # Where the region is, for geographic routing.
     latitude: float = 0.0
@@ -90,7 +91,12 @@ class AgentConfig:
             parse_host_port(address, "coordinators")
         parse_host_port(self.listen, "listen", any_port=True)
         if self.advertise:
-            parse_host_port(self.advertise, "advertise")
+            host, _ = parse_host_port(self.advertise, "advertise")
+            if host in ("0.0.0.0", "::"):
+                raise ConfigError(
+                    f"advertise: {self.advertise!r} is a wildcard, not an address the "
+                    "coordinators can reach"
+                )
         if not -90 <= self.latitude <= 90:
             raise ConfigError(f"latitude: must be within -90..90, got {self.latitude}")
         if not -180 <= self.longitude <= 180:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ KEEPER_CHECK = "fence-keeper"
 _SEEN = (common_pb2.DATABASE_ROLE_PRIMARY, common_pb2.DATABASE_ROLE_STANDBY)
 _FENCE_TICK = 0.05  # how closely the fence follows its deadline
 _REVIVE_EVERY = 5.0  # seconds between attempts to start a stopped fenced server
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class Agent:
@@ -328,6 +330,17 @@ class Agent:
             await asyncio.sleep(next_at - now)
 
 
+def advertised_address(listen: str, port: int) -> str:
+    """Where others reach the server listening on ``listen`` (bound to ``port``): a wildcard
+    host (0.0.0.0, ::) is not an address, so the host's name stands in for it."""
+    host, _ = parse_host_port(listen, "listen", any_port=True)
+    if host in WILDCARD_HOSTS:
+        host = socket.gethostname()
+        log.info("listening on %s: advertising %s:%d (set advertise if others reach this "
+                 "agent at another address)", listen, host, port)  # fmt: skip
+    return join_host_port(host, port)
+
+
 async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
     agent = Agent(config, checks)
     server = Server(config.listen)
@@ -345,8 +358,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
     )  # fmt: skip
     await server.start()
     if not agent.advertised:
-        host, _ = parse_host_port(config.listen, "listen", any_port=True)
-        agent.advertised = join_host_port(host, server.port)
+        agent.advertised = advertised_address(config.listen, server.port)
     log.info("agent %s for %s serving health on port %d", config.id, config.region, server.port)
     running = asyncio.create_task(agent.run(), name="agent")
     try:

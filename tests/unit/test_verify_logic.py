@@ -3,8 +3,12 @@ request's settings, the targets, the SQL and the report's view."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from agent.config import AgentConfig
+from agent.main import advertised_address
 from agent.verify_sql import KeyColumn, TableSql
 from coordinator.verify.judge import (
     DIFFERS,
@@ -24,6 +28,7 @@ from coordinator.verify.keyspace import WHOLE, KeyRange, describe, describe_key,
 from coordinator.verify.settings import InvalidVerify, VerifySettings
 from coordinator.verify.targets import NoTargets, verify_targets
 from latitude import verify_view
+from latitude.errors import ConfigError
 from latitude.v1 import admin_pb2
 
 A, B = Sum(10, "1:2"), Sum(10, "1:3")
@@ -225,3 +230,20 @@ def test_the_report_names_tables_ranges_and_rows():
     assert "id in (1000, 1500]  ap" in text
     assert "public.ledger  1234  ap      differs" in text
     assert verify_view.report_json(report)["tables"][1]["key_columns"] == []
+
+
+# -- where the coordinators reach an agent ----------------------------------------------------
+
+
+def test_an_agent_advertises_its_listen_address_with_the_port_it_bound():
+    assert advertised_address("127.0.0.1:0", 4242) == "127.0.0.1:4242"
+    assert advertised_address("[::1]:0", 4242) == "[::1]:4242"
+    # A wildcard is not an address: the host's name stands in for it.
+    assert advertised_address("0.0.0.0:50061", 50061) == f"{socket.gethostname()}:50061"
+
+
+def test_an_agent_refuses_to_advertise_a_wildcard():
+    config = AgentConfig(region="us", coordinators=("c:1",), advertise="0.0.0.0:50061")
+    with pytest.raises(ConfigError, match="advertise: '0.0.0.0:50061' is a wildcard"):
+        config.validate()
+    AgentConfig(region="us", coordinators=("c:1",), advertise="agent-us:50061").validate()
