@@ -211,7 +211,7 @@ class Verifier:
         report = self._report
         report.elapsed_seconds = self._clock() - self._started
         report.agreeing_fraction = agreeing_fraction(report.ranges_agreeing, report.ranges)
-        report.rows_per_second = report.rows / report.elapsed_seconds
+        report.rows_per_second = report.rows / max(report.elapsed_seconds, 1e-6)
         report.consistent = report.ranges_agreeing == report.ranges
         self._table_label = ""
         self._tell("done")
@@ -222,6 +222,12 @@ class Verifier:
         the tables to compare (the primary's, then any only other regions have)."""
         self._tell("reading the primary's position and tables")
         primary = await self._call(self.primary, "Tables", agent_pb2.VerifyTablesRequest())
+        if primary.standby:
+            raise VerifyFailed(
+                f"the write region {self.primary}'s database is in recovery, not a primary "
+                "(a failover under way?): nothing to compare with",
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
         self._report.lsn = primary.lsn
         self._report.regions.extend(sorted(self._agents))
         self._tell(f"waiting for the standbys to replay {format_lsn(primary.lsn)}")

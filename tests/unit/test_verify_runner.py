@@ -157,3 +157,11 @@ async def test_a_standby_that_does_not_replay_fails_the_check_naming_it(agents):
     with pytest.raises(VerifyFailed, match=r"^eu has replayed 0/64, not yet 0/64") as failed:
         await Verifier(US, addresses, SETTINGS).run()
     assert failed.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_write_region_in_recovery_has_nothing_to_compare_with(agents):
+    fakes, addresses = agents
+    fakes[US].standby = True
+
+    with pytest.raises(VerifyFailed, match="the write region us's database is in recovery"):
+        await Verifier(US, addresses, SETTINGS).run()
