@@ -33,6 +33,7 @@ from latitude.netaddr import join_host_port
 from latitude.program import all_or_none, setup_logging
 from latitude.serving import Server, until_signalled
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+from latitude.web import WebServer
 
 log = logging.getLogger("latitude.agent")
 
@@ -334,6 +335,9 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         agent_pb2_grpc.add_FailsafeServiceServicer_to_server, servicer,
         agent_pb2.DESCRIPTOR.services_by_name["FailsafeService"].full_name,
     )  # fmt: skip
+    web = WebServer(config.http_address) if config.http_address else None
+    if web is not None:
+        await web.start()
     await server.start()
     log.info("agent %s for %s serving health on port %d", config.id, config.region, server.port)
     running = asyncio.create_task(agent.run(), name="agent")
@@ -346,6 +350,8 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         log.info("shutting down")
         await server.stop(1.0)
     finally:
+        if web is not None:
+            await web.stop()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
@@ -354,7 +360,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
           "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
           "replication_passfile", "utilization_source", "peers", "peer_agents",
-          "fence_lease")  # fmt: skip
+          "fence_lease", "http_address")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

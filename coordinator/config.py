@@ -75,11 +75,16 @@ class CoordinatorConfig:
     max_message_bytes: int = 256 * 1024
     # How long SIGTERM waits for streams to finish.
     shutdown_grace: float = 2.0
+    # host:port of the HTTP listener: Prometheus metrics at /metrics, the dashboard at /.
+    # Empty: no HTTP listener.
+    http_address: str = ""
 
     def validate(self) -> None:
         parse_host_port(self.listen, "listen", any_port=True)
         if self.advertise:
             parse_host_port(self.advertise, "advertise")
+        if self.http_address:
+            parse_host_port(self.http_address, "http_address", any_port=True)
         if not self.etcd:
             raise ConfigError("etcd: at least one endpoint is needed")
         for endpoint in self.etcd:

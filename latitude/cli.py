@@ -348,6 +348,7 @@ def status_json(status: StackStatus) -> dict:
         "databases": [asdict(r) | {"streaming": r.streaming} for r in status.regions],
         "etcd": [asdict(m) for m in status.etcd],
         "processes": status.processes,
+        "http": status.http,
     }
 
 
@@ -355,8 +356,26 @@ def format_status(status: StackStatus) -> str:
     verdict = "ready" if status.ready else "NOT READY"
     head = f"latitude stack in {status.dir}: {verdict}"
     if status.cluster is not None:
-        return f"{head}\n{format_cluster(status.cluster)}"
-    return f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}"
+        return f"{head}\n{format_cluster(status.cluster)}{format_http(status.http)}"
+    return (
+        f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}"
+        f"{format_http(status.http)}"
+    )
+
+
+def format_http(http: dict[str, str]) -> str:
+    """Where the dashboard and the metrics are (every coordinator serves both)."""
+    if not http:
+        return ""
+    coordinators = [a for n, a in http.items() if not n.startswith("agent-")]
+    agents = [a for n, a in http.items() if n.startswith("agent-")]
+    lines = ["", ""]
+    if coordinators:
+        lines.append(
+            f"dashboard  http://{coordinators[0]}/  (any coordinator: {' '.join(coordinators)})"
+        )
+    lines.append(f"metrics    /metrics on {' '.join(coordinators + agents)}")
+    return "\n".join(lines)
 
 
 def format_databases(status: StackStatus) -> str:
