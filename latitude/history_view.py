@@ -95,6 +95,10 @@ def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
     )
 
 
+def _role(role: int) -> str:
+    return "-" if role == 0 else short_name(common_pb2.DatabaseRole, role, lower=True)
+
+
 def _clock(at_ms: int) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(at_ms / 1000))
 
@@ -107,7 +111,7 @@ def format_history(response: history_pb2.GetHistoryResponse, since: float) -> st
         return f"{head}: no samples (no leader has sampled this region in that time)"
     head += (
         f", {len(samples)} samples at {format_span(step)} "
-        f"({_clock(samples[0].at_ms)}  to  {_clock(samples[-1].at_ms)} UTC)"
+        f"({_clock(samples[0].at_ms)} to {_clock(samples[-1].at_ms)} UTC)"
     )
     runs = spans(samples, step)
     hidden = max(0, len(runs) - MAX_SPANS)
@@ -124,7 +128,7 @@ def format_history(response: history_pb2.GetHistoryResponse, since: float) -> st
             _clock(run.end_ms),
             format_span((run.end_ms - run.start_ms) / 1000),
             short_name(common_pb2.RegionState, run.state),
-            short_name(common_pb2.DatabaseRole, run.role, lower=True),
+            _role(run.role),
             human_bytes(max(s.replay_lag_bytes for s in group)),
             f"{sum(s.weight for s in group) / len(group):.2f}",
             f"{sum(s.response_time_seconds for s in group) / len(group) * 1000:.1f} ms",
