@@ -21,6 +21,8 @@ from coordinator.election import Election
 from coordinator.etcd import EtcdError
 from coordinator.events import EventLog
 from coordinator.failover.machine import FailoverMachine
+from coordinator.incidents.keeper import IncidentKeeper
+from coordinator.incidents.webhooks import DeliveryStats
 from coordinator.leader import Deposed, Leader, OutcomeUnknown, SystemClock
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.routing.cache import TableCache
@@ -72,6 +74,8 @@ class CoordinatorNode:
         self.publisher: TablePublisher | None = None
         # The event history; ``events.record(...)`` is a no-op except while leading.
         self.events = EventLog(store, self.write)
+        # Incidents and their webhook deliveries (leader only); the counters outlive terms.
+        self.incident_stats = DeliveryStats()
         self._self_fenced: dict[str, bool] = {}  # as last reported, per region
         self._publish_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -200,6 +204,10 @@ class CoordinatorNode:
             asyncio.create_task(self._tick(registry), name="tick"),
             asyncio.create_task(self._publish(registry), name="publish"),
             asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
+            asyncio.create_task(
+                IncidentKeeper(self.config, self.store, self, self.incident_stats).run(),
+                name="incidents",
+            ),
         ]
         deposed = asyncio.create_task(self.election.deposed.wait())
         try:
