@@ -132,6 +132,9 @@ class CoordinatorConfig:
     # One incident's updates reach a target at most this often (openings, escalations and
     # resolutions go at once).
     alert_update_interval: float = 5.0
+    # Incidents below critical are told only once open this long: a blip that resolves sooner
+    # (a standby streaming a moment late) is never sent.
+    alert_hold: float = 10.0
     # An incident whose cause returns within this many seconds of its resolution reopens.
     incident_reopen_window: float = 300.0
 
@@ -177,7 +180,7 @@ class CoordinatorConfig:
         for label in labels:
             if labels.count(label) > 1:
                 raise ConfigError(f"alerts: two targets named {label!r} (give them a name)")
-        for name in ("alert_update_interval", "incident_reopen_window"):
+        for name in ("alert_update_interval", "alert_hold", "incident_reopen_window"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
 

@@ -2,7 +2,9 @@
 
 A target is told of an incident once it is severe enough for it: "opened" (or, for an
 escalation target, "escalated" once the incident has stayed open ``escalate_after`` seconds;
-one resolved before that never reaches it), then "updated" at most every
+one resolved before that never reaches it). Below critical, an incident is held ``hold``
+seconds first: a blip that resolves sooner (a standby that starts streaming a moment late) is
+never sent. Then then "updated" at most every
 ``update_interval`` while it changes (several changes in between go as one, the newest),
 "reopened" at once when it flaps back, and "resolved" at once. What was delivered is the
 incident's ``deliveries`` entry for the target, kept in etcd with it, so a new leader owes
@@ -36,17 +38,24 @@ def owed(
     delivered: admin_pb2.IncidentDelivery | None,
     now: float,
     update_interval: float,
+    hold: float = 0.0,
 ) -> str:
     """What ``target`` is owed for ``incident`` now: "opened", "escalated", "updated",
     "reopened", "resolved", or "" (nothing, for now)."""
     if incident.severity < target.severity:
         return ""
     if delivered is None or not delivered.delivered_revision:
+        opened = incident.opened_at.ToNanoseconds() / 1e9
         if target.escalate_after:
-            opened = incident.opened_at.ToNanoseconds() / 1e9
             if incident.state != _OPEN or now - opened < target.escalate_after:
                 return ""
             return "escalated"
+        if incident.severity < admin_pb2.SEVERITY_CRITICAL:
+            ended = (
+                incident.resolved_at.ToNanoseconds() / 1e9 if incident.state == _RESOLVED else now
+            )
+            if ended - opened < hold:
+                return ""
         return "resolved" if incident.state == _RESOLVED else "opened"
     if delivered.delivered_revision >= incident.revision:
         return ""

@@ -74,6 +74,7 @@ class IncidentKeeper:
                     self._recorded,
                     self._stats,
                     update_interval=self._config.alert_update_interval,
+                    hold=self._config.alert_hold,
                     clock=self._clock,
                 )
                 self._couriers.append(courier)

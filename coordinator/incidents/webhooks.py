@@ -62,6 +62,7 @@ class Courier:
         stats: DeliveryStats,
         *,
         update_interval: float,
+        hold: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.target = target
@@ -69,6 +70,7 @@ class Courier:
         self._recorded = recorded
         self._stats = stats.target(target.label)
         self._update_interval = update_interval
+        self._hold = hold
         self._clock = clock
         self._not_before: dict[str, float] = {}  # incident id -> back-off until
         self.wake = asyncio.Event()
@@ -100,6 +102,7 @@ class Courier:
                 dispatch.delivery_for(incident, label),
                 now,
                 self._update_interval,
+                self._hold,
             )
             if not kind:
                 continue

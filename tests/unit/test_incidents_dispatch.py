@@ -125,3 +125,15 @@ def test_the_payload_carries_its_idempotency_key_and_the_incident():
 def test_keys_differ_between_notifications(kind):
     i = incident(revision=2)
     assert dispatch.idempotency_key(i, kind) != dispatch.idempotency_key(incident(revision=3), kind)
+
+
+def test_below_critical_an_incident_is_held_and_a_blip_never_sent():
+    warning = incident(severity=pb.SEVERITY_WARNING, opened=0.0)
+    assert dispatch.owed(warning, HOOK, None, 9.0, 5.0, hold=10.0) == ""
+    assert dispatch.owed(warning, HOOK, None, 10.0, 5.0, hold=10.0) == "opened"
+    # Critical goes at once.
+    assert dispatch.owed(incident(opened=0.0), HOOK, None, 0.1, 5.0, hold=10.0) == "opened"
+    # Resolved within the hold: never sent; after it: sent resolved.
+    blip = incident(severity=pb.SEVERITY_WARNING, state=pb.INCIDENT_STATE_RESOLVED)
+    assert dispatch.owed(blip, HOOK, None, 500.0, 5.0, hold=120.0) == ""
+    assert dispatch.owed(blip, HOOK, None, 500.0, 5.0, hold=30.0) == "resolved"
