@@ -9,6 +9,7 @@ the leader is killed mid-incident, and the failing receivers must hold nothing u
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import socket
 import threading
@@ -19,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from latitude.admin_client import NoCoordinator, call_any, cluster_status
+from latitude.incidents_view import follow
 from latitude.stack.harness import running_stack
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
@@ -149,6 +151,17 @@ async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolutio
     stack, receivers = alerted
     await eventually(lambda: _quiet(stack), 30, "no incident open or just resolved")
     await stack.status()  # learn the postmaster an agent may have restarted
+    followed = io.StringIO()
+    following = asyncio.create_task(
+        follow(
+            stack.coordinator_addresses(stack.state()),
+            admin_pb2.ListEventsRequest(limit=1),
+            as_json=True,
+            timeout=1.0,
+            interval=0.2,
+            out=followed,
+        )
+    )
     killed_at = time.time()
     await stack.kill("agent-us-east-1")
     await stack.kill("postgres-us-east-1")
@@ -194,6 +207,19 @@ async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolutio
         return found if done else None
 
     incident = await eventually(with_completion, 10, "the failover's completion on the incident")
+    # latitude events --follow saw it live, each event once, in order.
+    await eventually(
+        lambda: "EVENT_KIND_FAILOVER_COMPLETED" in followed.getvalue(), 5, "--follow to see it"
+    )
+    following.cancel()
+    await asyncio.gather(following, return_exceptions=True)
+    seen = [json.loads(line) for line in followed.getvalue().splitlines()]
+    sequences = [int(e["sequence"]) for e in seen]
+    assert sequences == sorted(set(sequences)), sequences
+    assert record.failover_id in {e.get("failover_id") for e in seen}
+    assert {"EVENT_KIND_FAILOVER_STARTED", "EVENT_KIND_FAILOVER_COMPLETED"} <= {
+        e["kind"] for e in seen
+    }
     assert incident.state == admin_pb2.INCIDENT_STATE_OPEN
     assert incident.severity == admin_pb2.SEVERITY_CRITICAL
     assert incident.cause == "region_unhealthy"
@@ -229,12 +255,8 @@ async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolutio
     await stack.up()
     try:
         await eventually(lambda: told("resolved"), 30, "the resolved notification")
-    except AssertionError:
-        for i in await incidents(stack):
-            print(i.id, i.state, list(i.awaiting), list(i.regions), i.revision)
-            for e in i.timeline:
-                print("   ", e.sequence, e.region, e.message)
-        raise
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{await _dump(stack)}") from err
     await eventually(lambda: told("resolved", "/escalate"), 10, "the escalation's resolution")
     resolved = told("resolved")
     assert [r["body"]["incident"]["id"] for r in resolved] == [incident_id]
@@ -266,6 +288,16 @@ async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolutio
 async def _new_leader(stack: Stack, old: str) -> bool:
     leader = await leader_of(stack)
     return bool(leader) and leader != old
+
+
+async def _dump(stack: Stack) -> str:
+    """Every incident and its timeline, for a failure's message."""
+    lines = []
+    for i in await incidents(stack):
+        state = admin_pb2.IncidentState.Name(i.state)
+        lines.append(f"{i.id} {state} {i.cause} {list(i.regions)} awaiting {list(i.awaiting)}")
+        lines += [f"    {e.sequence} {e.region} {e.message}" for e in i.timeline]
+    return "\n".join(lines)
 
 
 async def _quiet(stack: Stack) -> bool:
