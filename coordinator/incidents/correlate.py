@@ -119,8 +119,8 @@ def synchronous(region: str) -> str:
     return _SYNC + region
 
 
-def interpret(event: admin_pb2.Event, ledger: Ledger) -> Signal:
-    """The signal an event carries. ``ledger`` holds the region states before this event."""
+def interpret(event: admin_pb2.Event) -> Signal:
+    """The signal an event carries."""
     kind, region, attributes = event.kind, event.region, event.attributes
     if kind == K.EVENT_KIND_REGION_STATE_CHANGED:
         to = attributes.get("to", "")
@@ -188,7 +188,7 @@ class Correlator:
             return set()
         self.ledger.cursor = max(self.ledger.cursor, event.sequence)
         now = event.time.ToNanoseconds() / 1e9
-        signal = interpret(event, self.ledger)
+        signal = interpret(event)
         if event.kind == K.EVENT_KIND_REGION_STATE_CHANGED and event.region:
             self.ledger.region_states[event.region] = event.attributes.get("to", "")
         if event.kind == K.EVENT_KIND_LEADER_ELECTED:
@@ -251,7 +251,10 @@ class Correlator:
     ) -> admin_pb2.Incident | None:
         if event.failover_id:
             for incident in self.incidents.values():
-                if event.failover_id in incident.failover_ids:
+                # A resolved one is reopened only by a signal that would open one.
+                if event.failover_id in incident.failover_ids and (
+                    incident.state == _OPEN or signal.cause
+                ):
                     return incident
         open_ = self._open_incidents()
         if event.region:

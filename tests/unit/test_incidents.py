@@ -339,3 +339,15 @@ def test_a_successor_continues_from_what_was_stored():
     assert successor.only().id == "inc-1"
     assert successor.only().awaiting == ["us-east-1 healthy"]
     assert successor.only().revision == 3
+
+
+def test_a_late_entry_of_a_finished_failover_does_not_reopen_its_incident():
+    h = History()
+    h.failover("s1", "us-east-1", "eu-west-1", kind="switchover")
+    h.at(1003.0).event(pb.EVENT_KIND_FAILOVER_COMPLETED, region="us-east-1", failover_id="s1")
+    assert h.only().state == RESOLVED
+    h.at(1004.0).event(pb.EVENT_KIND_UNFENCED, region="us-east-1", failover_id="s1")
+    assert h.only().state == RESOLVED
+    # A fence of the same failover is news: it reopens.
+    h.at(1005.0).event(pb.EVENT_KIND_FENCED, pb.SEVERITY_CRITICAL, "us-east-1", "s1")
+    assert h.only().state == OPEN and h.only().reopened == 1
