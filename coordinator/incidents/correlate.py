@@ -257,14 +257,18 @@ class Correlator:
                 ):
                     return incident
         open_ = self._open_incidents()
+        if signal.cause == "leader_storm" or any(i.cause == "leader_storm" for i in open_):
+            # A storm is the cluster's own incident: a region's must not wait for it to end.
+            if event.kind == K.EVENT_KIND_LEADER_ELECTED:
+                storms = [i for i in open_ if i.cause == "leader_storm"]
+                if storms:
+                    return storms[-1]
+                if signal.cause:
+                    return self._flapped(event, signal, now)
         if event.region:
             mine = [i for i in open_ if event.region in i.regions]
             if mine:
                 return mine[-1]
-        if event.kind == K.EVENT_KIND_LEADER_ELECTED:
-            storms = [i for i in open_ if i.cause == "leader_storm"]
-            if storms:
-                return storms[-1]
         if signal.cause or event.kind in _CASCADE:
             cascading = [i for i in open_ if self._cascading(i, now)]
             if cascading:

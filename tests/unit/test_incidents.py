@@ -351,3 +351,18 @@ def test_a_late_entry_of_a_finished_failover_does_not_reopen_its_incident():
     # A fence of the same failover is news: it reopens.
     h.at(1005.0).event(pb.EVENT_KIND_FENCED, pb.SEVERITY_CRITICAL, "us-east-1", "s1")
     assert h.only().state == OPEN and h.only().reopened == 1
+
+
+def test_a_leader_change_storm_during_a_region_incident_is_its_own_incident():
+    h = History(Correlator(CorrelationSettings(storm_count=3, storm_window=60)))
+    h.event(pb.EVENT_KIND_LEADER_ELECTED)
+    h.at(1010.0).state("us-east-1", "UNHEALTHY")
+    h.at(1012.0).event(pb.EVENT_KIND_LEADER_ELECTED)  # a new leader mid-incident: an entry
+    h.at(1014.0).event(pb.EVENT_KIND_LEADER_ELECTED)  # the third: a storm
+    region, storm = h.incidents()
+    assert region.cause == "region_unhealthy" and storm.cause == "leader_storm"
+    assert region.timeline[-1].kind == pb.EVENT_KIND_LEADER_ELECTED
+    assert "elections quiet" not in region.awaiting
+    h.at(1020.0).state("us-east-1", "HEALTHY")
+    assert h.incidents()[0].state == RESOLVED  # without waiting for the storm to end
+    assert h.incidents()[1].state == OPEN
