@@ -270,7 +270,7 @@ class Correlator:
             if mine:
                 return mine[-1]
         if signal.cause or event.kind in _CASCADE:
-            cascading = [i for i in open_ if self._cascading(i, now)]
+            cascading = [i for i in open_ if i.cause != "leader_storm" and self._cascading(i, now)]
             if cascading:
                 return cascading[-1]
         if signal.cause:

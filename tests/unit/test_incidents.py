@@ -366,3 +366,13 @@ def test_a_leader_change_storm_during_a_region_incident_is_its_own_incident():
     h.at(1020.0).state("us-east-1", "HEALTHY")
     assert h.incidents()[0].state == RESOLVED  # without waiting for the storm to end
     assert h.incidents()[1].state == OPEN
+
+
+def test_a_region_failing_during_a_storm_is_not_part_of_the_storm():
+    h = History(Correlator(CorrelationSettings(storm_count=3, storm_window=60)))
+    for t in (1000.0, 1001.0, 1002.0):
+        h.at(t).event(pb.EVENT_KIND_LEADER_ELECTED)
+    h.at(1005.0).state("eu-west-1", "UNHEALTHY")
+    storm, region = h.incidents()
+    assert storm.cause == "leader_storm" and not storm.regions
+    assert region.cause == "region_unhealthy" and region.awaiting == ["eu-west-1 healthy"]
