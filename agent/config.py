@@ -81,6 +81,8 @@ class AgentConfig:
     # which fences the database when this agent is gone or hung; its heartbeat beside it is
     # reported as the check "fence-keeper". Empty: no keeper.
     fence_lease: Path | None = None
+    # host:port of the HTTP listener (Prometheus metrics at /metrics). Empty: none.
+    http_address: str = ""
 
     def validate(self) -> None:
         if not self.region:
@@ -90,6 +92,8 @@ class AgentConfig:
         for address in self.coordinators:
             parse_host_port(address, "coordinators")
         parse_host_port(self.listen, "listen", any_port=True)
+        if self.http_address:
+            parse_host_port(self.http_address, "http_address", any_port=True)
         if self.advertise:
             host, _ = parse_host_port(self.advertise, "advertise")
             if host in ("0.0.0.0", "::"):

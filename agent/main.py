@@ -35,6 +35,7 @@ from latitude.netaddr import join_host_port, parse_host_port
 from latitude.program import all_or_none, setup_logging
 from latitude.serving import Server, until_signalled
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+from latitude.web import WebServer
 
 log = logging.getLogger("latitude.agent")
 
@@ -351,6 +352,9 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         agent_pb2_grpc.add_FailsafeServiceServicer_to_server, servicer,
         agent_pb2.DESCRIPTOR.services_by_name["FailsafeService"].full_name,
     )  # fmt: skip
+    web = WebServer(config.http_address) if config.http_address else None
+    if web is not None:
+        await web.start()
     verify = VerifyServicer(agent.probe.target, config.region, renice=config.pg_data is not None)
     server.add(
         agent_pb2_grpc.add_VerifyServiceServicer_to_server, verify,
@@ -370,6 +374,8 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         log.info("shutting down")
         await server.stop(1.0)
     finally:
+        if web is not None:
+            await web.stop()
         await verify.close()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -379,7 +385,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
           "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
           "replication_passfile", "utilization_source", "peers", "peer_agents",
-          "fence_lease", "advertise")  # fmt: skip
+          "fence_lease", "http_address", "advertise")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

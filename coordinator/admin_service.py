@@ -8,15 +8,16 @@ import time
 
 import grpc
 
-from coordinator import keys, operations
+from coordinator import history, keys, operations
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
+from coordinator.incidents.listing import list_incidents
 from coordinator.node import CoordinatorNode
 from coordinator.verify.runner import Verifier, VerifyFailed
 from coordinator.verify.settings import InvalidVerify, VerifySettings
 from coordinator.verify.targets import NoTargets, verify_targets
-from latitude.v1 import admin_pb2, admin_pb2_grpc, routing_pb2
+from latitude.v1 import admin_pb2, admin_pb2_grpc, history_pb2, routing_pb2
 
 LEADER_METADATA = "latitude-leader-address"
 _STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
@@ -196,6 +197,21 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
 
+    async def GetHistory(self, request, context):
+        try:
+            since, limit = history.request_bounds(request.since_seconds, request.max_samples)
+        except ValueError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        try:
+            samples, step = await self._node.history.read(request.region, since, limit)
+        except history.UnknownRegion as err:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+        return history_pb2.GetHistoryResponse(
+            region=request.region, samples=samples, resolution_seconds=step
+        )
+
     async def Verify(self, request, context):
         try:
             settings = VerifySettings.from_request(request)
@@ -247,3 +263,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             return task.result() if task.done() else orchestrator.current
         except FailoverRefused as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+
+    async def ListIncidents(self, request, context):
+        try:
+            return await list_incidents(self._node.store, request)
+        except InvalidRequest as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")

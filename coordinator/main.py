@@ -30,6 +30,7 @@ from latitude.v1 import (
     agent_pb2_grpc,
     routing_pb2,
 )
+from latitude.web import WebServer
 
 log = logging.getLogger("latitude.coordinator")
 
@@ -47,12 +48,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--etcd", help="etcd endpoints, comma-separated host:port")
     parser.add_argument("--etcd-prefix", help="key prefix in etcd (default /latitude)")
     parser.add_argument("--regions", help="the deployment's regions, comma-separated")
+    parser.add_argument("--http-address", help="host:port for metrics and the dashboard")
     parser.add_argument(
         "--synchronous", action="store_const", const=True, help="synchronous replication"
     )
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous")
+    names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous",
+             "http_address")  # fmt: skip
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 
@@ -79,6 +82,9 @@ async def serve(config: CoordinatorConfig) -> None:
         routing,
         routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,
     )
+    web = WebServer(config.http_address) if config.http_address else None
+    if web is not None:
+        await web.start()
     await server.start()
     log.info(
         "coordinator %s serving on %s (etcd %s)", node.id, config.listen, ",".join(config.etcd)
@@ -101,6 +107,8 @@ async def serve(config: CoordinatorConfig) -> None:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        if web is not None:
+            await web.stop()
         await members.close()
         await routing.close()
         await store.close()

@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
-from latitude import route_view, verify_view
+from latitude import history_view, incidents_view, route_view, verify_view
 from latitude.admin_client import call_any, call_leader
 from latitude.client import strategy_value
 from latitude.errors import LatitudeError
@@ -27,7 +27,7 @@ from latitude.stack.progress import Progress
 from latitude.stack.stack import Stack, StackStatus
 from latitude.status_view import cluster_json, format_cluster, format_failover
 from latitude.table import human_bytes, render
-from latitude.v1 import admin_pb2, common_pb2, routing_pb2
+from latitude.v1 import admin_pb2, common_pb2, history_pb2, routing_pb2
 
 EXIT_ERROR = 1
 _STRATEGY_NAMES = "geographic, latency, weighted, round_robin, health_based"
@@ -104,8 +104,23 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     events.add_argument("--limit", type=int, default=0, help="the newest N (default 100)")
     events.add_argument("--json", action="store_true", help="machine-readable output")
+    events.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new events, like tail -f"
+    )
     _coordinators_option(events, timeout=5.0)
     events.set_defaults(command=_events)
+
+    incidents = _stack_command(
+        commands, "incidents", "incidents (events correlated by cause), newest first"
+    )
+    incidents.add_argument("--all", action="store_true", help="resolved incidents too")
+    incidents.add_argument("--limit", type=int, default=0, help="the newest N (default 100)")
+    incidents.add_argument(
+        "--deliveries", action="store_true", help="and what each alert target was told"
+    )
+    incidents.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(incidents, timeout=5.0)
+    incidents.set_defaults(command=lambda args: incidents_view.show(args, _coordinators(args)))
 
     maintenance = _stack_command(
         commands, "maintenance", "take a region out of service (no traffic, never promoted)"
@@ -162,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--json", action="store_true", help="machine-readable output")
     _coordinators_option(route, timeout=5.0)
     route.set_defaults(command=_route)
+
+    history = _stack_command(commands, "history", "a region's health over time, as a timeline")
+    history.add_argument("region", help="the region")
+    history.add_argument("--since", default="1h", help="how far back: 90s, 15m, 1h, 2d (<= 7d)")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(history, timeout=5.0)
+    history.set_defaults(command=_history)
 
     strategy = _stack_command(commands, "strategy", "set the cluster's default routing strategy")
     strategy.add_argument("name", help=_STRATEGY_NAMES)
@@ -278,11 +300,26 @@ async def _events(args: argparse.Namespace) -> int:
     request = admin_pb2.ListEventsRequest(
         region=args.region, limit=args.limit, kinds=[event_kind(k) for k in args.kinds]
     )
+    if args.follow:
+        return await incidents_view.follow(
+            _coordinators(args), request, as_json=args.json, timeout=args.timeout
+        )
     response = await call_any(_coordinators(args), "ListEvents", request, args.timeout)
     if args.json:
         print(json.dumps(events_json(response.events), indent=2))
     else:
         print(format_events(response.events))
+    return 0
+
+
+async def _history(args: argparse.Namespace) -> int:
+    since = history_view.parse_duration(args.since)
+    request = history_pb2.GetHistoryRequest(region=args.region, since_seconds=since)
+    response = await call_any(_coordinators(args), "GetHistory", request, args.timeout)
+    if args.json:
+        print(json.dumps(history_view.history_json(response), indent=2))
+    else:
+        print(history_view.format_history(response, since))
     return 0
 
 
@@ -398,6 +435,7 @@ def status_json(status: StackStatus) -> dict:
         "databases": [asdict(r) | {"streaming": r.streaming} for r in status.regions],
         "etcd": [asdict(m) for m in status.etcd],
         "processes": status.processes,
+        "http": status.http,
     }
 
 
@@ -405,8 +443,26 @@ def format_status(status: StackStatus) -> str:
     verdict = "ready" if status.ready else "NOT READY"
     head = f"latitude stack in {status.dir}: {verdict}"
     if status.cluster is not None:
-        return f"{head}\n{format_cluster(status.cluster)}"
-    return f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}"
+        return f"{head}\n{format_cluster(status.cluster)}{format_http(status.http)}"
+    return (
+        f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}"
+        f"{format_http(status.http)}"
+    )
+
+
+def format_http(http: dict[str, str]) -> str:
+    """Where the dashboard and the metrics are (every coordinator serves both)."""
+    if not http:
+        return ""
+    coordinators = [a for n, a in http.items() if not n.startswith("agent-")]
+    agents = [a for n, a in http.items() if n.startswith("agent-")]
+    lines = ["", ""]
+    if coordinators:
+        lines.append(
+            f"dashboard  http://{coordinators[0]}/  (any coordinator: {' '.join(coordinators)})"
+        )
+    lines.append(f"metrics    /metrics on {' '.join(coordinators + agents)}")
+    return "\n".join(lines)
 
 
 def format_databases(status: StackStatus) -> str:

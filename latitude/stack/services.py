@@ -22,6 +22,7 @@ def coordinator_argv(
     regions: list[str],
     *,
     synchronous: bool = False,
+    http_address: str = "",
 ) -> list[str]:
     return [
         sys.executable, "-m", "coordinator.main",
@@ -30,6 +31,7 @@ def coordinator_argv(
         "--etcd", ",".join(etcd_endpoints),
         "--regions", ",".join(regions),
         *(["--synchronous"] if synchronous else []),
+        *(["--http-address", http_address] if http_address else []),
     ]  # fmt: skip
 
 
@@ -44,6 +46,7 @@ def agent_argv(
     utilization_file: Path,
     peer_agents: dict[str, str],
     fence_lease: Path,
+    http_address: str = "",
 ) -> list[str]:
     return [
         sys.executable, "-m", "agent.main",
@@ -67,6 +70,7 @@ def agent_argv(
         # The failsafe: the other regions' agents confirm this region's primary.
         "--peer-agents", ",".join(f"{r}={a}" for r, a in peer_agents.items()),
         "--fence-lease", str(fence_lease),
+        *(["--http-address", http_address] if http_address else []),
     ]  # fmt: skip
 
 
@@ -78,6 +82,17 @@ def keeper_argv(region: RegionSpec, database: PostgresNode, fence_lease: Path) -
         "--pg-data", str(database.data_dir),
         "--lease", str(fence_lease),
     ]  # fmt: skip
+
+
+def http_port_name(component: str) -> str:
+    """The state file's name for a process's HTTP port ("http-coordinator-1")."""
+    return f"http-{component}"
+
+
+def port_owner(port_name: str) -> str:
+    """The process a state file's port belongs to: "etcd-1.peer" and "etcd-1.client" to
+    etcd-1, "http-coordinator-1" to coordinator-1, "postgres-us-east-1" to itself."""
+    return port_name.split(".", 1)[0].removeprefix("http-")
 
 
 def agent_env(password: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.demotion import fence_cause
@@ -31,6 +31,7 @@ from latitude.stack.network import Layout, Network, machine_addresses
 from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
 from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
+from latitude.stack.services import http_port_name, port_owner
 from latitude.stack.state import StackState, exclusive, state_path
 from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
 from latitude.v1 import admin_pb2, common_pb2
@@ -47,6 +48,8 @@ class StackStatus:
     # The control plane's view (from any coordinator); None when none answered.
     cluster: admin_pb2.ClusterStatus | None = None
     cluster_error: str = ""
+    # Each coordinator's and agent's HTTP listener (metrics; the dashboard on coordinators).
+    http: dict[str, str] = field(default_factory=dict)
 
     @property
     def streaming(self) -> bool:
@@ -109,6 +112,8 @@ class Stack:
         names += [f"postgres-{r.name}" for r in self.topology.regions]
         names += list(self.topology.coordinators)
         names += [f"agent-{r.name}" for r in self.topology.regions]
+        names += [http_port_name(n) for n in self.topology.coordinators]
+        names += [http_port_name(f"agent-{r.name}") for r in self.topology.regions]
         return names
 
     def address_of(self, state: StackState, component: str) -> str:
@@ -116,6 +121,17 @@ class Stack:
         its party's in the stack's network, else the stack's host."""
         network = self.network(state)
         return network.layout.address_of(component) if network else state.host
+
+    def http_address(self, state: StackState, component: str) -> str:
+        """host:port of a coordinator's or agent's HTTP listener (metrics, dashboard)."""
+        return join_host_port(
+            self.address_of(state, component), state.ports[http_port_name(component)]
+        )
+
+    def http_addresses(self, state: StackState) -> dict[str, str]:
+        """Every HTTP listener the stack runs, by process name."""
+        names = [*self.topology.coordinators, *(f"agent-{r.name}" for r in self.topology.regions)]
+        return {n: self.http_address(state, n) for n in names if http_port_name(n) in state.ports}
 
     def network(self, state: StackState | None = None) -> Network | None:
         """The stack's network namespaces and the links cut between them; None when the
@@ -240,6 +256,10 @@ class Stack:
                     f"the stack in {self.dir} runs without network namespaces: "
                     "run `latitude down` first to give it some"
                 )
+            missing = [n for n in self._port_names() if n not in state.ports]
+            if missing:  # a stack made by an older latitude: give the new listeners ports
+                state.ports.update(ports.allocate(self.config.host, missing))
+                state.save()
             return state, False
         leftovers = [p.name for p in self.dir.iterdir() if p.name != "lock"]
         if leftovers:
@@ -292,7 +312,7 @@ class Stack:
         wanted = {
             name: port
             for name, port in state.ports.items()
-            if not running.get(name.split(".", 1)[0], False)
+            if not running.get(port_owner(name), False)
         }
         ports.check_free(state.host, wanted)
 
@@ -412,8 +432,9 @@ class Stack:
         for name, address in zip(self.topology.coordinators, coordinators, strict=True):
             if not running.get(name):
                 argv = services.coordinator_argv(
-                    name, address, etcd_endpoints, regions, synchronous=self.config.synchronous
-                )
+                    name, address, etcd_endpoints, regions, synchronous=self.config.synchronous,
+                    http_address=self.http_address(state, name),
+                )  # fmt: skip
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
             node = self.postgres_node(state, region.name)
@@ -439,7 +460,7 @@ class Stack:
                 argv = services.agent_argv(
                     region, self.address_of(state, name), state.ports[name], coordinators, node,
                     peers=peers, utilization_file=utilization, peer_agents=peer_agents,
-                    fence_lease=lease,
+                    fence_lease=lease, http_address=self.http_address(state, name),
                 )  # fmt: skip
                 env = services.agent_env(state.superuser_password)
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
@@ -562,7 +583,8 @@ class Stack:
             self._cluster(state),
         )
         alive = {n: processes.is_alive(r) for n, r in state.processes.items()}
-        return StackStatus(self.dir, regions, members, alive, cluster, error)
+        http = self.http_addresses(state)
+        return StackStatus(self.dir, regions, members, alive, cluster, error, http)
 
     async def _cluster(self, state: StackState) -> tuple[admin_pb2.ClusterStatus | None, str]:
         try:

@@ -41,6 +41,8 @@ SERVICES: dict[str, dict[str, tuple[bool, bool]]] = {
         "SetMaintenance": (False, False),
         "ListEvents": (False, False),
         "CheckConsistency": (False, False),
+        "GetHistory": (False, False),
+        "ListIncidents": (False, False),
         "Verify": (False, True),
     },
 }
