@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from coordinator.dashboard.source import ClusterSource, Incidents, Unavailable, UnknownRegion
-from coordinator.dashboard.stream import Hub
+from coordinator.dashboard.stream import INTERVAL, Hub
 
 STATIC = Path(__file__).with_name("static")
 MAX_EVENTS = 1000
@@ -62,9 +62,17 @@ class Dashboard:
     def __init__(self, source: ClusterSource, hub: Hub) -> None:
         self.source = source
         self.hub = hub
+        self._files = {p.name for p in STATIC.iterdir() if p.is_file()}
 
     async def index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def static(self, request: web.Request) -> web.FileResponse:
+        # Only the package's own files, by name: nothing else on disk is reachable.
+        name = request.match_info["name"]
+        if name not in self._files:
+            raise web.HTTPNotFound()
+        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
     async def status(self, request: web.Request) -> web.Response:
         try:
@@ -94,17 +102,26 @@ class Dashboard:
         return web.json_response(await self.source.incidents())
 
 
-def install(app: web.Application, node, admin, *, incidents: Incidents | None = None) -> Hub:
+def install(
+    app: web.Application,
+    node,
+    admin,
+    *,
+    incidents: Incidents | None = None,
+    timeout: float = 2.0,
+    interval: float = INTERVAL,
+) -> Hub:
     """Serve the dashboard of ``node`` (a CoordinatorNode; ``admin`` its AdminService) on
     ``app``, before the listener starts. ``incidents``: a coroutine function answering the
-    open incidents, when there is one."""
-    source = ClusterSource(node, admin, incidents=incidents)
-    hub = Hub(source)
+    open incidents, when there is one; ``timeout`` bounds every read that touches etcd;
+    ``interval``: how often open pages are updated."""
+    source = ClusterSource(node, admin, incidents=incidents, timeout=timeout)
+    hub = Hub(source, interval=interval)
     dashboard = Dashboard(source, hub)
     app[HUB] = hub
     app.middlewares.append(json_errors)
     app.router.add_get("/", dashboard.index)
-    app.router.add_static("/static/", STATIC)
+    app.router.add_get("/static/{name}", dashboard.static)
     app.router.add_get("/api/status", dashboard.status)
     app.router.add_get("/api/events", dashboard.events)
     app.router.add_get("/api/history/{region}", dashboard.history)
