@@ -8,12 +8,12 @@ import time
 
 import grpc
 
-from coordinator import keys, operations
+from coordinator import history, keys, operations
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
 from coordinator.node import CoordinatorNode
-from latitude.v1 import admin_pb2, admin_pb2_grpc, routing_pb2
+from latitude.v1 import admin_pb2, admin_pb2_grpc, history_pb2, routing_pb2
 
 LEADER_METADATA = "latitude-leader-address"
 _STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
@@ -192,6 +192,21 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             return await operations.check_consistency(self._node, request, budget)
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+
+    async def GetHistory(self, request, context):
+        try:
+            since, limit = history.request_bounds(request.since_seconds, request.max_samples)
+        except ValueError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        try:
+            samples, step = await self._node.history.read(request.region, since, limit)
+        except history.UnknownRegion as err:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+        return history_pb2.GetHistoryResponse(
+            region=request.region, samples=samples, resolution_seconds=step
+        )
 
     def _background_task(self, coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)

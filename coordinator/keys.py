@@ -21,6 +21,9 @@ MAINTENANCE = "maintenance"
 EVENTS = "events"
 # The routing table every replica serves.
 ROUTING_TABLE = "routing/table"
+# Each region's health over time: history/<region>/raw/<ms> and history/<region>/min/<ms>
+# (coordinator.history).
+HISTORY = "history"
 
 
 def under(prefix: str, name: str) -> str:

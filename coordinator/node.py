@@ -21,6 +21,7 @@ from coordinator.election import Election
 from coordinator.etcd import EtcdError
 from coordinator.events import EventLog
 from coordinator.failover.machine import FailoverMachine
+from coordinator.history import HealthHistory
 from coordinator.leader import Deposed, Leader, OutcomeUnknown, SystemClock
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.routing.cache import TableCache
@@ -72,6 +73,8 @@ class CoordinatorNode:
         self.publisher: TablePublisher | None = None
         # The event history; ``events.record(...)`` is a no-op except while leading.
         self.events = EventLog(store, self.write)
+        # Each region's health over time: recorded while leading, read by every replica.
+        self.history = HealthHistory(store, config.regions)
         self._self_fenced: dict[str, bool] = {}  # as last reported, per region
         self._publish_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -200,6 +203,14 @@ class CoordinatorNode:
             asyncio.create_task(self._tick(registry), name="tick"),
             asyncio.create_task(self._publish(registry), name="publish"),
             asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
+            asyncio.create_task(
+                self.history.run_term(
+                    lambda: {name: registry.status(name) for name in registry.regions},
+                    self._weights,
+                    self.write,
+                ),
+                name="history",
+            ),
         ]
         deposed = asyncio.create_task(self.election.deposed.wait())
         try:
@@ -305,6 +316,10 @@ class CoordinatorNode:
                 names, registry.dirty = sorted(registry.dirty), set()
                 await self._write_statuses(registry, names)
             await asyncio.sleep(TICK)
+
+    def _weights(self) -> dict[str, float]:
+        table = self.routing.table
+        return {} if table is None else {r.region: r.weight for r in table.regions}
 
     async def read(self, name: str) -> bytes | None:
         return await self.store.read(name)

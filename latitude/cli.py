@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
-from latitude import route_view
+from latitude import history_view, route_view
 from latitude.admin_client import call_any, call_leader
 from latitude.client import strategy_value
 from latitude.errors import LatitudeError
@@ -27,7 +27,7 @@ from latitude.stack.progress import Progress
 from latitude.stack.stack import Stack, StackStatus
 from latitude.status_view import cluster_json, format_cluster, format_failover
 from latitude.table import human_bytes, render
-from latitude.v1 import admin_pb2, common_pb2, routing_pb2
+from latitude.v1 import admin_pb2, common_pb2, history_pb2, routing_pb2
 
 EXIT_ERROR = 1
 _STRATEGY_NAMES = "geographic, latency, weighted, round_robin, health_based"
@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--json", action="store_true", help="machine-readable output")
     _coordinators_option(route, timeout=5.0)
     route.set_defaults(command=_route)
+
+    history = _stack_command(commands, "history", "a region's health over time, as a timeline")
+    history.add_argument("region", help="the region")
+    history.add_argument("--since", default="1h", help="how far back: 90s, 15m, 1h, 2d (<= 7d)")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(history, timeout=5.0)
+    history.set_defaults(command=_history)
 
     strategy = _stack_command(commands, "strategy", "set the cluster's default routing strategy")
     strategy.add_argument("name", help=_STRATEGY_NAMES)
@@ -264,6 +271,17 @@ async def _events(args: argparse.Namespace) -> int:
         print(json.dumps(events_json(response.events), indent=2))
     else:
         print(format_events(response.events))
+    return 0
+
+
+async def _history(args: argparse.Namespace) -> int:
+    since = history_view.parse_duration(args.since)
+    request = history_pb2.GetHistoryRequest(region=args.region, since_seconds=since)
+    response = await call_any(_coordinators(args), "GetHistory", request, args.timeout)
+    if args.json:
+        print(json.dumps(history_view.history_json(response), indent=2))
+    else:
+        print(history_view.format_history(response, since))
     return 0
 
 

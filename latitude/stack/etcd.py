@@ -50,6 +50,10 @@ def argv(
         # Loopback-speed defaults; the leader lease TTL (3 s) must outlast an etcd election.
         "--heartbeat-interval", "100",
         "--election-timeout", "1000",
+        # The leader rewrites small keys all the time (region health, history buckets, the
+        # routing table): keep an hour of revisions, not all of them.
+        "--auto-compaction-mode", "periodic",
+        "--auto-compaction-retention", "1h",
         "--logger", "zap",
         "--log-outputs", "stderr",
     ]  # fmt: skip

@@ -89,6 +89,12 @@ def http_port_name(component: str) -> str:
     return f"http-{component}"
 
 
+def port_owner(port_name: str) -> str:
+    """The process a state file's port belongs to: "etcd-1.peer" and "etcd-1.client" to
+    etcd-1, "http-coordinator-1" to coordinator-1, "postgres-us-east-1" to itself."""
+    return port_name.split(".", 1)[0].removeprefix("http-")
+
+
 def agent_env(password: str) -> dict[str, str]:
     # The password travels in the environment, not argv: /proc/PID/cmdline is world-readable.
     return {"LATITUDE_AGENT_DB_PASSWORD": password}

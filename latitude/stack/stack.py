@@ -31,7 +31,7 @@ from latitude.stack.network import Layout, Network, machine_addresses
 from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
 from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
-from latitude.stack.services import http_port_name
+from latitude.stack.services import http_port_name, port_owner
 from latitude.stack.state import StackState, exclusive, state_path
 from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
 from latitude.v1 import admin_pb2, common_pb2
@@ -312,7 +312,7 @@ class Stack:
         wanted = {
             name: port
             for name, port in state.ports.items()
-            if not running.get(name.split(".", 1)[0], False)
+            if not running.get(port_owner(name), False)
         }
         ports.check_free(state.host, wanted)
 

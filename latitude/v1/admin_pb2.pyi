@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from latitude.v1 import agent_pb2 as _agent_pb2
 from latitude.v1 import common_pb2 as _common_pb2
+from latitude.v1 import history_pb2 as _history_pb2
 from latitude.v1 import routing_pb2 as _routing_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from latitude.v1 import admin_pb2 as latitude_dot_v1_dot_admin__pb2
+from latitude.v1 import history_pb2 as latitude_dot_v1_dot_history__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -70,6 +71,11 @@ class AdminServiceStub:
                 request_serializer=latitude_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
                 response_deserializer=latitude_dot_v1_dot_admin__pb2.ConsistencyReport.FromString,
                 _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/latitude.v1.AdminService/GetHistory',
+                request_serializer=latitude_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_history__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -129,6 +135,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHistory(self, request, context):
+        """A region's health over time (state, lag, weight, response time), oldest first: the last
+        24 h at 5 s, up to 7 days at 1 min.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +180,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CheckConsistency,
                     request_deserializer=latitude_dot_v1_dot_admin__pb2.CheckConsistencyRequest.FromString,
                     response_serializer=latitude_dot_v1_dot_admin__pb2.ConsistencyReport.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=latitude_dot_v1_dot_history__pb2.GetHistoryRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_history__pb2.GetHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +377,33 @@ class AdminService:
             '/latitude.v1.AdminService/CheckConsistency',
             latitude_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
             latitude_dot_v1_dot_admin__pb2.ConsistencyReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latitude.v1.AdminService/GetHistory',
+            latitude_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
+            latitude_dot_v1_dot_history__pb2.GetHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

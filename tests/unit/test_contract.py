@@ -41,6 +41,7 @@ SERVICES: dict[str, dict[str, tuple[bool, bool]]] = {
         "SetMaintenance": (False, False),
         "ListEvents": (False, False),
         "CheckConsistency": (False, False),
+        "GetHistory": (False, False),
     },
 }
 
