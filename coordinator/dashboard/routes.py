@@ -17,7 +17,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from coordinator.dashboard.source import ClusterSource, Incidents, Unavailable, UnknownRegion
+from coordinator.dashboard.source import (
+    HISTORY_SECONDS,
+    BadRequest,
+    ClusterSource,
+    Incidents,
+    Unavailable,
+    UnknownRegion,
+)
 from coordinator.dashboard.stream import INTERVAL, Hub
 
 STATIC = Path(__file__).with_name("static")
@@ -88,15 +95,17 @@ class Dashboard:
             return _error(503, str(err))
 
     async def history(self, request: web.Request) -> web.Response:
-        seconds = _number(request, "seconds", 15 * 60, MAX_HISTORY_SECONDS)
+        seconds = _number(request, "seconds", HISTORY_SECONDS, MAX_HISTORY_SECONDS)
         try:
             return web.json_response(
                 await self.source.history(request.match_info["region"], seconds)
             )
         except UnknownRegion as err:
             return _error(404, str(err))
-        except TimeoutError:
-            return _error(503, "the history did not answer in time")
+        except BadRequest as err:
+            return _error(400, str(err))
+        except Unavailable as err:
+            return _error(503, str(err))
 
     async def incidents(self, request: web.Request) -> web.Response:
         return web.json_response(await self.source.incidents())

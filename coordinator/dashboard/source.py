@@ -1,19 +1,19 @@
 """Where the dashboard's figures come from, each read bounded in time.
 
-The cluster view is AdminService.GetStatus itself, called in-process: the page shows exactly
-what ``latitude status`` prints, on any replica (followers read it from etcd like the leader).
-Reads that touch etcd are time-bounded, and concurrent callers share one read in flight, so a
-page (or a hundred) costs the control loop at most one status read at a time. History is read
-from this coordinator's memory; incidents from whatever provider is plugged in.
+The cluster view and a region's history are AdminService's own GetStatus and GetHistory,
+called in-process: the page shows exactly what ``latitude status`` and ``latitude history``
+print, on any replica (followers read etcd like the leader). Every read that touches etcd is
+time-bounded, and callers asking for the same thing at once share one read in flight (and
+its answer for a moment after), so a page — or a hundred — costs the control loop at most
+one read of each kind at a time. Incidents come from whatever provider is plugged in.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import grpc
@@ -24,35 +24,48 @@ from coordinator import keys
 from coordinator.dashboard import views
 from coordinator.etcd import EtcdError
 from latitude.errors import LatitudeError
-from latitude.v1 import admin_pb2
+from latitude.v1 import admin_pb2, history_pb2
 
 log = logging.getLogger(__name__)
 
-# The freshest view is reused for this long: a burst of page loads is one etcd read.
-REUSE = 0.25
+# A status read is reused for this long (a burst of page loads is one etcd read); history,
+# sampled every 5 s, for longer.
+STATUS_REUSE = 0.25
+HISTORY_REUSE = 4.0
 EVENTS = 30
 HISTORY_SECONDS = 15 * 60
+HISTORY_SAMPLES = 180
 
 Incidents = Callable[[], Awaitable[list[Any]]]
 
 
 class Unavailable(LatitudeError):
-    """The cluster view cannot be read now (etcd slow or unreachable); the message says why."""
+    """The figures cannot be read now (etcd slow or unreachable); the message says why."""
 
 
 class UnknownRegion(LatitudeError):
     """A region the deployment does not have."""
 
 
+class BadRequest(LatitudeError):
+    """A parameter out of bounds; the message names it."""
+
+
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details or code.name)
+        self.code = code
+
+
 class _InProcessCall:
     """The part of a grpc.aio servicer context AdminService's read calls use, for calling them
-    in-process: an abort becomes Unavailable, metadata goes nowhere."""
+    in-process: an abort raises _Aborted with its code, metadata goes nowhere."""
 
     def __init__(self, budget: float) -> None:
         self._deadline = time.monotonic() + budget
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        raise Unavailable(details or code.name)
+        raise _Aborted(code, details)
 
     def set_trailing_metadata(self, metadata) -> None:
         pass
@@ -64,89 +77,103 @@ class _InProcessCall:
         return max(0.0, self._deadline - time.monotonic())
 
 
+class SharedReads:
+    """Reads by key: one in flight per key, shared by every caller, its answer reused for
+    ``reuse`` seconds; each bounded by ``timeout`` (Unavailable past it)."""
+
+    def __init__(self, reuse: float, timeout: float, clock=time.monotonic) -> None:
+        self._reuse = reuse
+        self._timeout = timeout
+        self._clock = clock
+        self._answers: dict[Hashable, tuple[float, Any]] = {}
+        self._reading: dict[Hashable, asyncio.Task] = {}
+
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[Any]]) -> Any:
+        answer = self._answers.get(key)
+        if answer is not None and self._clock() - answer[0] < self._reuse:
+            return answer[1]
+        task = self._reading.get(key)
+        if task is None or task.done():
+            task = asyncio.create_task(self._read(key, read), name=f"dashboard read {key}")
+            # Retrieved here too: every page that waited for it may have gone.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._reading[key] = task
+        # Shielded: a page that goes away must not cancel the read others wait for.
+        return await asyncio.shield(task)
+
+    async def _read(self, key: Hashable, read: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                value = await read()
+        except TimeoutError as err:
+            raise Unavailable(f"etcd did not answer within {self._timeout:.1f} s") from err
+        except EtcdError as err:
+            raise Unavailable(f"etcd unreachable: {err}") from err
+        self._answers[key] = (self._clock(), value)
+        return value
+
+
 class ClusterSource:
     """``admin`` is this coordinator's AdminService; ``incidents`` an optional coroutine
     function answering the open incidents (dicts or protobuf messages)."""
 
     def __init__(
-        self,
-        node,
-        admin,
-        *,
-        incidents: Incidents | None = None,
-        timeout: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
+        self, node, admin, *, incidents: Incidents | None = None, timeout: float = 2.0
     ) -> None:
         self._node = node
         self._admin = admin
         self._incidents = incidents
         self.timeout = timeout
-        self._clock = clock
-        self._reading: asyncio.Task | None = None
-        self._latest: tuple[float, dict[str, Any]] | None = None
-
-    @property
-    def regions(self) -> list[str]:
-        return list(self._node.config.regions)
+        self._status = SharedReads(STATUS_REUSE, timeout)
+        self._history = SharedReads(HISTORY_REUSE, timeout)
 
     async def snapshot(self) -> dict[str, Any]:
         """The page's whole picture (views.status_view); Unavailable when it cannot be read
         within the timeout."""
-        latest = self._latest
-        if latest is not None and self._clock() - latest[0] < REUSE:
-            return latest[1]
-        if self._reading is None or self._reading.done():
-            self._reading = asyncio.create_task(self._read(), name="dashboard status")
-            # Retrieved here too: every page that waited for it may have gone.
-            self._reading.add_done_callback(lambda t: t.cancelled() or t.exception())
-        # Shielded: a page that goes away must not cancel the read others wait for.
-        return await asyncio.shield(self._reading)
+        return await self._status.get("status", self._read_status)
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read_status(self) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(self.timeout):
-                status, failover = await asyncio.gather(
-                    self._admin.GetStatus(
-                        admin_pb2.GetStatusRequest(), _InProcessCall(self.timeout)
-                    ),
-                    self._node.store.read(keys.FAILOVER),
-                )
-        except TimeoutError as err:
-            raise Unavailable(f"etcd did not answer within {self.timeout:.1f} s") from err
-        except EtcdError as err:
-            raise Unavailable(f"etcd unreachable: {err}") from err
+            status, failover = await asyncio.gather(
+                self._admin.GetStatus(admin_pb2.GetStatusRequest(), _InProcessCall(self.timeout)),
+                self._node.store.read(keys.FAILOVER),
+            )
+        except _Aborted as err:
+            raise Unavailable(str(err)) from err
         last = admin_pb2.FailoverStatus.FromString(failover) if failover else None
-        view = views.status_view(status, last)
-        self._latest = (self._clock(), view)
-        return view
+        return views.status_view(status, last)
 
     async def events(self, limit: int = EVENTS) -> list[dict[str, Any]]:
         """The newest ``limit`` events, oldest first (the event history ListEvents serves)."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                page = await self._node.store.read_page(keys.EVENTS, limit=limit, newest_first=True)
-        except TimeoutError as err:
-            raise Unavailable(f"etcd did not answer within {self.timeout:.1f} s") from err
-        except EtcdError as err:
-            raise Unavailable(f"etcd unreachable: {err}") from err
-        found = [views.event_view(admin_pb2.Event.FromString(value)) for _, value in page]
-        found.reverse()
-        return found
+
+        async def read() -> list[dict[str, Any]]:
+            page = await self._node.store.read_page(keys.EVENTS, limit=limit, newest_first=True)
+            return [views.event_view(admin_pb2.Event.FromString(value)) for _, value in page][::-1]
+
+        return await self._status.get(("events", limit), read)
 
     async def history(self, region: str, seconds: float = HISTORY_SECONDS) -> dict[str, Any]:
-        """The region's samples of the last ``seconds`` from this coordinator's history;
+        """The region's samples of the last ``seconds`` (at most HISTORY_SAMPLES of them);
         UnknownRegion for a region the deployment does not have."""
         if region not in self._node.config.regions:
             known = ", ".join(self._node.config.regions)
             raise UnknownRegion(f"unknown region {region!r} (known: {known})")
-        history = getattr(self._node, "history", None)
-        if history is None:
-            return views.history_view(region, None)
-        samples = history.samples(region, time.time() - seconds)
-        if inspect.isawaitable(samples):
-            async with asyncio.timeout(self.timeout):
-                samples = await samples
-        return views.history_view(region, samples)
+
+        async def read() -> dict[str, Any]:
+            request = history_pb2.GetHistoryRequest(
+                region=region, since_seconds=seconds, max_samples=HISTORY_SAMPLES
+            )
+            try:
+                answer = await self._admin.GetHistory(request, _InProcessCall(self.timeout))
+            except _Aborted as err:
+                if err.code == grpc.StatusCode.NOT_FOUND:
+                    raise UnknownRegion(str(err)) from err
+                if err.code == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise BadRequest(str(err)) from err
+                raise Unavailable(str(err)) from err
+            return views.history_view(answer)
+
+        return await self._history.get(("history", region, seconds), read)
 
     async def incidents(self) -> dict[str, Any]:
         """The open incidents, or ``available: false`` when no provider is plugged in or it

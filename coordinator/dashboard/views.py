@@ -8,13 +8,12 @@ unix seconds (floats), durations seconds, sizes bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from latitude.enums import short_name
-from latitude.v1 import admin_pb2, common_pb2, routing_pb2
+from latitude.v1 import admin_pb2, common_pb2, history_pb2, routing_pb2
 
 # The order a failover stamps its steps in (as ``latitude status`` prints them).
 STEPS = ("detected", "drained", "fenced", "selected", "promoted", "redirected", "repointed")
@@ -161,24 +160,21 @@ def event_view(event: admin_pb2.Event) -> dict[str, Any]:
     }
 
 
-def history_view(region: str, samples: Iterable[Any] | None) -> dict[str, Any]:
-    """A region's recent history for the chart. ``samples`` are ``coordinator.history``
-    samples (``at``, ``state``, ``lag_bytes``, ``lag_seconds``, ``weight``,
-    ``response_ms``); None when this coordinator keeps no history."""
-    if samples is None:
-        return {"region": region, "available": False, "samples": []}
+def history_view(answer: history_pb2.GetHistoryResponse) -> dict[str, Any]:
+    """A region's recent history for the chart, from what GetHistory answered."""
     return {
-        "region": region,
-        "available": True,
+        "region": answer.region,
+        "resolution_seconds": answer.resolution_seconds,
         "samples": [
             {
-                "at": s.at,
+                "at": s.at_ms / 1000,
                 "state": short_name(common_pb2.RegionState, s.state),
-                "lag_bytes": s.lag_bytes,
-                "lag_seconds": s.lag_seconds,
+                "role": _ROLES.get(s.role, ""),
+                "lag_bytes": s.replay_lag_bytes,
+                "lag_seconds": s.replay_lag_seconds,
                 "weight": s.weight,
-                "response_ms": s.response_ms,
+                "response_ms": s.response_time_seconds * 1000,
             }
-            for s in samples
+            for s in answer.samples
         ],
     }

@@ -125,7 +125,12 @@ async def test_the_page_on_a_follower_follows_a_region_failing_and_its_failover(
                 )
             new = page.locator(f'article.card[data-region="{record.to_region}"]')
             await expect(new.locator(".badge.write")).to_have_text("WRITE")
+            await expect(new.locator('[data-field="role"]')).to_have_text("primary")
+            await expect(new).to_have_attribute("data-state", "HEALTHY", timeout=15_000)
             await expect(old).to_have_attribute("data-state", "UNHEALTHY", timeout=15_000)
+            # The history chart (sampled every 5 s, fetched every 5 s) shows it too.
+            unhealthy = old.locator('.chart rect[data-state="UNHEALTHY"]')
+            await expect(unhealthy.first).to_be_attached(timeout=25_000)
             await page.screenshot(path=artifacts / "4-failover-completed.png", full_page=True)
 
             # Followed live: the same page (its recorder survived), and it showed the

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from coordinator import keys
+from coordinator import history, keys
 from coordinator.admin_service import AdminService
 from coordinator.dashboard import install
 from coordinator.dashboard.stream import Hub, Page
+from coordinator.history import HealthHistory
 from coordinator.store import LeaderInfo
 from latitude.errors import LatitudeError
-from latitude.v1 import admin_pb2, common_pb2, routing_pb2
+from latitude.v1 import admin_pb2, common_pb2, history_pb2, routing_pb2
 from latitude.web import WebServer
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
@@ -85,31 +86,17 @@ class Config:
 
 @dataclass
 class Follower:
-    """What the dashboard and GetStatus read of a CoordinatorNode that does not lead."""
+    """What the dashboard, GetStatus and GetHistory read of a CoordinatorNode that does not
+    lead: everything comes from the store."""
 
     store: MemoryStore
     id: str = "coordinator-2"
     config: Config = field(default_factory=Config)
     routing: Routing = field(default_factory=Routing)
+    history: HealthHistory = field(init=False)
 
-
-@dataclass(frozen=True)
-class Sample:
-    at: float
-    state: int
-    lag_bytes: int
-    lag_seconds: float
-    weight: float
-    response_ms: float
-
-
-class History:
-    def __init__(self) -> None:
-        self.asked: list[tuple[str, float]] = []
-
-    def samples(self, region: str, since: float) -> list[Sample]:
-        self.asked.append((region, since))
-        return [Sample(since + 1, common_pb2.REGION_STATE_HEALTHY, 0, 0.0, 0.33, 1.0)]
+    def __post_init__(self) -> None:
+        self.history = HealthHistory(self.store, self.config.regions)
 
 
 def healthy_store() -> MemoryStore:
@@ -240,15 +227,28 @@ async def test_events_are_the_newest_oldest_first(dashboard):
     assert body["events"][-1]["message"] == "event 7"
 
 
-async def test_history_comes_from_the_coordinators_own_history_when_it_has_one(dashboard):
+async def test_history_is_what_gethistory_reads_from_etcd_on_any_replica(dashboard):
     client, node, _ = dashboard
     body = await (await client.get("/api/history/eu-west-1")).json()
-    assert body == {"region": "eu-west-1", "available": False, "samples": []}
-    node.history = History()
+    assert body["region"] == "eu-west-1" and body["samples"] == []
+    now_ms = time.time_ns() // 1_000_000
+    healthy, unhealthy = common_pb2.REGION_STATE_HEALTHY, common_pb2.REGION_STATE_UNHEALTHY
+    for ago, state in ((120, healthy), (5, unhealthy)):
+        at_ms = now_ms - ago * 1000
+        start = history.bucket_start(at_ms, history.RAW_BUCKET)
+        name = history.bucket_name("eu-west-1", history.RAW, start)
+        bucket = history_pb2.HealthSamples.FromString(node.store.data.get(name, b""))
+        bucket.samples.add(at_ms=at_ms, state=state, replay_lag_seconds=ago / 100)
+        node.store.data[name] = bucket.SerializeToString()
+    # The first answer (no samples) is reused for a moment; a page asks again every 5 s.
+    body = await (await client.get("/api/history/eu-west-1?seconds=600")).json()
+    assert [s["state"] for s in body["samples"]] == ["HEALTHY", "UNHEALTHY"]
+    assert body["samples"][1]["lag_seconds"] == 0.05
     body = await (await client.get("/api/history/eu-west-1?seconds=60")).json()
-    assert body["available"] and body["samples"][0]["state"] == "HEALTHY"
-    region, since = node.history.asked[-1]
-    assert region == "eu-west-1" and abs(since - (time.time() - 60)) < 5
+    assert [s["state"] for s in body["samples"]] == ["UNHEALTHY"], "older than asked"
+    node.store.stalled = True
+    response = await client.get("/api/history/us-east-1")
+    assert response.status == 503
 
 
 async def test_incidents_say_when_no_provider_answers():

@@ -3,10 +3,8 @@ history, from the same messages AdminService answers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from coordinator.dashboard import views
-from latitude.v1 import admin_pb2, common_pb2, routing_pb2
+from latitude.v1 import admin_pb2, common_pb2, history_pb2, routing_pb2
 
 T0 = 1_800_000_000.0
 
@@ -193,34 +191,32 @@ def test_events_carry_their_sequence_time_and_short_names():
     }
 
 
-@dataclass(frozen=True)
-class Sample:
-    at: float
-    state: int
-    lag_bytes: int
-    lag_seconds: float
-    weight: float
-    response_ms: float
-
-
-def test_history_is_the_samples_with_state_names_or_says_it_is_not_kept():
-    samples = [
-        Sample(T0, common_pb2.REGION_STATE_HEALTHY, 0, 0.0, 0.33, 2.0),
-        Sample(T0 + 5, common_pb2.REGION_STATE_UNHEALTHY, 8192, 2.5, 0.0, 0.0),
-    ]
-    view = views.history_view("eu-west-1", samples)
-    assert view["available"] and view["region"] == "eu-west-1"
+def test_history_is_the_samples_in_seconds_with_state_names():
+    answer = history_pb2.GetHistoryResponse(region="eu-west-1", resolution_seconds=5.0)
+    answer.samples.add(
+        at_ms=int(T0 * 1000),
+        state=common_pb2.REGION_STATE_HEALTHY,
+        weight=0.33,
+        response_time_seconds=0.002,
+        role=common_pb2.DATABASE_ROLE_STANDBY,
+    )
+    answer.samples.add(
+        at_ms=int(T0 * 1000) + 5000,
+        state=common_pb2.REGION_STATE_UNHEALTHY,
+        replay_lag_bytes=8192,
+        replay_lag_seconds=2.5,
+    )
+    view = views.history_view(answer)
+    assert (view["region"], view["resolution_seconds"]) == ("eu-west-1", 5.0)
     assert [s["state"] for s in view["samples"]] == ["HEALTHY", "UNHEALTHY"]
+    assert view["samples"][0]["response_ms"] == 2.0
+    assert view["samples"][0]["role"] == "standby"
     assert view["samples"][1] == {
         "at": T0 + 5,
         "state": "UNHEALTHY",
+        "role": "",
         "lag_bytes": 8192,
         "lag_seconds": 2.5,
         "weight": 0.0,
         "response_ms": 0.0,
-    }
-    assert views.history_view("eu-west-1", None) == {
-        "region": "eu-west-1",
-        "available": False,
-        "samples": [],
     }

@@ -72,6 +72,10 @@ function bytes(n) {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
+function minutes(s) {
+  return s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`;
+}
+
 function percent(x) {
   return `${Math.round(x * 100)}%`;
 }
@@ -150,13 +154,18 @@ function chart(history) {
   const width = 260;
   const height = 64;
   const box = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none" });
-  if (!history || !history.available) {
-    return el("div", { class: "chart-caption" }, "history: not kept by this coordinator yet");
-  }
+  if (!history) return el("div", { class: "chart-caption" }, "history: loading");
+  if (history.error) return el("div", { class: "chart-caption" }, `history unavailable: ${history.error}`);
   const samples = history.samples;
-  const end = Date.now() / 1000;
-  const start = end - HISTORY_SECONDS;
-  const x = (t) => ((t - start) / HISTORY_SECONDS) * width;
+  if (!samples.length) {
+    return el("div", { class: "chart-caption" }, "history: no samples yet (the leader takes one every 5 s)");
+  }
+  // The server's clock, not the browser's: the samples are stamped by the leader.
+  const end = view.status ? view.status.generated_at : Date.now() / 1000;
+  // The window asked for, or less while there is less history (a young cluster).
+  const start = Math.max(end - HISTORY_SECONDS, Math.min(samples[0].at, end - 60));
+  const span = end - start;
+  const x = (t) => ((t - start) / span) * width;
   const top = 4;
   const bottom = height - 12; // the state band below
   box.append(svg("line", { class: "axis", x1: 0, y1: bottom, x2: width, y2: bottom }));
@@ -176,7 +185,8 @@ function chart(history) {
     box.append(svg("polyline", { class: "lag", points: line((s) => s.lag_seconds, most) }));
   }
   return el("div", { class: "history", "data-samples": samples.length },
-    el("div", { class: "chart-caption" }, `last 15 min: replay lag (up to ${seconds(most)}), weight (dashed), state`),
+    el("div", { class: "chart-caption" },
+      `last ${minutes(span)}: replay lag (up to ${seconds(most)}), weight (dashed), state`),
     box);
 }
 
@@ -296,7 +306,7 @@ async function loadHistories() {
     try {
       view.histories[r.name] = await getJSON(`/api/history/${encodeURIComponent(r.name)}?seconds=${HISTORY_SECONDS}`);
     } catch (err) {
-      view.histories[r.name] = null;
+      view.histories[r.name] = { error: err.message };
     }
   }));
   renderRegions(view.status);
