@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from coordinator import keys
 from coordinator.dashboard import views
@@ -114,14 +112,17 @@ class SharedReads:
 
 
 class ClusterSource:
-    """``admin`` is this coordinator's AdminService; ``incidents`` an optional coroutine
-    function answering the open incidents (dicts or protobuf messages)."""
+    """``admin`` is this coordinator's AdminService; ``incidents`` a coroutine function
+    answering the open incidents (views.incident_view dicts, or Incident messages); without
+    one, AdminService.ListIncidents when the service has it."""
 
     def __init__(
         self, node, admin, *, incidents: Incidents | None = None, timeout: float = 2.0
     ) -> None:
         self._node = node
         self._admin = admin
+        if incidents is None and hasattr(admin, "ListIncidents"):
+            incidents = self._open_incidents
         self._incidents = incidents
         self.timeout = timeout
         self._status = SharedReads(STATUS_REUSE, timeout)
@@ -175,6 +176,14 @@ class ClusterSource:
 
         return await self._history.get(("history", region, seconds), read)
 
+    async def _open_incidents(self) -> list[Any]:
+        request = admin_pb2.ListIncidentsRequest()  # open ones only
+        try:
+            answer = await self._admin.ListIncidents(request, _InProcessCall(self.timeout))
+        except _Aborted as err:
+            raise Unavailable(str(err)) from err
+        return list(answer.incidents)
+
     async def incidents(self) -> dict[str, Any]:
         """The open incidents, or ``available: false`` when no provider is plugged in or it
         fails (the page says so rather than show "none")."""
@@ -183,13 +192,10 @@ class ClusterSource:
         try:
             async with asyncio.timeout(self.timeout):
                 found = await self._incidents()
-        except (TimeoutError, LatitudeError) as err:
+        except (TimeoutError, EtcdError, LatitudeError) as err:
             log.debug("incidents unavailable: %s", err)
             return {"available": False, "incidents": [], "error": str(err) or "timed out"}
-        return {"available": True, "incidents": [_plain(i) for i in found]}
-
-
-def _plain(incident: Any) -> dict[str, Any]:
-    if isinstance(incident, Message):
-        return json_format.MessageToDict(incident, preserving_proto_field_name=True)
-    return dict(incident)
+        return {
+            "available": True,
+            "incidents": [i if isinstance(i, dict) else views.incident_view(i) for i in found],
+        }

@@ -178,3 +178,16 @@ def history_view(answer: history_pb2.GetHistoryResponse) -> dict[str, Any]:
             for s in answer.samples
         ],
     }
+
+
+def incident_view(incident: Any) -> dict[str, Any]:
+    """An open incident (AdminService.ListIncidents' Incident): what the panel lists."""
+    return {
+        "id": incident.id,
+        "cause": incident.cause,
+        "severity": short_name(admin_pb2.Severity, incident.severity),
+        "regions": list(incident.regions),
+        "summary": incident.summary,
+        "awaiting": list(incident.awaiting),
+        "opened_at": _seconds(incident.opened_at),
+    }

@@ -273,6 +273,33 @@ async def test_incidents_say_when_no_provider_answers():
             assert await (await client.get("/api/incidents")).json() == expected
 
 
+@pytest.mark.skipif(
+    not hasattr(admin_pb2, "ListIncidentsRequest"), reason="AdminService has no ListIncidents yet"
+)
+async def test_open_incidents_come_from_list_incidents_when_the_service_has_it():
+    node = Follower(healthy_store())
+    incident = admin_pb2.Incident(
+        id="inc-7", cause="failover", severity=admin_pb2.SEVERITY_WARNING, summary="promoted"
+    )
+    incident.opened_at.FromNanoseconds(time.time_ns())
+    asked = []
+
+    class Admin(AdminService):
+        async def ListIncidents(self, request, context):
+            asked.append(request)
+            return admin_pb2.ListIncidentsResponse(incidents=[incident])
+
+    web = WebServer("127.0.0.1:0")
+    install(web.app, node, Admin(node, Members()), timeout=0.3)
+    async with TestClient(TestServer(web.app)) as client:
+        body = await (await client.get("/api/incidents")).json()
+    assert body["available"]
+    assert [(i["id"], i["severity"], i["summary"]) for i in body["incidents"]] == [
+        ("inc-7", "WARNING", "promoted")
+    ]
+    assert not asked[0].include_resolved, "only open incidents"
+
+
 async def next_event(response, kind: str, timeout: float = 5.0) -> dict:
     """The data of the next server-sent event of ``kind`` on ``response``."""
     async with asyncio.timeout(timeout):

@@ -3,6 +3,10 @@ history, from the same messages AdminService answers."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from coordinator.dashboard import views
 from latitude.v1 import admin_pb2, common_pb2, history_pb2, routing_pb2
 
@@ -219,4 +223,27 @@ def test_history_is_the_samples_in_seconds_with_state_names():
         "lag_seconds": 2.5,
         "weight": 0.0,
         "response_ms": 0.0,
+    }
+
+
+def test_an_incident_is_listed_by_severity_cause_regions_and_what_it_waits_for():
+    opened = Timestamp()
+    stamp(opened, T0)
+    incident = SimpleNamespace(
+        id="inc-42",
+        cause="region_unhealthy",
+        severity=admin_pb2.SEVERITY_CRITICAL,
+        regions=["us-east-1"],
+        summary="us-east-1: HEALTHY -> UNHEALTHY (no report for over 1.5 s)",
+        awaiting=["us-east-1 healthy", "failover 7f3a9c finished"],
+        opened_at=opened,
+    )
+    assert views.incident_view(incident) == {
+        "id": "inc-42",
+        "cause": "region_unhealthy",
+        "severity": "CRITICAL",
+        "regions": ["us-east-1"],
+        "summary": "us-east-1: HEALTHY -> UNHEALTHY (no report for over 1.5 s)",
+        "awaiting": ["us-east-1 healthy", "failover 7f3a9c finished"],
+        "opened_at": T0,
     }

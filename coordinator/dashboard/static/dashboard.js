@@ -251,7 +251,8 @@ function renderFailover(failover) {
 function renderIncidents(incidents) {
   const box = document.getElementById("incidents");
   if (!incidents || !incidents.available) {
-    box.replaceChildren(el("p", { class: "quiet" }, "not available on this coordinator"));
+    const why = incidents && incidents.error ? `unavailable: ${incidents.error}` : "not available on this coordinator";
+    box.replaceChildren(el("p", { class: "quiet" }, why));
     return;
   }
   if (!incidents.incidents.length) {
@@ -259,8 +260,11 @@ function renderIncidents(incidents) {
     return;
   }
   box.replaceChildren(el("ul", {}, incidents.incidents.map((i) => el("li",
-    { "data-severity": i.severity || "" },
-    `${i.severity || ""} ${i.region ? i.region + ": " : ""}${i.title || i.summary || i.message || i.id || ""}`))));
+    { "data-incident": i.id, "data-severity": i.severity },
+    el("span", { class: "badge severity" }, i.severity),
+    ` ${i.cause}${i.regions.length ? " · " + i.regions.join(", ") : ""} · since ${clock(i.opened_at)}`,
+    el("div", {}, i.summary),
+    i.awaiting.length ? el("div", { class: "quiet" }, `waiting for: ${i.awaiting.join("; ")}`) : null))));
 }
 
 function renderEvents(events) {
