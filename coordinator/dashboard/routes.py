@@ -13,6 +13,7 @@ Any other path, and an unknown region, answer 404 with a JSON ``{"error": ...}``
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -27,6 +28,8 @@ from coordinator.dashboard.source import (
 )
 from coordinator.dashboard.stream import INTERVAL, Hub
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).with_name("static")
 MAX_EVENTS = 1000
 MAX_HISTORY_SECONDS = 7 * 24 * 3600
@@ -40,13 +43,19 @@ def _error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler):
-    """A path nobody serves, or a method it does not take, answers JSON like the API does."""
+    """A path nobody serves, a method it does not take, or a failure answers JSON like the
+    API does."""
     try:
         return await handler(request)
     except web.HTTPNotFound:
         return _error(404, f"no such page or API: {request.path}")
     except web.HTTPMethodNotAllowed:
         return _error(405, f"{request.method} is not allowed on {request.path} (use GET)")
+    except web.HTTPException:
+        raise
+    except Exception as err:
+        log.exception("dashboard request %s failed", request.path)
+        return _error(500, f"{request.path} failed: {err!r} (see the coordinator's log)")
 
 
 def _number(request: web.Request, name: str, default: float, most: float) -> float:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -251,9 +252,24 @@ async def test_history_is_what_gethistory_reads_from_etcd_on_any_replica(dashboa
     assert response.status == 503
 
 
+async def test_a_failure_inside_answers_500_in_json_and_the_rest_goes_on(dashboard):
+    client, node, _ = dashboard
+
+    async def broken(*args):
+        raise RuntimeError("bucket unreadable")
+
+    node.history = SimpleNamespace(read=broken)
+    response = await client.get("/api/history/eu-west-1")
+    assert response.status == 500
+    assert "bucket unreadable" in (await response.json())["error"]
+    assert (await client.get("/api/status")).status == 200
+
+
 async def test_incidents_say_when_no_provider_answers():
     node = Follower(healthy_store())
-    admin = AdminService(node, Members())
+    service = AdminService(node, Members())
+    # A service without ListIncidents, and no provider: nothing to list incidents with.
+    admin = SimpleNamespace(GetStatus=service.GetStatus, GetHistory=service.GetHistory)
 
     async def some():
         return [{"id": "i1", "severity": "CRITICAL", "title": "us-east-1 unhealthy"}]
