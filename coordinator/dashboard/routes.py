@@ -4,10 +4,11 @@
 - ``/api/status``: the cluster as ``latitude status`` sees it, plus the last failover's steps;
 - ``/api/events?limit=N``: the newest events (N at most 1000; default 30);
 - ``/api/history/REGION?seconds=S``: the region's recent health, lag, weight, response time;
-- ``/api/incidents``: the open incidents (``available: false`` until a provider is plugged in);
+- ``/api/incidents``: the open incidents (``available: false`` when they cannot be listed);
 - ``/api/stream``: all of it, live, as server-sent events (see coordinator.dashboard.stream).
 
-Any other path, and an unknown region, answer 404 with a JSON ``{"error": ...}``.
+Any other path, and an unknown region, answer 404 with a JSON ``{"error": ...}``; a bad
+parameter 400, etcd too slow or unreachable 503, anything else that fails 500, all in JSON.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 MAX_EVENTS = 1000
 MAX_HISTORY_SECONDS = 7 * 24 * 3600
-
-HUB = web.AppKey("dashboard_hub", Hub)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -136,7 +135,6 @@ def install(
     source = ClusterSource(node, admin, incidents=incidents, timeout=timeout)
     hub = Hub(source, interval=interval)
     dashboard = Dashboard(source, hub)
-    app[HUB] = hub
     app.middlewares.append(json_errors)
     app.router.add_get("/", dashboard.index)
     app.router.add_get("/static/{name}", dashboard.static)
