@@ -79,7 +79,9 @@ class SharedReads:
     """Reads by key: one in flight per key, shared by every caller, its answer reused for
     ``reuse`` seconds; each bounded by ``timeout`` (Unavailable past it)."""
 
-    def __init__(self, reuse: float, timeout: float, clock=time.monotonic) -> None:
+    def __init__(
+        self, reuse: float, timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._reuse = reuse
         self._timeout = timeout
         self._clock = clock
@@ -92,6 +94,10 @@ class SharedReads:
             return answer[1]
         task = self._reading.get(key)
         if task is None or task.done():
+            # Keys come from requests (a region, a window): keep none that is not in use.
+            now = self._clock()
+            self._answers = {k: a for k, a in self._answers.items() if now - a[0] < self._reuse}
+            self._reading = {k: t for k, t in self._reading.items() if not t.done()}
             task = asyncio.create_task(self._read(key, read), name=f"dashboard read {key}")
             # Retrieved here too: every page that waited for it may have gone.
             task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from coordinator import history, keys
 from coordinator.admin_service import AdminService
 from coordinator.dashboard import install
+from coordinator.dashboard.source import SharedReads, Unavailable
 from coordinator.dashboard.stream import Hub, Page
 from coordinator.history import HealthHistory
 from coordinator.store import LeaderInfo
@@ -371,6 +372,35 @@ async def test_shutting_the_listener_down_ends_every_stream(dashboard):
             pass  # the rest of what was queued, then the end
     assert hub.pages == 0
     assert (await client.get("/api/stream")).status == 503
+
+
+async def test_shared_reads_are_one_in_flight_reused_for_a_while_and_forgotten_after():
+    now = [0.0]
+    reads = SharedReads(reuse=1.0, timeout=1.0, clock=lambda: now[0])
+    calls = []
+
+    async def read(value):
+        calls.append(value)
+        await asyncio.sleep(0.01)
+        return value
+
+    first = await asyncio.gather(*(reads.get("a", lambda: read(1)) for _ in range(5)))
+    assert first == [1] * 5 and calls == [1], "one read for callers at once"
+    assert await reads.get("a", lambda: read(2)) == 1, "reused"
+    now[0] = 1.5
+    assert await reads.get("a", lambda: read(3)) == 3, "read again once stale"
+    for window in range(100):  # windows asked for by pages, each its own key
+        await reads.get(("history", window), lambda w=window: read(w))
+    now[0] = 3.0
+    await reads.get("b", lambda: read(4))
+    assert len(reads._answers) == 1, "stale answers are not kept"
+
+    async def hang():
+        await asyncio.Event().wait()
+
+    slow = SharedReads(reuse=1.0, timeout=0.05)
+    with pytest.raises(Unavailable, match="did not answer within"):
+        await slow.get("x", hang)
 
 
 def test_a_page_too_far_behind_is_dropped_and_the_others_keep_going():

@@ -335,8 +335,8 @@ async function start() {
   } catch (err) {
     problem(err.message);
   }
-  getJSON("/api/events").then((b) => renderEvents(b.events), () => {});
-  getJSON("/api/incidents").then(renderIncidents, () => {});
+  getJSON("/api/events").then((b) => { if (!view.events.length) renderEvents(b.events); }, () => {});
+  getJSON("/api/incidents").then((b) => { if (!view.incidents) renderIncidents(b); }, () => {});
   await loadHistories();
   setInterval(loadHistories, HISTORY_EVERY_MS);
 }
