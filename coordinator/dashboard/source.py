@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 import grpc
@@ -88,12 +88,15 @@ class SharedReads:
         self._answers: dict[Hashable, tuple[float, Any]] = {}
         self._reading: dict[Hashable, asyncio.Task] = {}
 
-    async def get(self, key: Hashable, read: Callable[[], Awaitable[Any]]) -> Any:
+    async def get(
+        self, key: Hashable, read: Callable[[], Awaitable[Any]], *, fresh: bool = False
+    ) -> Any:
+        """``fresh``: a read that starts now, for a caller that knows something changed."""
         answer = self._answers.get(key)
-        if answer is not None and self._clock() - answer[0] < self._reuse:
+        if not fresh and answer is not None and self._clock() - answer[0] < self._reuse:
             return answer[1]
         task = self._reading.get(key)
-        if task is None or task.done():
+        if fresh or task is None or task.done():
             # Keys come from requests (a region, a window): keep none that is not in use.
             now = self._clock()
             self._answers = {k: a for k, a in self._answers.items() if now - a[0] < self._reuse}
@@ -134,10 +137,10 @@ class ClusterSource:
         self._status = SharedReads(STATUS_REUSE, timeout)
         self._history = SharedReads(HISTORY_REUSE, timeout)
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self, *, fresh: bool = False) -> dict[str, Any]:
         """The page's whole picture (views.status_view); Unavailable when it cannot be read
-        within the timeout."""
-        return await self._status.get("status", self._read_status)
+        within the timeout. ``fresh``: read now, not a moment ago."""
+        return await self._status.get("status", self._read_status, fresh=fresh)
 
     async def _read_status(self) -> dict[str, Any]:
         try:
@@ -149,6 +152,26 @@ class ClusterSource:
             raise Unavailable(str(err)) from err
         last = admin_pb2.FailoverStatus.FromString(failover) if failover else None
         return views.status_view(status, last)
+
+    async def failovers(self) -> AsyncIterator[dict[str, Any] | None]:
+        """The newest failover record (views.failover_view; None when there is none), then
+        each one the leader writes, as it writes it: every phase of a running failover, however
+        quick. Unavailable when etcd fails; it ends when the watch does."""
+        store = self._node.store
+        try:
+            async with asyncio.timeout(self.timeout):
+                value, revision = await store.read_at(keys.FAILOVER)
+            yield _failover(value)
+            watch = store.watch(keys.FAILOVER, revision + 1)
+            try:
+                async for value in watch:
+                    yield _failover(value)
+            finally:
+                await watch.aclose()
+        except TimeoutError as err:
+            raise Unavailable(f"etcd did not answer within {self.timeout:.1f} s") from err
+        except EtcdError as err:
+            raise Unavailable(f"etcd unreachable: {err}") from err
 
     async def events(self, limit: int = EVENTS) -> list[dict[str, Any]]:
         """The newest ``limit`` events, oldest first (the event history ListEvents serves)."""
@@ -205,3 +228,7 @@ class ClusterSource:
             "available": True,
             "incidents": [i if isinstance(i, dict) else views.incident_view(i) for i in found],
         }
+
+
+def _failover(value: bytes | None) -> dict[str, Any] | None:
+    return views.failover_view(admin_pb2.FailoverStatus.FromString(value)) if value else None

@@ -6,9 +6,13 @@ buffer; it never waits for a page. A page whose buffer is full is too slow to fo
 dropped (its stream ends, and the browser's EventSource reconnects by itself, starting again
 from the current view). With no page listening, the hub reads nothing.
 
+Beside the poll, the hub watches the failover record in etcd, so that every phase of a running
+failover reaches the pages as the leader writes it, however short.
+
 Frames are SSE text: ``event: <kind>`` and one ``data:`` line of JSON. Kinds: ``status`` (the
-whole picture, views.status_view), ``events`` (the newest events, oldest first),
-``incidents``, and ``unavailable`` (``{"error": ...}``: the view could not be read just now).
+whole picture, views.status_view), ``failover`` (views.failover_view, or null), ``events``
+(the newest events, oldest first), ``incidents``, and ``unavailable`` (``{"error": ...}``:
+the view could not be read just now).
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ class Hub:
         self._pages: set[Page] = set()
         self._latest: dict[str, bytes] = {}  # kind -> newest frame, for pages that join
         self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()  # read the status now, not at the next interval
         self._closed = False
 
     @property
@@ -124,12 +129,39 @@ class Hub:
                 self._pages.discard(page)
 
     async def _poll(self) -> None:
+        follower = asyncio.create_task(self._follow_failovers(), name="dashboard failovers")
+        try:
+            await self._poll_rounds()
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            self._latest.clear()  # stale by the time anyone joins again
+
+    async def _follow_failovers(self) -> None:
+        """Each failover record as the leader writes it, published at once (a phase may last
+        less than a poll), and a fresh status after it; outages are waited out."""
+        backoff = 0.1
+        while True:
+            try:
+                async for failover in self._source.failovers():
+                    self.publish("failover", failover)
+                    self._wake.set()
+                    backoff = 0.1
+            except Unavailable as err:
+                log.debug("dashboard failover watch: %s", err)
+            except Exception:
+                log.exception("dashboard failover watch failed")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _poll_rounds(self) -> None:
         rounds = 0
         events_seen: int | None = None
         incidents_seen: Any = None
         while self._pages:
             try:
-                self.publish("status", await self._source.snapshot())
+                # Fresh: the hub's own rounds are the reads page requests share.
+                self.publish("status", await self._source.snapshot(fresh=True))
                 if rounds % EVENTS_EVERY == 0:
                     found = await self._source.events()
                     newest = found[-1]["sequence"] if found else 0
@@ -147,8 +179,10 @@ class Hub:
                 # The dashboard must never take the coordinator down; the next round retries.
                 log.exception("dashboard update failed")
             rounds += 1
-            await asyncio.sleep(self._interval)
-        self._latest.clear()  # stale by the time anyone joins again
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
 
     async def close(self) -> None:
         """End every stream (the listener is shutting down)."""

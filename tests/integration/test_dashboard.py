@@ -133,14 +133,11 @@ async def test_the_page_on_a_follower_follows_a_region_failing_and_its_failover(
             await expect(unhealthy.first).to_be_attached(timeout=25_000)
             await page.screenshot(path=artifacts / "4-failover-completed.png", full_page=True)
 
-            # Followed live: the same page (its recorder survived), and it showed the
-            # failover under way before it showed it done.
+            # Followed live: the same page (its recorder survived) showed every phase of the
+            # failover, in order, as the leader wrote it.
             phases = await page.evaluate("window.phasesSeen")
             assert phases is not None, "the page was reloaded"
-            assert phases[-1] == "COMPLETED", phases
-            assert set(phases[:-1]) & {"FENCING", "SELECTING", "PROMOTING", "REPOINTING"}, (
-                f"the failover was never shown under way: {phases}"
-            )
+            assert phases == ["FENCING", "SELECTING", "PROMOTING", "REPOINTING", "COMPLETED"]
             await expect(page.locator("#events")).to_contain_text(f"promoted {record.to_region}")
             assert errors == [], errors
         finally:

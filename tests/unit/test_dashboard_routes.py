@@ -35,6 +35,8 @@ class MemoryStore:
         self.leader_info: LeaderInfo | None = LeaderInfo("coordinator-1", "10.0.0.1:7000", 3, 1.0)
         self.stalled = False
         self.reads = 0
+        self.revision = 1
+        self.watchers: list[asyncio.Queue] = []
 
     async def _read(self) -> None:
         self.reads += 1
@@ -58,6 +60,28 @@ class MemoryStore:
         found = sorted((k.removeprefix(f"{name}/"), v) for k, v in self.data.items()
                        if k.startswith(f"{name}/"))  # fmt: skip
         return (found[::-1] if newest_first else found)[:limit]
+
+    async def read_at(self, name: str) -> tuple[bytes | None, int]:
+        await self._read()
+        return self.data.get(name), self.revision
+
+    async def watch(self, name: str, start_revision: int):
+        changes: asyncio.Queue = asyncio.Queue()
+        self.watchers.append(changes)
+        try:
+            while True:
+                changed, value = await changes.get()
+                if changed == name:
+                    yield value
+        finally:
+            self.watchers.remove(changes)
+
+    def put(self, name: str, value: bytes) -> None:
+        """A write that watchers see, as the leader's are."""
+        self.data[name] = value
+        self.revision += 1
+        for changes in self.watchers:
+            changes.put_nowait((name, value))
 
     def region(self, name: str, state: int, role: int = common_pb2.DATABASE_ROLE_STANDBY) -> None:
         status = admin_pb2.RegionStatus(region=name, state=state, state_reason="as set")
@@ -353,6 +377,38 @@ async def test_the_stream_pushes_each_change_as_it_is_published(dashboard):
     response.close()
 
 
+async def test_every_phase_of_a_failover_is_pushed_as_it_is_written_however_quick():
+    node = Follower(healthy_store())
+    web = WebServer("127.0.0.1:0")
+    # Status read once a minute: only the watch can bring the phases in time.
+    install(web.app, node, AdminService(node, Members()), timeout=0.3, interval=60)
+    record = admin_pb2.FailoverStatus(failover_id="f1", from_region="us-east-1")
+    record.started_at.FromNanoseconds(time.time_ns())
+    async with TestClient(TestServer(web.app)) as client:
+        response = await client.get("/api/stream")
+        assert await next_event(response, "failover") is None, "no failover on record yet"
+        phases = (
+            admin_pb2.FAILOVER_PHASE_FENCING,
+            admin_pb2.FAILOVER_PHASE_SELECTING,
+            admin_pb2.FAILOVER_PHASE_PROMOTING,
+            admin_pb2.FAILOVER_PHASE_REPOINTING,
+            admin_pb2.FAILOVER_PHASE_COMPLETED,
+        )
+        for phase in phases:
+            record.phase = phase
+            record.updated_at.FromNanoseconds(time.time_ns())
+            node.store.put(keys.FAILOVER, record.SerializeToString())
+        seen = [(await next_event(response, "failover"))["phase"] for _ in phases]
+        assert seen == ["FENCING", "SELECTING", "PROMOTING", "REPOINTING", "COMPLETED"]
+        # And the status is read again at once, not a minute later.
+        async with asyncio.timeout(5):
+            while True:
+                view = await next_event(response, "status")
+                if view["failover"] and view["failover"]["phase"] == "COMPLETED":
+                    break
+        response.close()
+
+
 async def test_the_stream_says_when_the_view_cannot_be_read(dashboard):
     client, node, _ = dashboard
     node.store.stalled = True
@@ -416,9 +472,13 @@ async def test_the_hub_drops_a_slow_page_reads_nothing_without_pages_and_has_a_l
     class Source:
         reads = 0
 
-        async def snapshot(self):
+        async def snapshot(self, fresh=False):
             Source.reads += 1
             return {"n": Source.reads}
+
+        async def failovers(self):
+            yield None
+            await asyncio.Event().wait()
 
         async def events(self):
             return []
@@ -426,7 +486,7 @@ async def test_the_hub_drops_a_slow_page_reads_nothing_without_pages_and_has_a_l
         async def incidents(self):
             return {"available": False, "incidents": []}
 
-    hub = Hub(Source(), interval=0.01, buffer=3, max_pages=2)
+    hub = Hub(Source(), interval=0.01, buffer=8, max_pages=2)
     slow, quick = hub.join(), hub.join()
     assert hub.join() is None, "past max_pages"
     deadline = time.monotonic() + 5

@@ -7,7 +7,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const HISTORY_SECONDS = 15 * 60;
 const HISTORY_EVERY_MS = 5000;
-const view = { status: null, events: [], incidents: null, histories: {} };
+const view = { status: null, failover: null, events: [], incidents: null, histories: {} };
 
 // Rough outlines of the continents (longitude, latitude), enough to place regions on a map.
 const LAND = [
@@ -279,13 +279,25 @@ function renderEtcd(members) {
     `${m.name} ${m.healthy ? "healthy" : "UNHEALTHY"}${m.leader ? " · raft leader" : ""}${m.error ? " · " + m.error : ""}`)));
 }
 
+// The failover arrives both in the status (read every 0.5 s) and on its own as the leader
+// writes each phase; a status read before the newest phase must not set the panel back.
+function takeFailover(failover) {
+  const shown = view.failover;
+  const newer = !failover ? false
+    : !shown ? true
+    : failover.id !== shown.id ? failover.started_at >= shown.started_at
+    : (failover.updated_at || 0) >= (shown.updated_at || 0);
+  if (newer) view.failover = failover;
+  renderFailover(view.failover);
+}
+
 function render() {
   const status = view.status;
   if (!status) return;
   renderSummary(status);
   renderMap(status);
   renderRegions(status);
-  renderFailover(status.failover);
+  takeFailover(status.failover);
   renderEtcd(status.etcd);
 }
 
@@ -322,6 +334,7 @@ function follow() {
   stream.onopen = () => { connection.dataset.state = "live"; connection.textContent = "live"; };
   stream.onerror = () => { connection.dataset.state = "reconnecting"; connection.textContent = "reconnecting"; };
   stream.addEventListener("status", (e) => { view.status = JSON.parse(e.data); problem(""); render(); });
+  stream.addEventListener("failover", (e) => takeFailover(JSON.parse(e.data)));
   stream.addEventListener("events", (e) => { view.events = JSON.parse(e.data); renderEvents(view.events); });
   stream.addEventListener("incidents", (e) => { view.incidents = JSON.parse(e.data); renderIncidents(view.incidents); });
   stream.addEventListener("unavailable", (e) => problem(JSON.parse(e.data).error));
