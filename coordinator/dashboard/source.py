@@ -62,7 +62,7 @@ class _InProcessCall:
     def __init__(self, budget: float) -> None:
         self._deadline = time.monotonic() + budget
 
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata=()) -> None:
         raise _Aborted(code, details)
 
     def set_trailing_metadata(self, metadata) -> None:

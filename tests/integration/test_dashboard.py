@@ -3,7 +3,8 @@ follower coordinator of a private stack: three healthy regions, then — without
 primary's region turning UNHEALTHY after its agent and database are killed, and the failover
 that follows going through its steps to COMPLETED.
 
-Screenshots go to $LATITUDE_ARTIFACTS/dashboard (else the test's tmp_path); the path is printed.
+Screenshots go to $LATITUDE_ARTIFACTS/dashboard (else the test's tmp_path); the path is printed
+even when output is captured.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def dashboard_stack():
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
+def artifacts(tmp_path: Path, capsys: pytest.CaptureFixture) -> Path:
     path = Path(os.environ.get("LATITUDE_ARTIFACTS") or tmp_path) / "dashboard"
     path.mkdir(parents=True, exist_ok=True)
-    print(f"dashboard screenshots in {path}")
+    with capsys.disabled():  # shown whether or not output is captured
+        print(f"\ndashboard screenshots in {path}")
     return path
 
 
