@@ -12,6 +12,7 @@ from coordinator import history, keys, operations
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
+from coordinator.incidents.listing import list_incidents
 from coordinator.node import CoordinatorNode
 from latitude.v1 import admin_pb2, admin_pb2_grpc, history_pb2, routing_pb2
 
@@ -224,3 +225,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             return task.result() if task.done() else orchestrator.current
         except FailoverRefused as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+
+    async def ListIncidents(self, request, context):
+        try:
+            return await list_incidents(self._node.store, request)
+        except InvalidRequest as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")

@@ -7,9 +7,60 @@ import math
 import os
 import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTarget:
+    """A webhook the leader posts incidents to (``[[coordinator.alerts]]``)."""
+
+    # Where to POST the JSON notification (http or https).
+    url: str
+    # Only incidents at least this severe: info, warning or critical.
+    min_severity: str = "warning"
+    # Sent as "Authorization: Bearer <token>" when set.
+    bearer_token: str = ""
+    # 0: told of every incident at once. Otherwise an escalation target: told only of
+    # incidents still open this many seconds after they opened (then of their updates and
+    # their resolution).
+    escalate_after: float = 0.0
+    # How the target is named in logs and in ListIncidents; default: the URL's host and path.
+    name: str = ""
+    # Seconds one POST may take, connecting included.
+    timeout: float = 5.0
+
+    def validate(self, where: str = "alerts") -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{where}.url: expected an http(s) URL, got {self.url!r}")
+        if self.min_severity not in SEVERITIES:
+            raise ConfigError(
+                f"{where}.min_severity: expected one of {', '.join(SEVERITIES)}, "
+                f"got {self.min_severity!r}"
+            )
+        if not self.escalate_after >= 0:
+            raise ConfigError(f"{where}.escalate_after: must not be negative")
+        if not 0 < self.timeout <= 60:
+            raise ConfigError(f"{where}.timeout: must be within 0..60 s, got {self.timeout}")
+
+    @property
+    def label(self) -> str:
+        """Its name, else its URL without credentials, query or fragment."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+
+    @property
+    def severity(self) -> int:
+        """min_severity as a Severity value (1 info, 2 warning, 3 critical)."""
+        return SEVERITIES.index(self.min_severity) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +129,17 @@ class CoordinatorConfig:
     # host:port of the HTTP listener: Prometheus metrics at /metrics, the dashboard at /.
     # Empty: no HTTP listener.
     http_address: str = ""
+    # Webhooks told of incidents ([[coordinator.alerts]] tables; in the environment, a JSON
+    # list of objects: LATITUDE_COORDINATOR_ALERTS='[{"url": "https://..."}]').
+    alerts: tuple[AlertTarget, ...] = ()
+    # One incident's updates reach a target at most this often (openings, escalations and
+    # resolutions go at once).
+    alert_update_interval: float = 5.0
+    # Incidents below critical are told only once open this long: a blip that resolves sooner
+    # (a standby streaming a moment late) is never sent.
+    alert_hold: float = 10.0
+    # An incident whose cause returns within this many seconds of its resolution reopens.
+    incident_reopen_window: float = 300.0
 
     def validate(self) -> None:
         parse_host_port(self.listen, "listen", any_port=True)
@@ -114,6 +176,18 @@ class CoordinatorConfig:
         if not 0 <= self.max_error_rate <= 1:
             raise ConfigError(f"max_error_rate: must be within 0..1, got {self.max_error_rate}")
         self._validate_routing()
+        self._validate_alerts()
+
+    def _validate_alerts(self) -> None:
+        for index, target in enumerate(self.alerts):
+            target.validate(f"alerts[{index}]")
+        labels = [t.label for t in self.alerts]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise ConfigError(f"alerts: two targets named {label!r} (give them a name)")
+        for name in ("alert_update_interval", "alert_hold", "incident_reopen_window"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
 
     def _validate_routing(self) -> None:
         strategies = ("geographic", "latency", "weighted", "round_robin", "health_based")

@@ -24,6 +24,10 @@ ROUTING_TABLE = "routing/table"
 # Each region's health over time: history/<region>/raw/<ms> and history/<region>/min/<ms>
 # (coordinator.history).
 HISTORY = "history"
+# Incidents (the event history correlated), one key per incident: incidents/<id>; and what
+# the correlation remembers besides them (the newest event correlated, region states).
+INCIDENTS = "incidents"
+INCIDENT_LEDGER = "incident_ledger"
 
 
 def under(prefix: str, name: str) -> str:

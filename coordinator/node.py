@@ -22,6 +22,8 @@ from coordinator.etcd import EtcdError
 from coordinator.events import EventLog
 from coordinator.failover.machine import FailoverMachine
 from coordinator.history import HealthHistory
+from coordinator.incidents.keeper import IncidentKeeper
+from coordinator.incidents.webhooks import DeliveryStats
 from coordinator.leader import Deposed, Leader, OutcomeUnknown, SystemClock
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.routing.cache import TableCache
@@ -75,6 +77,8 @@ class CoordinatorNode:
         self.events = EventLog(store, self.write)
         # Each region's health over time: recorded while leading, read by every replica.
         self.history = HealthHistory(store, config.regions)
+        # Incidents and their webhook deliveries (leader only); the counters outlive terms.
+        self.incident_stats = DeliveryStats()
         self._self_fenced: dict[str, bool] = {}  # as last reported, per region
         self._publish_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -210,6 +214,10 @@ class CoordinatorNode:
                     self.write,
                 ),
                 name="history",
+            ),
+            asyncio.create_task(
+                IncidentKeeper(self.config, self.store, self, self.incident_stats).run(),
+                name="incidents",
             ),
         ]
         deposed = asyncio.create_task(self.election.deposed.wait())

@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from latitude import config as configuration
-from latitude import history_view, route_view
+from latitude import history_view, incidents_view, route_view
 from latitude.admin_client import call_any, call_leader
 from latitude.client import strategy_value
 from latitude.errors import LatitudeError
@@ -104,8 +104,23 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     events.add_argument("--limit", type=int, default=0, help="the newest N (default 100)")
     events.add_argument("--json", action="store_true", help="machine-readable output")
+    events.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new events, like tail -f"
+    )
     _coordinators_option(events, timeout=5.0)
     events.set_defaults(command=_events)
+
+    incidents = _stack_command(
+        commands, "incidents", "incidents (events correlated by cause), newest first"
+    )
+    incidents.add_argument("--all", action="store_true", help="resolved incidents too")
+    incidents.add_argument("--limit", type=int, default=0, help="the newest N (default 100)")
+    incidents.add_argument(
+        "--deliveries", action="store_true", help="and what each alert target was told"
+    )
+    incidents.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinators_option(incidents, timeout=5.0)
+    incidents.set_defaults(command=lambda args: incidents_view.show(args, _coordinators(args)))
 
     maintenance = _stack_command(
         commands, "maintenance", "take a region out of service (no traffic, never promoted)"
@@ -266,6 +281,10 @@ async def _events(args: argparse.Namespace) -> int:
     request = admin_pb2.ListEventsRequest(
         region=args.region, limit=args.limit, kinds=[event_kind(k) for k in args.kinds]
     )
+    if args.follow:
+        return await incidents_view.follow(
+            _coordinators(args), request, as_json=args.json, timeout=args.timeout
+        )
     response = await call_any(_coordinators(args), "ListEvents", request, args.timeout)
     if args.json:
         print(json.dumps(events_json(response.events), indent=2))

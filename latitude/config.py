@@ -9,6 +9,7 @@ the source it came from, so ``port_base = "x"`` in ``stack.toml`` does not surfa
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 import types
@@ -93,6 +94,8 @@ def _convert(raw: Any, hint: Any, where: str) -> Any:
     if optional and (raw is None or raw == ""):
         return None
     origin = typing.get_origin(hint)
+    if origin is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        return _tables(raw, typing.get_args(hint)[0], where)
     if origin is tuple:
         items = raw.split(",") if isinstance(raw, str) else raw
         if not isinstance(items, list | tuple):
@@ -128,6 +131,46 @@ def _convert(raw: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {raw!r}")
         return raw
     raise TypeError(f"unsupported setting type {hint!r} for {where}")
+
+
+def _tables(raw: Any, cls: type, where: str) -> tuple:
+    """A TOML array of tables (``[[section.name]]``), or the same as a JSON list of objects
+    (from the environment), as a tuple of ``cls``, each checked by its ``validate``."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else []
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{where}: expected a JSON list of objects ({err})") from err
+    if not isinstance(raw, list | tuple):
+        raise ConfigError(f"{where}: expected a list of tables, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    items = []
+    for index, table in enumerate(raw):
+        here = f"{where}[{index}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{here}: expected a table, got {table!r}")
+        unknown = sorted(set(table) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{here}: no setting {unknown[0]!r} (known: {', '.join(sorted(fields))})"
+            )
+        missing = [
+            name
+            for name, f in fields.items()
+            if name not in table
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ConfigError(f"{here}: {missing[0]} is required")
+        values = {k: _convert(v, hints[k], f"{here}.{k}") for k, v in table.items()}
+        item = cls(**values)
+        validate = getattr(item, "validate", None)
+        if validate is not None:
+            validate(here)
+        items.append(item)
+    return tuple(items)
 
 
 def _strip(item: Any) -> Any:

@@ -66,6 +66,12 @@ class ConsistencyVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSISTENCY_VERDICT_DIVERGED: _ClassVar[ConsistencyVerdict]
     CONSISTENCY_VERDICT_CONFLICTING_PRIMARY: _ClassVar[ConsistencyVerdict]
     CONSISTENCY_VERDICT_UNKNOWN: _ClassVar[ConsistencyVerdict]
+
+class IncidentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INCIDENT_STATE_UNSPECIFIED: _ClassVar[IncidentState]
+    INCIDENT_STATE_OPEN: _ClassVar[IncidentState]
+    INCIDENT_STATE_RESOLVED: _ClassVar[IncidentState]
 FAILOVER_KIND_UNSPECIFIED: FailoverKind
 FAILOVER_KIND_AUTOMATIC: FailoverKind
 FAILOVER_KIND_MANUAL: FailoverKind
@@ -104,6 +110,9 @@ CONSISTENCY_VERDICT_LAGGING: ConsistencyVerdict
 CONSISTENCY_VERDICT_DIVERGED: ConsistencyVerdict
 CONSISTENCY_VERDICT_CONFLICTING_PRIMARY: ConsistencyVerdict
 CONSISTENCY_VERDICT_UNKNOWN: ConsistencyVerdict
+INCIDENT_STATE_UNSPECIFIED: IncidentState
+INCIDENT_STATE_OPEN: IncidentState
+INCIDENT_STATE_RESOLVED: IncidentState
 
 class LeaderInfo(_message.Message):
     __slots__ = ("leader_id", "address", "epoch", "elected_at")
@@ -423,3 +432,104 @@ class ConsistencyReport(_message.Message):
     regions: _containers.RepeatedCompositeFieldContainer[RegionConsistency]
     checked_at: _timestamp_pb2.Timestamp
     def __init__(self, consistent: _Optional[bool] = ..., primary_region: _Optional[str] = ..., primary_timeline_id: _Optional[int] = ..., primary_lsn: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[RegionConsistency, _Mapping]]] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class IncidentEntry(_message.Message):
+    __slots__ = ("sequence", "time", "kind", "severity", "region", "message", "failover_id", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    time: _timestamp_pb2.Timestamp
+    kind: EventKind
+    severity: Severity
+    region: str
+    message: str
+    failover_id: str
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[EventKind, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., region: _Optional[str] = ..., message: _Optional[str] = ..., failover_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class IncidentDelivery(_message.Message):
+    __slots__ = ("target", "delivered_revision", "delivered_kind", "delivered_at", "delivered_state", "delivered", "failed_attempts", "last_error")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_KIND_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_STATE_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    delivered_revision: int
+    delivered_kind: str
+    delivered_at: _timestamp_pb2.Timestamp
+    delivered_state: IncidentState
+    delivered: int
+    failed_attempts: int
+    last_error: str
+    def __init__(self, target: _Optional[str] = ..., delivered_revision: _Optional[int] = ..., delivered_kind: _Optional[str] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivered_state: _Optional[_Union[IncidentState, str]] = ..., delivered: _Optional[int] = ..., failed_attempts: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class Incident(_message.Message):
+    __slots__ = ("id", "cause", "severity", "state", "regions", "opened_at", "updated_at", "resolved_at", "summary", "revision", "reopened", "timeline", "timeline_dropped", "failover_ids", "planned_failover_ids", "awaiting", "deliveries", "failover_finished_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    REOPENED_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_IDS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FAILOVER_IDS_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    cause: str
+    severity: Severity
+    state: IncidentState
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    opened_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    resolved_at: _timestamp_pb2.Timestamp
+    summary: str
+    revision: int
+    reopened: int
+    timeline: _containers.RepeatedCompositeFieldContainer[IncidentEntry]
+    timeline_dropped: int
+    failover_ids: _containers.RepeatedScalarFieldContainer[str]
+    planned_failover_ids: _containers.RepeatedScalarFieldContainer[str]
+    awaiting: _containers.RepeatedScalarFieldContainer[str]
+    deliveries: _containers.RepeatedCompositeFieldContainer[IncidentDelivery]
+    failover_finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., cause: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., state: _Optional[_Union[IncidentState, str]] = ..., regions: _Optional[_Iterable[str]] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., summary: _Optional[str] = ..., revision: _Optional[int] = ..., reopened: _Optional[int] = ..., timeline: _Optional[_Iterable[_Union[IncidentEntry, _Mapping]]] = ..., timeline_dropped: _Optional[int] = ..., failover_ids: _Optional[_Iterable[str]] = ..., planned_failover_ids: _Optional[_Iterable[str]] = ..., awaiting: _Optional[_Iterable[str]] = ..., deliveries: _Optional[_Iterable[_Union[IncidentDelivery, _Mapping]]] = ..., failover_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListIncidentsRequest(_message.Message):
+    __slots__ = ("include_resolved", "limit")
+    INCLUDE_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    include_resolved: bool
+    limit: int
+    def __init__(self, include_resolved: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListIncidentsResponse(_message.Message):
+    __slots__ = ("incidents",)
+    INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    incidents: _containers.RepeatedCompositeFieldContainer[Incident]
+    def __init__(self, incidents: _Optional[_Iterable[_Union[Incident, _Mapping]]] = ...) -> None: ...

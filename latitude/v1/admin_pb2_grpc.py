@@ -76,6 +76,11 @@ class AdminServiceStub:
                 request_serializer=latitude_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=latitude_dot_v1_dot_history__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.ListIncidents = channel.unary_unary(
+                '/latitude.v1.AdminService/ListIncidents',
+                request_serializer=latitude_dot_v1_dot_admin__pb2.ListIncidentsRequest.SerializeToString,
+                response_deserializer=latitude_dot_v1_dot_admin__pb2.ListIncidentsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -143,6 +148,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListIncidents(self, request, context):
+        """Incidents: the event history correlated into one per cause, each with its timeline and
+        the state of its webhook notifications. Any coordinator answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +198,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=latitude_dot_v1_dot_history__pb2.GetHistoryRequest.FromString,
                     response_serializer=latitude_dot_v1_dot_history__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'ListIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIncidents,
+                    request_deserializer=latitude_dot_v1_dot_admin__pb2.ListIncidentsRequest.FromString,
+                    response_serializer=latitude_dot_v1_dot_admin__pb2.ListIncidentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +422,33 @@ class AdminService:
             '/latitude.v1.AdminService/GetHistory',
             latitude_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
             latitude_dot_v1_dot_history__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latitude.v1.AdminService/ListIncidents',
+            latitude_dot_v1_dot_admin__pb2.ListIncidentsRequest.SerializeToString,
+            latitude_dot_v1_dot_admin__pb2.ListIncidentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

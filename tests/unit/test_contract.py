@@ -42,6 +42,7 @@ SERVICES: dict[str, dict[str, tuple[bool, bool]]] = {
         "ListEvents": (False, False),
         "CheckConsistency": (False, False),
         "GetHistory": (False, False),
+        "ListIncidents": (False, False),
     },
 }
 
