@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's chromium, driven by Playwright), opened on a
 follower coordinator of a private stack: three healthy regions, then — without a reload — the
-primary's region turning UNHEALTHY after its agent and database are killed, and the failover
-that follows going through its steps to COMPLETED.
+primary's region turning UNHEALTHY after its agent and database are killed, its incident, and
+the failover that follows going through its steps to COMPLETED.
 
 Screenshots go to $LATITUDE_ARTIFACTS/dashboard (else the test's tmp_path); the path is printed
 even when output is captured.
@@ -113,6 +113,8 @@ async def test_the_page_on_a_follower_follows_a_region_failing_and_its_failover(
             old = page.locator('article.card[data-region="us-east-1"]')
             await expect(old).to_have_attribute("data-state", "UNHEALTHY", timeout=20_000)
             await page.screenshot(path=artifacts / "2-unhealthy.png", full_page=True)
+            incident = page.locator('#incidents li[data-severity="CRITICAL"]')
+            await expect(incident.first).to_contain_text("us-east-1", timeout=20_000)
 
             panel = page.locator("#failover")
             await page.wait_for_function(UNDER_WAY, timeout=20_000)
