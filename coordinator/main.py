@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from coordinator import dashboard
 from coordinator.admin_service import AdminService
 from coordinator.agent_service import AgentService
 from coordinator.config import CoordinatorConfig
@@ -71,9 +72,10 @@ async def serve(config: CoordinatorConfig) -> None:
         AgentService(node),
         agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     )
+    admin = AdminService(node, members)
     server.add(
         admin_pb2_grpc.add_AdminServiceServicer_to_server,
-        AdminService(node, members),
+        admin,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     )
     routing = RoutingService(node, node.routing, mmdb_path=config.geoip_city_database)
@@ -84,6 +86,7 @@ async def serve(config: CoordinatorConfig) -> None:
     )
     web = WebServer(config.http_address) if config.http_address else None
     if web is not None:
+        dashboard.install(web.app, node, admin)
         await web.start()
     await server.start()
     log.info(
