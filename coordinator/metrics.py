@@ -1,0 +1,386 @@
+"""The coordinator's Prometheus metrics: what happened (counters and histograms, bumped by
+one-line calls where it happens) and what is (``CoordinatorCollector``, read from the node at
+scrape time).
+
+Region state is not bookkept here: the collector reads the leader's registry, the failover
+machine and the served routing table when Prometheus asks, so a gauge is never stale and the
+control loop pays nothing for it. Only the leader knows the regions' health; a follower
+exports its leader flag (0), the epoch it follows, and the routing table it serves.
+
+Label values come from the configuration (region names, check names) or from enums, never
+from requests: the set of series stays bounded whatever clients send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+import latitude
+from coordinator.detector import RegionState
+from latitude.enums import short_name
+from latitude.v1 import admin_pb2, agent_pb2, common_pb2, routing_pb2
+
+if TYPE_CHECKING:
+    from coordinator.node import CoordinatorNode
+    from coordinator.store import LeaderInfo
+
+# -- leadership ----------------------------------------------------------------------------
+
+LEADER_CHANGES = Counter(
+    "latitude_coordinator_leader_changes",
+    "New leader terms (epochs) this replica has seen, the first it saw included",
+)
+
+
+class _Terms:
+    """Counts a leader once per term, however often the replica re-reads the key."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def seen(self, info: LeaderInfo | None) -> None:
+        if info is not None and info.epoch != self.epoch:
+            self.epoch = info.epoch
+            LEADER_CHANGES.inc()
+
+
+leader_seen = _Terms().seen
+
+# -- failovers -----------------------------------------------------------------------------
+
+_KINDS = ("automatic", "manual", "switchover")
+_OUTCOMES = {
+    admin_pb2.FAILOVER_PHASE_COMPLETED: "completed",
+    admin_pb2.FAILOVER_PHASE_ABORTED: "aborted",
+}
+# A failover's steps in the order they happen (admin.proto FailoverStatus.steps); each step's
+# duration runs from the step before it that was stamped.
+_STEPS = (
+    ("detected", ""),
+    ("drained", "drain"),
+    ("fenced", "fence"),
+    ("selected", "select"),
+    ("promoted", "promote"),
+    ("redirected", "redirect"),
+    ("repointed", "repoint"),
+)
+_FAILOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 30, 60, 120)
+
+FAILOVERS = Counter(
+    "latitude_failovers",
+    "Failovers and switchovers this replica finished as leader, by kind and outcome",
+    ["kind", "outcome"],
+)
+FAILOVER_DURATION = Histogram(
+    "latitude_failover_duration_seconds",
+    "From a failover's start to its end (completed or aborted)",
+    ["kind", "outcome"],
+    buckets=_FAILOVER_BUCKETS,
+)
+FAILOVER_STEP_DURATION = Histogram(
+    "latitude_failover_step_duration_seconds",
+    "How long each step of a failover took: drain, fence (including the wait for the old "
+    "primary's fence deadline), select, promote, redirect (the write region), repoint",
+    ["kind", "step"],
+    buckets=_FAILOVER_BUCKETS,
+)
+for _kind in _KINDS:
+    for _outcome in _OUTCOMES.values():
+        FAILOVERS.labels(_kind, _outcome)
+
+
+def failover_finished(record: admin_pb2.FailoverStatus) -> None:
+    """Count a failover that reached COMPLETED or ABORTED, and time its steps."""
+    outcome = _OUTCOMES.get(record.phase)
+    if outcome is None:
+        return
+    kind = short_name(admin_pb2.FailoverKind, record.kind, lower=True)
+    FAILOVERS.labels(kind, outcome).inc()
+    if record.HasField("started_at") and record.HasField("finished_at"):
+        total = record.finished_at.ToNanoseconds() - record.started_at.ToNanoseconds()
+        FAILOVER_DURATION.labels(kind, outcome).observe(max(0, total) / 1e9)
+    before = None
+    for name, step in _STEPS:
+        if name not in record.steps:
+            continue
+        at = record.steps[name].ToNanoseconds()
+        if before is not None and step:
+            FAILOVER_STEP_DURATION.labels(kind, step).observe(max(0, at - before) / 1e9)
+        before = at
+
+
+# -- routing -------------------------------------------------------------------------------
+
+_RESOLVE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05)
+RESOLVES = Counter(
+    "latitude_resolve_requests",
+    "Resolve calls answered by this replica, by strategy applied and outcome (ok, or the gRPC "
+    "status code's name in lower case)",
+    ["strategy", "outcome"],
+)
+RESOLVE_DURATION = Histogram(
+    "latitude_resolve_duration_seconds",
+    "Time a Resolve call spent in this replica's handler (a kept answer: one dict lookup)",
+    ["strategy", "outcome"],
+    buckets=_RESOLVE_BUCKETS,
+)
+WATCH_STREAMS = Gauge("latitude_watch_streams", "Routing table Watch streams open on this replica")
+
+
+def _strategy(value: int) -> str:
+    if value not in routing_pb2.Strategy.values():
+        return "unknown"
+    return short_name(routing_pb2.Strategy, value, lower=True)
+
+
+class Resolved:
+    """One (strategy, outcome) pair's counter and histogram, bound once: a call costs two
+    increments, not two label lookups."""
+
+    __slots__ = ("_count", "_latency")
+
+    def __init__(self, strategy: str, outcome: str) -> None:
+        self._count = RESOLVES.labels(strategy, outcome)
+        self._latency = RESOLVE_DURATION.labels(strategy, outcome)
+
+    def done(self, started: float) -> None:
+        self._count.inc()
+        self._latency.observe(time.perf_counter() - started)
+
+
+_RESOLVED_OK = {value: Resolved(_strategy(value), "ok") for value in routing_pb2.Strategy.values()}
+
+
+def resolved(strategy: int) -> Resolved:
+    """The metrics of a successful Resolve with ``strategy`` (the one applied)."""
+    found = _RESOLVED_OK.get(strategy)
+    return found if found is not None else Resolved("unknown", "ok")
+
+
+def resolve_failed(
+    strategy: int, code: grpc.StatusCode | None, started: float, error: BaseException | None = None
+) -> None:
+    """A Resolve that ended with status ``code`` (None: not set, as by ``error``)."""
+    if isinstance(code, grpc.StatusCode):
+        outcome = code.name.lower()
+    else:  # what gRPC answers for it: a vanished client's call, or a bug's
+        outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "unknown"
+    Resolved(_strategy(strategy), outcome).done(started)
+
+
+# -- agents --------------------------------------------------------------------------------
+
+REPORTS = Counter(
+    "latitude_reports_received", "Agent reports the leader accepted, by region", ["region"]
+)
+COMMANDS_SENT = Counter(
+    "latitude_commands_sent", "Commands the leader sent to agents", ["region", "kind"]
+)
+COMMAND_RESULTS = Counter(
+    "latitude_command_results",
+    "Commands' ends: ok, refused (the agent answered not ok), unanswered (no agent, or no "
+    "answer in time)",
+    ["region", "kind", "result"],
+)
+
+
+def report_received(region: str) -> None:
+    REPORTS.labels(region).inc()
+
+
+def command_sent(region: str, kind: int) -> None:
+    COMMANDS_SENT.labels(region, _command(kind)).inc()
+
+
+def command_result(region: str, kind: int, result: agent_pb2.CommandResult | None) -> None:
+    """``result`` None: the command got no answer (CommandFailed)."""
+    outcome = "unanswered" if result is None else "ok" if result.ok else "refused"
+    COMMAND_RESULTS.labels(region, _command(kind), outcome).inc()
+
+
+def _command(kind: int) -> str:
+    if kind not in agent_pb2.CommandKind.values():
+        return "unknown"
+    return short_name(agent_pb2.CommandKind, kind, lower=True)
+
+
+# -- etcd ----------------------------------------------------------------------------------
+
+ETCD_DURATION = Histogram(
+    "latitude_etcd_request_duration_seconds",
+    "etcd requests by operation, answered or failed (cancelled ones are left out)",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ETCD_ERRORS = Counter(
+    "latitude_etcd_request_errors",
+    "etcd requests that failed, by operation and error (unavailable: no member answered in "
+    "time; error: etcd refused or failed it)",
+    ["operation", "error"],
+)
+
+
+class EtcdRequest:
+    """``with EtcdRequest("get"): ...`` times the request and counts its failure."""
+
+    __slots__ = ("_operation", "_started")
+
+    def __init__(self, operation: str) -> None:
+        self._operation = operation.replace(" ", "_")
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None and not issubclass(kind, Exception):
+            return  # cancelled: neither an answer nor a failure
+        ETCD_DURATION.labels(self._operation).observe(time.perf_counter() - self._started)
+        if kind is not None:
+            # By name: coordinator.etcd, which raises these, imports this module.
+            unavailable = any(k.__name__ == "EtcdUnavailable" for k in kind.__mro__)
+            ETCD_ERRORS.labels(self._operation, "unavailable" if unavailable else "error").inc()
+
+
+# -- the node's state, read at scrape time -------------------------------------------------
+
+_STATES = [state.value for state in RegionState]
+_ROLES = {
+    common_pb2.DATABASE_ROLE_PRIMARY: "primary",
+    common_pb2.DATABASE_ROLE_STANDBY: "standby",
+    common_pb2.DATABASE_ROLE_UNKNOWN: "unknown",
+    common_pb2.DATABASE_ROLE_DOWN: "down",
+}
+
+
+class CoordinatorCollector(Collector):
+    """Every replica: its leader flag, the epoch it knows, the routing table it serves. The
+    leader also: every region's state and figures, and whether a failover is under way."""
+
+    def __init__(self, node: CoordinatorNode, *, wall=time.time) -> None:
+        self._node = node
+        self._wall = wall
+
+    def describe(self):
+        return []  # collected fresh on every scrape; no need to run collect() at register
+
+    def collect(self) -> Iterator:
+        node = self._node
+        info = InfoMetricFamily("latitude_coordinator", "This coordinator replica")
+        info.add_metric([], {"coordinator": node.id, "version": latitude.__version__})
+        yield info
+        leading = node.is_leader
+        yield _gauge("latitude_coordinator_leader", "1 while this replica leads", leading)
+        leader = node.election.leader
+        yield _gauge(
+            "latitude_coordinator_epoch",
+            "The current leader's epoch as this replica knows it (0: no leader known)",
+            leader.epoch if leader is not None else 0,
+        )
+        yield from self._table()
+        registry, machine = node.registry, node.orchestrator
+        if leading and registry is not None:
+            yield from self._regions(registry)
+        if leading and machine is not None:
+            yield _gauge(
+                "latitude_failover_in_progress",
+                "1 while a failover or switchover runs",
+                machine.current is not None,
+            )
+
+    def _table(self) -> Iterator[GaugeMetricFamily]:
+        table = self._node.routing.table
+        yield _gauge(
+            "latitude_routing_table_version",
+            "Version of the routing table this replica serves (0: none yet)",
+            table.version if table is not None else 0,
+        )
+        write = GaugeMetricFamily(
+            "latitude_routing_write_region",
+            "1 for the write region of the table this replica serves (none during a failover)",
+            labels=["region"],
+        )
+        weight = GaugeMetricFamily(
+            "latitude_region_routing_weight_ratio",
+            "Each region's share of weighted read traffic in the table this replica serves",
+            labels=["region"],
+        )
+        routes = {r.region: r for r in table.regions} if table is not None else {}
+        for name in self._node.config.regions:
+            write.add_metric([name], table is not None and table.write_region == name)
+            if name in routes:
+                weight.add_metric([name], routes[name].weight)
+        yield write
+        yield weight
+
+    def _regions(self, registry) -> Iterator[GaugeMetricFamily]:
+        def family(name: str, help: str, *labels: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, help, labels=["region", *labels])
+
+        state = family("latitude_region_state", "1 for the region's current state", "state")
+        role = family("latitude_region_role", "1 for its database's reported role", "role")
+        fenced = family("latitude_region_fenced", "1 while its database reports itself fenced")
+        connected = family("latitude_region_agent_connected", "1 while its agent has a stream")
+        age = family("latitude_region_report_age_seconds", "Since its last report arrived")
+        response = family(
+            "latitude_region_response_time_seconds", "Median response time its checks measured"
+        )
+        errors = family("latitude_region_error_ratio", "Share of its checks' probes that failed")
+        utilization = family(
+            "latitude_region_utilization_ratio", "Share of its capacity in use (may exceed 1)"
+        )
+        lag_bytes = family(
+            "latitude_region_replay_lag_bytes", "WAL its standby has yet to replay (0: primary)"
+        )
+        lag_seconds = family(
+            "latitude_region_replay_lag_seconds", "How far its standby's replay is behind"
+        )
+        now = self._wall()
+        for name, record in registry.regions.items():
+            current = record.monitor.current.state.value
+            for value in _STATES:
+                state.add_metric([name, value.lower()], current == value)
+            connected.add_metric([name], record.session is not None)
+            report = record.report
+            if report is None:
+                continue
+            db = report.database
+            for value, label in _ROLES.items():
+                role.add_metric([name, label], db.role == value)
+            fenced.add_metric([name], db.fenced)
+            age.add_metric([name], max(0.0, now - record.report_wall))
+            response.add_metric([name], report.response_time_seconds)
+            errors.add_metric([name], report.error_rate)
+            utilization.add_metric([name], report.capacity_utilization)
+            behind_bytes, behind_seconds = registry.lag(record)
+            lag_bytes.add_metric([name], behind_bytes)
+            lag_seconds.add_metric([name], behind_seconds)
+        yield from (state, role, fenced, connected, age, response, errors, utilization)
+        yield from (lag_bytes, lag_seconds)
+
+
+def _gauge(name: str, help: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help, value=float(value))
+
+
+def install(node: CoordinatorNode, registry: CollectorRegistry = REGISTRY) -> CoordinatorCollector:
+    """Export ``node``'s state from ``registry`` (the one its /metrics serves)."""
+    collector = CoordinatorCollector(node)
+    registry.register(collector)
+    # One series per counter, not two: nothing here reads the _created timestamps.
+    disable_created_metrics()
+    return collector
