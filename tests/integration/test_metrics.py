@@ -1,0 +1,238 @@
+"""Prometheus metrics scraped over HTTP from the running stack's coordinators and agents, and
+parsed with prometheus-client's own parser: names, types, label sets, and values that agree
+with what the cluster is doing."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import aiohttp
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from latitude.stack.stack import Stack
+from latitude.v1 import routing_pb2, routing_pb2_grpc
+from tests.integration.connections import eventually
+
+pytestmark = pytest.mark.stack
+
+REGIONS = {"us-east-1", "eu-west-1", "ap-southeast-1"}
+STATES = {"pending", "healthy", "degraded", "unhealthy", "maintenance", "failover"}
+ROLES = {"primary", "standby", "unknown", "down"}
+
+
+class Scrape:
+    """One scrape of a /metrics endpoint: each family's type, every sample by its own name (a
+    counter's family drops the ``_total`` its sample has)."""
+
+    def __init__(self, text: str) -> None:
+        self.types: dict[str, str] = {}
+        self._samples: dict[str, list[Sample]] = {}
+        for family in text_string_to_metric_families(text):
+            self.types[family.name] = family.type
+            for sample in family.samples:
+                self._samples.setdefault(sample.name, []).append(sample)
+
+    def samples(self, name: str, **labels: str) -> list[Sample]:
+        return [
+            s
+            for s in self._samples.get(name, [])
+            if all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the matching samples (0 when there are none)."""
+        return sum(s.value for s in self.samples(name, **labels))
+
+    def by_region(self, name: str, **labels: str) -> dict[str, float]:
+        return {s.labels["region"]: s.value for s in self.samples(name, **labels)}
+
+
+async def scrape(address: str) -> Scrape:
+    timeout = aiohttp.ClientTimeout(total=3.0)
+    async with aiohttp.ClientSession(timeout=timeout) as client:
+        async with client.get(f"http://{address}/metrics") as response:
+            assert response.status == 200, await response.text()
+            assert response.headers["Content-Type"].startswith("text/plain; version=")
+            return Scrape(await response.text())
+
+
+def coordinators(stack: Stack) -> dict[str, str]:
+    return {n: a for n, a in stack.http_addresses(stack.state()).items() if "coordinator" in n}
+
+
+def agents(stack: Stack) -> dict[str, str]:
+    return {n: a for n, a in stack.http_addresses(stack.state()).items() if n.startswith("agent")}
+
+
+async def scrape_all(addresses: dict[str, str]) -> dict[str, Scrape]:
+    scrapes = await asyncio.gather(*(scrape(a) for a in addresses.values()))
+    return dict(zip(addresses, scrapes, strict=True))
+
+
+async def leader_scrape(stack: Stack) -> tuple[str, Scrape, dict[str, Scrape]]:
+    """The leader's scrape once the cluster is settled: one leader, every region HEALTHY."""
+
+    async def settled():
+        scrapes = await scrape_all(coordinators(stack))
+        leaders = [n for n, s in scrapes.items() if s.value("latitude_coordinator_leader") == 1]
+        if len(leaders) != 1:
+            return None
+        healthy = scrapes[leaders[0]].by_region("latitude_region_state", state="healthy")
+        return (
+            (leaders[0], scrapes[leaders[0]], scrapes)
+            if healthy == dict.fromkeys(REGIONS, 1.0)
+            else None
+        )
+
+    return await eventually(settled, 30, "one leader, and every region HEALTHY in its metrics")
+
+
+async def test_the_leader_exports_every_region_and_followers_only_their_own_view(stack: Stack):
+    await stack.up()
+    name, leader, scrapes = await leader_scrape(stack)
+    assert len(scrapes) == 3
+    assert sum(s.value("latitude_coordinator_leader") for s in scrapes.values()) == 1
+    epochs = {s.value("latitude_coordinator_epoch") for s in scrapes.values()}
+    assert len(epochs) == 1 and epochs.pop() > 0
+    for replica, scrape in scrapes.items():
+        info = scrape.samples("latitude_coordinator_info")
+        assert [s.labels["coordinator"] for s in info] == [replica]
+        assert scrape.types["latitude_coordinator_leader_changes"] == "counter"
+        assert scrape.value("latitude_coordinator_leader_changes_total") >= 1
+        # Every replica serves the routing table, and talks to etcd.
+        assert scrape.value("latitude_routing_table_version") > 0
+        weights = scrape.by_region("latitude_region_routing_weight_ratio")
+        assert set(weights) == REGIONS and math.isclose(sum(weights.values()), 1.0)
+        writes = scrape.by_region("latitude_routing_write_region")
+        assert sorted(writes.values()) == [0, 0, 1]
+        assert scrape.types["latitude_etcd_request_duration_seconds"] == "histogram"
+        assert scrape.value("latitude_etcd_request_duration_seconds_count") > 0
+        if replica != name:
+            assert scrape.samples("latitude_region_state") == []
+            assert scrape.samples("latitude_failover_in_progress") == []
+    # The leader: one gauge per state, per region, exactly one of them 1.
+    states = leader.samples("latitude_region_state")
+    assert leader.types["latitude_region_state"] == "gauge"
+    assert {tuple(sorted(s.labels)) for s in states} == {("region", "state")}
+    assert {(s.labels["region"], s.labels["state"]) for s in states} == {
+        (r, s) for r in REGIONS for s in STATES
+    }
+    for region in REGIONS:
+        assert leader.value("latitude_region_state", region=region) == 1
+    primaries = leader.by_region("latitude_region_role", role="primary")
+    assert sorted(primaries.values()) == [0, 0, 1]
+    (primary,) = [r for r, v in primaries.items() if v == 1]
+    assert writes == {r: float(r == primary) for r in REGIONS}
+    assert {s.labels["role"] for s in leader.samples("latitude_region_role")} == ROLES
+    assert leader.by_region("latitude_region_fenced") == dict.fromkeys(REGIONS, 0.0)
+    assert leader.by_region("latitude_region_agent_connected") == dict.fromkeys(REGIONS, 1.0)
+    ages = leader.by_region("latitude_region_report_age_seconds")
+    assert set(ages) == REGIONS and all(0 <= a < 2.0 for a in ages.values()), ages
+    assert leader.by_region("latitude_region_replay_lag_bytes")[primary] == 0
+    lag = leader.by_region("latitude_region_replay_lag_seconds")
+    assert set(lag) == REGIONS and all(0 <= s < 5 for s in lag.values())
+    for ratio in ("latitude_region_error_ratio", "latitude_region_utilization_ratio"):
+        assert set(leader.by_region(ratio)) == REGIONS
+    assert all(0 <= e <= 1 for e in leader.by_region("latitude_region_error_ratio").values())
+    assert set(leader.by_region("latitude_region_response_time_seconds")) == REGIONS
+    assert leader.value("latitude_failover_in_progress") == 0
+    reports = leader.by_region("latitude_reports_received_total")
+    assert set(reports) == REGIONS and all(n > 0 for n in reports.values()), reports
+    assert leader.types["latitude_reports_received"] == "counter"
+
+
+async def test_reports_keep_arriving_between_scrapes(stack: Stack):
+    name, before, _ = await leader_scrape(stack)
+    address = coordinators(stack)[name]
+    counts = before.by_region("latitude_reports_received_total")
+
+    async def grown():
+        after = (await scrape(address)).by_region("latitude_reports_received_total")
+        return all(after[r] > counts[r] for r in REGIONS)
+
+    await eventually(grown, 5, "every region's report counter to grow")
+
+
+async def test_agents_export_their_database_probes_and_link(stack: Stack):
+    await stack.up()
+
+    async def connected():
+        scrapes = await scrape_all(agents(stack))
+        ok = all(s.value("latitude_agent_leader_connected") == 1 for s in scrapes.values())
+        return scrapes if ok else None
+
+    scrapes = await eventually(connected, 30, "every agent connected to the leader")
+    assert len(scrapes) == 3
+    roles = {}
+    for process, scrape in scrapes.items():
+        (info,) = scrape.samples("latitude_agent_info")
+        region = info.labels["region"]
+        assert process == f"agent-{region}"
+        role = scrape.samples("latitude_agent_database_role")
+        assert {s.labels["role"] for s in role} == ROLES
+        assert sum(s.value for s in role) == 1
+        roles[region] = next(s.labels["role"] for s in role if s.value == 1)
+        assert scrape.value("latitude_agent_database_fenced") == 0
+        assert scrape.value("latitude_agent_leader_epoch") > 0
+        assert scrape.types["latitude_agent_probes"] == "counter"
+        assert scrape.value("latitude_agent_probes_total", role=roles[region]) > 0
+        assert scrape.types["latitude_agent_probe_duration_seconds"] == "histogram"
+        assert scrape.value("latitude_agent_probe_duration_seconds_count") > 0
+        assert scrape.value("latitude_agent_replay_lag_bytes") >= 0
+        for name in (
+            "latitude_agent_utilization_ratio",
+            "latitude_agent_error_ratio",
+            "latitude_agent_response_time_seconds",
+            "latitude_agent_fence_deadline_seconds",
+        ):
+            assert scrape.samples(name), name
+        assert scrape.types["latitude_agent_check_results"] == "counter"
+    assert sorted(roles.values()) == ["primary", "standby", "standby"]
+
+
+async def test_resolve_calls_are_counted_by_strategy_and_outcome(stack: Stack):
+    await leader_scrape(stack)
+    state = stack.state()
+    # One replica: its gRPC address and its metrics.
+    replica = stack.topology.coordinators[0]
+    address = stack.coordinator_addresses(state)[0]
+    metrics = stack.http_address(state, replica)
+    before = await scrape(metrics)
+    good = routing_pb2.ResolveRequest(client_ip="81.2.69.160")
+    bad = routing_pb2.ResolveRequest(client_ip="not an address")
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = routing_pb2_grpc.RoutingServiceStub(channel)
+        for _ in range(25):
+            await stub.Resolve(good, timeout=2.0)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Resolve(bad, timeout=2.0)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        watch = stub.Watch(routing_pb2.WatchRequest(), timeout=10.0)
+        await watch.read()
+        during = await scrape(metrics)
+        watch.cancel()
+    after = await scrape(metrics)
+    assert after.types["latitude_resolve_requests"] == "counter"
+    assert after.types["latitude_resolve_duration_seconds"] == "histogram"
+    for name in ("latitude_resolve_requests_total", "latitude_resolve_duration_seconds_count"):
+
+        def more(outcome: str, name=name, **labels: str) -> float:
+            return after.value(name, outcome=outcome, **labels) - before.value(
+                name, outcome=outcome, **labels
+            )
+
+        # Applied: the cluster's default strategy, geographic.
+        assert more("ok", strategy="geographic") == more("ok") == 25, name
+        assert more("invalid_argument") == 1, name
+        samples = after.samples(name)
+        assert {tuple(sorted(s.labels)) for s in samples} == {("outcome", "strategy")}
+    assert during.value("latitude_watch_streams") >= 1
+
+    async def closed():
+        return (await scrape(metrics)).value("latitude_watch_streams") == 0
+
+    await eventually(closed, 5, "the Watch stream to be gone from the gauge")
