@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from latitude.stack.harness import running_stack
 from latitude.stack.stack import Stack
 from latitude.v1 import routing_pb2, routing_pb2_grpc
 from tests.integration.connections import eventually
@@ -236,3 +237,70 @@ async def test_resolve_calls_are_counted_by_strategy_and_outcome(stack: Stack):
         return (await scrape(metrics)).value("latitude_watch_streams") == 0
 
     await eventually(closed, 5, "the Watch stream to be gone from the gauge")
+
+
+@pytest.fixture
+def private_stack():
+    with running_stack() as stack:
+        yield stack
+
+
+async def test_a_failover_moves_the_failover_counters_and_step_histograms(private_stack: Stack):
+    """On a private stack (its primary region is killed): the automatic failover is counted
+    once, completed, with every step timed, and the gauges follow the new primary."""
+    stack = private_stack
+    name, before, _ = await leader_scrape(stack)
+    primary = next(
+        r for r, v in before.by_region("latitude_region_role", role="primary").items() if v
+    )
+    automatic = {"kind": "automatic", "outcome": "completed"}
+    assert before.value("latitude_failovers_total", **automatic) == 0
+    await stack.status()  # learn the postmaster an agent may have restarted
+    await stack.kill(f"agent-{primary}")
+    await stack.kill(f"postgres-{primary}")
+
+    async def failed_over():
+        scrapes = await scrape_all(coordinators(stack))
+        done = sum(s.value("latitude_failovers_total", **automatic) for s in scrapes.values())
+        return scrapes if done else None
+
+    scrapes = await eventually(failed_over, 60, "a completed automatic failover counted")
+    (name,) = [n for n, s in scrapes.items() if s.value("latitude_coordinator_leader") == 1]
+    leader = scrapes[name]
+    assert sum(s.value("latitude_failovers_total") for s in scrapes.values()) == 1
+    assert leader.types["latitude_failovers"] == "counter"
+    assert {tuple(sorted(s.labels)) for s in leader.samples("latitude_failovers_total")} == {
+        ("kind", "outcome")
+    }
+    assert leader.value("latitude_failover_duration_seconds_count", **automatic) == 1
+    took = leader.value("latitude_failover_duration_seconds_sum", **automatic)
+    assert 0 < took < 30, took
+    steps = "latitude_failover_step_duration_seconds"
+    assert leader.types[steps] == "histogram"
+    timed = {s.labels["step"] for s in leader.samples(f"{steps}_count", kind="automatic")}
+    assert timed == {"drain", "fence", "select", "promote", "redirect", "repoint"}
+    for step in timed:
+        assert leader.value(f"{steps}_count", kind="automatic", step=step) == 1, step
+    parts = sum(s.value for s in leader.samples(f"{steps}_sum", kind="automatic"))
+    assert 0 < parts <= took + 0.001  # the rest: the old primary's rejoin, started
+    # The old primary was fenced by deadline: that step waited for it.
+    assert leader.value(f"{steps}_sum", kind="automatic", step="fence") > 0.5
+    # The promotion was a command, and it succeeded.
+    results = "latitude_command_results_total"
+    promoted = [s for s in leader.samples(results, kind="promote", result="ok") if s.value]
+    assert len(promoted) == 1 and promoted[0].labels["region"] != primary
+    assert leader.value("latitude_commands_sent_total", kind="promote") >= 1
+    new = promoted[0].labels["region"]
+
+    async def settled():
+        now = await scrape(coordinators(stack)[name])
+        roles = now.by_region("latitude_region_role", role="primary")
+        state = now.by_region("latitude_region_state", state="unhealthy")
+        return (
+            roles.get(new) == 1
+            and state.get(primary) == 1
+            and now.by_region("latitude_routing_write_region").get(new) == 1
+            and now.value("latitude_failover_in_progress") == 0
+        )
+
+    await eventually(settled, 15, f"the gauges to show {new} as the primary")
