@@ -60,7 +60,7 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         self._locator = TableLocator(mmdb_path)
         self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
         self._answers_for: object = None  # the Resolver whose answers these are
-        # Each with its metrics, bound once: a kept answer costs a lookup and two increments.
+        # Each with its metrics, bound once: a kept answer costs a lookup and an observation.
         self._answers: dict[bytes, tuple[bytes, metrics.Resolved]] = {}
 
     async def resolve_serialized(self, body: bytes, context) -> bytes:
