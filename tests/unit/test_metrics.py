@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent import metrics as agent_metrics
 from coordinator import metrics
 from coordinator.etcd import EtcdError, EtcdUnavailable
+from coordinator.metrics import gauges
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.store import LeaderInfo
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2, routing_pb2
@@ -89,7 +90,7 @@ def test_the_leader_exports_each_region_from_its_registry_at_scrape_time():
     reported(
         leader.registry, "eu-west-1", role=STANDBY, replayed_lsn=3000, wal_receiver_streaming=True
     )
-    collector = metrics.CoordinatorCollector(leader, wall=clock)
+    collector = gauges.CoordinatorCollector(leader, wall=clock)
     clock.now += 0.25
     samples = scrape(collector)
     assert sample(samples, "latitude_coordinator_leader") == 1
@@ -139,7 +140,7 @@ def test_the_leader_exports_each_region_from_its_registry_at_scrape_time():
 
 def test_a_region_without_a_report_has_a_state_and_no_figures():
     clock = Clock()
-    samples = scrape(metrics.CoordinatorCollector(node(clock), wall=clock))
+    samples = scrape(gauges.CoordinatorCollector(node(clock), wall=clock))
     assert sample(samples, "latitude_region_state", region="eu-west-1", state="pending") == 1
     assert sample(samples, "latitude_region_agent_connected", region="eu-west-1") == 0
     assert ("latitude_region_report_age_seconds", (("region", "eu-west-1"),)) not in samples
@@ -147,7 +148,7 @@ def test_a_region_without_a_report_has_a_state_and_no_figures():
 
 def test_a_follower_exports_its_own_view_and_no_region_state():
     clock = Clock()
-    samples = scrape(metrics.CoordinatorCollector(node(clock, leading=False), wall=clock))
+    samples = scrape(gauges.CoordinatorCollector(node(clock, leading=False), wall=clock))
     assert sample(samples, "latitude_coordinator_leader") == 0
     assert sample(samples, "latitude_coordinator_epoch") == 42
     assert sample(samples, "latitude_region_routing_weight_ratio", region="eu-west-1") == 0.25
