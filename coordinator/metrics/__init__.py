@@ -150,13 +150,18 @@ class Resolved:
         self._latency.observe(time.perf_counter() - started)
 
 
-_RESOLVED_OK = {value: Resolved(_strategy(value), "ok") for value in routing_pb2.Strategy.values()}
+# Every strategy a Resolve can apply (never STRATEGY_UNSPECIFIED), its series there from the start.
+_RESOLVED_OK = {
+    value: Resolved(_strategy(value), "ok")
+    for value in routing_pb2.Strategy.values()
+    if value != routing_pb2.STRATEGY_UNSPECIFIED
+}
 
 
 def resolved(strategy: int) -> Resolved:
     """The metrics of a successful Resolve with ``strategy`` (the one applied)."""
     found = _RESOLVED_OK.get(strategy)
-    return found if found is not None else Resolved("unknown", "ok")
+    return found if found is not None else Resolved(_strategy(strategy), "ok")
 
 
 def resolve_failed(
