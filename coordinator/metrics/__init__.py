@@ -8,11 +8,9 @@ from requests: the set of series stays bounded whatever clients send.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
-import grpc
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -23,8 +21,13 @@ from prometheus_client import (
 )
 
 from coordinator.metrics.gauges import CoordinatorCollector
+
+# Resolve's, re-exported: the routing service reaches every metric through this module.
+from coordinator.metrics.resolve import Resolved as Resolved
+from coordinator.metrics.resolve import resolve_failed as resolve_failed
+from coordinator.metrics.resolve import resolved as resolved
 from latitude.enums import short_name
-from latitude.v1 import admin_pb2, agent_pb2, routing_pb2
+from latitude.v1 import admin_pb2, agent_pb2
 
 if TYPE_CHECKING:
     from coordinator.node import CoordinatorNode
@@ -117,62 +120,8 @@ def failover_finished(record: admin_pb2.FailoverStatus) -> None:
 
 # -- routing -------------------------------------------------------------------------------
 
-_RESOLVE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05)
-# The histogram's _count is the number of calls: a separate counter would double the cost of
-# the hot path's instrumentation for the same figure.
-RESOLVE_DURATION = Histogram(
-    "latitude_resolve_duration_seconds",
-    "Resolve calls answered by this replica, by the strategy applied and the outcome (ok, or "
-    "the gRPC status code's name in lower case), and the time each spent in the handler (a "
-    "kept answer: one dict lookup)",
-    ["strategy", "outcome"],
-    buckets=_RESOLVE_BUCKETS,
-)
+# Resolve's calls and latency: coordinator.metrics.resolve, built for the hot path.
 WATCH_STREAMS = Gauge("latitude_watch_streams", "Routing table Watch streams open on this replica")
-
-
-def _strategy(value: int) -> str:
-    if value not in routing_pb2.Strategy.values():
-        return "unknown"
-    return short_name(routing_pb2.Strategy, value, lower=True)
-
-
-class Resolved:
-    """One (strategy, outcome) pair's histogram, bound once: a call costs one observation,
-    not a label lookup too."""
-
-    __slots__ = ("_latency",)
-
-    def __init__(self, strategy: str, outcome: str) -> None:
-        self._latency = RESOLVE_DURATION.labels(strategy, outcome)
-
-    def done(self, started: float) -> None:
-        self._latency.observe(time.perf_counter() - started)
-
-
-# Every strategy a Resolve can apply (never STRATEGY_UNSPECIFIED), its series there from the start.
-_RESOLVED_OK = {
-    value: Resolved(_strategy(value), "ok")
-    for value in routing_pb2.Strategy.values()
-    if value != routing_pb2.STRATEGY_UNSPECIFIED
-}
-
-
-def resolved(strategy: int) -> Resolved:
-    """The metrics of a successful Resolve with ``strategy`` (the one applied)."""
-    found = _RESOLVED_OK.get(strategy)
-    return found if found is not None else Resolved(_strategy(strategy), "ok")
-
-
-def resolve_failed(
-    strategy: int, code: grpc.StatusCode | None, started: float, error: BaseException | None = None
-) -> None:
-    """A Resolve that ended with status ``code`` (None: not set, as by ``error``)."""
-    if isinstance(code, grpc.StatusCode):
-        outcome = code.name.lower()
-    else:  # what gRPC answers for it: a vanished client's call, or a bug's
-        outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "unknown"
-    Resolved(_strategy(strategy), outcome).done(started)
 
 
 # -- agents --------------------------------------------------------------------------------

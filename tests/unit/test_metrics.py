@@ -4,6 +4,7 @@ shows, parsed by prometheus-client's own parser; and the event metrics' labels."
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import grpc
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent import metrics as agent_metrics
 from coordinator import metrics
 from coordinator.etcd import EtcdError, EtcdUnavailable
-from coordinator.metrics import gauges
+from coordinator.metrics import gauges, resolve
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.store import LeaderInfo
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2, routing_pb2
@@ -327,3 +328,25 @@ def test_check_results_are_counted_by_check_and_result():
     agent_metrics.checked(common_pb2.CheckResult(name="api", ok=False, latency_seconds=1.0))
     assert value("latitude_agent_check_results_total", check="api", result="failed") == failed + 1
     assert value("latitude_agent_check_duration_seconds_count", check="api") >= 1
+
+
+def test_resolve_timings_are_a_histogram_with_cumulative_buckets():
+    timings = resolve.ResolveTimings()
+    call = timings.pair("geographic", "ok")
+    call.done(time.perf_counter() - 0.003)  # between the 2.5 ms and 5 ms bounds
+    call.done(time.perf_counter() - 1.0)  # past every bound
+    samples = scrape(timings)
+
+    def bucket(le: str) -> float:
+        return sample(
+            samples,
+            "latitude_resolve_duration_seconds_bucket",
+            le=le,
+            outcome="ok",
+            strategy="geographic",
+        )
+
+    assert (bucket("0.0025"), bucket("0.005"), bucket("0.05"), bucket("+Inf")) == (0, 1, 1, 2)
+    labels = {"outcome": "ok", "strategy": "geographic"}
+    assert sample(samples, "latitude_resolve_duration_seconds_count", **labels) == 2
+    assert 1.003 <= sample(samples, "latitude_resolve_duration_seconds_sum", **labels) < 1.1
