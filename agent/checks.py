@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agent import metrics
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
 from latitude.v1 import common_pb2
@@ -370,6 +371,7 @@ class CheckRunner:
         while True:
             result = await check.probe()
             self._latest[index] = result
+            metrics.checked(result)
             self._window.add(self._clock(), result.ok, result.latency_seconds)
             # A probe that outlasts its interval is followed at once, not by a burst to catch up.
             next_at = max(next_at + interval, loop.time())

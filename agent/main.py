@@ -15,6 +15,7 @@ from pathlib import Path
 
 import latitude
 from agent import config as agent_config
+from agent import metrics
 from agent.actuator import Actuator
 from agent.checks import CheckRunner, CheckSpec
 from agent.command_session import ActuatorError
@@ -352,6 +353,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
         agent_pb2_grpc.add_FailsafeServiceServicer_to_server, servicer,
         agent_pb2.DESCRIPTOR.services_by_name["FailsafeService"].full_name,
     )  # fmt: skip
+    metrics.install(agent)
     web = WebServer(config.http_address) if config.http_address else None
     if web is not None:
         await web.start()

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from agent import metrics
 from latitude.netaddr import join_host_port
 from latitude.v1 import common_pb2
 
@@ -155,6 +156,7 @@ class PostgresProbe:
         """The latest observation (None before the first)."""
         return self._last
 
+    @metrics.timed_probe
     async def observe(self) -> common_pb2.DatabaseStatus:
         status = common_pb2.DatabaseStatus()
         status.observed_at.FromMicroseconds(round(self._clock() * 1e6))

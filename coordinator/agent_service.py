@@ -13,6 +13,7 @@ import time
 
 import grpc
 
+from coordinator import metrics
 from coordinator.node import CoordinatorNode
 from coordinator.registry import RegionHeld
 from coordinator.sessions import AgentSession
@@ -109,6 +110,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         session.close(node.not_leader())
                         return
                     change = registry.report(record, report)
+                    metrics.report_received(record.name)
                     node.reported(record.name, report.database)
                     if change is not None:
                         node.region_changed(change)

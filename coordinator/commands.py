@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 
+from coordinator import metrics
 from coordinator.sessions import AgentSession
 from latitude.errors import LatitudeError
 from latitude.v1 import agent_pb2
@@ -47,6 +48,7 @@ class CommandDispatcher:
         self._waiting[command.command_id] = future
         try:
             session.send(agent_pb2.CoordinatorMessage(command=command))
+            metrics.command_sent(session.region, command.kind)
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError as err:

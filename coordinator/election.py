@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable
 
+from coordinator import metrics
 from coordinator.etcd import EtcdError
 from coordinator.store import Candidate, LeaderInfo, Leadership, Store
 
@@ -153,6 +154,7 @@ class Election:
     def _set_leader(self, info: LeaderInfo | None) -> None:
         if info != self.leader:
             self.leader = info
+            metrics.leader_seen(info)
             self._on_change()
 
     async def resign(self) -> None:

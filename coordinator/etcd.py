@@ -18,6 +18,7 @@ import aetcd.exceptions
 import grpc
 from aetcd import rpc
 
+from coordinator import metrics
 from latitude.errors import LatitudeError
 
 
@@ -170,15 +171,16 @@ class Etcd:
             _detach(watch.cancel())
 
     async def _call(self, awaitable, what: str, timeout: float | None = None):
-        try:
-            return await _bounded(awaitable, timeout or self.timeout)
-        except TimeoutError as err:
-            raise EtcdUnavailable(
-                f"etcd ({', '.join(self.endpoints)}) did not answer {what} "
-                f"within {timeout or self.timeout:.1f} s"
-            ) from err
-        except (aetcd.exceptions.ClientError, grpc.RpcError) as err:
-            raise _translate(err, what) from err
+        with metrics.EtcdRequest(what):
+            try:
+                return await _bounded(awaitable, timeout or self.timeout)
+            except TimeoutError as err:
+                raise EtcdUnavailable(
+                    f"etcd ({', '.join(self.endpoints)}) did not answer {what} "
+                    f"within {timeout or self.timeout:.1f} s"
+                ) from err
+            except (aetcd.exceptions.ClientError, grpc.RpcError) as err:
+                raise _translate(err, what) from err
 
 
 def _translate(err: Exception, what: str) -> EtcdError:

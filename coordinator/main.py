@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from coordinator import dashboard
+from coordinator import dashboard, metrics
 from coordinator.admin_service import AdminService
 from coordinator.agent_service import AgentService
 from coordinator.config import CoordinatorConfig
@@ -84,6 +84,7 @@ async def serve(config: CoordinatorConfig) -> None:
         routing,
         routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,
     )
+    metrics.install(node)
     web = WebServer(config.http_address) if config.http_address else None
     if web is not None:
         dashboard.install(web.app, node, admin)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from coordinator import keys, maintenance
+from coordinator import keys, maintenance, metrics
 from coordinator.commands import CommandDispatcher, CommandFailed
 from coordinator.config import CoordinatorConfig
 from coordinator.detector import DetectorSettings, RegionState
@@ -127,8 +127,10 @@ class CoordinatorNode:
                 session, command, epoch=self.epoch, timeout=timeout, reason=reason
             )
         except CommandFailed as err:
+            metrics.command_result(region, command.kind, None)
             self._command_failed(region, kind, str(err), reason)
             raise
+        metrics.command_result(region, command.kind, result)
         if not result.ok:
             self._command_failed(region, kind, result.error, reason)
         return result

@@ -18,6 +18,7 @@ import time
 import grpc
 from google.protobuf.message import DecodeError
 
+from coordinator import metrics
 from coordinator.routing.cache import TableCache
 from latitude.geo import InvalidLocation, network_prefix
 from latitude.routing import InvalidRequest
@@ -59,30 +60,40 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         self._locator = TableLocator(mmdb_path)
         self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
         self._answers_for: object = None  # the Resolver whose answers these are
-        self._answers: dict[bytes, bytes] = {}
+        # Each with its metrics, bound once: a kept answer costs a lookup and an observation.
+        self._answers: dict[bytes, tuple[bytes, metrics.Resolved]] = {}
 
     async def resolve_serialized(self, body: bytes, context) -> bytes:
         """Resolve on the wire: a kept answer when this table has answered ``body`` before."""
+        started = time.perf_counter()
         resolver = self._cache.resolver
         if resolver is not self._answers_for:
             self._answers_for, self._answers = resolver, {}
         answers = self._answers
-        answer = answers.get(body)
-        if answer is not None:
-            return answer
+        kept = answers.get(body)
+        if kept is not None:
+            kept[1].done(started)
+            return kept[0]
+        strategy = 0
         try:
             request = routing_pb2.ResolveRequest.FromString(body)
+            table = self._cache.table
+            strategy = request.strategy or (table.default_strategy if table is not None else 0)
+            answer = await self._answer(request, context)
         except DecodeError as err:
+            metrics.resolve_failed(strategy, grpc.StatusCode.INVALID_ARGUMENT, started)
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"request: not a ResolveRequest ({err})"
             )
-        answer = await self._answer(request, context)
-        table = self._cache.table
-        strategy = request.strategy or (table.default_strategy if table is not None else 0)
+        except BaseException as err:
+            metrics.resolve_failed(strategy, context.code(), started, err)
+            raise
+        done = metrics.resolved(strategy)
+        done.done(started)
         if strategy != _ROUND_ROBIN and self._cache.resolver is resolver:
             if len(answers) >= ANSWERS:
                 answers.clear()
-            answers[body] = answer
+            answers[body] = (answer, done)
         return answer
 
     async def _answer(self, request: routing_pb2.ResolveRequest, context) -> bytes:
@@ -122,10 +133,11 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         # (and its table current) without waiting for the next version.
         await context.send_initial_metadata(())
         known = request.known_version
-        while True:
-            table = await self._cache.newer_than(known)
-            yield table
-            known = table.version
+        with metrics.WATCH_STREAMS.track_inprogress():
+            while True:
+                table = await self._cache.newer_than(known)
+                yield table
+                known = table.version
 
     async def ReportLatency(self, request, context):
         await self._validate_report(request, context)

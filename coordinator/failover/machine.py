@@ -23,7 +23,7 @@ import asyncio
 import logging
 import uuid
 
-from coordinator import keys
+from coordinator import keys, metrics
 from coordinator.commands import CommandFailed
 from coordinator.failover.decisions import (
     Budget,
@@ -651,6 +651,7 @@ class FailoverMachine:
             record.to_region or "-",
             record.error or record.selection_reason,
         )
+        metrics.failover_finished(record)
         completed = phase == admin_pb2.FAILOVER_PHASE_COMPLETED
         attributes = {
             "from": record.from_region,
