@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 import latitude
@@ -57,6 +57,7 @@ class CoordinatorCollector(Collector):
             leader.epoch if leader is not None else 0,
         )
         yield from self._table()
+        yield from self._alerts()
         registry, machine = node.registry, node.orchestrator
         if leading and registry is not None:
             yield from self._regions(registry)
@@ -91,6 +92,47 @@ class CoordinatorCollector(Collector):
                 weight.add_metric([name], routes[name].weight)
         yield write
         yield weight
+
+    def _alerts(self) -> Iterator[CounterMetricFamily]:
+        """Incidents and their webhook notifications, as this replica's terms as leader
+        counted them (targets are named by the configuration: a bounded label)."""
+        stats = getattr(self._node, "incident_stats", None)
+        if stats is None:
+            return
+        notifications = CounterMetricFamily(
+            "latitude_alert_notifications",
+            "Webhook notifications this replica posted as leader, by target and result (sent: "
+            "the receiver answered 2xx; failed: refused, an error status, or no answer in time)",
+            labels=["target", "result"],
+        )
+        timeouts = CounterMetricFamily(
+            "latitude_alert_notification_timeouts",
+            "Webhook notifications that got no answer within the target's timeout",
+            labels=["target"],
+        )
+        targets = [t.label for t in getattr(self._node.config, "alerts", ())]
+        for label in dict.fromkeys([*targets, *stats.targets]):
+            target = stats.targets.get(label)
+            notifications.add_metric([label, "sent"], target.sent if target else 0)
+            notifications.add_metric([label, "failed"], target.failed if target else 0)
+            timeouts.add_metric([label], target.timeouts if target else 0)
+        yield notifications
+        yield timeouts
+        yield CounterMetricFamily(
+            "latitude_incidents_opened",
+            "Incidents this replica opened as leader",
+            value=stats.incidents_opened,
+        )
+        yield CounterMetricFamily(
+            "latitude_incident_events_correlated",
+            "Events this replica correlated into incidents as leader",
+            value=stats.events_correlated,
+        )
+        yield CounterMetricFamily(
+            "latitude_incident_writes_failed",
+            "Incident writes to etcd that failed (tried again with the next event)",
+            value=stats.writes_failed,
+        )
 
     def _regions(self, registry) -> Iterator[GaugeMetricFamily]:
         def family(name: str, help: str, *labels: str) -> GaugeMetricFamily:

@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent import metrics as agent_metrics
 from coordinator import metrics
+from coordinator.config import AlertTarget
 from coordinator.etcd import EtcdError, EtcdUnavailable
+from coordinator.incidents.webhooks import DeliveryStats
 from coordinator.metrics import gauges, resolve
 from coordinator.registry import HealthPolicy, Registry
 from coordinator.store import LeaderInfo
@@ -350,3 +352,28 @@ def test_resolve_timings_are_a_histogram_with_cumulative_buckets():
     labels = {"outcome": "ok", "strategy": "geographic"}
     assert sample(samples, "latitude_resolve_duration_seconds_count", **labels) == 2
     assert 1.003 <= sample(samples, "latitude_resolve_duration_seconds_sum", **labels) < 1.1
+
+
+def test_alert_deliveries_are_counted_per_configured_target():
+    fake = node(Clock())
+    fake.config.alerts = (
+        AlertTarget(url="http://127.0.0.1:9/hook", name="ops"),
+        AlertTarget(url="http://127.0.0.1:9/page", name="pager"),
+    )
+    fake.incident_stats = DeliveryStats(events_correlated=12, incidents_opened=2)
+    fake.incident_stats.target("ops").sent = 3
+    fake.incident_stats.target("ops").failed = 1
+    fake.incident_stats.target("ops").timeouts = 1
+    families = {f.name: f for f in gauges.CoordinatorCollector(fake).collect()}
+    sent = {
+        (s.labels["target"], s.labels["result"]): s.value
+        for s in families["latitude_alert_notifications"].samples
+    }
+    assert sent == {
+        ("ops", "sent"): 3,
+        ("ops", "failed"): 1,
+        ("pager", "sent"): 0,
+        ("pager", "failed"): 0,
+    }
+    assert families["latitude_incidents_opened"].samples[0].value == 2
+    assert families["latitude_incident_events_correlated"].samples[0].value == 12
