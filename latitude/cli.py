@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -254,15 +255,35 @@ async def _status(args: argparse.Namespace) -> int:
     status = await stack.status()
     if args.region:
         status = _only_region(status, args.region)
+    incidents = await _open_incidents(stack, status, args.region)
     if args.json:
         network = stack.network()
         print(json.dumps(status_json(status) | {
-            "network": network.layout.to_json() if network else None
+            "network": network.layout.to_json() if network else None,
+            "open_incidents": incidents_view.incidents_json(incidents),
         }, indent=2))  # fmt: skip
     else:
         print(format_status(status))
+        if incidents:
+            print(f"\n{len(incidents)} open incident(s) (latitude incidents):")
+            print(incidents_view.format_incidents(incidents, time.time()))
         _print_network(stack)
     return 0 if status.ready else EXIT_NOT_READY
+
+
+async def _open_incidents(stack: Stack, status: StackStatus, region: str) -> list:
+    """The open incidents (of ``region``, if given), or none when no coordinator answers at
+    once: status never waits on them."""
+    if status.cluster is None:
+        return []
+    try:
+        response = await call_any(
+            stack.coordinator_addresses(stack.state()), "ListIncidents",
+            admin_pb2.ListIncidentsRequest(), 1.0,
+        )  # fmt: skip
+    except LatitudeError:
+        return []
+    return [i for i in response.incidents if not region or region in i.regions]
 
 
 def _print_network(stack: Stack) -> None:

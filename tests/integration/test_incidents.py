@@ -19,6 +19,7 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
+from latitude import cli
 from latitude.admin_client import NoCoordinator, call_any, cluster_status
 from latitude.incidents_view import follow
 from latitude.stack.harness import running_stack
@@ -147,7 +148,7 @@ async def leader_of(stack: Stack) -> str:
     return view.leader.leader_id
 
 
-async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolution(alerted):
+async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolution(alerted, capsys):
     stack, receivers = alerted
     await eventually(lambda: _quiet(stack), 30, "no incident open or just resolved")
     await stack.status()  # learn the postmaster an agent may have restarted
@@ -247,6 +248,11 @@ async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolutio
     assert "HTTP 500" in errors and "no answer within 1 s" in errors
     assert "ClientConnectorError" in errors, errors
     assert told("opened")[0]["authorization"] == "Bearer s3cret"
+    # latitude status names it under the cluster's table.
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, ["status", "--dir", str(stack.dir), "--json"])
+    shown = json.loads(capsys.readouterr().out)["open_incidents"]
+    assert code != 0 and incident_id in [i["id"] for i in shown]
 
     # The leader killed mid-incident: its successor continues the same incident.
     leader = await leader_of(stack)
