@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from latitude.enums import short_name
 from latitude.errors import LatitudeError
-from latitude.table import human_bytes, render
+from latitude.table import human_bytes, human_duration, render
 from latitude.v1 import common_pb2, history_pb2
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -30,17 +30,6 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise LatitudeError(f"--since: must be positive, got {text!r}")
     return total
-
-
-def format_span(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 @dataclass
@@ -106,11 +95,11 @@ def _clock(at_ms: int) -> str:
 def format_history(response: history_pb2.GetHistoryResponse, since: float) -> str:
     samples = list(response.samples)
     step = response.resolution_seconds or 5.0
-    head = f"{response.region}: the last {format_span(since)}"
+    head = f"{response.region}: the last {human_duration(since)}"
     if not samples:
         return f"{head}: no samples (no leader has sampled this region in that time)"
     head += (
-        f", {len(samples)} samples at {format_span(step)} "
+        f", {len(samples)} samples at {human_duration(step)} "
         f"({_clock(samples[0].at_ms)} to {_clock(samples[-1].at_ms)} UTC)"
     )
     runs = spans(samples, step)
@@ -119,14 +108,14 @@ def format_history(response: history_pb2.GetHistoryResponse, since: float) -> st
     for run in runs[hidden:]:
         if run.gap:
             rows.append([_clock(run.start_ms), _clock(run.end_ms),
-                         format_span((run.end_ms - run.start_ms) / 1000),
+                         human_duration((run.end_ms - run.start_ms) / 1000),
                          "(no samples)", "", "", "", ""])  # fmt: skip
             continue
         group = run.samples
         rows.append([
             _clock(run.start_ms),
             _clock(run.end_ms),
-            format_span((run.end_ms - run.start_ms) / 1000),
+            human_duration((run.end_ms - run.start_ms) / 1000),
             short_name(common_pb2.RegionState, run.state),
             _role(run.role),
             human_bytes(max(s.replay_lag_bytes for s in group)),

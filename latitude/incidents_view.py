@@ -23,7 +23,7 @@ from google.protobuf import json_format
 from latitude.admin_client import NoCoordinator, call_any
 from latitude.enums import short_name
 from latitude.errors import LatitudeError
-from latitude.table import render
+from latitude.table import human_duration, render
 from latitude.v1 import admin_pb2
 
 FOLLOW_INTERVAL = 0.5
@@ -37,18 +37,6 @@ def _seconds(timestamp) -> float:
 
 def _clock(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration(seconds: float) -> str:
-    """3 s, 4 min 05 s, 2 h 10 min, 3 d 4 h."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
 def format_incidents(incidents: Sequence[admin_pb2.Incident], now: float) -> str:
@@ -67,7 +55,7 @@ def format_incidents(incidents: Sequence[admin_pb2.Incident], now: float) -> str
                 i.cause,
                 ",".join(i.regions) or "-",
                 _clock(_seconds(i.opened_at)),
-                duration(end - _seconds(i.opened_at)),
+                human_duration(end - _seconds(i.opened_at)),
                 i.revision,
                 "-" if resolved else "; ".join(i.awaiting) or "-",
             ]

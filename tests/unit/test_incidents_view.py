@@ -6,11 +6,11 @@ import pytest
 
 from latitude.incidents_view import (
     Follower,
-    duration,
     event_line,
     format_deliveries,
     format_incidents,
 )
+from latitude.table import human_duration
 from latitude.v1 import admin_pb2 as pb
 
 
@@ -36,7 +36,7 @@ def incident(id_, opened, state=pb.INCIDENT_STATE_OPEN, resolved=0.0, reopened=0
     [(0, "0 s"), (59.9, "59 s"), (65, "1 min 05 s"), (7260, "2 h 01 min"), (90000, "1 d 1 h")],
 )
 def test_durations_read_at_a_glance(seconds, text):
-    assert duration(seconds) == text
+    assert human_duration(seconds) == text
 
 
 def test_the_incidents_table():
