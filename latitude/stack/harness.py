@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,9 @@ def running_stack(**settings) -> Iterator[Stack]:
         asyncio.run(stack.up())
         yield stack
     finally:
+        keep = os.environ.get("LATITUDE_KEEP_LOGS")
+        if keep and (stack.dir / "logs").is_dir():  # for a post-mortem of a failed run
+            shutil.copytree(stack.dir / "logs", Path(keep) / parent.name, dirs_exist_ok=True)
         if (stack.dir / "state.json").exists():
             asyncio.run(stack.down())
         shutil.rmtree(parent, ignore_errors=True)

@@ -257,10 +257,15 @@ async def test_an_oversized_message_is_refused_and_others_carry_on(cluster: Stac
     huge.hello.agent_version = "x" * (1024 * 1024)
     error = await _stream(cluster, huge)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # The real agents' streams are untouched. (A region may blip to DEGRADED when a probe
-    # times out on a loaded machine; that is not what this test is about.)
-    view = await status(cluster)
-    assert all(r.agent_connected and r.state != UNHEALTHY for r in view.regions), view
+    # The real agents' streams are untouched. (A region may blip to DEGRADED, or for a moment
+    # UNHEALTHY, when a probe or a report is late on a loaded machine; that is not what this
+    # test is about: a stream cut by the refusal would stay down.)
+    await wait_status(
+        cluster,
+        lambda s: all(r.agent_connected and r.state != UNHEALTHY for r in s.regions),
+        5,
+        "every agent connected and no region UNHEALTHY",
+    )
 
 
 async def test_a_region_whose_database_is_down_is_degraded_not_dead(cluster: Stack):
