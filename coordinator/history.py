@@ -197,8 +197,7 @@ class HealthHistory:
     """Reads a region's history from the store (any replica), and as the leader records it.
 
     ``record(statuses, weights)`` is called by the leader every ``STEP``; ``run_term`` is the
-    leader's task that does so and compacts. ``samples`` is the recent history in memory on
-    the leader (for the dashboard); ``read`` is the whole history from etcd (any replica).
+    leader's task that does so and compacts; ``read`` is the history from etcd (any replica).
     """
 
     def __init__(self, store: Store, regions: Sequence[str], clock=time.time) -> None:
@@ -242,13 +241,6 @@ class HealthHistory:
         samples = [s for s in merge(raw, coarse) if s.at_ms >= since_ms]
         resolution = STEP if not coarse or (raw and raw[0].at_ms <= since_ms) else COARSE_STEP
         return thin(samples, max_samples, resolution)
-
-    def samples(self, region: str, since: float) -> list[history_pb2.HealthSample]:
-        """The leader's in-memory samples of the current bucket at or after unix time
-        ``since`` (empty on a follower: use ``read``)."""
-        self.check_region(region)
-        _, current = self._current.get(region, (0, []))
-        return [s for s in current if s.at_ms >= since * 1000]
 
     def begin_term(self) -> None:
         """Forget what a previous term held in memory: etcd is read afresh."""
