@@ -58,7 +58,7 @@ def check_tls(tls: CertFiles, expected: Identity, *, now: datetime.datetime | No
     if identity != expected:
         said = f"speaks for {identity} ({identity.uri})" if identity else "names no identity"
         raise ConfigError(
-            f"tls_cert: {tls.cert} {said}, but this program is {expected}: its certificate "
+            f"tls_cert: {tls.cert} {said}, but this program runs as {expected}: its certificate "
             f"must carry the SAN URI {expected.uri}"
         )
 

@@ -86,7 +86,7 @@ def test_a_coordinator_needs_a_coordinators_certificate(certs):
         coordinator(flags=flags_of(certs["operator"]))
     assert str(caught.value) == (
         f"tls_cert: {certs['operator'].cert} speaks for operator (latitude://role/operator), "
-        "but this program is coordinator: its certificate must carry the SAN URI "
+        "but this program runs as coordinator: its certificate must carry the SAN URI "
         "latitude://role/coordinator"
     )
 
