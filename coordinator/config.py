@@ -186,7 +186,9 @@ class CoordinatorConfig:
         self._validate_routing()
         self._validate_alerts()
         if self.tls is not None:
-            check_tls(self.tls, Identity("coordinator"))
+            where = "advertise" if self.advertise else "listen"
+            host, _ = parse_host_port(self.advertised, where, any_port=True)
+            check_tls(self.tls, Identity("coordinator"), serves=(host, where))
 
     def _validate_alerts(self) -> None:
         for index, target in enumerate(self.alerts):
