@@ -276,3 +276,24 @@ async def test_resolve_registered_as_bytes_is_guarded_too(certs):
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         await server.stop(0)
+
+
+async def test_a_served_method_the_table_does_not_name_is_refused(certs):
+    """Deny by default: a method served but left out of the table is nobody's to call."""
+    table = {f"/{ADMIN}/GetStatus": frozenset({"operator"})}
+    server = await serve(certs["server"], Authorizer(table=table))
+    before = REGISTRY.get_sample_value(
+        "latitude_rpc_refused_total", {"method": "other", "code": "permission_denied"}
+    )
+    try:
+        assert (await call(server, certs["operator"], "GetStatus")).responder_id == "c1"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(server, certs["operator"], "SetStrategy")
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert caught.value.details() == f"/{ADMIN}/SetStrategy is open to no caller"
+    finally:
+        await server.stop(0)
+    after = REGISTRY.get_sample_value(
+        "latitude_rpc_refused_total", {"method": "other", "code": "permission_denied"}
+    )
+    assert after == (before or 0) + 1
