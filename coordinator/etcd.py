@@ -329,6 +329,11 @@ class MemberStatus:
     member_id: int = 0
     is_leader: bool = False
     error: str = ""
+    secure: bool = False  # asked over TLS
+
+    @property
+    def client_url(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.endpoint}"
 
 
 class MemberProbe:
@@ -341,6 +346,7 @@ class MemberProbe:
         # One member per channel: gRPC verifies each member's certificate against its own
         # host, unless a server name is configured.
         options = {"grpc.ssl_target_name_override": server_name} if tls and server_name else {}
+        self._secure = tls is not None
         self._channels = {e: open_channel(e, tls, options=options.items()) for e in endpoints}
 
     async def statuses(self, timeout: float = 0.5) -> list[MemberStatus]:
@@ -352,11 +358,13 @@ class MemberProbe:
             reply = await stub.Status(rpc.StatusRequest(), timeout=timeout)
         except grpc.RpcError as err:
             reason = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
-            return MemberStatus(endpoint, False, error=reason or "no answer")
+            return MemberStatus(endpoint, False, error=reason or "no answer", secure=self._secure)
         member = reply.header.member_id
         healthy = reply.leader != 0 and not reply.errors
         error = "; ".join(reply.errors) or ("" if reply.leader else "no raft leader")
-        return MemberStatus(endpoint, healthy, member, member == reply.leader, error)
+        return MemberStatus(
+            endpoint, healthy, member, member == reply.leader, error, secure=self._secure
+        )
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()))

@@ -4,6 +4,8 @@ stranger's direct write does not (no certificate, another CA's, or one whose use
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +127,7 @@ async def test_member_status_and_health_over_tls(cluster: TlsEtcd):
         await probe.close()
     assert [s.healthy for s in statuses] == [True, True, True]
     assert sum(s.is_leader for s in statuses) == 1
+    assert [s.client_url for s in statuses] == [f"https://{e}" for e in cluster.endpoints]
     health = await etcd.cluster_health(cluster.members, 2.0, tls=cluster.certs.client)
     assert [h.healthy for h in health] == [True, True, True]
     assert sum(h.is_leader for h in health) == 1 and all(h.raft_term for h in health)
@@ -138,3 +141,48 @@ async def test_setting_up_auth_again_changes_nothing(cluster: TlsEtcd, client: E
     await client.put(LEADER, b"x")
     with pytest.raises(EtcdPermissionDenied):
         await client.put(b"/elsewhere", b"x")
+
+
+def coordinator_argv(cluster: TlsEtcd, name: str, tls: pki.CertFiles) -> list[str]:
+    flags = {
+        "--id": name,
+        "--listen": "127.0.0.1:0",
+        "--etcd": ",".join(cluster.endpoints),
+        "--etcd-ca": str(tls.ca),
+        "--etcd-cert": str(tls.cert),
+        "--etcd-key": str(tls.key),
+    }
+    return [sys.executable, "-m", "coordinator.main", *(x for f in flags.items() for x in f)]
+
+
+async def test_a_coordinator_started_with_the_etcd_flags_is_elected(cluster: TlsEtcd, client):
+    argv = coordinator_argv(cluster, "tls-c1", cluster.certs.client)
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while (leader := await client.get(LEADER)) is None:
+            assert process.returncode is None, "the coordinator exited"
+            assert loop.time() < deadline, "no coordinator was elected through TLS etcd"
+            await asyncio.sleep(0.1)
+        assert json.loads(leader.value)["id"] == "tls-c1"
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_a_coordinator_with_part_of_the_etcd_settings_says_what_is_missing(cluster):
+    argv = coordinator_argv(cluster, "tls-c2", cluster.certs.client)
+    process = await asyncio.create_subprocess_exec(
+        *argv[: argv.index("--etcd-key")],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        _, stderr = await process.communicate()
+    assert process.returncode == 1
+    assert "etcd_key: TLS to etcd needs etcd_ca, etcd_cert and etcd_key together" in (
+        stderr.decode()
+    )
