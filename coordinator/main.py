@@ -97,11 +97,7 @@ async def serve(config: CoordinatorConfig) -> None:
         await web.start()
     await server.start()
     log.info(
-        "coordinator %s serving on %s (etcd %s, %s)",
-        node.id,
-        config.listen,
-        ",".join(config.etcd),
-        "TLS" if tls else "plaintext",
+        "coordinator %s serving on %s (etcd %s)", node.id, config.listen, ",".join(config.etcd)
     )
     running = asyncio.create_task(node.run(), name="node")
     signalled = asyncio.create_task(until_signalled(), name="signals")
