@@ -300,7 +300,7 @@ async def test_a_standby_whose_server_stays_down_is_brought_back_by_the_leader(c
         10,
         f"{name}'s database to be reported down",
     )
-    view = await wait_status(
+    await wait_status(
         cluster,
         lambda s: (
             region(s, name).state == HEALTHY
