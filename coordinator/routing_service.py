@@ -3,10 +3,11 @@ the leader (which folds the samples into the next table).
 
 Resolve is the hot path, so it takes and returns serialized messages: an answer is a pure
 function of the request and the table, and a replica keeps the serialized answers to the
-requests it has seen, per table version (up to ``ANSWERS``, dropped together when full or when
-the table changes). A repeated request, the usual case for a client resolving as it goes, costs
-one dict lookup: no parse, no decision, no serialization. Round-robin answers differ call by
-call and are never kept.
+requests it has seen, per table version, bounded in bytes and entries (coordinator/routing/
+answers.py: the oldest go first, an oversized request is never kept; all go when the table
+changes). A repeated request, the usual case for a client resolving as it goes, costs one dict
+lookup: no parse, no decision, no serialization. Round-robin answers differ call by call and
+are never kept.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from coordinator import metrics
+from coordinator.routing.answers import AnswerCache
 from coordinator.routing.cache import TableCache
 from latitude.geo import InvalidLocation, network_prefix
 from latitude.routing import InvalidRequest
@@ -27,8 +29,6 @@ from latitude.v1 import routing_pb2, routing_pb2_grpc
 
 # ReportLatency: at most this many samples per call.
 MAX_SAMPLES = 64
-# Serialized Resolve answers kept per table version.
-ANSWERS = 8192
 
 _SERVICE = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name
 _ROUND_ROBIN = routing_pb2.STRATEGY_ROUND_ROBIN
@@ -54,22 +54,30 @@ def register(servicer: RoutingService, server: grpc.aio.Server) -> None:
 
 
 class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, node, cache: TableCache, *, mmdb_path: str = "") -> None:
+    def __init__(
+        self,
+        node,
+        cache: TableCache,
+        *,
+        mmdb_path: str = "",
+        answers: AnswerCache | None = None,
+    ) -> None:
         self._node = node
         self._cache = cache
         self._locator = TableLocator(mmdb_path)
         self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
         self._answers_for: object = None  # the Resolver whose answers these are
         # Each with its metrics, bound once: a kept answer costs a lookup and an observation.
-        self._answers: dict[bytes, tuple[bytes, metrics.Resolved]] = {}
+        self.answers = answers if answers is not None else AnswerCache()
 
     async def resolve_serialized(self, body: bytes, context) -> bytes:
         """Resolve on the wire: a kept answer when this table has answered ``body`` before."""
         started = time.perf_counter()
         resolver = self._cache.resolver
+        answers = self.answers
         if resolver is not self._answers_for:
-            self._answers_for, self._answers = resolver, {}
-        answers = self._answers
+            self._answers_for = resolver
+            answers.clear()
         kept = answers.get(body)
         if kept is not None:
             kept[1].done(started)
@@ -91,9 +99,7 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         done = metrics.resolved(strategy)
         done.done(started)
         if strategy != _ROUND_ROBIN and self._cache.resolver is resolver:
-            if len(answers) >= ANSWERS:
-                answers.clear()
-            answers[body] = (answer, done)
+            answers.keep(body, (answer, done), len(answer))
         return answer
 
     async def _answer(self, request: routing_pb2.ResolveRequest, context) -> bytes:
