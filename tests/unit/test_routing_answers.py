@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+from coordinator.config import CoordinatorConfig
 from coordinator.routing.answers import ENTRY_OVERHEAD, AnswerCache
 from coordinator.routing.cache import TableCache
 from coordinator.routing_service import RoutingService
@@ -82,7 +83,7 @@ class Context:
 def routing(answers: AnswerCache) -> RoutingService:
     cache = TableCache(store=None)
     cache.apply(make_table([status(name) for name in REGIONS]))
-    node = types.SimpleNamespace(config=types.SimpleNamespace(regions=tuple(REGIONS)))
+    node = types.SimpleNamespace(config=CoordinatorConfig(regions=tuple(REGIONS)))
     return RoutingService(node, cache, answers=answers)
 
 
