@@ -1,5 +1,10 @@
 """AdminService on every replica: the global view is read from etcd, not from memory, so any
-coordinator answers the same thing the leader last published."""
+coordinator answers the same thing the leader last published.
+
+Every request is checked (coordinator/request_checks.py) before it is used: a bad field is
+INVALID_ARGUMENT naming it, never UNKNOWN. Fresh consistency checks are coalesced: one runs at a
+time, and callers that ask meanwhile share its report, so the commands queued on agents do not
+grow with the callers."""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import time
 
 import grpc
 
-from coordinator import history, keys, operations
+from coordinator import history, keys, operations, request_checks
+from coordinator.coalesce import Coalesced
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
@@ -28,6 +34,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._node = node
         self._members = members
         self._background: set[asyncio.Task] = set()
+        self._fresh_checks: Coalesced[admin_pb2.ConsistencyReport] = Coalesced()
 
     async def GetStatus(self, request, context):
         store = self._node.store
@@ -96,6 +103,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SetStrategyResponse(previous=previous, table_version=version)
 
     async def Switchover(self, request, context):
+        await _checked(context, request_checks.target, request)
         orchestrator = await self._leading(context, request.target_region)
         reason = f"switchover to {request.target_region or 'the best standby'} requested"
         record = await self._start(
@@ -110,6 +118,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SwitchoverResponse(failover=record)
 
     async def Failover(self, request, context):
+        await _checked(context, request_checks.target, request)
         orchestrator = await self._leading(context, request.target_region)
         failed, why = orchestrator.primary_failed()
         if not failed and not request.force:
@@ -146,6 +155,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return orchestrator
 
     async def ListEvents(self, request, context):
+        await _checked(context, request_checks.list_events, request)
         try:
             return await operations.list_events(self._node, request)
         except InvalidRequest as err:
@@ -154,6 +164,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
 
     async def SetMaintenance(self, request, context):
+        await _checked(context, request_checks.set_maintenance, request)
         regions = self._node.config.regions
         if request.region not in regions:
             await context.abort(
@@ -193,11 +204,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         budget = context.time_remaining()
         budget = 10.0 if budget is None else max(0.1, budget - 0.2)
         try:
+            if request.fresh:
+                return await self._fresh_checks.run(
+                    lambda: operations.check_consistency(self._node, request, budget)
+                )
             return await operations.check_consistency(self._node, request, budget)
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
 
     async def GetHistory(self, request, context):
+        await _checked(context, request_checks.get_history, request.region)
         try:
             since, limit = history.request_bounds(request.since_seconds, request.max_samples)
         except ValueError as err:
@@ -213,6 +229,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def Verify(self, request, context):
+        await _checked(context, request_checks.verify, request)
         try:
             settings = VerifySettings.from_request(request)
         except InvalidVerify as err:
@@ -271,3 +288,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+
+
+async def _checked(context, check, request) -> None:
+    try:
+        check(request)
+    except request_checks.InvalidRequest as err:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request_checks.details(str(err)))
