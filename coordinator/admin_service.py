@@ -4,7 +4,8 @@ coordinator answers the same thing the leader last published.
 Every request is checked (coordinator/request_checks.py) before it is used: a bad field is
 INVALID_ARGUMENT naming it, never UNKNOWN. Fresh consistency checks are coalesced: one runs at a
 time, and callers that ask meanwhile share its report, so the commands queued on agents do not
-grow with the callers."""
+grow with the callers; at most ``VERIFICATIONS`` Verify calls run at once (RESOURCE_EXHAUSTED
+beyond)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import time
 import grpc
 
 from coordinator import history, keys, operations, request_checks
+from coordinator.callers import caller_of
 from coordinator.coalesce import Coalesced
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
 from coordinator.incidents.listing import list_incidents
+from coordinator.limits import LimitExceeded, StreamSlots
 from coordinator.node import CoordinatorNode
 from coordinator.verify.runner import Verifier, VerifyFailed
 from coordinator.verify.settings import InvalidVerify, VerifySettings
@@ -26,6 +29,8 @@ from coordinator.verify.targets import NoTargets, verify_targets
 from latitude.v1 import admin_pb2, admin_pb2_grpc, history_pb2, routing_pb2
 
 LEADER_METADATA = "latitude-leader-address"
+# Verify calls running at once on one coordinator.
+VERIFICATIONS = 2
 _STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
 
 
@@ -35,6 +40,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._members = members
         self._background: set[asyncio.Task] = set()
         self._fresh_checks: Coalesced[admin_pb2.ConsistencyReport] = Coalesced()
+        # Each verification reads every table on every agent: a few at a time.
+        self.verifications = StreamSlots(VERIFICATIONS, VERIFICATIONS, what="Verify")
 
     async def GetStatus(self, request, context):
         store = self._node.store
@@ -246,6 +253,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         updates: asyncio.Queue[admin_pb2.VerifyProgress] = asyncio.Queue()
         verifier = Verifier(primary, agents, settings, progress=updates.put_nowait)
+        caller = caller_of(context).key
+        try:
+            self.verifications.acquire(caller)
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         # Ends with the call: a caller that goes away cancels the check.
         task = asyncio.create_task(verifier.run())
         try:
@@ -262,6 +274,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            self.verifications.release(caller)
         yield admin_pb2.VerifyUpdate(report=report)
 
     def _background_task(self, coroutine) -> asyncio.Task:

@@ -116,3 +116,28 @@ async def test_fresh_consistency_checks_are_coalesced(admin, monkeypatch):
     await admin.CheckConsistency(admin_pb2.CheckConsistencyRequest(), timeout=5)
     assert runs == [True, False, False]
     assert operations.check_consistency is check
+
+
+class Store:
+    """The two reads Verify makes: every region with its agent, and the write region."""
+
+    async def read_prefix(self, prefix):
+        return {
+            name: admin_pb2.RegionStatus(
+                region=name, agent_address="127.0.0.1:1"
+            ).SerializeToString()
+            for name in ("us-east-1", "eu-west-1")
+        }
+
+    async def read(self, key):
+        return b"us-east-1"
+
+
+async def test_verifications_beyond_the_bound_are_refused(admin):
+    admin.service._node.store = Store()
+    for _ in range(admin_service.VERIFICATIONS):
+        admin.service.verifications.acquire("someone else")
+    call = admin.Verify(admin_pb2.VerifyRequest(), timeout=5)
+    err = await refusal(call.read())
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "at most 2 Verify streams" in err.details()
