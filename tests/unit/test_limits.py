@@ -7,7 +7,9 @@ import types
 import pytest
 
 from coordinator.callers import FORWARDED_FOR, caller_of, peer_host
+from coordinator.config import CoordinatorConfig
 from coordinator.limits import LimitExceeded, RateLimits, ReportRate, StreamSlots, TokenBucket
+from latitude.errors import ConfigError
 
 
 def test_a_bucket_allows_its_burst_then_its_rate():
@@ -159,3 +161,24 @@ def test_only_a_coordinator_may_forward_for_another_caller():
     oversized = ((FORWARDED_FOR, "x" * 300),)
     huge = caller_of(context("ipv4:10.0.0.2:1", "latitude://role/coordinator", oversized))
     assert huge.key == "latitude://role/coordinator@10.0.0.2"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"latency_prefixes_per_caller": 0}, "latency_prefixes_per_caller: must be within"),
+        ({"latency_reports_per_second": 0.0}, "latency_reports_per_second: must be a positive"),
+        ({"latency_reports_per_second": float("inf")}, "latency_reports_per_second"),
+        ({"latency_report_burst": 0}, "latency_report_burst: must be at least 1"),
+        ({"streams_per_caller": 0}, "streams_per_caller: must be within 1..streams_total"),
+        ({"streams_per_caller": 10, "streams_total": 5}, "streams_per_caller: must be within"),
+        ({"resolve_answer_bytes": -1}, "resolve_answer_bytes: must be within 0..1 GiB"),
+    ],
+)
+def test_the_limits_settings_are_validated_naming_the_field(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        CoordinatorConfig(**fields).validate()
+
+
+def test_the_default_limits_are_valid():
+    CoordinatorConfig().validate()
