@@ -15,7 +15,7 @@ from coordinator.routing.cache import TableCache
 from coordinator.routing.latency import PrefixLatencies
 from coordinator.routing_service import RoutingService, register
 from latitude import pki
-from latitude.v1 import routing_pb2, routing_pb2_grpc
+from latitude.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from tests.unit.routing_tables import REGIONS, make_table, status
 
 CONFIG = CoordinatorConfig(
@@ -197,3 +197,32 @@ async def test_with_tls_only_a_caller_with_an_identity_may_report(certificates):
     finally:
         await served.server.stop(None)
         await served.service.close()
+
+
+def bad_resolve(**fields) -> bytes:
+    return routing_pb2.ResolveRequest(**fields).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (bad_resolve(strategy=99), "strategy: "),
+        (bad_resolve(intent=77), "intent: "),
+        (bad_resolve(max_replica_lag_seconds=-1.0), "max_replica_lag_seconds: "),
+        (bad_resolve(max_replica_lag_seconds=float("nan")), "max_replica_lag_seconds: "),
+        (
+            bad_resolve(location=common_pb2.Location(latitude=float("nan"), longitude=0.0)),
+            "location.latitude",
+        ),
+        (bad_resolve(location=common_pb2.Location(latitude=0.0, longitude=1e308)), "location."),
+        (bad_resolve(client_ip="not an address"), "client_ip: "),
+        (b"\xff\xff\xff", "request: not a ResolveRequest"),
+    ],
+)
+async def test_bad_resolve_fields_are_invalid_argument_naming_the_field(plaintext, body, field):
+    async with grpc.aio.insecure_channel(plaintext.address) as channel:
+        resolve = channel.unary_unary("/latitude.v1.RoutingService/Resolve")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await resolve(body, timeout=2)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
+    assert caught.value.details().startswith(field)
