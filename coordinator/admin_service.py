@@ -2,10 +2,10 @@
 coordinator answers the same thing the leader last published.
 
 Every request is checked (coordinator/request_checks.py) before it is used: a bad field is
-INVALID_ARGUMENT naming it, never UNKNOWN. Fresh consistency checks are coalesced: one runs at a
-time, and callers that ask meanwhile share its report, so the commands queued on agents do not
-grow with the callers; at most ``VERIFICATIONS`` Verify calls run at once (RESOURCE_EXHAUSTED
-beyond)."""
+INVALID_ARGUMENT naming it, never UNKNOWN. Bounded (RESOURCE_EXHAUSTED beyond): each caller
+checks consistency at most ``CHECKS_PER_SECOND``, and fresh checks are coalesced (one runs at a
+time, callers that ask meanwhile share its report, so the commands queued on agents do not
+grow with the callers); at most ``VERIFICATIONS`` Verify calls run at once."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
 from coordinator.incidents.listing import list_incidents
-from coordinator.limits import LimitExceeded, StreamSlots
+from coordinator.limits import LimitExceeded, RateLimits, StreamSlots
 from coordinator.node import CoordinatorNode
 from coordinator.verify.runner import Verifier, VerifyFailed
 from coordinator.verify.settings import InvalidVerify, VerifySettings
@@ -31,6 +31,10 @@ from latitude.v1 import admin_pb2, admin_pb2_grpc, history_pb2, routing_pb2
 LEADER_METADATA = "latitude-leader-address"
 # Verify calls running at once on one coordinator.
 VERIFICATIONS = 2
+# Consistency checks per caller: each is recorded in the event history, which keeps only the
+# newest 10,000, so a caller checking without pause would push out what the leader did.
+CHECKS_PER_SECOND = 1.0
+CHECK_BURST = 10
 _STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
 
 
@@ -42,6 +46,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._fresh_checks: Coalesced[admin_pb2.ConsistencyReport] = Coalesced()
         # Each verification reads every table on every agent: a few at a time.
         self.verifications = StreamSlots(VERIFICATIONS, VERIFICATIONS, what="Verify")
+        self.checks = RateLimits(CHECKS_PER_SECOND, CHECK_BURST, what="consistency checks")
 
     async def GetStatus(self, request, context):
         store = self._node.store
@@ -208,6 +213,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
 
     async def CheckConsistency(self, request, context):
+        try:
+            self.checks.check(caller_of(context).key, time.monotonic())
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"CheckConsistency: {err}")
         budget = context.time_remaining()
         budget = 10.0 if budget is None else max(0.1, budget - 0.2)
         try:

@@ -12,6 +12,7 @@ import pytest
 from coordinator import admin_service, operations
 from coordinator.admin_service import AdminService
 from coordinator.config import CoordinatorConfig
+from coordinator.limits import RateLimits
 from coordinator.request_checks import MAX_DETAILS, InvalidRequest, timestamp
 from latitude.v1 import admin_pb2, admin_pb2_grpc, history_pb2
 
@@ -101,6 +102,7 @@ async def test_fresh_consistency_checks_are_coalesced(admin, monkeypatch):
         return admin_pb2.ConsistencyReport(consistent=True, primary_region="us-east-1")
 
     monkeypatch.setattr(admin_service.operations, "check_consistency", check)
+    admin.service.checks = RateLimits(1.0, 100, what="consistency checks")
     fresh = admin_pb2.CheckConsistencyRequest(fresh=True)
     calls = [asyncio.ensure_future(admin.CheckConsistency(fresh, timeout=10)) for _ in range(50)]
     deadline = asyncio.get_running_loop().time() + 10
@@ -141,3 +143,19 @@ async def test_verifications_beyond_the_bound_are_refused(admin):
     err = await refusal(call.read())
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "at most 2 Verify streams" in err.details()
+
+
+async def test_consistency_checks_past_the_callers_rate_are_refused(admin, monkeypatch):
+    async def check(node, request, budget):
+        return admin_pb2.ConsistencyReport(consistent=True)
+
+    monkeypatch.setattr(admin_service.operations, "check_consistency", check)
+    assert admin.service.checks.burst == admin_service.CHECK_BURST
+    # A rate so slow that no token comes back during the test, however slow the machine.
+    admin.service.checks = RateLimits(1e-9, 3, what="consistency checks")
+    request = admin_pb2.CheckConsistencyRequest()
+    for _ in range(3):
+        await admin.CheckConsistency(request, timeout=5)
+    err = await refusal(admin.CheckConsistency(request, timeout=5))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.details().startswith("CheckConsistency: more than 1e-09 consistency checks")
