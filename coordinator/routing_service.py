@@ -77,8 +77,8 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         self._locator = TableLocator(mmdb_path)
         self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
         self._answers_for: object = None  # the Resolver whose answers these are
-        # Each with its metrics, bound once: a kept answer costs a lookup and an observation.
         config = node.config
+        # Each with its metrics, bound once: a kept answer costs a lookup and an observation.
         self.answers = (
             answers if answers is not None else AnswerCache(max_bytes=config.resolve_answer_bytes)
         )
