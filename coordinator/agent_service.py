@@ -76,6 +76,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if hello.highest_epoch_seen > node.epoch:
                 await context.write(node.not_leader())
                 return
+            previous = registry.regions[hello.region].session
             record = registry.attach(hello, session)
         except InvalidMessage as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
@@ -88,6 +89,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             message=f"agent {hello.agent_id} connected for {hello.region}",
             attributes={"agent_id": hello.agent_id, "agent_version": hello.agent_version},
         )
+        if isinstance(previous, AgentSession) and previous is not session:
+            # It went silent (registry.attach): ended, so nothing it still carries is taken
+            # as the region's.
+            previous.close(error=(grpc.StatusCode.ABORTED, "another stream took the region over"))
         node.sessions.add(session)
         session.send(node.welcome())
         reader = asyncio.create_task(self._read(context, session, record))
@@ -150,6 +155,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     session.close()
                     return
                 kind = message.WhichOneof("body")
+                if record.session is not session:
+                    session.close()  # taken over after going silent: nothing more from it
+                    return
                 if kind == "report":
                     report = message.report
                     check_report(report, record.sequence)
