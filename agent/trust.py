@@ -6,17 +6,17 @@ log, or answer, exactly why they refused.
 
 Epochs. A leader's epoch is the etcd create revision of its leader key (coordinator.election),
 so the gap between two leaders' epochs is the number of etcd writes made during the earlier
-term: the leader publishes health, routing, events and history all the time, tens of writes a
-second, and a term of a month is tens of millions of revisions. A bound such as "at most
-+1,000,000" would therefore refuse the real new leader after a term of about a day. The bound
-here is ``MAX_EPOCH_JUMP`` = 2^32 revisions past the highest epoch seen (years of terms at
-latitude's write rate, still a day at etcd's ceiling of ~50,000 writes a second), and no epoch
-past ``MAX_EPOCH`` = 2^53 (no etcd revision gets there). It stops the absurd value (2^63, which
-would make the agent refuse every real leader for good); it cannot stop a forged epoch within
-the bound, which only an impostor at a configured coordinator address could send: TLS (the
-coordinator's certificate) and the redirect rule below are what keep impostors out. A leader
-sends its own epoch on every message of its stream, so a Command or ReportAck carrying another
-epoch than its stream's Welcome is not believed at all.
+term. The leader writes all the time (health every publish interval, routing measurements,
+events, history): at ten writes a second a month's term is 26 million revisions, so a bound
+such as "at most +1,000,000" would refuse the real new leader after a term of about a day.
+The bound here is ``MAX_EPOCH_JUMP`` = 2^32 revisions past the highest epoch seen (13 years of
+one term at ten writes a second; a day even at etcd's ceiling of ~50,000), and no epoch past
+``MAX_EPOCH`` = 2^53 (no etcd revision gets there), which is all a first epoch is held to. It
+stops the absurd value (2^63, which would make the agent refuse every real leader for good);
+it cannot stop a forged epoch within the bound, which only an impostor at a configured
+coordinator address could send: TLS (the coordinator's certificate) and the redirect rule
+below keep impostors out. A leader sends its own epoch on every message of its stream, so a
+Command or ReportAck carrying another epoch than its stream's Welcome is not believed at all.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def epoch_problem(epoch: int, highest: int) -> str | None:
         return f"epoch {epoch} is lower than epoch {highest} already seen (a deposed leader?)"
     if epoch > MAX_EPOCH:
         return f"epoch {epoch} is past 2^53, which no etcd revision reaches"
-    if epoch - highest > MAX_EPOCH_JUMP:
+    # The first epoch an agent sees has nothing to jump from: an etcd cluster's revisions
+    # keep growing over its years, across every agent restart.
+    if highest and epoch - highest > MAX_EPOCH_JUMP:
         return (
             f"epoch {epoch} jumps {epoch - highest} past epoch {highest} already seen (more "
             f"than 2^32 etcd revisions in one leader's term)"

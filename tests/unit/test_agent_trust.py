@@ -62,10 +62,15 @@ def test_an_absurd_epoch_is_refused():
     assert epoch_problem(2**63, 5) == (
         f"epoch {2**63} is past 2^53, which no etcd revision reaches"
     )
-    assert epoch_problem(MAX_EPOCH, 0) == (
-        f"epoch {MAX_EPOCH} jumps {MAX_EPOCH} past epoch 0 already seen (more than 2^32 etcd "
-        "revisions in one leader's term)"
+    assert epoch_problem(MAX_EPOCH + 1, 0) == (
+        f"epoch {MAX_EPOCH + 1} is past 2^53, which no etcd revision reaches"
     )
+
+
+def test_a_first_epoch_is_held_only_to_the_ceiling():
+    # An etcd cluster years old, and an agent just started.
+    assert epoch_problem(MAX_EPOCH, 0) is None
+    assert epoch_problem(50 * 86_400 * 365 * 10, 0) is None
 
 
 def test_an_epoch_jump_is_bounded():
