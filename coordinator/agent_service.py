@@ -31,6 +31,12 @@ HELLO_TIMEOUT = 5.0
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, node: CoordinatorNode) -> None:
         self._node = node
+        self._hosts = node.config.hosts
+        if not self._hosts.checked:
+            log.warning(
+                "region_hosts is not set: the endpoints agents report are not checked against "
+                "where their regions are (any address an agent names is routed to)"
+            )
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):
         node = self._node
@@ -70,6 +76,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         session = AgentSession(region=hello.region, agent_id=hello.agent_id)
         try:
             check_hello(hello, node.config.regions)
+            self._hosts.check_hello(hello)
             if not node.is_leader or registry is None:
                 await context.write(node.not_leader())
                 return
@@ -161,6 +168,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 if kind == "report":
                     report = message.report
                     check_report(report, record.sequence)
+                    self._hosts.check_report(report)
                     if not node.is_leader:
                         session.close(node.not_leader())
                         return

@@ -53,10 +53,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument(
         "--synchronous", action="store_const", const=True, help="synchronous replication"
     )
+    parser.add_argument(
+        "--region-hosts", help="where each region's services may be: region=host-or-CIDR, ..."
+    )
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous",
-             "http_address")  # fmt: skip
+             "http_address", "region_hosts")  # fmt: skip
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 

@@ -10,8 +10,10 @@ import pytest
 
 from coordinator.agent_identity import AccessRefused, check_agent_identity
 from coordinator.agent_service import AgentService
+from coordinator.region_hosts import RegionHosts
 from latitude.pki import Identity
 from latitude.v1 import admin_pb2, agent_pb2
+from tests.unit.agent_contexts import Aborted, Context, Events
 
 
 def hello(region="eu-west-1") -> agent_pb2.Hello:
@@ -47,51 +49,9 @@ def test_a_huge_region_in_the_hello_is_not_copied_into_the_refusal():
     assert len(str(refused.value)) < 300
 
 
-class Aborted(Exception):
-    pass
-
-
-class Context:
-    """What AgentService.Connect asks of a grpc.aio.ServicerContext, over TLS or not."""
-
-    def __init__(self, messages, uri: str | None, *, tls: bool = True) -> None:
-        self._messages = list(messages)
-        self.auth = {}
-        if tls:
-            self.auth["transport_security_type"] = [b"ssl"]
-        if uri is not None:
-            self.auth["peer_uri"] = [uri.encode()]
-        self.written = []
-        self.status = None
-
-    def auth_context(self):
-        return self.auth
-
-    def peer(self) -> str:
-        return "ipv4:10.9.9.9:40000"
-
-    async def read(self):
-        return self._messages.pop(0) if self._messages else grpc.aio.EOF
-
-    async def write(self, message) -> None:
-        self.written.append(message)
-
-    async def abort(self, code, details):
-        self.status = (code, details)
-        raise Aborted(details)
-
-
-class Events:
-    def __init__(self) -> None:
-        self.recorded = []
-
-    def record(self, kind, severity=0, **fields) -> None:
-        self.recorded.append((kind, fields))
-
-
 def node(events: Events):
     # Only what a refusal reaches: a refused stream never gets to the registry.
-    config = SimpleNamespace(regions=("eu-west-1", "ap-southeast-1"))
+    config = SimpleNamespace(regions=("eu-west-1", "ap-southeast-1"), hosts=RegionHosts())
     return SimpleNamespace(is_leader=True, config=config, events=events, registry=None)
 
 
