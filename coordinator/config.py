@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from coordinator.region_hosts import RegionHosts
+from latitude import leader_bounds
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
 
@@ -188,6 +189,14 @@ class CoordinatorConfig:
         self._validate_routing()
         self._validate_alerts()
         self.hosts  # noqa: B018 - parses and validates every rule
+        # Agents believe no Welcome outside these: a coordinator set beyond them leads none.
+        for name, bounds in (
+            ("report_interval", leader_bounds.REPORT_INTERVAL),
+            ("fence_after", leader_bounds.FENCE_AFTER),
+        ):
+            problem = leader_bounds.outside(name, getattr(self, name), bounds)
+            if problem:
+                raise ConfigError(f"{problem} (agents refuse a leader's Welcome beyond it)")
 
     def _validate_alerts(self) -> None:
         for index, target in enumerate(self.alerts):
