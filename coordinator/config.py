@@ -11,6 +11,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from coordinator.etcd import tls_server_name
+from coordinator.region_hosts import RegionHosts
+from latitude import leader_bounds
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
 from latitude.pki import CertFiles, Identity
@@ -171,6 +173,15 @@ class CoordinatorConfig:
     # Serialized Resolve answers a replica keeps for the table it serves, in bytes.
     resolve_answer_bytes: int = 16 * 1024 * 1024
 
+    # -- Trust in what agents report (issue 11) --
+    # Where each region's services may be, "region=host" each: an IP address, a CIDR or a
+    # DNS name (compared as written, not resolved); a region may appear many times, and once
+    # one is listed every region must be. A Hello's endpoints and agent address must be on
+    # its region's hosts, a Report's upstream on some region's. Empty: nothing is checked (a
+    # warning at start). In TOML a list (region_hosts = ["eu-west-1=10.213.110.0/24"]); in
+    # LATITUDE_COORDINATOR_REGION_HOSTS and --region-hosts, comma-separated.
+    region_hosts: tuple[str, ...] = ()
+
     def validate(self) -> None:
         parse_host_port(self.listen, "listen", any_port=True)
         if self.advertise:
@@ -213,6 +224,15 @@ class CoordinatorConfig:
             host, _ = parse_host_port(self.advertised, where, any_port=True)
             check_tls(self.tls, Identity("coordinator"), serves=(host, where))
         self._validate_limits()
+        self.hosts  # noqa: B018 - parses and validates every rule
+        # Agents believe no Welcome outside these: a coordinator set beyond them leads none.
+        for name, bounds in (
+            ("report_interval", leader_bounds.REPORT_INTERVAL),
+            ("fence_after", leader_bounds.FENCE_AFTER),
+        ):
+            problem = leader_bounds.outside(name, getattr(self, name), bounds)
+            if problem:
+                raise ConfigError(f"{problem} (agents refuse a leader's Welcome beyond it)")
 
     def _validate_etcd_tls(self) -> None:
         paths = {"etcd_ca": self.etcd_ca, "etcd_cert": self.etcd_cert, "etcd_key": self.etcd_key}
@@ -320,6 +340,11 @@ class CoordinatorConfig:
                 raise ConfigError(f"location_overrides: {rule!r} is not CIDR=latitude,longitude")
             rules[str(network)] = _location(point, f"location_overrides ({rule!r})")
         return rules
+
+    @property
+    def hosts(self) -> RegionHosts:
+        """region_hosts, parsed."""
+        return RegionHosts.parse(self.region_hosts, self.regions)
 
     @property
     def node_id(self) -> str:
