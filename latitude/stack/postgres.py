@@ -4,6 +4,48 @@ The initial primary is created with ``initdb``; each standby is a ``pg_basebacku
 its own physical replication slot. ``wal_log_hints`` is on so that a failed-over old primary can
 later be rewound with ``pg_rewind`` instead of copied afresh. A primary that comes back is
 started fenced: demoted, in recovery (see ``Postgres.fence``).
+
+Three roles: the superuser (the stack's own, for setting up and for ``status``), the
+replication role the standbys stream as (latitude.replication.REPLICATION_USER), and
+``latitude_agent``, the agents' (``AGENT_ROLE``), with no more than what they run. Every statement
+an agent sends, and the grant that lets it:
+
+- the probe reads pg_stat_wal_receiver and pg_stat_replication (the receiver's status and
+  sender, each standby's LSNs): ``pg_read_all_stats`` (without it those columns read NULL,
+  which would say "not streaming");
+- the probe, FOLLOW, REJOIN and UNFENCE read primary_conninfo (current_setting, pg_settings), a
+  superuser-only setting: ``pg_read_all_settings``;
+- the probe reads pg_control_checkpoint(), pg_control_system(), the WAL positions,
+  pg_walfile_name() and latitude.fenced: PUBLIC already;
+- the probe's heartbeat (schema ``latitude`` and its table): the role owns the schema, which
+  the stack makes for it (the agent creates only what is missing, so a schema and table made
+  beforehand by an administrator, with INSERT, UPDATE and SELECT granted, serve as well);
+- the probe reads a timeline's history, pg_read_file('pg_wal/<tli>.history'): EXECUTE on
+  pg_read_file(text);
+- FOLLOW, PROMOTE, UNFENCE and SET_SYNCHRONOUS run ALTER SYSTEM SET or RESET on
+  primary_conninfo, primary_slot_name, synchronous_standby_names and
+  default_transaction_read_only: ALTER SYSTEM ON PARAMETER each of these four, no other;
+- every reconfiguration reloads, pg_reload_conf(): EXECUTE on it;
+- PROMOTE and UNFENCE run pg_promote(wait => false): EXECUTE on pg_promote(boolean, integer);
+- CHECKPOINT (the command, PROMOTE with synchronous standbys, REJOIN's on the new primary):
+  ``pg_checkpoint`` (new in PostgreSQL 15);
+- PROMOTE and REJOIN create and drop physical replication slots: REPLICATION (pg_hba.conf lets
+  only the replication role stream WAL);
+- REJOIN runs pg_rewind with the new primary as its source: EXECUTE on pg_ls_dir(text,
+  boolean, boolean), pg_stat_file(text, boolean), pg_read_binary_file(text) and
+  pg_read_binary_file(text, bigint, bigint, boolean), as PostgreSQL's documentation lists;
+- verify computes checksums of every user table's rows: ``pg_read_all_data`` (read, never
+  write).
+
+REJOIN's pg_basebackup connects as the replication role, through its passfile. Not granted,
+because nothing the agent runs needs it: superuser, ``pg_signal_backend`` (FENCE stops the
+server by signals as the database's system user, not by pg_terminate_backend), ``pg_monitor``
+(its ``pg_stat_scan_tables`` part is unused). What needs the operating system stays there, as
+the database's system user: pg_ctl, ``postgres --single``, pg_controldata, signals to the
+postmaster, the data directory's files.
+
+With certificates (``enable_tls``) each server has one issued by the stack's CA for its address,
+and replication runs over TLS with the server verified (``sslmode=verify-full``).
 """
 
 from __future__ import annotations
@@ -12,6 +54,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import time
@@ -27,6 +70,24 @@ from latitude.stack import processes
 from latitude.stack.processes import ProcessRecord
 
 SUPERUSER = "postgres"
+# The agents' role: see the table above.
+AGENT_ROLE = "latitude_agent"
+_AGENT_PARAMETERS = (
+    "primary_conninfo", "primary_slot_name", "synchronous_standby_names",
+    "default_transaction_read_only",
+)  # fmt: skip
+_AGENT_FUNCTIONS = (
+    "pg_read_file(text)", "pg_reload_conf()", "pg_promote(boolean, integer)",
+    "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
+    "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)",
+)  # fmt: skip
+_AGENT_ROLES = ("pg_read_all_stats", "pg_read_all_settings", "pg_checkpoint", "pg_read_all_data")
+AGENT_GRANTS = (
+    f"GRANT {', '.join(_AGENT_ROLES)} TO {AGENT_ROLE}",
+    f"GRANT EXECUTE ON FUNCTION {', '.join(_AGENT_FUNCTIONS)} TO {AGENT_ROLE}",
+    f"GRANT ALTER SYSTEM ON PARAMETER {', '.join(_AGENT_PARAMETERS)} TO {AGENT_ROLE}",
+    f"CREATE SCHEMA IF NOT EXISTS latitude AUTHORIZATION {AGENT_ROLE}",
+)
 
 # Small-machine settings: three clusters share two cores with etcd and the control plane.
 _SERVER_SETTINGS = """
@@ -90,11 +151,22 @@ class Postgres:
         self._chown(path)
 
     def prepare_file(self, path: Path, content: str = "", mode: int = 0o600) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as out:
-            out.write(content)
-        path.chmod(mode)
-        self._chown(path)
+        """``path`` replaced by a new file, the database's user's: its directories are that
+        user's too, so the file is made exclusively, never through a link planted there, and
+        renamed into place (a passfile holds a password)."""
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(content)
+                os.fchmod(out.fileno(), mode)
+                if self._user is not None:
+                    entry = pwd.getpwnam(self._user)
+                    os.fchown(out.fileno(), entry.pw_uid, entry.pw_gid)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     async def check_access(self, directory: Path) -> None:
         """PostgreSQL runs as another user: it must be able to reach the stack directory."""
@@ -166,6 +238,26 @@ class Postgres:
                     "(SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
                     slot,
                 )
+        finally:
+            await conn.close()
+
+    async def create_agent_role(
+        self, node: PostgresNode, superuser_password: str, agent_password: str
+    ) -> None:
+        """The agents' role (AGENT_ROLE) with its grants, on the primary before its standbys
+        are copied (they get it with the copy). Repeatable: the password is set again."""
+        conn = await connect(node, superuser_password)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", AGENT_ROLE)
+            verb = "ALTER" if exists else "CREATE"
+            literal = await conn.fetchval("SELECT quote_literal($1)", agent_password)
+            # NOINHERIT would hide the predefined roles' privileges: they are granted to use.
+            await conn.execute(
+                f"{verb} ROLE {AGENT_ROLE} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB "
+                f"NOCREATEROLE PASSWORD {literal}"
+            )
+            for grant in AGENT_GRANTS:
+                await conn.execute(grant)
         finally:
             await conn.close()
 

@@ -32,7 +32,7 @@ from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_
 from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
 from latitude.stack.services import http_port_name, port_owner
-from latitude.stack.state import StackState, exclusive, state_path
+from latitude.stack.state import StackState, exclusive, state_path, write_private
 from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
 from latitude.v1 import admin_pb2, common_pb2
 
@@ -380,6 +380,9 @@ class Stack:
                 state.replication_password,
                 [r.slot_name for r in self.topology.standbys],
             )
+            await postgres.create_agent_role(
+                primary, state.superuser_password, state.agent_password
+            )
         await asyncio.gather(
             *(
                 self._up_standby(state, postgres, region.name, primary, passfile, running, started)
@@ -461,8 +464,11 @@ class Stack:
                     region, self.address_of(state, name), state.ports[name], coordinators, node,
                     peers=peers, utilization_file=utilization, peer_agents=peer_agents,
                     fence_lease=lease, http_address=self.http_address(state, name),
+                    db_user=state.agent_user,
                 )  # fmt: skip
-                env = services.agent_env(state.superuser_password)
+                password_file = services.agent_password_file(self.dir)
+                write_private(password_file, f"{state.agent_password}\n".encode())
+                env = services.agent_env(password_file)
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
 
     def _in_netns(self, postgres: Postgres, state: StackState, node: PostgresNode) -> Postgres:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from latitude.errors import StackError, describe_error
+from latitude.stack.postgres import AGENT_ROLE, SUPERUSER
 from latitude.stack.processes import ProcessRecord
 
 STATE_VERSION = 1
@@ -39,6 +40,10 @@ class StackState:
     cluster_token: str = field(default_factory=lambda: "latitude-" + secrets.token_hex(4))
     superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     replication_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    # The role the agents connect as (latitude.stack.postgres.AGENT_ROLE); a stack made before
+    # it existed keeps its agents on the superuser.
+    agent_user: str = AGENT_ROLE
+    agent_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     created_at: float = field(default_factory=time.time)
     # Components whose data directory is complete (initdb done, base backup taken, ...).
     initialized: set[str] = field(default_factory=set)
@@ -60,6 +65,8 @@ class StackState:
             "cluster_token": self.cluster_token,
             "superuser_password": self.superuser_password,
             "replication_password": self.replication_password,
+            "agent_user": self.agent_user,
+            "agent_password": self.agent_password,
             "created_at": self.created_at,
             "initialized": sorted(self.initialized),
             "processes": {name: rec.to_json() for name, rec in self.processes.items()},
@@ -97,6 +104,8 @@ class StackState:
                 cluster_token=data["cluster_token"],
                 superuser_password=data["superuser_password"],
                 replication_password=data["replication_password"],
+                agent_user=data.get("agent_user", SUPERUSER),
+                agent_password=data.get("agent_password", data["superuser_password"]),
                 created_at=float(data["created_at"]),
                 initialized=set(data["initialized"]),
                 processes={

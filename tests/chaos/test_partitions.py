@@ -508,7 +508,7 @@ async def _restart_agent_skewed(stack: Stack, region: str, offset: str) -> None:
     cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()  # noqa: ASYNC240
     argv = cmdline.rstrip(b"\0").decode().split("\0")
     await processes.stop(record)
-    env = services.agent_env(state.superuser_password) | {
+    env = services.agent_env(services.agent_password_file(stack.dir)) | {
         "LD_PRELOAD": LIBFAKETIME,
         "FAKETIME": offset,
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
