@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import pwd
 import secrets
@@ -63,7 +64,9 @@ from pathlib import Path
 
 import asyncpg
 
+from agent.conninfo import guc_quote
 from agent.demotion import clear_fence, mark_fenced
+from latitude import pki
 from latitude.errors import StackError
 from latitude.replication import REPLICATION_USER
 from latitude.stack import processes
@@ -117,8 +120,16 @@ _HBA = """
 # Written by latitude: password (SCRAM) authentication over TCP only.
 local   all          all                       peer
 host    all          all          all          scram-sha-256
-host    replication  {replicator}  all          scram-sha-256
+{replication}  replication  {replicator}  all          scram-sha-256
 """
+# With certificates, WAL streams over TLS only: a plaintext replication connection matches no
+# line and is refused.
+_TLS_SETTINGS = """ssl = on
+ssl_cert_file = {cert}
+ssl_key_file = {key}
+ssl_ca_file = {ca}
+"""
+_RENEW_BEFORE = datetime.timedelta(days=30)  # a server certificate closer to its end is reissued
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +206,7 @@ class Postgres:
             pwfile.unlink(missing_ok=True)
         with (node.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(_SERVER_SETTINGS)
-        (node.data_dir / "pg_hba.conf").write_text(_HBA.format(replicator=REPLICATION_USER))
+        self.write_hba(node)
         self.write_node_settings(node)
 
     def fence(self, node: PostgresNode) -> None:
@@ -269,6 +280,9 @@ class Postgres:
             f"host={primary.host} port={primary.port} user={REPLICATION_USER} "
             f"application_name={node.region} passfile={passfile}"
         )
+        ca = tls_ca(primary)
+        if ca is not None:  # -R writes these into the standby's primary_conninfo too
+            conninfo += f" sslmode=verify-full sslrootcert={ca}"
         await self._run(
             "pg_basebackup", "-d", conninfo, "-D", str(node.data_dir), "-R",
             "-X", "stream", "-S", slot, "--checkpoint=fast", "--no-sync",
@@ -277,11 +291,48 @@ class Postgres:
         self.write_node_settings(node)
 
     def write_node_settings(self, node: PostgresNode) -> None:
-        self.prepare_file(
-            node.data_dir / "latitude.conf",
+        """latitude.conf: the node's address and port, and its certificate when it has one."""
+        settings = (
             f"listen_addresses = '{node.host}'\nport = {node.port}\n"
-            f"cluster_name = '{node.region}'\n",
+            f"cluster_name = '{node.region}'\n"
         )
+        ca = tls_ca(node)
+        if ca is not None:
+            cert = _tls_dir(node)
+            settings += _TLS_SETTINGS.format(
+                cert=guc_quote(str(cert / "server.crt")),
+                key=guc_quote(str(cert / "server.key")),
+                ca=guc_quote(str(ca)),
+            )
+        self.prepare_file(node.data_dir / "latitude.conf", settings)
+
+    def write_hba(self, node: PostgresNode) -> None:
+        replication = "hostssl" if tls_ca(node) is not None else "host"
+        self.prepare_file(
+            node.data_dir / "pg_hba.conf",
+            _HBA.format(replication=replication, replicator=REPLICATION_USER),
+        )
+
+    def enable_tls(self, node: PostgresNode, ca_dir: Path) -> None:
+        """Serve ``node`` over TLS with a certificate from the CA in ``ca_dir`` (``latitude up
+        --tls``'s, ``<stack>/tls``) for its address, and stream WAL over TLS only; takes
+        effect at the next start. Repeatable: the certificate is issued again only when it is
+        missing, for another address, or near its end.
+
+        The certificate, its key and a copy of the CA live beside the data directories, the
+        database's user's (it must read its key, and so must PostgreSQL's programs the CA):
+        ``<postgres>/ca.crt`` is what clients verify every server against
+        (``sslmode=verify-full sslrootcert=...``: base backups, the standbys' primary_conninfo,
+        the agents' db_ssl_ca)."""
+        directory, ca = _tls_dir(node), node.data_dir.parent / "ca.crt"
+        self.prepare_file(ca, (ca_dir / "ca.crt").read_text(), mode=0o644)
+        cert = directory / "server.crt"
+        if not _current(cert, node.host):
+            issued = pki.issue(ca_dir, "server", hosts=[node.host], directory=directory)
+            for path in (directory, issued.cert, issued.key):
+                self._chown(path)
+        self.write_node_settings(node)
+        self.write_hba(node)
 
     async def start(self, node: PostgresNode, timeout: float) -> ProcessRecord:
         """Start the server and wait until it accepts connections; the postmaster's record."""
@@ -352,6 +403,25 @@ _SHARED_MEMORY_BUSY = "pre-existing shared memory block"
 _DEMOTED = """
 SELECT pg_is_in_recovery() AND nullif(current_setting('latitude.fenced', true), '') IS NOT NULL
 """
+
+
+def tls_ca(node: PostgresNode) -> Path | None:
+    """The CA that the stack's PostgreSQL servers are verified against; None without TLS."""
+    ca = node.data_dir.parent / "ca.crt"
+    return ca if ca.exists() and (_tls_dir(node) / "server.crt").exists() else None
+
+
+def _tls_dir(node: PostgresNode) -> Path:
+    return node.data_dir.parent / f"{node.region}.tls"
+
+
+def _current(cert: Path, host: str) -> bool:
+    """``cert`` exists, names ``host`` and is not near its end."""
+    try:
+        info = pki.describe(cert)
+    except (OSError, ValueError):
+        return False
+    return host in info.hosts and info.expires_in() > _RENEW_BEFORE
 
 
 def _remove_stale_pid_file(data_dir: Path) -> None:

@@ -101,7 +101,12 @@ def agent_password_file(stack_dir: Path) -> Path:
     return stack_dir / "agent-db-password"
 
 
-def agent_env(password_file: Path) -> dict[str, str]:
-    # Where the password is, not the password: a process's environment is inherited by every
-    # program it runs and readable in /proc by its user (and root), its argv by everyone.
-    return {"LATITUDE_AGENT_DB_PASSWORD_FILE": str(password_file)}
+def agent_env(password_file: Path, *, db_ssl_ca: Path | None = None) -> dict[str, str]:
+    """Where the password is, not the password: a process's environment is inherited by every
+    program it runs and readable in /proc by its user (and root), its argv by everyone. With
+    the stack's PostgreSQL on TLS, the CA that the agent verifies other regions' servers with
+    (latitude.stack.postgres.tls_ca)."""
+    env = {"LATITUDE_AGENT_DB_PASSWORD_FILE": str(password_file)}
+    if db_ssl_ca is not None:
+        env["LATITUDE_AGENT_DB_SSL_CA"] = str(db_ssl_ca)
+    return env

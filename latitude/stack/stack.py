@@ -28,7 +28,7 @@ from latitude.stack import etcd, ports, processes, services
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
 from latitude.stack.network import Layout, Network, machine_addresses
-from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
+from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status, tls_ca
 from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
 from latitude.stack.services import http_port_name, port_owner
@@ -415,6 +415,8 @@ class Stack:
             or fence_cause(node.data_dir) is not None
         )
         fenced = primary and not fresh
+        if (self.dir / "tls" / "ca.crt").exists():  # `latitude up --tls`: the stack's CA
+            postgres.enable_tls(node, self.dir / "tls")
         if fenced:
             postgres.fence(node)
         record = await self._in_netns(postgres, state, node).start(node, self.config.ready_timeout)
@@ -468,7 +470,7 @@ class Stack:
                 )  # fmt: skip
                 password_file = services.agent_password_file(self.dir)
                 write_private(password_file, f"{state.agent_password}\n".encode())
-                env = services.agent_env(password_file)
+                env = services.agent_env(password_file, db_ssl_ca=tls_ca(node))
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
 
     def _in_netns(self, postgres: Postgres, state: StackState, node: PostgresNode) -> Postgres:
