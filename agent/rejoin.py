@@ -322,7 +322,7 @@ class LocalServer:
         pairs = [
             ("host", host), ("port", str(port)), ("user", user), ("dbname", database),
             ("application_name", self._app("rewind")), ("connect_timeout", "5"),
-            *self._tls_pairs(),
+            *self.tls_pairs(),
         ]  # fmt: skip
         # The password in a passfile of the run's own, readable by the database's user only:
         # never in pg_rewind's environment or command line.
@@ -400,14 +400,14 @@ class LocalServer:
         pairs = [("host", host), ("port", str(port)), ("user", self._replication_user)]
         if self._passfile is not None:
             pairs.append(("passfile", str(self._passfile)))
-        return format_conninfo(*pairs, *self._tls_pairs(), ("application_name", self._region))
+        return format_conninfo(*pairs, *self.tls_pairs(), ("application_name", self._region))
 
-    def _tls_pairs(self) -> list[tuple[str, str]]:
+    def tls_pairs(self) -> tuple[tuple[str, str], ...]:
         """libpq's TLS settings for a connection to another region's server: verified
         against the CA and for the address asked for; none without a CA (libpq's default)."""
         if self._ssl_ca is None:
-            return []
-        return [("sslmode", "verify-full"), ("sslrootcert", str(self._ssl_ca))]
+            return ()
+        return (("sslmode", "verify-full"), ("sslrootcert", str(self._ssl_ca)))
 
     def _app(self, what: str) -> str:
         # Named for the agent, as its other sessions are.
