@@ -44,6 +44,14 @@ server by signals as the database's system user, not by pg_terminate_backend), `
 the database's system user: pg_ctl, ``postgres --single``, pg_controldata, signals to the
 postmaster, the data directory's files.
 
+What the role gives up: the connection slots PostgreSQL 15 keeps for superusers
+(superuser_reserved_connections). With every other slot taken by applications, an agent that
+must open a connection anew (its probe's broke, or a command's) is refused like any client;
+FENCE still works (it needs no connection), but the probe reports the database down. The probe
+and the actuator keep their connections open, so this bites only at a reconnection. PostgreSQL
+16's pg_use_reserved_connections (with reserved_connections) would give the role slots of its
+own; this stack runs 15.
+
 With certificates (``enable_tls``) each server has one issued by the stack's CA for its address,
 and replication runs over TLS with the server verified (``sslmode=verify-full``).
 """
