@@ -23,7 +23,10 @@ def coordinator_argv(
     *,
     synchronous: bool = False,
     http_address: str = "",
+    region_hosts: dict[str, list[str]] | None = None,
 ) -> list[str]:
+    # Where each region's services are: the coordinator believes no address elsewhere.
+    hosts = [f"{region}={host}" for region, names in (region_hosts or {}).items() for host in names]
     return [
         sys.executable, "-m", "coordinator.main",
         "--id", name,
@@ -32,6 +35,7 @@ def coordinator_argv(
         "--regions", ",".join(regions),
         *(["--synchronous"] if synchronous else []),
         *(["--http-address", http_address] if http_address else []),
+        *(["--region-hosts", ",".join(hosts)] if hosts else []),
     ]  # fmt: skip
 
 
