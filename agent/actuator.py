@@ -309,7 +309,8 @@ class Actuator:
             "fetchval", "SELECT current_setting('primary_conninfo')", stop=stop
         )
         try:
-            conninfo = follow_conninfo(now, follow.primary_host, follow.primary_port)
+            tls = self._server.tls_pairs() if self._server is not None else ()
+            conninfo = follow_conninfo(now, follow.primary_host, follow.primary_port, tls)
         except ConninfoError as err:
             raise ActuatorError(str(err)) from err
         await self._db.alter_system("primary_conninfo", conninfo, stop)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from latitude.netaddr import join_host_port
-from latitude.stack.postgres import SUPERUSER, PostgresNode
+from latitude.stack.postgres import PostgresNode
 from latitude.stack.topology import RegionSpec
 
 
@@ -50,6 +50,7 @@ def agent_argv(
     utilization_file: Path,
     peer_agents: dict[str, str],
     fence_lease: Path,
+    db_user: str,
     http_address: str = "",
 ) -> list[str]:
     return [
@@ -60,7 +61,7 @@ def agent_argv(
         "--coordinators", ",".join(coordinators),
         "--db-host", database.host,
         "--db-port", str(database.port),
-        "--db-user", SUPERUSER,
+        "--db-user", db_user,
         "--latitude", str(region.latitude),
         "--longitude", str(region.longitude),
         # For REJOIN: the agent stops, rewinds and starts its region's server itself.
@@ -99,6 +100,17 @@ def port_owner(port_name: str) -> str:
     return port_name.split(".", 1)[0].removeprefix("http-")
 
 
-def agent_env(password: str) -> dict[str, str]:
-    # The password travels in the environment, not argv: /proc/PID/cmdline is world-readable.
-    return {"LATITUDE_AGENT_DB_PASSWORD": password}
+def agent_password_file(stack_dir: Path) -> Path:
+    """The agents' database password, one line, 0600 (latitude.stack.state.write_private)."""
+    return stack_dir / "agent-db-password"
+
+
+def agent_env(password_file: Path, *, db_ssl_ca: Path | None = None) -> dict[str, str]:
+    """Where the password is, not the password: a process's environment is inherited by every
+    program it runs and readable in /proc by its user (and root), its argv by everyone. With
+    the stack's PostgreSQL on TLS, the CA that the agent verifies other regions' servers with
+    (latitude.stack.postgres.tls_ca)."""
+    env = {"LATITUDE_AGENT_DB_PASSWORD_FILE": str(password_file)}
+    if db_ssl_ca is not None:
+        env["LATITUDE_AGENT_DB_SSL_CA"] = str(db_ssl_ca)
+    return env

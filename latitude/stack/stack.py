@@ -28,11 +28,11 @@ from latitude.stack import etcd, ports, processes, services
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
 from latitude.stack.network import Layout, Network, machine_addresses
-from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
+from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status, tls_ca
 from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
 from latitude.stack.services import http_port_name, port_owner
-from latitude.stack.state import StackState, exclusive, state_path
+from latitude.stack.state import StackState, exclusive, state_path, write_private
 from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
 from latitude.v1 import admin_pb2, common_pb2
 
@@ -380,6 +380,9 @@ class Stack:
                 state.replication_password,
                 [r.slot_name for r in self.topology.standbys],
             )
+            await postgres.create_agent_role(
+                primary, state.superuser_password, state.agent_password
+            )
         await asyncio.gather(
             *(
                 self._up_standby(state, postgres, region.name, primary, passfile, running, started)
@@ -412,6 +415,8 @@ class Stack:
             or fence_cause(node.data_dir) is not None
         )
         fenced = primary and not fresh
+        if (self.dir / "tls" / "ca.crt").exists():  # `latitude up --tls`: the stack's CA
+            postgres.enable_tls(node, self.dir / "tls")
         if fenced:
             postgres.fence(node)
         record = await self._in_netns(postgres, state, node).start(node, self.config.ready_timeout)
@@ -468,8 +473,11 @@ class Stack:
                     region, self.address_of(state, name), state.ports[name], coordinators, node,
                     peers=peers, utilization_file=utilization, peer_agents=peer_agents,
                     fence_lease=lease, http_address=self.http_address(state, name),
+                    db_user=state.agent_user,
                 )  # fmt: skip
-                env = services.agent_env(state.superuser_password)
+                password_file = services.agent_password_file(self.dir)
+                write_private(password_file, f"{state.agent_password}\n".encode())
+                env = services.agent_env(password_file, db_ssl_ca=tls_ca(node))
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
 
     def _in_netns(self, postgres: Postgres, state: StackState, node: PostgresNode) -> Postgres:

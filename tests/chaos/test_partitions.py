@@ -26,6 +26,7 @@ import pytest
 from latitude.admin_client import call_any, call_leader
 from latitude.stack import processes, services
 from latitude.stack.network import Network
+from latitude.stack.postgres import tls_ca
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2
 from tests.chaos.monitor import (
@@ -523,7 +524,10 @@ async def _restart_agent_skewed(stack: Stack, region: str, offset: str) -> None:
     cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()  # noqa: ASYNC240
     argv = cmdline.rstrip(b"\0").decode().split("\0")
     await processes.stop(record)
-    env = services.agent_env(state.superuser_password) | {
+    database = stack.postgres_node(state, region)
+    env = services.agent_env(
+        services.agent_password_file(stack.dir), db_ssl_ca=tls_ca(database)
+    ) | {
         "LD_PRELOAD": LIBFAKETIME,
         "FAKETIME": offset,
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
