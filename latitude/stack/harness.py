@@ -21,9 +21,16 @@ def traversable_tempdir(prefix: str) -> Path:
     return path
 
 
+def tls_requested() -> bool:
+    """Whether the test suite runs its stacks in TLS mode (LATITUDE_TEST_TLS=1)."""
+    return os.environ.get("LATITUDE_TEST_TLS", "") in ("1", "true", "yes")
+
+
 @contextmanager
 def running_stack(**settings) -> Iterator[Stack]:
-    """A stack started in a temporary directory, stopped and removed afterwards."""
+    """A stack started in a temporary directory, stopped and removed afterwards; in TLS mode
+    when ``tls=True`` is given, or by default when LATITUDE_TEST_TLS=1."""
+    settings.setdefault("tls", tls_requested())
     parent = traversable_tempdir("latitude-stack-")
     stack = Stack(StackConfig(dir=parent / "stack", **settings))
     try:

@@ -11,6 +11,7 @@ suite drives the same class.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import shutil
 import signal
@@ -23,8 +24,9 @@ from agent.demotion import fence_cause
 from latitude import admin_client
 from latitude.errors import StackError
 from latitude.netaddr import join_host_port
+from latitude.pki import CertFiles
 from latitude.program import all_or_none
-from latitude.stack import etcd, ports, processes, services
+from latitude.stack import etcd, ports, processes, services, tls
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
 from latitude.stack.network import Layout, Network, machine_addresses
@@ -50,6 +52,8 @@ class StackStatus:
     cluster_error: str = ""
     # Each coordinator's and agent's HTTP listener (metrics; the dashboard on coordinators).
     http: dict[str, str] = field(default_factory=dict)
+    # The TLS mode (CA fingerprint and expiry, certificates near expiry); None in plaintext.
+    tls: tls.Summary | None = None
 
     @property
     def streaming(self) -> bool:
@@ -181,6 +185,24 @@ class Stack:
         what an operator's tooling would write, and a test may."""
         return self.dir / self.topology.region(region).name / "utilization"
 
+    def cert_specs(self, state: StackState) -> list[tls.CertSpec]:
+        """Every certificate the stack runs with in TLS mode (latitude.stack.tls.plan)."""
+        return tls.plan(self.topology, lambda component: self.address_of(state, component))
+
+    def client_tls(self, state: StackState, role: str = "operator") -> CertFiles | None:
+        """The ``operator`` or ``reader`` certificate for a client of this stack (the CLI, a
+        test); None when the stack runs in plaintext."""
+        if role not in tls.CLIENT_ROLES:
+            raise ValueError(f"no client certificate for role {role!r}")
+        return state.cert_files(role)
+
+    def etcd_certs(self, state: StackState) -> tls.EtcdCerts | None:
+        """etcd's server certificates and the coordinators' and setup's client certificates
+        (CN latitude, CN root) in TLS mode; None in plaintext."""
+        if state.tls_dir is None:
+            return None
+        return tls.etcd_certs(state.tls_dir, self.topology)
+
     def state(self) -> StackState:
         """The running stack's state; StackError when there is none."""
         state = StackState.load(self.dir)
@@ -225,6 +247,7 @@ class Stack:
             return state, False
         started: list[ProcessRecord] = []
         try:
+            self._ensure_certs(state)
             self._check_ports(state, running)
             await postgres.check_access(self.dir)
             await all_or_none(
@@ -256,6 +279,12 @@ class Stack:
                     f"the stack in {self.dir} runs without network namespaces: "
                     "run `latitude down` first to give it some"
                 )
+            if self.config.tls is not None and self.config.tls != bool(state.tls):
+                now, wanted = ("TLS", "plaintext") if state.tls else ("plaintext", "TLS")
+                raise StackError(
+                    f"the stack in {self.dir} runs in {now}, not {wanted}: run `latitude down` "
+                    f"first to bring it up in {wanted}"
+                )
             missing = [n for n in self._port_names() if n not in state.ports]
             if missing:  # a stack made by an older latitude: give the new listeners ports
                 state.ports.update(ports.allocate(self.config.host, missing))
@@ -274,11 +303,26 @@ class Stack:
             regions = [r.name for r in self.topology.regions]
             layout = Layout.plan(state.cluster_token, regions, machine_addresses())
             state.network = layout.to_json()
+        if self.config.tls:
+            state.tls = tls.state_record(self.dir / tls.TLS_DIR, self.cert_specs(state))
         for sub in ("etcd", "logs"):
             (self.dir / sub).mkdir(exist_ok=True)
         state.save()
-        self._progress("stack", f"new stack in {self.dir} on {state.host}")
+        mode = "TLS" if state.tls else "plaintext"
+        self._progress("stack", f"new stack in {self.dir} on {state.host} ({mode})")
         return state, True
+
+    def _ensure_certs(self, state: StackState) -> None:
+        """In TLS mode, the CA and every certificate the stack needs: those already there are
+        kept (a restart keeps identities), missing or expired ones issued."""
+        if state.tls_dir is None:
+            return
+        specs = self.cert_specs(state)
+        issued = tls.ensure(state.tls_dir, specs)
+        state.tls = tls.state_record(state.tls_dir, specs)
+        state.save()
+        if issued:
+            self._progress("tls", f"CA in {state.tls_dir}; issued {', '.join(issued)}")
 
     def _leftovers_advice(self) -> str:
         pids = processes.find_by_cmdline(str(self.dir) + "/")
@@ -433,7 +477,7 @@ class Stack:
             if not running.get(name):
                 argv = services.coordinator_argv(
                     name, address, etcd_endpoints, regions, synchronous=self.config.synchronous,
-                    http_address=self.http_address(state, name),
+                    http_address=self.http_address(state, name), tls=state.cert_files(name),
                 )  # fmt: skip
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
@@ -461,6 +505,7 @@ class Stack:
                     region, self.address_of(state, name), state.ports[name], coordinators, node,
                     peers=peers, utilization_file=utilization, peer_agents=peer_agents,
                     fence_lease=lease, http_address=self.http_address(state, name),
+                    tls=state.cert_files(name),
                 )  # fmt: skip
                 env = services.agent_env(state.superuser_password)
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
@@ -499,7 +544,9 @@ class Stack:
         async def every_coordinator() -> bool:
             for address in self.coordinator_addresses(state):
                 try:
-                    await admin_client.cluster_status([address], 1.0)
+                    await admin_client.cluster_status(
+                        [address], 1.0, tls=self.client_tls(state, "reader")
+                    )
                 except admin_client.NoCoordinator:
                     return False
             return True
@@ -570,6 +617,66 @@ class Stack:
         sig = signal.SIGINT if record.name.startswith("postgres-") else signal.SIGTERM
         await processes.stop(record, sig=sig, grace=30.0)
 
+    # -- certificates ----------------------------------------------------------------------
+
+    async def renew_certs(self, days: int = 365) -> list[str]:
+        """Issue every certificate again from the stack's CA, then restart each process that
+        runs with one, one at a time, so that the cluster keeps a leader and its regions keep
+        reporting: etcd members (the cluster healthy again before the next), coordinators
+        (each answering with a leader known before the next), then agents (the stack ready
+        again before the next). The names restarted."""
+        with exclusive(self.dir):
+            state = self.state()
+            if state.tls_dir is None:
+                raise StackError(
+                    f"the stack in {self.dir} runs in plaintext and has no certificates: "
+                    "`latitude down`, then `latitude up --tls`"
+                )
+            renewed = tls.renew(state.tls_dir, self.cert_specs(state), days)
+            self._progress(
+                "tls", f"issued {len(renewed)} certificates valid {days} days from {state.tls_dir}"
+            )
+            names = [*self.topology.etcd_members, *self.topology.coordinators]
+            names += [f"agent-{r.name}" for r in self.topology.regions]
+            restarted = []
+            for name in names:
+                record = state.processes.get(name)
+                if record is None or not _runs_with_certificate(record, state.tls_dir):
+                    continue  # not running (``up`` starts it with the new one), or plaintext
+                await self._restart(state, record)
+                restarted.append(name)
+            return restarted
+
+    async def _restart(self, state: StackState, record: ProcessRecord) -> None:
+        name = record.name
+        await self._stop(record)
+        self._progress(name, f"stopped (pid {record.pid}) to load its new certificate")
+        running = {n: processes.is_alive(r) for n, r in state.processes.items()}
+        if name in self.topology.etcd_members:
+            await self._up_etcd(state, self.config.etcd_path(), running, [])
+            return
+        await self._up_control_plane(state, running, [])
+        if name in self.topology.coordinators:
+            address = self.coordinator_addresses(state)[self.topology.coordinators.index(name)]
+
+            async def answers() -> bool:
+                try:
+                    status = await admin_client.cluster_status(
+                        [address], 1.0, tls=self.client_tls(state, "reader")
+                    )
+                except admin_client.NoCoordinator:
+                    return False
+                return bool(status.leader.leader_id)
+
+            await self._poll(answers, f"{name} to answer with its new certificate", state)
+        else:
+
+            async def ready() -> bool:
+                return (await self.status_of(state)).ready
+
+            await self._poll(ready, f"{name}'s region to be HEALTHY again", state)
+        self._progress(name, "back, with its new certificate")
+
     # -- status and faults -----------------------------------------------------------------
 
     async def status(self) -> StackStatus:
@@ -584,11 +691,17 @@ class Stack:
         )
         alive = {n: processes.is_alive(r) for n, r in state.processes.items()}
         http = self.http_addresses(state)
-        return StackStatus(self.dir, regions, members, alive, cluster, error, http)
+        summary = None
+        if state.tls_dir is not None:
+            now = datetime.datetime.now(datetime.UTC)
+            summary = tls.summary(state.tls_dir, self.cert_specs(state), now)
+        return StackStatus(self.dir, regions, members, alive, cluster, error, http, summary)
 
     async def _cluster(self, state: StackState) -> tuple[admin_pb2.ClusterStatus | None, str]:
         try:
-            return await admin_client.cluster_status(self.coordinator_addresses(state), 1.0), ""
+            return await admin_client.cluster_status(
+                self.coordinator_addresses(state), 1.0, tls=self.client_tls(state, "reader")
+            ), ""
         except admin_client.NoCoordinator as err:
             return None, str(err)
 
@@ -601,6 +714,18 @@ class Stack:
         if sig == signal.SIGKILL:
             await processes.wait_gone(record, 5.0)
         return record
+
+
+def _runs_with_certificate(record: ProcessRecord, tls_dir: Path) -> bool:
+    """Whether the running process was started with a certificate from ``tls_dir``."""
+    if not processes.is_alive(record):
+        return False
+    try:
+        argv = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    prefix = str(tls_dir).encode() + b"/"
+    return any(arg.startswith(prefix) and arg.endswith(b".crt") for arg in argv)
 
 
 class _NamespacedPostgres(Postgres):
