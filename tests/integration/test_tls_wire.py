@@ -1,0 +1,186 @@
+"""Mutual TLS and roles on a real gRPC server in this process (no stack): who gets in, who
+gets what, and plaintext as before.
+
+The servicers are small stand-ins with the real services' method shapes (unary, a response
+stream, a bidirectional stream driven by context.read/write), so the interceptor is proven on
+each kind of handler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
+
+from latitude import pki
+from latitude.authz import Authorizer
+from latitude.channels import open_channel
+from latitude.identity import peer_identity
+from latitude.pki import CertFiles, Identity
+from latitude.serving import Server
+from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+
+ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+
+class Admin(admin_pb2_grpc.AdminServiceServicer):
+    async def GetStatus(self, request, context):
+        return admin_pb2.ClusterStatus(responder_id="c1")
+
+    async def SetStrategy(self, request, context):
+        return admin_pb2.SetStrategyResponse(table_version=7)
+
+    async def Verify(self, request, context):
+        yield admin_pb2.VerifyUpdate(progress=admin_pb2.VerifyProgress(tables_done=1))
+        yield admin_pb2.VerifyUpdate(report=admin_pb2.VerifyReport(consistent=True))
+
+
+class Agents(agent_pb2_grpc.AgentServiceServicer):
+    async def Connect(self, request_iterator, context):
+        first = await context.read()
+        identity = peer_identity(context)
+        assert identity is not None and identity.region == first.hello.region
+        await context.write(
+            agent_pb2.CoordinatorMessage(welcome=agent_pb2.Welcome(leader_id="c1", epoch=3))
+        )
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> dict[str, CertFiles]:
+    here: Path = tmp_path_factory.mktemp("tls")
+    ca = here / "ca"
+    pki.create_ca(ca)
+    made = {
+        "server": pki.issue(ca, "server", identity=Identity("coordinator"), hosts=["127.0.0.1"]),
+        "operator": pki.issue(ca, "operator", identity=Identity("operator")),
+        "reader": pki.issue(ca, "reader", identity=Identity("reader")),
+        "agent": pki.issue(ca, "agent-us", identity=Identity("agent", "us-east-1")),
+        "nobody": pki.issue(ca, "nobody"),  # this CA's, but naming no latitude identity
+    }
+    pki.create_ca(here / "other")
+    made["stranger"] = pki.issue(here / "other", "stranger", identity=Identity("operator"))
+    return made
+
+
+async def serve(tls: CertFiles | None, authorize: Authorizer | None = None) -> Server:
+    server = Server("127.0.0.1:0", tls=tls, authorize=authorize)
+    server.add(admin_pb2_grpc.add_AdminServiceServicer_to_server, Admin(), ADMIN)
+    server.add(agent_pb2_grpc.add_AgentServiceServicer_to_server, Agents(), AGENT)
+    await server.start()
+    return server
+
+
+async def call(server: Server, tls: CertFiles | None, method: str, request=None):
+    async with open_channel(f"127.0.0.1:{server.port}", tls) as channel:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        if method == "Verify":
+            return [u async for u in stub.Verify(admin_pb2.VerifyRequest(), timeout=5)]
+        request = request or getattr(admin_pb2, f"{method}Request")()
+        return await getattr(stub, method)(request, timeout=5)
+
+
+def refused(name: str, code: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "latitude_rpc_refused_total", {"method": f"/{ADMIN}/{name}", "code": code}
+    )
+    return value or 0.0
+
+
+async def test_plaintext_serves_anyone_as_before():
+    server = await serve(None)
+    try:
+        assert (await call(server, None, "GetStatus")).responder_id == "c1"
+        assert (await call(server, None, "SetStrategy")).table_version == 7
+    finally:
+        await server.stop(0)
+
+
+async def test_an_operator_may_change_the_cluster_and_a_reader_may_only_read(certs):
+    seen = []
+    authorize = Authorizer(on_refused=lambda *refusal: seen.append(refusal))
+    server = await serve(certs["server"], authorize)
+    before = refused("SetStrategy", "permission_denied")
+    try:
+        assert (await call(server, certs["operator"], "SetStrategy")).table_version == 7
+        assert (await call(server, certs["operator"], "Verify"))[-1].report.consistent
+        assert (await call(server, certs["reader"], "GetStatus")).responder_id == "c1"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(server, certs["reader"], "SetStrategy")
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        details = caught.value.details()
+        assert "reader (latitude://role/reader)" in details
+        assert "/latitude.v1.AdminService/SetStrategy" in details
+        assert "only operator may" in details
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(server, certs["reader"], "Verify")
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await server.stop(0)
+    assert refused("SetStrategy", "permission_denied") == before + 1
+    assert seen[0] == (
+        Identity("reader"),
+        f"/{ADMIN}/SetStrategy",
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+async def test_a_certificate_without_identity_is_unauthenticated(certs):
+    server = await serve(certs["server"])
+    before = refused("GetStatus", "unauthenticated")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(server, certs["nobody"], "GetStatus")
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "client certificate issued by this cluster's CA" in caught.value.details()
+        # The health service stays open to anyone who completes the handshake.
+        async with open_channel(f"127.0.0.1:{server.port}", certs["nobody"]) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=ADMIN), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(0)
+    assert refused("GetStatus", "unauthenticated") == before + 1
+
+
+async def test_no_certificate_or_another_cas_is_refused_at_the_handshake(certs):
+    server = await serve(certs["server"])
+    address = f"127.0.0.1:{server.port}"
+    _, _, ca = certs["server"].read()
+    try:
+        async with grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca)) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await admin_pb2_grpc.AdminServiceStub(channel).GetStatus(
+                    admin_pb2.GetStatusRequest(), timeout=5
+                )
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(server, certs["stranger"], "GetStatus")
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        # Nor does a plaintext client get anything from a TLS port.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(server, None, "GetStatus")
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(0)
+
+
+async def test_only_an_agent_may_open_the_agent_stream(certs):
+    server = await serve(certs["server"])
+    hello = agent_pb2.AgentMessage(hello=agent_pb2.Hello(region="us-east-1"))
+    try:
+        for who, code in (("agent", None), ("operator", grpc.StatusCode.PERMISSION_DENIED)):
+            async with open_channel(f"127.0.0.1:{server.port}", certs[who]) as channel:
+                stream = agent_pb2_grpc.AgentServiceStub(channel).Connect(timeout=5)
+                await stream.write(hello)
+                if code is None:
+                    assert (await stream.read()).welcome.epoch == 3
+                    continue
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stream.read()
+                assert caught.value.code() == code
+                assert "only agent may" in caught.value.details()
+    finally:
+        await server.stop(0)
