@@ -14,6 +14,8 @@ from agent.utilization import check_source
 from latitude import config as configuration
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
+from latitude.pki import CertFiles, Identity
+from latitude.tls_config import check_tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,12 @@ class AgentConfig:
     fence_lease: Path | None = None
     # host:port of the HTTP listener (Prometheus metrics at /metrics). Empty: none.
     http_address: str = ""
+    # Mutual TLS (tls_ca, tls_cert, tls_key: all three or none), for the link to the
+    # coordinators, the failsafe channels to peer agents and this agent's own gRPC port (which
+    # then requires a client certificate from the CA). The certificate must name this agent's
+    # region (latitude://region/<region>): coordinators believe the region it names, not the
+    # Hello. None: plaintext.
+    tls: CertFiles | None = None
 
     def validate(self) -> None:
         if not self.region:
@@ -123,6 +131,8 @@ class AgentConfig:
                 f"fence_lease: {self.fence_lease.parent} is not a directory (the lease is "
                 "written there, for the fence keeper)"
             )
+        if self.tls is not None:
+            check_tls(self.tls, Identity("agent", self.region))
 
     @property
     def id(self) -> str:

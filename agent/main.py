@@ -387,7 +387,8 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
           "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
           "replication_passfile", "utilization_source", "peers", "peer_agents",
-          "fence_lease", "http_address", "advertise")  # fmt: skip
+          "fence_lease", "http_address", "advertise", "tls_ca", "tls_cert",
+          "tls_key")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
+from latitude.pki import CertFiles, Identity
+from latitude.tls_config import check_tls
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -140,6 +142,12 @@ class CoordinatorConfig:
     alert_hold: float = 10.0
     # An incident whose cause returns within this many seconds of its resolution reopens.
     incident_reopen_window: float = 300.0
+    # Mutual TLS (tls_ca, tls_cert, tls_key: all three or none): the gRPC port requires a
+    # client certificate from this CA and authorises each call by its role (latitude.authz);
+    # channels to the leader and to agents present this certificate, which must say role
+    # coordinator (latitude://role/coordinator). None: plaintext, and anyone who reaches the
+    # port may change the cluster.
+    tls: CertFiles | None = None
 
     def validate(self) -> None:
         parse_host_port(self.listen, "listen", any_port=True)
@@ -177,6 +185,8 @@ class CoordinatorConfig:
             raise ConfigError(f"max_error_rate: must be within 0..1, got {self.max_error_rate}")
         self._validate_routing()
         self._validate_alerts()
+        if self.tls is not None:
+            check_tls(self.tls, Identity("coordinator"))
 
     def _validate_alerts(self) -> None:
         for index, target in enumerate(self.alerts):

@@ -53,10 +53,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument(
         "--synchronous", action="store_const", const=True, help="synchronous replication"
     )
+    parser.add_argument("--tls-ca", help="the CA certificate every gRPC peer must chain to")
+    parser.add_argument("--tls-cert", help="this coordinator's certificate (role coordinator)")
+    parser.add_argument("--tls-key", help="the key of --tls-cert")
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous",
-             "http_address")  # fmt: skip
+             "http_address", "tls_ca", "tls_cert", "tls_key")  # fmt: skip
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 
