@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from latitude.channels import open_channel
+from latitude.pki import CertFiles
 from latitude.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,10 @@ class CoordinatorLink:
         ack_timeout: float = 1.5,
         backoff: Backoff = Backoff(),
         clock: Callable[[], float] = time.monotonic,
+        tls: CertFiles | None = None,
     ) -> None:
         self._addresses = addresses
+        self._tls = tls  # the agent's certificate: the region it names is the one it speaks for
         self._hello = hello
         self._on_command = on_command
         self._on_word = on_word
@@ -134,7 +138,7 @@ class CoordinatorLink:
             await asyncio.sleep(next(delays))
 
     async def _session(self, address: str) -> None:
-        async with grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
+        async with open_channel(address, self._tls, options=_CHANNEL_OPTIONS) as channel:
             call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
             try:
                 hello = self._hello(self.highest_epoch)

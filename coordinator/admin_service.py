@@ -228,7 +228,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         except NoTargets as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         updates: asyncio.Queue[admin_pb2.VerifyProgress] = asyncio.Queue()
-        verifier = Verifier(primary, agents, settings, progress=updates.put_nowait)
+        verifier = Verifier(
+            primary, agents, settings, progress=updates.put_nowait, tls=self._node.config.tls
+        )
         # Ends with the call: a caller that goes away cancels the check.
         task = asyncio.create_task(verifier.run())
         try:

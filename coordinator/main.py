@@ -16,11 +16,13 @@ from coordinator.agent_service import AgentService
 from coordinator.config import CoordinatorConfig
 from coordinator.etcd import Etcd, MemberProbe
 from coordinator.node import CoordinatorNode
+from coordinator.refusals import RefusalEvents
 from coordinator.routing_service import RoutingService
 from coordinator.routing_service import register as register_routing
 from coordinator.store import EtcdStore
 from latitude import config as configuration
 from latitude import program
+from latitude.authz import Authorizer
 from latitude.errors import LatitudeError
 from latitude.program import setup_logging
 from latitude.serving import Server, until_signalled
@@ -69,7 +71,12 @@ async def serve(config: CoordinatorConfig) -> None:
     store = EtcdStore(etcd, config.etcd_prefix)
     members = MemberProbe(config.etcd)
     node = CoordinatorNode(config, store)
-    server = Server(config.listen, max_message_bytes=config.max_message_bytes)
+    server = Server(
+        config.listen,
+        tls=config.tls,
+        authorize=Authorizer(on_refused=RefusalEvents(node)),
+        max_message_bytes=config.max_message_bytes,
+    )
     server.add(
         agent_pb2_grpc.add_AgentServiceServicer_to_server,
         AgentService(node),
@@ -93,9 +100,16 @@ async def serve(config: CoordinatorConfig) -> None:
         dashboard.install(web.app, node, admin)
         await web.start()
     await server.start()
+    mode = "mutual TLS" if config.tls else "plaintext"
+    etcd_endpoints = ",".join(config.etcd)
     log.info(
-        "coordinator %s serving on %s (etcd %s)", node.id, config.listen, ",".join(config.etcd)
+        "coordinator %s serving on %s, %s (etcd %s)", node.id, config.listen, mode, etcd_endpoints
     )
+    if config.tls is None:
+        log.warning(
+            "no TLS (tls_ca, tls_cert, tls_key): anyone who reaches %s may change the cluster",
+            config.listen,
+        )
     running = asyncio.create_task(node.run(), name="node")
     signalled = asyncio.create_task(until_signalled(), name="signals")
     try:

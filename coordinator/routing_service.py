@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from coordinator import metrics
 from coordinator.routing.cache import TableCache
+from latitude.channels import open_channel
 from latitude.geo import InvalidLocation, network_prefix
 from latitude.routing import InvalidRequest
 from latitude.routing.locating import TableLocator
@@ -200,7 +201,8 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         if self._leader_channel is None or self._leader_channel[0] != leader.address:
             if self._leader_channel is not None:
                 await self._leader_channel[1].close()
-            self._leader_channel = (leader.address, grpc.aio.insecure_channel(leader.address))
+            channel = open_channel(leader.address, self._node.config.tls)
+            self._leader_channel = (leader.address, channel)
         stub = routing_pb2_grpc.RoutingServiceStub(self._leader_channel[1])
         try:
             return await stub.ReportLatency(request, timeout=2.0)
