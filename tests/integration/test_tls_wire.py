@@ -7,6 +7,7 @@ each kind of handler."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -14,16 +15,29 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
+from agent.failsafe import Failsafe, FailsafeServicer, Rounds
+from agent.peers import Peer
 from latitude import pki
 from latitude.authz import Authorizer
 from latitude.channels import open_channel
+from latitude.client import RoutingClient
 from latitude.identity import peer_identity
 from latitude.pki import CertFiles, Identity
 from latitude.serving import Server
-from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+from latitude.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    common_pb2,
+    routing_pb2,
+    routing_pb2_grpc,
+)
 
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+FAILSAFE = agent_pb2.DESCRIPTOR.services_by_name["FailsafeService"].full_name
+ROUTING = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name
 
 
 class Admin(admin_pb2_grpc.AdminServiceServicer):
@@ -48,6 +62,12 @@ class Agents(agent_pb2_grpc.AgentServiceServicer):
         )
 
 
+class Routing(routing_pb2_grpc.RoutingServiceServicer):
+    async def Watch(self, request, context):
+        yield routing_pb2.RoutingTable(version=5)
+        await asyncio.Event().wait()  # hold the stream open until the client goes
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> dict[str, CertFiles]:
     here: Path = tmp_path_factory.mktemp("tls")
@@ -58,6 +78,9 @@ def certs(tmp_path_factory) -> dict[str, CertFiles]:
         "operator": pki.issue(ca, "operator", identity=Identity("operator")),
         "reader": pki.issue(ca, "reader", identity=Identity("reader")),
         "agent": pki.issue(ca, "agent-us", identity=Identity("agent", "us-east-1")),
+        "agent-eu": pki.issue(
+            ca, "agent-eu", identity=Identity("agent", "eu-west-1"), hosts=["127.0.0.1"]
+        ),
         "nobody": pki.issue(ca, "nobody"),  # this CA's, but naming no latitude identity
     }
     pki.create_ca(here / "other")
@@ -182,5 +205,49 @@ async def test_only_an_agent_may_open_the_agent_stream(certs):
                     await stream.read()
                 assert caught.value.code() == code
                 assert "only agent may" in caught.value.details()
+    finally:
+        await server.stop(0)
+
+
+async def test_a_primarys_agent_asks_a_peer_agent_over_tls(certs):
+    """Agent to agent: the failsafe round of us-east-1's agent to eu-west-1's, each with its
+    own region's certificate; a reader may not ask."""
+    failsafe = Failsafe("eu-west-1")
+    failsafe.word_seen(agent_pb2.ClusterWord(write_region="us-east-1"), 3)
+    streaming = common_pb2.DatabaseStatus(
+        role=common_pb2.DATABASE_ROLE_STANDBY,
+        wal_receiver_streaming=True,
+        upstream_address="10.0.1.5:5432",
+        system_identifier=42,
+    )
+    servicer = FailsafeServicer(failsafe, lambda: (streaming, failsafe._clock()), lambda: 5.0)
+    server = Server("127.0.0.1:0", tls=certs["agent-eu"])
+    server.add(agent_pb2_grpc.add_FailsafeServiceServicer_to_server, servicer, FAILSAFE)
+    await server.start()
+    ask = agent_pb2.ConfirmRequest(
+        primary_region="us-east-1", primary_address="10.0.1.5:5432", system_identifier=42
+    )
+    peers = [Peer("eu-west-1", f"127.0.0.1:{server.port}")]
+    try:
+        for who, expected in (("agent", ("eu-west-1",)), ("reader", ())):
+            rounds = Rounds(peers, tls=certs[who])
+            try:
+                confirmed, problem = await rounds.ask(ask, timeout=5.0)
+            finally:
+                await rounds.close()
+            assert confirmed == expected, problem
+            if not expected:
+                assert "PERMISSION_DENIED" in problem
+    finally:
+        await server.stop(0)
+
+
+async def test_the_routing_client_follows_the_table_over_tls(certs):
+    server = Server("127.0.0.1:0", tls=certs["server"])
+    server.add(routing_pb2_grpc.add_RoutingServiceServicer_to_server, Routing(), ROUTING)
+    await server.start()
+    try:
+        async with RoutingClient([f"127.0.0.1:{server.port}"], tls=certs["reader"]) as client:
+            assert client.table.version == 5
     finally:
         await server.stop(0)
