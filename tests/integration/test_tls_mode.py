@@ -8,6 +8,7 @@ them over mutual TLS, on one stack (``tls_stack``), in the order a user would me
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import time
@@ -51,8 +52,8 @@ async def _ready(stack: Stack, timeout: float) -> None:
     await eventually(ready, timeout, "the stack to be ready (every region HEALTHY)")
 
 
-def _cli(capsys, *argv: str) -> tuple[int, str]:
-    code = cli.main(list(argv))
+async def _cli(capsys, *argv: str) -> tuple[int, str]:
+    code = await asyncio.to_thread(cli.main, list(argv))
     out, err = capsys.readouterr()
     return code, out + err
 
@@ -80,18 +81,18 @@ async def test_every_component_runs_with_its_own_certificate(tls_stack: Stack):
 async def test_the_cli_speaks_as_the_operator(tls_stack: Stack, capsys):
     stack = tls_stack
     directory = str(stack.dir)
-    code, out = _cli(capsys, "status", "--dir", directory)
+    code, out = await _cli(capsys, "status", "--dir", directory)
     assert code == 0, out
     assert "security: mutual TLS, CA fingerprint SHA-256" in out
-    code, out = _cli(capsys, "status", "--dir", directory, "--json")
+    code, out = await _cli(capsys, "status", "--dir", directory, "--json")
     security = json.loads(out)["security"]
     assert security["mode"] == "tls" and security["flagged"] == {}
-    code, out = _cli(capsys, "certs", "--dir", directory)
+    code, out = await _cli(capsys, "certs", "--dir", directory)
     assert code == 0 and "agent of us-east-1" in out and "operator" in out, out
     # A change needs the operator's certificate, which the CLI takes from the stack.
-    code, out = _cli(capsys, "strategy", "latency", "--dir", directory)
+    code, out = await _cli(capsys, "strategy", "latency", "--dir", directory)
     assert code == 0 and "default strategy latency (was geographic)" in out, out
-    code, out = _cli(capsys, "strategy", "geographic", "--dir", directory)
+    code, out = await _cli(capsys, "strategy", "geographic", "--dir", directory)
     assert code == 0, out
     # Another cluster's way: explicit flags. A reader's certificate may look, not change.
     reader = stack.client_tls(stack.state(), "reader")
@@ -105,9 +106,9 @@ async def test_the_cli_speaks_as_the_operator(tls_stack: Stack, capsys):
         "--coordinators",
         ",".join(_addresses(stack)),
     ]
-    code, out = _cli(capsys, "events", "--dir", "/nonexistent", "--limit", "3", *as_reader)
+    code, out = await _cli(capsys, "events", "--dir", "/nonexistent", "--limit", "3", *as_reader)
     assert code == 0, out
-    code, out = _cli(capsys, "strategy", "latency", "--dir", "/nonexistent", *as_reader)
+    code, out = await _cli(capsys, "strategy", "latency", "--dir", "/nonexistent", *as_reader)
     assert code == 1 and "latitude:" in out, out
     assert (await _view(stack)).strategy == routing_pb2.STRATEGY_GEOGRAPHIC
 
@@ -133,7 +134,7 @@ async def test_readers_route_over_tls(tls_stack: Stack):
 async def test_switchover_as_operator_and_back(tls_stack: Stack, capsys):
     stack = tls_stack
     for target, old in (("eu-west-1", "us-east-1"), ("us-east-1", "eu-west-1")):
-        code, out = _cli(capsys, "switchover", "--to", target, "--dir", str(stack.dir))
+        code, out = await _cli(capsys, "switchover", "--to", target, "--dir", str(stack.dir))
         assert code == 0 and "COMPLETED" in out, out
         await streams_to(stack, target, old, timeout=30)
     await _ready(stack, 30)
@@ -172,7 +173,7 @@ async def test_certs_renew_replaces_every_certificate_one_process_at_a_time(
     state = stack.state()
     before = {n: pki.describe(state.cert_files(n).cert).serial for n in state.tls["certs"]}
     pids = {n: r.pid for n, r in state.processes.items()}
-    code, out = _cli(capsys, "certs", "renew", "--days", "90", "--dir", str(stack.dir))
+    code, out = await _cli(capsys, "certs", "renew", "--days", "90", "--dir", str(stack.dir))
     assert code == 0, out
     state = StackState.load(stack.dir)
     for name, serial in before.items():
