@@ -70,6 +70,7 @@ class Agent:
         self.actuator = Actuator(
             self.probe.target, self.probe, region=config.region, probe_lock=self._probe_lock,
             server=LocalServer.from_config(config),
+            upstreams=parse_peers(config.peers, config.region),
         )  # fmt: skip
         self._commands: asyncio.Queue[agent_pb2.Command] = asyncio.Queue()
         self.failsafe = Failsafe(config.region)

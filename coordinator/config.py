@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from coordinator.region_hosts import RegionHosts
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
 from latitude.pki import CertFiles, Identity
@@ -149,6 +150,15 @@ class CoordinatorConfig:
     # port may change the cluster.
     tls: CertFiles | None = None
 
+    # -- Trust in what agents report (issue 11) --
+    # Where each region's services may be, "region=host" each: an IP address, a CIDR or a
+    # DNS name (compared as written, not resolved); a region may appear many times, and once
+    # one is listed every region must be. A Hello's endpoints and agent address must be on
+    # its region's hosts, a Report's upstream on some region's. Empty: nothing is checked (a
+    # warning at start). In TOML a list (region_hosts = ["eu-west-1=10.213.110.0/24"]); in
+    # LATITUDE_COORDINATOR_REGION_HOSTS and --region-hosts, comma-separated.
+    region_hosts: tuple[str, ...] = ()
+
     def validate(self) -> None:
         parse_host_port(self.listen, "listen", any_port=True)
         if self.advertise:
@@ -187,6 +197,7 @@ class CoordinatorConfig:
         self._validate_alerts()
         if self.tls is not None:
             check_tls(self.tls, Identity("coordinator"))
+        self.hosts  # noqa: B018 - parses and validates every rule
 
     def _validate_alerts(self) -> None:
         for index, target in enumerate(self.alerts):
@@ -242,6 +253,11 @@ class CoordinatorConfig:
                 raise ConfigError(f"location_overrides: {rule!r} is not CIDR=latitude,longitude")
             rules[str(network)] = _location(point, f"location_overrides ({rule!r})")
         return rules
+
+    @property
+    def hosts(self) -> RegionHosts:
+        """region_hosts, parsed."""
+        return RegionHosts.parse(self.region_hosts, self.regions)
 
     @property
     def node_id(self) -> str:

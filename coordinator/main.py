@@ -58,10 +58,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--tls-ca", help="the CA certificate every gRPC peer must chain to")
     parser.add_argument("--tls-cert", help="this coordinator's certificate (role coordinator)")
     parser.add_argument("--tls-key", help="the key of --tls-cert")
+    parser.add_argument(
+        "--region-hosts", help="where each region's services may be: region=host-or-CIDR, ..."
+    )
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous",
-             "http_address", "tls_ca", "tls_cert", "tls_key")  # fmt: skip
+             "http_address", "tls_ca", "tls_cert", "tls_key", "region_hosts")  # fmt: skip
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 

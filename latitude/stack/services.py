@@ -26,7 +26,10 @@ def coordinator_argv(
     http_address: str = "",
     tls: CertFiles | None = None,
     etcd_tls: CertFiles | None = None,
+    region_hosts: dict[str, list[str]] | None = None,
 ) -> list[str]:
+    # Where each region's services are: the coordinator believes no address elsewhere.
+    hosts = [f"{region}={host}" for region, names in (region_hosts or {}).items() for host in names]
     return [
         sys.executable, "-m", "coordinator.main",
         "--id", name,
@@ -37,6 +40,7 @@ def coordinator_argv(
         *(["--http-address", http_address] if http_address else []),
         *tls_flags(tls),
         *tls_flags(etcd_tls, "--etcd-"),
+        *(["--region-hosts", ",".join(hosts)] if hosts else []),
     ]  # fmt: skip
 
 

@@ -473,11 +473,19 @@ class Stack:
         etcd_endpoints = [m.endpoint for m in self.etcd_members(state)]
         regions = [r.name for r in self.topology.regions]
         coordinators = self.coordinator_addresses(state)
+        # A region's agent and database are where its processes listen.
+        region_hosts = {
+            r: sorted(
+                {self.address_of(state, f"postgres-{r}"), self.address_of(state, f"agent-{r}")}
+            )
+            for r in regions
+        }
         for name, address in zip(self.topology.coordinators, coordinators, strict=True):
             if not running.get(name):
                 argv = services.coordinator_argv(
                     name, address, etcd_endpoints, regions, synchronous=self.config.synchronous,
                     http_address=self.http_address(state, name), tls=state.cert_files(name),
+                    region_hosts=region_hosts,
                 )  # fmt: skip
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
