@@ -72,7 +72,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 admin_pb2.EtcdMember(
                     name=member.endpoint,
                     id=member.member_id,
-                    client_urls=[f"http://{member.endpoint}"],
+                    client_urls=[member.client_url],
                     healthy=member.healthy,
                     is_leader=member.is_leader,
                     error=member.error,

@@ -7,8 +7,10 @@ import math
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from coordinator.etcd import tls_server_name
 from coordinator.region_hosts import RegionHosts
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
@@ -78,6 +80,15 @@ class CoordinatorConfig:
     etcd: tuple[str, ...] = ("127.0.0.1:2379",)
     # Every key latitude writes lives under this prefix.
     etcd_prefix: str = "/latitude"
+    # TLS to etcd, all three or none: the CA that signed the members' certificates, and this
+    # coordinator's client certificate and key. With etcd's --client-cert-auth the
+    # certificate's common name is the etcd user: no password anywhere.
+    etcd_ca: Path | None = None
+    etcd_cert: Path | None = None
+    etcd_key: Path | None = None
+    # With TLS, the name every member's certificate is checked against; empty: the host the
+    # etcd endpoints share (endpoints on several hosts need it).
+    etcd_server_name: str = ""
     # The regions this deployment has; a Hello for any other region is refused.
     regions: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-southeast-1")
     # Timing (seconds); see DESIGN.md.
@@ -169,6 +180,7 @@ class CoordinatorConfig:
             raise ConfigError("etcd: at least one endpoint is needed")
         for endpoint in self.etcd:
             parse_host_port(endpoint, "etcd")
+        self._validate_etcd_tls()
         if not self.regions or len(set(self.regions)) != len(self.regions):
             raise ConfigError(f"regions: need distinct region names, got {list(self.regions)}")
         if not 1 <= self.ack_every <= 4:
@@ -198,6 +210,31 @@ class CoordinatorConfig:
         if self.tls is not None:
             check_tls(self.tls, Identity("coordinator"))
         self.hosts  # noqa: B018 - parses and validates every rule
+
+    def _validate_etcd_tls(self) -> None:
+        paths = {"etcd_ca": self.etcd_ca, "etcd_cert": self.etcd_cert, "etcd_key": self.etcd_key}
+        given = [name for name, path in paths.items() if path is not None]
+        if not given:
+            if self.etcd_server_name:
+                raise ConfigError("etcd_server_name: only means something with etcd_ca/cert/key")
+            return
+        missing = [name for name in paths if name not in given]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)}: TLS to etcd needs etcd_ca, etcd_cert and etcd_key "
+                f"together (only {', '.join(given)} given)"
+            )
+        for name, path in paths.items():
+            if not path.is_file():
+                raise ConfigError(f"{name}: {path} is not a readable file")
+        tls_server_name(self.etcd, self.etcd_server_name)
+
+    @property
+    def etcd_tls(self) -> CertFiles | None:
+        """The etcd client certificate, key and CA; None for plaintext."""
+        if self.etcd_ca is None or self.etcd_cert is None or self.etcd_key is None:
+            return None
+        return CertFiles(self.etcd_cert, self.etcd_key, self.etcd_ca)
 
     def _validate_alerts(self) -> None:
         for index, target in enumerate(self.alerts):

@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--advertise", help="host:port others reach this replica at")
     parser.add_argument("--etcd", help="etcd endpoints, comma-separated host:port")
     parser.add_argument("--etcd-prefix", help="key prefix in etcd (default /latitude)")
+    parser.add_argument("--etcd-ca", help="CA of etcd's certificates (TLS to etcd)")
+    parser.add_argument("--etcd-cert", help="client certificate for etcd (its CN is the user)")
+    parser.add_argument("--etcd-key", help="the client certificate's key")
+    parser.add_argument("--etcd-server-name", help="name in every etcd member's certificate")
     parser.add_argument("--regions", help="the deployment's regions, comma-separated")
     parser.add_argument("--http-address", help="host:port for metrics and the dashboard")
     parser.add_argument(
@@ -65,14 +69,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     args = parser.parse_args(argv)
     names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous",
              "http_address", "tls_ca", "tls_cert", "tls_key", "region_hosts")  # fmt: skip
+    names += ("etcd_ca", "etcd_cert", "etcd_key", "etcd_server_name")
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 
 
 async def serve(config: CoordinatorConfig) -> None:
-    etcd = Etcd(config.etcd, timeout=1.0)
+    tls, server_name = config.etcd_tls, config.etcd_server_name
+    etcd = Etcd(config.etcd, timeout=1.0, tls=tls, server_name=server_name)
     store = EtcdStore(etcd, config.etcd_prefix)
-    members = MemberProbe(config.etcd)
+    members = MemberProbe(config.etcd, tls=tls, server_name=server_name)
     node = CoordinatorNode(config, store)
     server = Server(
         config.listen,

@@ -26,6 +26,7 @@ def coordinator_argv(
     http_address: str = "",
     tls: CertFiles | None = None,
     etcd_tls: CertFiles | None = None,
+    etcd_server_name: str = "",
     region_hosts: dict[str, list[str]] | None = None,
 ) -> list[str]:
     # Where each region's services are: the coordinator believes no address elsewhere.
@@ -40,6 +41,7 @@ def coordinator_argv(
         *(["--http-address", http_address] if http_address else []),
         *tls_flags(tls),
         *tls_flags(etcd_tls, "--etcd-"),
+        *(["--etcd-server-name", etcd_server_name] if etcd_server_name else []),
         *(["--region-hosts", ",".join(hosts)] if hosts else []),
     ]  # fmt: skip
 

@@ -26,7 +26,7 @@ from latitude.errors import StackError
 from latitude.netaddr import join_host_port
 from latitude.pki import CertFiles
 from latitude.program import all_or_none
-from latitude.stack import etcd, ports, processes, services, tls
+from latitude.stack import etcd, etcd_auth, ports, processes, services, tls
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
 from latitude.stack.network import Layout, Network, machine_addresses
@@ -39,6 +39,8 @@ from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
 from latitude.v1 import admin_pb2, common_pb2
 
 _POLL = 0.05
+# The coordinators' key prefix (their default etcd_prefix): etcd's role for them covers it.
+ETCD_PREFIX = "/latitude"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,10 @@ class Stack:
         if state.tls_dir is None:
             return None
         return tls.etcd_certs(state.tls_dir, self.topology)
+
+    def _etcd_client_tls(self, state: StackState) -> CertFiles | None:
+        certs = self.etcd_certs(state)
+        return certs.client if certs else None
 
     def state(self) -> StackState:
         """The running stack's state; StackError when there is none."""
@@ -375,8 +381,14 @@ class Stack:
         for member in members:
             if running.get(member.name):
                 continue
+            certs = self.etcd_certs(state)
             argv = etcd.argv(
-                etcd_path, member, members, self.dir / "etcd" / member.name, state.cluster_token
+                etcd_path,
+                member,
+                members,
+                self.dir / "etcd" / member.name,
+                state.cluster_token,
+                tls=certs.members[member.name] if certs else None,
             )
             record = await processes.spawn_daemon(
                 member.name,
@@ -392,9 +404,20 @@ class Stack:
         state.initialized.update(m.name for m in members)
         state.save()
         self._progress("etcd", f"cluster healthy ({len(members)}/{len(members)} members)")
+        certs = self.etcd_certs(state)
+        if certs is not None:
+            # Every start: a half-done setup is finished, a done one left as it is.
+            await etcd_auth.enable_auth([m.endpoint for m in members], certs.root, ETCD_PREFIX)
+            self._progress(
+                "etcd",
+                f"auth on: only CN {tls.ETCD_CLIENT_USER} may touch "
+                f"{ETCD_PREFIX}/, only with a certificate from the stack's CA",
+            )
 
     async def _etcd_healthy(self, state: StackState) -> bool:
-        health = await etcd.cluster_health(self.etcd_members(state), timeout=0.5)
+        health = await etcd.cluster_health(
+            self.etcd_members(state), timeout=0.5, tls=self._etcd_client_tls(state)
+        )
         return all(h.healthy for h in health)
 
     async def _up_postgres(
@@ -471,6 +494,10 @@ class Stack:
         if not self.config.control_plane:
             return
         etcd_endpoints = [m.endpoint for m in self.etcd_members(state)]
+        hosts = {m.host for m in self.etcd_members(state)}
+        # Members on several hosts are verified against the one name all their certificates
+        # carry; on one host, against that host.
+        etcd_server_name = tls.ETCD_SERVER_NAME if state.tls and len(hosts) > 1 else ""
         regions = [r.name for r in self.topology.regions]
         coordinators = self.coordinator_addresses(state)
         # A region's agent and database are where its processes listen.
@@ -485,7 +512,8 @@ class Stack:
                 argv = services.coordinator_argv(
                     name, address, etcd_endpoints, regions, synchronous=self.config.synchronous,
                     http_address=self.http_address(state, name), tls=state.cert_files(name),
-                    region_hosts=region_hosts,
+                    region_hosts=region_hosts, etcd_tls=self._etcd_client_tls(state),
+                    etcd_server_name=etcd_server_name,
                 )  # fmt: skip
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
@@ -694,7 +722,7 @@ class Stack:
         self._adopt_postmasters(state)
         regions, members, (cluster, error) = await asyncio.gather(
             cluster_status(self.postgres_nodes(state), state.superuser_password),
-            etcd.cluster_health(self.etcd_members(state)),
+            etcd.cluster_health(self.etcd_members(state), tls=self._etcd_client_tls(state)),
             self._cluster(state),
         )
         alive = {n: processes.is_alive(r) for n, r in state.processes.items()}
@@ -733,7 +761,7 @@ def _runs_with_certificate(record: ProcessRecord, tls_dir: Path) -> bool:
     except OSError:
         return False
     prefix = str(tls_dir).encode() + b"/"
-    return any(arg.startswith(prefix) and arg.endswith(b".crt") for arg in argv)
+    return any(prefix in arg and arg.endswith(b".crt") for arg in argv)
 
 
 class _NamespacedPostgres(Postgres):

@@ -35,6 +35,9 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 # The CNs etcd takes as user names (--client-cert-auth).
 ETCD_CLIENT_USER = "latitude"
 ETCD_ROOT_USER = "root"
+# A name every member's certificate carries beside its address: the coordinators verify
+# members on several hosts (network namespaces) against it (--etcd-server-name).
+ETCD_SERVER_NAME = "etcd.latitude"
 ETCD_CLIENT = "etcd-client"
 ETCD_ROOT = "etcd-root"
 CLIENT_ROLES = ("operator", "reader")
@@ -77,7 +80,7 @@ def plan(topology: Topology, address_of: Callable[[str], str]) -> list[CertSpec]
         name = f"agent-{region.name}"
         specs.append(CertSpec(name, Identity("agent", region.name), (address_of(name),)))
     specs += [CertSpec(role, Identity(role)) for role in CLIENT_ROLES]
-    specs += [CertSpec(m, None, (address_of(m),)) for m in topology.etcd_members]
+    specs += [CertSpec(m, None, (address_of(m), ETCD_SERVER_NAME)) for m in topology.etcd_members]
     specs.append(CertSpec(ETCD_CLIENT, None, (), ETCD_CLIENT_USER))
     specs.append(CertSpec(ETCD_ROOT, None, (), ETCD_ROOT_USER))
     return specs

@@ -1,7 +1,7 @@
 """Strangers at every door of a TLS stack: a client without a certificate, a plaintext client,
-a certificate from another CA, a reader (and an agent) trying to change the cluster, a rogue
-agent with a valid certificate for one region saying Hello as another, and a direct etcd write
-without credentials. Each is refused, and nothing changes.
+a certificate from another CA, a reader (an agent, a coordinator) trying to change the cluster,
+a rogue agent with a valid certificate for one region saying Hello as another, and direct etcd
+writes without the coordinators' credentials. Each is refused, and nothing changes.
 
 Every refusal is checked beside a call that succeeds at the same door with the right
 certificate, so that a door that is merely down cannot pass for one that is shut."""
@@ -19,8 +19,7 @@ from latitude import pki
 from latitude.admin_client import cluster_status
 from latitude.channels import open_channel
 from latitude.pki import CertFiles, Identity
-from latitude.stack import etcd as stack_etcd
-from latitude.stack.stack import Stack
+from latitude.stack.stack import ETCD_PREFIX, Stack
 from latitude.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -31,6 +30,7 @@ from latitude.v1 import (
     routing_pb2_grpc,
 )
 from tests.integration.connections import eventually
+from tests.integration.etcd_tls import direct_write
 
 pytestmark = pytest.mark.stack
 
@@ -251,24 +251,31 @@ async def test_a_rogue_agent_cannot_speak_for_another_region(tls_stack: Stack):
     assert "203.0.113.9" not in str(decision)
 
 
-@pytest.mark.skipif(
-    not hasattr(stack_etcd, "tls_argv"),
-    reason="etcd runs in plaintext in a TLS stack until issue 11's etcd part (wt-etcdtls) lands",
-)
-async def test_etcd_refuses_a_client_without_credentials(tls_stack: Stack):
+async def test_etcd_refuses_a_client_without_credentials(tls_stack: Stack, tmp_path: Path):
     """A direct write to etcd, as someone who reaches its port would try: overwrite the leader
-    key. Without the stack's etcd client certificate, etcd refuses it."""
-    from coordinator.etcd import Etcd, EtcdError
-
+    key. Plaintext, TLS without a certificate, another CA's certificate, and the stack's own
+    reader certificate (a user etcd gives no role) are each refused; the coordinators'
+    certificate writes a harmless key at the same door."""
     stack = tls_stack
     state = stack.state()
-    endpoints = [m.endpoint for m in stack.etcd_members(state)]
-    etcd = Etcd(endpoints, timeout=2.0)
-    try:
-        with pytest.raises((EtcdError, OSError, grpc.aio.AioRpcError)):
-            await etcd.connect()
-            await etcd.put(b"/latitude/leader", b"attacker")
-    finally:
-        await etcd.close()
+    certs = stack.etcd_certs(state)
+    assert certs is not None
+    pki.create_ca(tmp_path / "evil")
+    forged = pki.issue(tmp_path / "evil", "latitude", common_name="latitude")
+    strangers = {
+        "plaintext": {},
+        "no certificate": {"trust": certs.client.ca},
+        "another CA": {"tls": CertFiles(forged.cert, forged.key, certs.client.ca)},
+        "reader": {"tls": state.cert_files("reader")},
+    }
+    leader_key = f"{ETCD_PREFIX}/leader".encode()
+    for member in stack.etcd_members(state):
+        for who, credentials in strangers.items():
+            code = await direct_write(member.endpoint, leader_key, **credentials)
+            assert code != grpc.StatusCode.OK, (member.name, who)
+        control = f"{ETCD_PREFIX}/attacker-test-control".encode()
+        assert await direct_write(member.endpoint, control, tls=certs.client) == (
+            grpc.StatusCode.OK
+        )
     view = await _wait_healthy(stack)
     assert view.leader.leader_id in stack.topology.coordinators
