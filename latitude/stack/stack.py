@@ -686,13 +686,13 @@ class Stack:
     async def _restart(self, state: StackState, record: ProcessRecord) -> None:
         name = record.name
         await self._stop(record)
+        stopped_at = time.time()
         self._progress(name, f"stopped (pid {record.pid}) to load its new certificate")
         running = {n: processes.is_alive(r) for n, r in state.processes.items()}
         if name in self.topology.etcd_members:
             await self._up_etcd(state, self.config.etcd_path(), running, [])
-            return
-        await self._up_control_plane(state, running, [])
-        if name in self.topology.coordinators:
+        elif name in self.topology.coordinators:
+            await self._up_control_plane(state, running, [])
             address = self.coordinator_addresses(state)[self.topology.coordinators.index(name)]
 
             async def answers() -> bool:
@@ -706,11 +706,21 @@ class Stack:
 
             await self._poll(answers, f"{name} to answer with its new certificate", state)
         else:
+            await self._up_control_plane(state, running, [])
+            region = name.removeprefix("agent-")
 
-            async def ready() -> bool:
-                return (await self.status_of(state)).ready
+            async def reporting() -> bool:
+                # A report received after the old process was gone is the new one's.
+                status = await self.status_of(state)
+                if not status.ready:
+                    return False
+                held = [r for r in status.cluster.regions if r.region == region]
+                return any(
+                    r.agent_connected and r.last_report_at.ToNanoseconds() / 1e9 > stopped_at
+                    for r in held
+                )
 
-            await self._poll(ready, f"{name}'s region to be HEALTHY again", state)
+            await self._poll(reporting, f"{name} to report again, its region HEALTHY", state)
         self._progress(name, "back, with its new certificate")
 
     # -- status and faults -----------------------------------------------------------------
