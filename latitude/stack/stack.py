@@ -296,7 +296,9 @@ class Stack:
                 state.ports.update(ports.allocate(self.config.host, missing))
                 state.save()
             return state, False
-        leftovers = [p.name for p in self.dir.iterdir() if p.name != "lock"]
+        # A CA put in <dir>/tls beforehand (ca.crt and ca.key) is the stack's CA: ``up --tls``
+        # issues every certificate from it.
+        leftovers = [p.name for p in self.dir.iterdir() if p.name != "lock" and not _provided_ca(p)]
         if leftovers:
             raise StackError(
                 f"{self.dir} holds {', '.join(sorted(leftovers))} but no state file: "
@@ -760,6 +762,13 @@ class Stack:
         if sig == signal.SIGKILL:
             await processes.wait_gone(record, 5.0)
         return record
+
+
+def _provided_ca(path: Path) -> bool:
+    """Whether ``path`` is a stack's TLS directory holding only a CA provided beforehand."""
+    if path.name != tls.TLS_DIR or not path.is_dir():
+        return False
+    return sorted(p.name for p in path.iterdir()) == ["ca.crt", "ca.key"]
 
 
 def _runs_with_certificate(record: ProcessRecord, tls_dir: Path) -> bool:
