@@ -19,7 +19,7 @@ from latitude.channels import open_channel
 from latitude.errors import LatitudeError
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, admin_pb2_grpc
-from tests.integration.connections import TLS, session
+from tests.integration.connections import CLI_TLS, TLS, session
 
 pytestmark = pytest.mark.stack
 
@@ -87,7 +87,7 @@ async def test_verify_agrees_and_compares_a_table_without_a_primary_key_whole(cl
 
     command = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "latitude.cli", "verify", "--coordinators",
-        ",".join(addresses(cluster)), "--table", "public.verify_log", "--json",
+        ",".join(addresses(cluster)), "--table", "public.verify_log", "--json", *CLI_TLS,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(command.communicate(), 60.0)
