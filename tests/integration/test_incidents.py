@@ -161,6 +161,7 @@ async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolutio
             timeout=1.0,
             interval=0.2,
             out=followed,
+            tls=TLS,
         )
     )
     killed_at = time.time()
