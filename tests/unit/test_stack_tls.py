@@ -200,3 +200,26 @@ def test_the_cli_takes_flags_then_env_then_the_local_stack(tmp_path: Path):
     state.tls = tls.state_record(tmp_path / "tls", _specs())
     state.save()
     assert cli.client_tls(_args(tmp_path), env={}).cert == tmp_path / "tls/operator.crt"
+
+
+def test_a_stack_keeps_its_mode_and_takes_a_ca_provided_beforehand(tmp_path: Path):
+    from latitude.stack.config import StackConfig
+    from latitude.stack.stack import Stack
+
+    provided = tmp_path / "mine" / "tls"
+    pki.create_ca(provided)
+    state, created = Stack(StackConfig(dir=tmp_path / "mine", tls=True))._load_or_create()
+    assert created and state.tls["ca"] == str(provided / "ca.crt")
+    with pytest.raises(StackError, match="runs in TLS, not plaintext: run `latitude down`"):
+        Stack(StackConfig(dir=tmp_path / "mine", tls=False))._load_or_create()
+    assert Stack(StackConfig(dir=tmp_path / "mine"))._load_or_create()[0].tls == state.tls
+
+    (tmp_path / "plain").mkdir()
+    Stack(StackConfig(dir=tmp_path / "plain"))._load_or_create()
+    with pytest.raises(StackError, match="runs in plaintext, not TLS: run `latitude down`"):
+        Stack(StackConfig(dir=tmp_path / "plain", tls=True))._load_or_create()
+
+    pki.create_ca(tmp_path / "other" / "tls")
+    (tmp_path / "other" / "tls" / "stray.crt").write_text("")
+    with pytest.raises(StackError, match="holds tls but no state file"):
+        Stack(StackConfig(dir=tmp_path / "other", tls=True))._load_or_create()
