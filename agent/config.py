@@ -132,7 +132,9 @@ class AgentConfig:
                 "written there, for the fence keeper)"
             )
         if self.tls is not None:
-            check_tls(self.tls, Identity("agent", self.region))
+            where = "advertise" if self.advertise else "listen"
+            host, _ = parse_host_port(self.advertise or self.listen, where, any_port=True)
+            check_tls(self.tls, Identity("agent", self.region), serves=(host, where))
 
     @property
     def id(self) -> str:

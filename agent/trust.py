@@ -25,17 +25,18 @@ from collections.abc import Iterable
 
 from agent.peers import Peer
 from latitude.errors import ConfigError
+from latitude.leader_bounds import (
+    FENCE_AFTER,
+    MAX_ACK_EVERY,
+    PEER_PROBE_INTERVAL,
+    REPORT_INTERVAL,
+    outside,
+)
 from latitude.netaddr import join_host_port, parse_host_port
 from latitude.v1 import agent_pb2
 
 MAX_EPOCH = 2**53
 MAX_EPOCH_JUMP = 2**32
-# (lowest, highest) seconds a Welcome may set; unset (0) leaves the agent's own setting.
-REPORT_INTERVAL = (0.01, 10.0)
-FENCE_AFTER = (0.1, 120.0)
-PEER_PROBE_INTERVAL = (0.1, 3600.0)
-# As coordinator.config allows (0 means 1).
-MAX_ACK_EVERY = 4
 MAX_NAME = 128
 
 
@@ -69,10 +70,11 @@ def welcome_problem(welcome: agent_pb2.Welcome, highest_epoch: int) -> str | Non
         ("fence_after", FENCE_AFTER),
         ("peer_probe_interval", PEER_PROBE_INTERVAL),
     )
-    for name, (low, high) in durations:
+    for name, bounds in durations:
         nanoseconds = getattr(welcome, name).ToNanoseconds()
-        if nanoseconds != 0 and not low <= nanoseconds / 1e9 <= high:
-            return f"{name} {nanoseconds / 1e9:g} s is outside {low:g}..{high:g} s"
+        problem = nanoseconds and outside(name, nanoseconds / 1e9, bounds)
+        if problem:
+            return problem
     if welcome.ack_every > MAX_ACK_EVERY:
         return f"ack_every {welcome.ack_every} is outside 0..{MAX_ACK_EVERY}"
     return None

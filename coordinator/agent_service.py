@@ -15,6 +15,8 @@ import grpc
 
 from coordinator import metrics
 from coordinator.agent_identity import AccessRefused, check_agent_identity, check_agent_role
+from coordinator.callers import caller_of
+from coordinator.limits import LimitExceeded, ReportRate, StreamSlots
 from coordinator.node import CoordinatorNode
 from coordinator.registry import RegionHeld
 from coordinator.sessions import AgentSession
@@ -31,6 +33,8 @@ HELLO_TIMEOUT = 5.0
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, node: CoordinatorNode) -> None:
         self._node = node
+        config = node.config
+        self.streams = StreamSlots(config.streams_per_caller, config.streams_total, what="agent")
         self._hosts = node.config.hosts
         if not self._hosts.checked:
             log.warning(
@@ -39,6 +43,18 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             )
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):
+        """Bounded streams per caller (coordinator/limits.py), RESOURCE_EXHAUSTED beyond."""
+        caller = caller_of(context).key
+        try:
+            self.streams.acquire(caller)
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        try:
+            await self._connect(context)
+        finally:
+            self.streams.release(caller)
+
+    async def _connect(self, context: grpc.aio.ServicerContext):
         node = self._node
         identity = peer_identity(context)
         if identity is None and peer_is_tls(context):
@@ -155,6 +171,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         registry = node.registry
         ack_every = node.config.ack_every
         acked_once = False
+        rate = ReportRate(node.config.report_interval)
         try:
             while True:
                 message = await context.read()
@@ -166,6 +183,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     session.close()  # taken over after going silent: nothing more from it
                     return
                 if kind == "report":
+                    if not rate.admit(time.monotonic()):
+                        continue  # a flood: dropped, then ended (LimitExceeded)
                     report = message.report
                     check_report(report, record.sequence)
                     self._hosts.check_report(report)
@@ -194,5 +213,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     raise InvalidMessage(kind or "body", "only one hello per stream")
         except InvalidMessage as err:
             session.close(error=(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
+        except LimitExceeded as err:
+            session.close(error=(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)))
         except (grpc.RpcError, asyncio.InvalidStateError):
             session.close()

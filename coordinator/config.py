@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from coordinator.etcd import tls_server_name
 from coordinator.region_hosts import RegionHosts
+from latitude import leader_bounds
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
 from latitude.pki import CertFiles, Identity
@@ -160,6 +161,17 @@ class CoordinatorConfig:
     # coordinator (latitude://role/coordinator). None: plaintext, and anyone who reaches the
     # port may change the cluster.
     tls: CertFiles | None = None
+    # Bounds on what callers can make a coordinator hold or do (coordinator/limits.py).
+    # Client-reported latencies: the prefixes one caller may hold (of latency_prefixes), and
+    # reports a second per caller, with bursts.
+    latency_prefixes_per_caller: int = 32
+    latency_reports_per_second: float = 5.0
+    latency_report_burst: int = 20
+    # Concurrent streams (Watch; AgentService, counted apart) per caller and in all.
+    streams_per_caller: int = 64
+    streams_total: int = 4096
+    # Serialized Resolve answers a replica keeps for the table it serves, in bytes.
+    resolve_answer_bytes: int = 16 * 1024 * 1024
 
     # -- Trust in what agents report (issue 11) --
     # Where each region's services may be, "region=host" each: an IP address, a CIDR or a
@@ -208,8 +220,19 @@ class CoordinatorConfig:
         self._validate_routing()
         self._validate_alerts()
         if self.tls is not None:
-            check_tls(self.tls, Identity("coordinator"))
+            where = "advertise" if self.advertise else "listen"
+            host, _ = parse_host_port(self.advertised, where, any_port=True)
+            check_tls(self.tls, Identity("coordinator"), serves=(host, where))
+        self._validate_limits()
         self.hosts  # noqa: B018 - parses and validates every rule
+        # Agents believe no Welcome outside these: a coordinator set beyond them leads none.
+        for name, bounds in (
+            ("report_interval", leader_bounds.REPORT_INTERVAL),
+            ("fence_after", leader_bounds.FENCE_AFTER),
+        ):
+            problem = leader_bounds.outside(name, getattr(self, name), bounds)
+            if problem:
+                raise ConfigError(f"{problem} (agents refuse a leader's Welcome beyond it)")
 
     def _validate_etcd_tls(self) -> None:
         paths = {"etcd_ca": self.etcd_ca, "etcd_cert": self.etcd_cert, "etcd_key": self.etcd_key}
@@ -235,6 +258,33 @@ class CoordinatorConfig:
         if self.etcd_ca is None or self.etcd_cert is None or self.etcd_key is None:
             return None
         return CertFiles(self.etcd_cert, self.etcd_key, self.etcd_ca)
+
+    def _validate_limits(self) -> None:
+        if not 1 <= self.latency_prefixes_per_caller <= 10_000:
+            raise ConfigError(
+                "latency_prefixes_per_caller: must be within 1..10000, "
+                f"got {self.latency_prefixes_per_caller}"
+            )
+        if not (
+            math.isfinite(self.latency_reports_per_second) and self.latency_reports_per_second > 0
+        ):
+            raise ConfigError(
+                "latency_reports_per_second: must be a positive number, "
+                f"got {self.latency_reports_per_second}"
+            )
+        if self.latency_report_burst < 1:
+            raise ConfigError(
+                f"latency_report_burst: must be at least 1, got {self.latency_report_burst}"
+            )
+        if not 1 <= self.streams_per_caller <= self.streams_total:
+            raise ConfigError(
+                f"streams_per_caller: must be within 1..streams_total ({self.streams_total}), "
+                f"got {self.streams_per_caller}"
+            )
+        if not 0 <= self.resolve_answer_bytes <= 1 << 30:
+            raise ConfigError(
+                f"resolve_answer_bytes: must be within 0..1 GiB, got {self.resolve_answer_bytes}"
+            )
 
     def _validate_alerts(self) -> None:
         for index, target in enumerate(self.alerts):

@@ -3,16 +3,19 @@ so that a wrong file is a clear error naming the setting, not a handshake that f
 with "Socket closed" on the other side.
 
 The certificate must be readable, signed by the CA beside it, in its validity period, match
-its key, and speak for the program that uses it: a coordinator's says role coordinator, an
-agent's names the agent's own region (latitude.pki)."""
+its key, speak for the program that uses it (a coordinator's says role coordinator, an agent's
+names the agent's own region, see latitude.pki), and, since the program serves with it too,
+name the host others dial to reach it: clients check that name in the handshake."""
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from latitude.errors import ConfigError
 from latitude.pki import CertFiles, Identity, identity_of_pem
@@ -20,8 +23,18 @@ from latitude.pki import CertFiles, Identity, identity_of_pem
 _PUBLIC = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def check_tls(tls: CertFiles, expected: Identity, *, now: datetime.datetime | None = None):
-    """ConfigError naming the setting unless ``tls`` is fit for a program that is ``expected``."""
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def check_tls(
+    tls: CertFiles,
+    expected: Identity,
+    *,
+    serves: tuple[str, str] | None = None,
+    now: datetime.datetime | None = None,
+):
+    """ConfigError naming the setting unless ``tls`` is fit for a program that is ``expected``
+    and that others reach at ``serves`` (the host, and the setting it comes from)."""
     cert_pem, key_pem, ca_pem = (
         _read(tls.cert, "tls_cert"),
         _read(tls.key, "tls_key"),
@@ -58,9 +71,51 @@ def check_tls(tls: CertFiles, expected: Identity, *, now: datetime.datetime | No
     if identity != expected:
         said = f"speaks for {identity} ({identity.uri})" if identity else "names no identity"
         raise ConfigError(
-            f"tls_cert: {tls.cert} {said}, but this program is {expected}: its certificate "
+            f"tls_cert: {tls.cert} {said}, but this program runs as {expected}: its certificate "
             f"must carry the SAN URI {expected.uri}"
         )
+    if serves is not None and serves[0] not in WILDCARD_HOSTS:
+        _check_serves(cert, tls, *serves)
+
+
+def _check_serves(cert: x509.Certificate, tls: CertFiles, host: str, setting: str) -> None:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        serves = ExtendedKeyUsageOID.SERVER_AUTH in usages
+    except x509.ExtensionNotFound:
+        serves = True  # no restriction on its use
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+        addresses = san.get_values_for_type(x509.IPAddress)
+    except x509.ExtensionNotFound:
+        names, addresses = [], []
+    if not serves:
+        raise ConfigError(
+            f"tls_cert: {tls.cert} may only be a client's (no serverAuth usage), but this "
+            f"program serves gRPC with it at {host} ({setting}): issue it with that host"
+        )
+    if not _names_host(host, names, addresses):
+        named = ", ".join([*names, *(str(a) for a in addresses)]) or "no host"
+        raise ConfigError(
+            f"tls_cert: {tls.cert} is not valid for {host}, where others reach this program "
+            f"({setting}); it names {named}"
+        )
+
+
+def _names_host(host: str, names: list[str], addresses: list) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        host = host.lower().rstrip(".")
+        for name in (n.lower().rstrip(".") for n in names):
+            if name == host:
+                return True
+            # A wildcard stands for exactly one leftmost label.
+            if name.startswith("*.") and host.partition(".")[2] == name[2:] and "." in host:
+                return True
+        return False
+    return address in addresses
 
 
 def _read(path, setting: str) -> bytes:

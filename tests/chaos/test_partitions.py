@@ -113,6 +113,21 @@ def _keep_logs(stack: Stack, name: str) -> None:
     keep = os.environ.get("LATITUDE_CHAOS_LOGS")
     if keep:
         shutil.copytree(stack.dir / "logs", Path(keep) / name, dirs_exist_ok=True)
+    _print_log_tails(stack)
+
+
+def _print_log_tails(stack: Stack, lines: int = 25) -> None:
+    """What the control plane and the agents said last, printed so that pytest shows it with
+    the failure: a CI run keeps nothing else of the stack."""
+    logs = stack.dir / "logs"
+    for path in sorted(logs.glob("coordinator-*.log")) + sorted(logs.glob("agent-*.log")):
+        try:
+            text = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        said = [line for line in text if " DEBUG " not in line][-lines:]
+        print(f"----- {path.name}, last {len(said)} lines -----")
+        print("\n".join(said))
 
 
 @dataclass

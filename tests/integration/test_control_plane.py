@@ -294,3 +294,36 @@ async def test_a_region_whose_database_is_down_is_degraded_not_dead(cluster: Sta
     assert degraded.agent_connected and degraded.database.role == common_pb2.DATABASE_ROLE_DOWN
     await cluster.up()
     await _recovers_without_flapping(cluster, name)
+
+
+async def test_a_standby_whose_server_stays_down_is_brought_back_by_the_leader(cluster: Stack):
+    """Nobody runs `latitude up`: the leader sees the agent report its server down past the
+    grace (coordinator.failover.guards.DOWN_GRACE) and REJOINs it, which starts it as a
+    standby of the write region again."""
+    name = "ap-southeast-1"
+    await cluster.kill(f"postgres-{name}", signal.SIGKILL)
+    await wait_status(
+        cluster,
+        lambda s: region(s, name).database.role == common_pb2.DATABASE_ROLE_DOWN,
+        10,
+        f"{name}'s database to be reported down",
+    )
+    await wait_status(
+        cluster,
+        lambda s: (
+            region(s, name).state == HEALTHY
+            and region(s, name).database.role == common_pb2.DATABASE_ROLE_STANDBY
+            and region(s, name).database.wal_receiver_streaming
+        ),
+        60,
+        f"{name} streaming again without anyone restarting it",
+    )
+    await wait_status(
+        cluster,
+        lambda s: any(
+            r.region == name and r.state == "streaming"
+            for r in region(s, s.write_region).database.replicas
+        ),
+        10,
+        f"the primary to list {name} streaming from it",
+    )

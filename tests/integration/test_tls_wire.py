@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from agent.failsafe import Failsafe, FailsafeServicer, Rounds
 from agent.peers import Peer
+from coordinator.routing_service import register as register_routing
 from latitude import pki
 from latitude.authz import Authorizer
 from latitude.channels import open_channel
@@ -63,6 +64,11 @@ class Agents(agent_pb2_grpc.AgentServiceServicer):
 
 
 class Routing(routing_pb2_grpc.RoutingServiceServicer):
+    async def resolve_serialized(self, body: bytes, context) -> bytes:
+        """As the real RoutingService: Resolve sees and answers bytes."""
+        request = routing_pb2.ResolveRequest.FromString(body)
+        return routing_pb2.RoutingDecision(reason=f"for {request.client_ip}").SerializeToString()
+
     async def Watch(self, request, context):
         yield routing_pb2.RoutingTable(version=5)
         await asyncio.Event().wait()  # hold the stream open until the client goes
@@ -244,10 +250,50 @@ async def test_a_primarys_agent_asks_a_peer_agent_over_tls(certs):
 
 async def test_the_routing_client_follows_the_table_over_tls(certs):
     server = Server("127.0.0.1:0", tls=certs["server"])
-    server.add(routing_pb2_grpc.add_RoutingServiceServicer_to_server, Routing(), ROUTING)
+    server.add(register_routing, Routing(), ROUTING)
     await server.start()
     try:
         async with RoutingClient([f"127.0.0.1:{server.port}"], tls=certs["reader"]) as client:
             assert client.table.version == 5
     finally:
         await server.stop(0)
+
+
+async def test_resolve_registered_as_bytes_is_guarded_too(certs):
+    """The coordinator registers Resolve without deserializers (coordinator.routing_service):
+    the interceptor guards it like any other method."""
+    server = Server("127.0.0.1:0", tls=certs["server"])
+    server.add(register_routing, Routing(), ROUTING)
+    await server.start()
+    request = routing_pb2.ResolveRequest(client_ip="10.0.0.1")
+    try:
+        async with open_channel(f"127.0.0.1:{server.port}", certs["reader"]) as channel:
+            answer = await routing_pb2_grpc.RoutingServiceStub(channel).Resolve(request, timeout=5)
+            assert answer.reason == "for 10.0.0.1"
+        async with open_channel(f"127.0.0.1:{server.port}", certs["agent"]) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await routing_pb2_grpc.RoutingServiceStub(channel).Resolve(request, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await server.stop(0)
+
+
+async def test_a_served_method_the_table_does_not_name_is_refused(certs):
+    """Deny by default: a method served but left out of the table is nobody's to call."""
+    table = {f"/{ADMIN}/GetStatus": frozenset({"operator"})}
+    server = await serve(certs["server"], Authorizer(table=table))
+    before = REGISTRY.get_sample_value(
+        "latitude_rpc_refused_total", {"method": "other", "code": "permission_denied"}
+    )
+    try:
+        assert (await call(server, certs["operator"], "GetStatus")).responder_id == "c1"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(server, certs["operator"], "SetStrategy")
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert caught.value.details() == f"/{ADMIN}/SetStrategy is open to no caller"
+    finally:
+        await server.stop(0)
+    after = REGISTRY.get_sample_value(
+        "latitude_rpc_refused_total", {"method": "other", "code": "permission_denied"}
+    )
+    assert after == (before or 0) + 1

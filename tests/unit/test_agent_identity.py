@@ -51,7 +51,12 @@ def test_a_huge_region_in_the_hello_is_not_copied_into_the_refusal():
 
 def node(events: Events):
     # Only what a refusal reaches: a refused stream never gets to the registry.
-    config = SimpleNamespace(regions=("eu-west-1", "ap-southeast-1"), hosts=RegionHosts())
+    config = SimpleNamespace(
+        regions=("eu-west-1", "ap-southeast-1"),
+        hosts=RegionHosts(),
+        streams_per_caller=64,
+        streams_total=4096,
+    )
     return SimpleNamespace(is_leader=True, config=config, events=events, registry=None)
 
 

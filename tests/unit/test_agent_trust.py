@@ -16,6 +16,8 @@ from agent.trust import (
     upstream_problem,
     welcome_problem,
 )
+from coordinator.config import CoordinatorConfig
+from latitude.errors import ConfigError
 from latitude.v1 import agent_pb2
 
 COORDINATORS = ("10.0.0.1:50051", "10.0.0.2:50051", "[fd00::3]:50051")
@@ -172,3 +174,16 @@ def test_an_upstream_under_another_regions_name_is_refused():
 
 def test_without_peers_no_upstream_is_believed():
     assert "not a configured region's database" in upstream_problem(follow("10.0.1.5"), [])
+
+
+@pytest.mark.parametrize(
+    "settings, problem",
+    [
+        ({"fence_after": 300.0}, "fence_after 300 s is outside 0.1..120 s"),
+        ({"report_interval": 0.001, "suspect_after": 1.5}, "report_interval 0.001 s is outside"),
+    ],
+)
+def test_a_coordinator_is_never_configured_beyond_what_agents_believe(settings, problem):
+    with pytest.raises(ConfigError, match=problem):
+        CoordinatorConfig(**settings).validate()
+    CoordinatorConfig(fence_after=120.0, report_interval=0.01).validate()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +63,21 @@ async def test_a_channel_opens_with_or_without_tls(tmp_path):
     for given in (None, tls):
         channel = open_channel("127.0.0.1:1", given)
         await channel.close()
+
+
+# Channels that are not latitude's to secure this way: etcd's (its own TLS and auth) and the
+# user-configured gRPC health check of a service beside the agent.
+_OWN_CHANNELS = {"latitude/channels.py", "coordinator/etcd.py", "agent/checks.py"}
+
+
+def test_every_grpc_channel_is_opened_through_latitude_channels():
+    root = Path(__file__).resolve().parents[2]
+    direct = [
+        str(path.relative_to(root))
+        for package in ("latitude", "coordinator", "agent")
+        for path in sorted((root / package).rglob("*.py"))
+        if str(path.relative_to(root)) not in _OWN_CHANNELS
+        and "latitude/v1/" not in str(path.relative_to(root))
+        and re.search(r"\b(insecure|secure)_channel\(", path.read_text())
+    ]
+    assert not direct, f"open channels with latitude.channels.open_channel in {direct}"

@@ -152,7 +152,9 @@ async def test_connect_refuses_a_hello_outside_its_region_with_invalid_argument(
     message = hello(address="10.0.1.5:5432", capacity=100)
     message.location.latitude = 53.3
     context = Context([agent_pb2.AgentMessage(hello=message)], None, tls=False)
-    config = SimpleNamespace(regions=REGIONS, hosts=HOSTS)
+    config = SimpleNamespace(
+        regions=REGIONS, hosts=HOSTS, streams_per_caller=64, streams_total=4096
+    )
     node = SimpleNamespace(is_leader=True, config=config, events=Events(), registry=None)
     with pytest.raises(Aborted):
         await AgentService(node).Connect(None, context)

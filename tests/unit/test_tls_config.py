@@ -23,12 +23,16 @@ def certs(tmp_path_factory) -> dict[str, CertFiles]:
     here: Path = tmp_path_factory.mktemp("tls")
     pki.create_ca(here / "ca")
     pki.create_ca(here / "other")
+    local = ["127.0.0.1", "localhost"]
     return {
-        "coordinator": pki.issue(here / "ca", "c1", identity=Identity("coordinator")),
+        "coordinator": pki.issue(
+            here / "ca", "c1", identity=Identity("coordinator"), hosts=[*local, "*.example"]
+        ),
+        "client-only": pki.issue(here / "ca", "c3", identity=Identity("coordinator")),
         "operator": pki.issue(here / "ca", "op", identity=Identity("operator")),
-        "eu": pki.issue(here / "ca", "eu", identity=Identity("agent", "eu-west-1")),
-        "us": pki.issue(here / "ca", "us", identity=Identity("agent", "us-east-1")),
-        "stranger": pki.issue(here / "other", "c2", identity=Identity("coordinator")),
+        "eu": pki.issue(here / "ca", "eu", identity=Identity("agent", "eu-west-1"), hosts=local),
+        "us": pki.issue(here / "ca", "us", identity=Identity("agent", "us-east-1"), hosts=local),
+        "stranger": pki.issue(here / "other", "c2", identity=Identity("coordinator"), hosts=local),
     }
 
 
@@ -86,7 +90,7 @@ def test_a_coordinator_needs_a_coordinators_certificate(certs):
         coordinator(flags=flags_of(certs["operator"]))
     assert str(caught.value) == (
         f"tls_cert: {certs['operator'].cert} speaks for operator (latitude://role/operator), "
-        "but this program is coordinator: its certificate must carry the SAN URI "
+        "but this program runs as coordinator: its certificate must carry the SAN URI "
         "latitude://role/coordinator"
     )
 
@@ -122,3 +126,23 @@ def test_an_expired_certificate_is_refused(certs):
     with pytest.raises(ConfigError, match=r"expired on .*renew it: latitude certs"):
         check_tls(certs["coordinator"], Identity("coordinator"), now=later)
     check_tls(certs["coordinator"], Identity("coordinator"))
+
+
+def test_the_certificate_must_name_the_host_others_dial(certs):
+    tls = flags_of(certs["coordinator"])
+    assert coordinator(flags={**tls, "advertise": "localhost:50051"}).tls is not None
+    assert coordinator(flags={**tls, "advertise": "c1.example:50051"}).tls is not None
+    with pytest.raises(ConfigError) as caught:
+        coordinator(flags={**tls, "advertise": "10.0.0.7:50051"})
+    assert str(caught.value) == (
+        f"tls_cert: {certs['coordinator'].cert} is not valid for 10.0.0.7, where others reach "
+        "this program (advertise); it names localhost, *.example, 127.0.0.1"
+    )
+    with pytest.raises(ConfigError, match=r"is not valid for a.c1.example, .*\(advertise\)"):
+        coordinator(flags={**tls, "advertise": "a.c1.example:50051"})  # one label, not two
+    # A wildcard listen address without advertise names no host to check.
+    assert coordinator(flags={**tls, "listen": "0.0.0.0:50051"}).tls is not None
+    with pytest.raises(ConfigError, match=r"may only be a client's \(no serverAuth usage\)"):
+        coordinator(flags=flags_of(certs["client-only"]))
+    with pytest.raises(ConfigError, match=r"not valid for 10.1.1.1, .* \(listen\)"):
+        agent("eu-west-1", {**flags_of(certs["eu"]), "listen": "10.1.1.1:0"})
