@@ -116,11 +116,20 @@ def _etcd_healthy(url: str) -> bool:
 
 
 async def _agent_seen(coordinators, certs: dict[str, CertFiles]):
+    """A leader that sees the agent, named as leader by every coordinator: a follower still
+    starting, or not yet knowing its leader, would answer the tests 'no leader'."""
     status = await cluster_status(coordinators, 1.0, tls=certs["reader"])
     regions = {r.region: r for r in status.regions}
-    if status.leader.address and regions.get("us-east-1") and regions["us-east-1"].agent_connected:
-        return status
-    return None
+    if not (regions.get("us-east-1") and regions["us-east-1"].agent_connected):
+        return None
+    for address in coordinators:
+        try:
+            each = await cluster_status([address], 1.0, tls=certs["reader"])
+        except LatitudeError:
+            return None
+        if not each.leader.address or each.leader.address != status.leader.address:
+            return None
+    return status
 
 
 async def test_a_reader_reads_and_may_change_nothing(cluster):
