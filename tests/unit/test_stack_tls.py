@@ -223,3 +223,21 @@ def test_a_stack_keeps_its_mode_and_takes_a_ca_provided_beforehand(tmp_path: Pat
     (tmp_path / "other" / "tls" / "stray.crt").write_text("")
     with pytest.raises(StackError, match="holds tls but no state file"):
         Stack(StackConfig(dir=tmp_path / "other", tls=True))._load_or_create()
+
+
+def test_up_takes_tls_from_the_flag_the_environment_or_the_file(tmp_path: Path, monkeypatch):
+    def mode(*argv: str):
+        args = cli._parser().parse_args(["up", "--dir", str(tmp_path), *argv])
+        return cli._stack(args).config.tls
+
+    monkeypatch.delenv("LATITUDE_STACK_TLS", raising=False)
+    assert mode() is None  # as the stack runs; plaintext for a new one
+    assert mode("--tls") is True
+    assert mode("--no-tls") is False
+    monkeypatch.setenv("LATITUDE_STACK_TLS", "1")
+    assert mode() is True
+    settings = tmp_path / "stack.toml"
+    settings.write_text("[stack]\ntls = true\n")
+    monkeypatch.delenv("LATITUDE_STACK_TLS")
+    assert mode("--config", str(settings)) is True
+    assert mode("--config", str(settings), "--no-tls") is False
