@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from latitude.netaddr import join_host_port
+from latitude.pki import CertFiles
 from latitude.stack.postgres import PostgresNode
 from latitude.stack.topology import RegionSpec
 
@@ -23,6 +24,9 @@ def coordinator_argv(
     *,
     synchronous: bool = False,
     http_address: str = "",
+    tls: CertFiles | None = None,
+    etcd_tls: CertFiles | None = None,
+    etcd_server_name: str = "",
     region_hosts: dict[str, list[str]] | None = None,
 ) -> list[str]:
     # Where each region's services are: the coordinator believes no address elsewhere.
@@ -35,6 +39,9 @@ def coordinator_argv(
         "--regions", ",".join(regions),
         *(["--synchronous"] if synchronous else []),
         *(["--http-address", http_address] if http_address else []),
+        *tls_flags(tls),
+        *tls_flags(etcd_tls, "--etcd-"),
+        *(["--etcd-server-name", etcd_server_name] if etcd_server_name else []),
         *(["--region-hosts", ",".join(hosts)] if hosts else []),
     ]  # fmt: skip
 
@@ -52,6 +59,7 @@ def agent_argv(
     fence_lease: Path,
     db_user: str,
     http_address: str = "",
+    tls: CertFiles | None = None,
 ) -> list[str]:
     return [
         sys.executable, "-m", "agent.main",
@@ -76,7 +84,23 @@ def agent_argv(
         "--peer-agents", ",".join(f"{r}={a}" for r, a in peer_agents.items()),
         "--fence-lease", str(fence_lease),
         *(["--http-address", http_address] if http_address else []),
+        *tls_flags(tls),
     ]  # fmt: skip
+
+
+def tls_flags(files: CertFiles | None, prefix: str = "--tls-") -> list[str]:
+    """--tls-ca/--tls-cert/--tls-key (or --etcd-...) for a certificate; none in plaintext.
+    Paths only: a key never travels on a command line."""
+    if files is None:
+        return []
+    return [
+        f"{prefix}ca",
+        str(files.ca),
+        f"{prefix}cert",
+        str(files.cert),
+        f"{prefix}key",
+        str(files.key),
+    ]
 
 
 def keeper_argv(region: RegionSpec, database: PostgresNode, fence_lease: Path) -> list[str]:

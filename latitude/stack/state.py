@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from latitude.errors import StackError, describe_error
+from latitude.pki import CertFiles
 from latitude.stack.postgres import AGENT_ROLE, SUPERUSER
 from latitude.stack.processes import ProcessRecord
 
@@ -51,10 +52,30 @@ class StackState:
     # The stack's network namespaces and addresses (latitude.stack.network.Layout.to_json),
     # or None when everything listens on ``host`` in the root namespace.
     network: dict | None = None
+    # TLS mode (latitude.stack.tls.state_record: the CA and every certificate's paths), or
+    # None for plaintext: anyone who reaches a port can then change the cluster.
+    tls: dict | None = None
 
     @property
     def path(self) -> Path:
         return state_path(self.dir)
+
+    @property
+    def tls_dir(self) -> Path | None:
+        return Path(self.tls["dir"]) if self.tls else None
+
+    def cert_files(self, name: str) -> CertFiles | None:
+        """The certificate, key and CA of component ``name`` (a coordinator, an agent,
+        "operator", "reader", an etcd member...); None in plaintext mode."""
+        if not self.tls:
+            return None
+        try:
+            entry = self.tls["certs"][name]
+            return CertFiles(Path(entry["cert"]), Path(entry["key"]), Path(self.tls["ca"]))
+        except (KeyError, TypeError) as err:
+            raise StackError(
+                f"the state file {self.path} names no certificate for {name} (run `latitude up`)"
+            ) from err
 
     def save(self) -> None:
         data = {
@@ -71,6 +92,7 @@ class StackState:
             "initialized": sorted(self.initialized),
             "processes": {name: rec.to_json() for name, rec in self.processes.items()},
             "network": self.network,
+            "tls": self.tls,
         }
         write_private(self.path, json.dumps(data, indent=2).encode())
 
@@ -112,6 +134,7 @@ class StackState:
                     name: ProcessRecord.from_json(rec) for name, rec in data["processes"].items()
                 },
                 network=data.get("network"),
+                tls=data.get("tls"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise StackError(f"the state file {path} is malformed (missing or bad {err})") from err

@@ -11,8 +11,11 @@ import grpc
 import pytest
 
 from latitude.admin_client import cluster_status
+from latitude.channels import open_channel
+from latitude.stack.harness import suite_client_tls
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc, common_pb2
+from tests.integration.connections import TLS
 
 pytestmark = pytest.mark.stack
 
@@ -25,7 +28,7 @@ async def cluster(stack: Stack):
 
 
 async def status(stack: Stack) -> admin_pb2.ClusterStatus:
-    return await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+    return await cluster_status(stack.coordinator_addresses(stack.state()), 1.0, tls=TLS)
 
 
 def region(view: admin_pb2.ClusterStatus, name: str) -> admin_pb2.RegionStatus:
@@ -50,7 +53,9 @@ def hello(region_name: str, agent_id: str, address: str) -> agent_pb2.AgentMessa
 async def refusal(stack: Stack, message: agent_pb2.AgentMessage) -> grpc.aio.AioRpcError:
     """Open a stream to the leader with ``message``; the error that ends it."""
     leader = (await status(stack)).leader.address
-    async with grpc.aio.insecure_channel(leader) as channel:
+    # In TLS mode, the certificate of the region the Hello names.
+    tls = suite_client_tls("agent", message.hello.region) if TLS else None
+    async with open_channel(leader, tls) as channel:
         call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call.write(message)

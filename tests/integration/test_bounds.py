@@ -10,8 +10,11 @@ import grpc
 import pytest
 
 from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.channels import open_channel
+from latitude.stack.harness import suite_client_tls
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, common_pb2
+from tests.integration.connections import TLS
 
 pytestmark = pytest.mark.stack
 
@@ -31,7 +34,7 @@ async def wait_status(stack: Stack, predicate, timeout: float, what: str):
     last = None
     while time.monotonic() < deadline:
         try:
-            last = await cluster_status(addresses, 1.0)
+            last = await cluster_status(addresses, 1.0, tls=TLS)
             if predicate(last):
                 return last
         except NoCoordinator:
@@ -71,7 +74,8 @@ async def test_a_report_flood_ends_its_stream_and_the_real_agent_comes_back(clus
     await wait_status(
         cluster, lambda s: not connected(s, REGION), 5, "the leader to see the agent gone"
     )
-    leader = (await cluster_status(cluster.coordinator_addresses(cluster.state()), 1.0)).leader
+    addresses = cluster.coordinator_addresses(cluster.state())
+    leader = (await cluster_status(addresses, 1.0, tls=TLS)).leader
 
     async def flood():
         yield hello()
@@ -79,7 +83,7 @@ async def test_a_report_flood_ends_its_stream_and_the_real_agent_comes_back(clus
             yield report(sequence)
 
     started = time.monotonic()
-    async with grpc.aio.insecure_channel(leader.address) as channel:
+    async with open_channel(leader.address, suite_client_tls("agent", REGION)) as channel:
         # gRPC writes the requests as the stream takes them, and stops when it ends.
         call = agent_pb2_grpc.AgentServiceStub(channel).Connect(flood())
         with pytest.raises(grpc.aio.AioRpcError) as ended:
@@ -97,7 +101,7 @@ async def test_list_events_since_out_of_range_is_invalid_argument(cluster: Stack
     request = admin_pb2.ListEventsRequest()
     request.since.seconds = 2**62
     for address in cluster.coordinator_addresses(cluster.state()):
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address, TLS) as channel:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.ListEvents(request, timeout=5)
