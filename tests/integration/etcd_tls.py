@@ -34,10 +34,16 @@ class TlsEtcd:
     members: list[EtcdMember]
     certs: EtcdCertificates
     ca_dir: Path
+    processes: dict[str, subprocess.Popen]
 
     @property
     def endpoints(self) -> list[str]:
         return [m.endpoint for m in self.members]
+
+    def kill(self, name: str) -> None:
+        """Kill one member, as a crash would."""
+        self.processes[name].kill()
+        self.processes[name].wait()
 
 
 @contextmanager
@@ -50,22 +56,22 @@ def tls_etcd(directory: Path, size: int = 3, *, ready_timeout: float = 30.0) -> 
     members = [EtcdMember(n, "127.0.0.1", allocated[f"{n}.c"], allocated[f"{n}.p"]) for n in names]
     certs = etcd.issue_certificates(ca_dir, members)
     binary = StackConfig().etcd_path()
-    running: list[subprocess.Popen] = []
+    running: dict[str, subprocess.Popen] = {}
     try:
         for member in members:
             tls = certs.member(member.name)
             data = directory / member.name
             argv = etcd.argv(binary, member, members, data, "tls-test", tls=tls)
             with open(directory / f"{member.name}.log", "ab") as log:
-                running.append(subprocess.Popen(argv, stdout=log, stderr=log))
-        cluster = TlsEtcd(members, certs, ca_dir)
+                running[member.name] = subprocess.Popen(argv, stdout=log, stderr=log)
+        cluster = TlsEtcd(members, certs, ca_dir, running)
         asyncio.run(_ready(cluster, ready_timeout))
         asyncio.run(etcd_auth.enable_auth(cluster.endpoints, certs.root, PREFIX))
         yield cluster
     finally:
-        for process in running:
+        for process in running.values():
             process.terminate()
-        for process in running:
+        for process in running.values():
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:

@@ -186,3 +186,20 @@ async def test_a_coordinator_with_part_of_the_etcd_settings_says_what_is_missing
     assert "etcd_key: TLS to etcd needs etcd_ca, etcd_cert and etcd_key together" in (
         stderr.decode()
     )
+
+
+async def test_a_dead_member_is_skipped(cluster: TlsEtcd, client: Etcd):
+    """Last in this module: it leaves the cluster with two members of three. A follower dies
+    (the raft leader's death would add an election, a second or two, that is not at issue)."""
+    probe = MemberProbe(cluster.endpoints, tls=cluster.certs.client)
+    try:
+        statuses = await probe.statuses(timeout=2.0)
+    finally:
+        await probe.close()
+    follower = next(m for m, s in zip(cluster.members, statuses, strict=True) if not s.is_leader)
+    await client.put(LEADER, b"before")
+    cluster.kill(follower.name)
+    # Each call goes to the next member in turn: over several, the dead one's turn comes up.
+    for n in range(6):
+        await client.put(LEADER, str(n).encode())
+        assert (await client.get(LEADER)).value == str(n).encode()

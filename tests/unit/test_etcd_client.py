@@ -79,3 +79,29 @@ async def test_a_missing_certificate_is_named_when_connecting(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"cannot read .*latitude\.crt"):
         await etcd.connect()
     await etcd.close()
+
+
+async def test_one_channel_over_every_member_checked_against_their_host(monkeypatch, tmp_path):
+    opened = []
+
+    def open_channel(target, tls, *, options):
+        opened.append((target, tls, dict(options)))
+        return grpc.aio.insecure_channel("127.0.0.1:9")
+
+    monkeypatch.setattr("coordinator.etcd.open_channel", open_channel)
+    tls = CertFiles(tmp_path / "latitude.crt", tmp_path / "latitude.key", tmp_path / "ca.crt")
+    etcd = Etcd(["10.0.0.5:2379", "10.0.0.5:2381"], tls=tls)
+    await etcd.connect()
+    await etcd.connect()  # connected already: no second channel
+    await etcd.close()
+    [(target, used, options)] = opened
+    assert (target, used) == ("ipv4:10.0.0.5:2379,10.0.0.5:2381", tls)
+    assert options["grpc.ssl_target_name_override"] == "10.0.0.5"
+    assert options["grpc.lb_policy_name"] == "round_robin"
+    assert options["grpc.max_reconnect_backoff_ms"] == 1000
+
+
+def test_plaintext_names_no_server():
+    etcd = Etcd(["[::1]:2379", "[::1]:2381"])
+    assert etcd._client._target == "ipv6:[::1]:2379,[::1]:2381"
+    assert "grpc.ssl_target_name_override" not in etcd._client._options
