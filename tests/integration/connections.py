@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import asyncpg
 
 from coordinator import keys
-from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
+from tests.integration.etcd_tls import stack_etcd
 
 # A connection that dies mid-query can surface as any of these (asyncpg's InternalClientError
 # when the failure interrupts its state machine).
@@ -159,7 +159,7 @@ FAILOVER_RECORD = f"/latitude/{keys.FAILOVER}".encode()
 
 async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
     """The newest failover record, straight from etcd (it outlives the failover)."""
-    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
+    etcd = stack_etcd(stack)
     await etcd.connect()
     try:
         kv = await etcd.get(FAILOVER_RECORD, timeout=1.0)

@@ -11,6 +11,7 @@ from coordinator.election import Election
 from coordinator.etcd import Etcd
 from coordinator.store import Candidate, EtcdStore
 from latitude.stack.stack import Stack
+from tests.integration.etcd_tls import stack_etcd
 
 pytestmark = pytest.mark.stack
 
@@ -18,12 +19,11 @@ pytestmark = pytest.mark.stack
 @pytest.fixture
 async def stores(stack: Stack):
     """Independent clients (one per would-be coordinator) on a prefix of the test's own."""
-    endpoints = [m.endpoint for m in stack.etcd_members(stack.state())]
     prefix = f"/test-{uuid.uuid4().hex[:8]}"
     made = []
 
     def make() -> EtcdStore:
-        store = EtcdStore(Etcd(endpoints), prefix)
+        store = EtcdStore(stack_etcd(stack), prefix)
         made.append(store)
         return store
 
