@@ -247,9 +247,9 @@ class CoordinatorConfig:
                 f"{', '.join(missing)}: TLS to etcd needs etcd_ca, etcd_cert and etcd_key "
                 f"together (only {', '.join(given)} given)"
             )
-        for name, path in paths.items():
-            if not path.is_file():
-                raise ConfigError(f"{name}: {path} is not a readable file")
+        # Readable, the key's, signed by the CA, within its validity: a clear error now, not a
+        # handshake etcd refuses later. Its CN is the etcd user, it names no latitude identity.
+        check_tls(self.etcd_tls, None, setting="etcd")
         tls_server_name(self.etcd, self.etcd_server_name)
 
     @property

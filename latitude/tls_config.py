@@ -28,50 +28,56 @@ WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 def check_tls(
     tls: CertFiles,
-    expected: Identity,
+    expected: Identity | None,
     *,
     serves: tuple[str, str] | None = None,
     now: datetime.datetime | None = None,
+    setting: str = "tls",
 ):
     """ConfigError naming the setting unless ``tls`` is fit for a program that is ``expected``
-    and that others reach at ``serves`` (the host, and the setting it comes from)."""
+    (None: a certificate that names no latitude identity, such as an etcd client's, whose CN
+    is its etcd user) and that others reach at ``serves`` (the host, and the setting it comes
+    from). ``setting``: the settings' prefix (``tls``, or ``etcd`` for etcd_ca/etcd_cert/
+    etcd_key)."""
+    tls_cert, tls_key, tls_ca = (f"{setting}_{m}" for m in ("cert", "key", "ca"))
     cert_pem, key_pem, ca_pem = (
-        _read(tls.cert, "tls_cert"),
-        _read(tls.key, "tls_key"),
-        _read(tls.ca, "tls_ca"),
+        _read(tls.cert, tls_cert),
+        _read(tls.key, tls_key),
+        _read(tls.ca, tls_ca),
     )
-    cert = _certificate(cert_pem, "tls_cert", tls.cert)
-    ca = _certificate(ca_pem, "tls_ca", tls.ca)
+    cert = _certificate(cert_pem, tls_cert, tls.cert)
+    ca = _certificate(ca_pem, tls_ca, tls.ca)
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as err:
         raise ConfigError(
-            f"tls_key: {tls.key} is not an unencrypted PEM private key ({err})"
+            f"{tls_key}: {tls.key} is not an unencrypted PEM private key ({err})"
         ) from err
     if key.public_key().public_bytes(*_PUBLIC) != cert.public_key().public_bytes(*_PUBLIC):
-        raise ConfigError(f"tls_key: {tls.key} is not the key of tls_cert {tls.cert}")
+        raise ConfigError(f"{tls_key}: {tls.key} is not the key of {tls_cert} {tls.cert}")
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature) as err:
         raise ConfigError(
-            f"tls_cert: {tls.cert} was not issued by the CA in tls_ca ({tls.ca})"
+            f"{tls_cert}: {tls.cert} was not issued by the CA in {tls_ca} ({tls.ca})"
         ) from err
     now = now or datetime.datetime.now(datetime.UTC)
     if cert.not_valid_after_utc <= now:
         raise ConfigError(
-            f"tls_cert: {tls.cert} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC "
+            f"{tls_cert}: {tls.cert} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC "
             "(renew it: latitude certs)"
         )
     if cert.not_valid_before_utc > now:
         raise ConfigError(
-            f"tls_cert: {tls.cert} is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M}"
+            f"{tls_cert}: {tls.cert} is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M}"
             " UTC (is this machine's clock right?)"
         )
     identity = identity_of_pem(cert_pem)
-    if identity != expected:
+    if expected is not None and identity != expected:
         said = f"speaks for {identity} ({identity.uri})" if identity else "names no identity"
         raise ConfigError(
-            f"tls_cert: {tls.cert} {said}, but this program runs as {expected}: its certificate "
+            f"{tls_cert}: {tls.cert} {said}, but this program runs as {expected}: its "
+            "certificate "
             f"must carry the SAN URI {expected.uri}"
         )
     if serves is not None and serves[0] not in WILDCARD_HOSTS:

@@ -19,12 +19,14 @@ from pathlib import Path
 import grpc
 from aetcd import rpc
 
+from coordinator.etcd import Etcd
 from latitude import pki
 from latitude.channels import open_channel
 from latitude.pki import CertFiles
 from latitude.stack import etcd, etcd_auth, ports
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdCertificates, EtcdMember
+from latitude.stack.stack import Stack
 
 PREFIX = "/latitude"
 
@@ -89,6 +91,14 @@ async def _ready(cluster: TlsEtcd, timeout: float) -> None:
             problems = ", ".join(f"{h.name}: {h.error}" for h in health if not h.healthy)
             raise AssertionError(f"the TLS etcd cluster did not become healthy: {problems}")
         await asyncio.sleep(0.1)
+
+
+def stack_etcd(stack: Stack, timeout: float = 1.0) -> Etcd:
+    """A client of ``stack``'s etcd for tests: in TLS mode as etcd's administrator (root),
+    since tests keep their keys under prefixes of their own, outside the coordinators' role."""
+    certs = stack.etcd_certs(stack.state())
+    endpoints = [m.endpoint for m in stack.etcd_members(stack.state())]
+    return Etcd(endpoints, timeout=timeout, tls=None if certs is None else certs.root)
 
 
 async def direct_write(

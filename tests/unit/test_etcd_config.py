@@ -9,17 +9,15 @@ import pytest
 
 from coordinator.config import CoordinatorConfig
 from coordinator.main import parse_args
-from latitude import config
+from latitude import config, pki
 from latitude.errors import ConfigError
 from latitude.pki import CertFiles
 
 
 @pytest.fixture
 def certs(tmp_path: Path) -> CertFiles:
-    files = CertFiles(tmp_path / "latitude.crt", tmp_path / "latitude.key", tmp_path / "ca.crt")
-    for path in (files.cert, files.key, files.ca):
-        path.write_text("PEM\n")
-    return files
+    pki.create_ca(tmp_path)
+    return pki.issue(tmp_path, "etcd-client", common_name="latitude")
 
 
 def load(file: Path | None = None, env: dict | None = None, argv: list[str] = ()):
@@ -68,8 +66,15 @@ def test_all_three_or_none(certs: CertFiles):
 def test_a_missing_file_is_named(certs: CertFiles):
     certs.key.unlink()
     argv = ["--etcd-ca", str(certs.ca), "--etcd-cert", str(certs.cert), "--etcd-key"]
-    with pytest.raises(ConfigError, match=f"etcd_key: {certs.key} is not a readable file"):
+    with pytest.raises(ConfigError, match=f"etcd_key: cannot read {certs.key}"):
         load(argv=[*argv, str(certs.key)])
+
+
+def test_a_key_that_is_not_the_certificates_is_named(tmp_path: Path, certs: CertFiles):
+    other = pki.issue(tmp_path, "other", common_name="latitude")
+    argv = ["--etcd-ca", str(certs.ca), "--etcd-cert", str(certs.cert), "--etcd-key"]
+    with pytest.raises(ConfigError, match=f"etcd_key: {other.key} is not the key of etcd_cert"):
+        load(argv=[*argv, str(other.key)])
 
 
 def test_members_on_several_hosts_need_a_server_name(certs: CertFiles):
