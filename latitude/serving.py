@@ -14,6 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from latitude.errors import LatitudeError
+from latitude.malformed import guarded
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class Server:
         self.port = 0
 
     def add(self, register: Callable[[object, grpc.aio.Server], None], servicer, name: str):
-        register(servicer, self.grpc)
+        # A request that does not decode is refused with INVALID_ARGUMENT, not grpc's UNKNOWN.
+        register(servicer, guarded(self.grpc))
         self._names.append(name)
 
     async def start(self) -> None:

@@ -1,0 +1,112 @@
+"""latitude.malformed on an in-process server: undecodable requests are refused with
+INVALID_ARGUMENT whatever the method's shape, valid ones pass unchanged, and a stream handler
+that reads from a task of its own is stopped with its clean-up run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from latitude.serving import Server
+from latitude.v1 import agent_pb2, agent_pb2_grpc, routing_pb2, routing_pb2_grpc
+
+pytestmark = pytest.mark.fuzz
+
+CORRUPT = b"\x0a\x05ab"  # a length past the end
+BAD_UTF8 = b"\x0a\x02\xff\xfe"  # ConfirmRequest.primary_region, not UTF-8
+
+
+class Failsafe(agent_pb2_grpc.FailsafeServiceServicer):
+    async def Confirm(self, request, context):
+        return agent_pb2.ConfirmReply(region=request.primary_region)
+
+
+class Agents(agent_pb2_grpc.AgentServiceServicer):
+    """Reads in a task of its own and writes from the handler, as coordinator.agent_service."""
+
+    def __init__(self) -> None:
+        self.cleaned_up = asyncio.Event()
+
+    async def Connect(self, request_iterator, context):
+        outbox: asyncio.Queue = asyncio.Queue()
+
+        async def read():
+            while (message := await context.read()) is not grpc.aio.EOF:
+                await outbox.put(agent_pb2.CoordinatorMessage(report_ack={"sequence": 1}))
+                assert message.WhichOneof("body") is not None
+            await outbox.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (message := await outbox.get()) is not None:
+                await context.write(message)
+        finally:
+            reader.cancel()
+            self.cleaned_up.set()
+
+
+class Routing(routing_pb2_grpc.RoutingServiceServicer):
+    async def Watch(self, request, context):
+        for version in range(request.known_version + 1, request.known_version + 3):
+            yield routing_pb2.RoutingTable(version=version)
+
+
+@pytest.fixture
+async def served():
+    server = Server("127.0.0.1:0")
+    agents = Agents()
+    server.add(agent_pb2_grpc.add_FailsafeServiceServicer_to_server, Failsafe(), "f")
+    server.add(agent_pb2_grpc.add_AgentServiceServicer_to_server, agents, "a")
+    server.add(routing_pb2_grpc.add_RoutingServiceServicer_to_server, Routing(), "r")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    yield channel, agents
+    await channel.close()
+    await server.stop(0)
+
+
+@pytest.mark.parametrize("body", [CORRUPT, BAD_UTF8])
+async def test_a_unary_request_that_does_not_decode_is_invalid_argument(served, body):
+    channel, _ = served
+    confirm = channel.unary_unary("/latitude.v1.FailsafeService/Confirm")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await confirm(body, timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "latitude.v1.ConfirmRequest" in refused.value.details()
+
+
+async def test_a_valid_request_is_answered_as_before(served):
+    channel, _ = served
+    stub = agent_pb2_grpc.FailsafeServiceStub(channel)
+    reply = await stub.Confirm(agent_pb2.ConfirmRequest(primary_region="eu-west-1"), timeout=5)
+    assert reply.region == "eu-west-1"
+    tables = routing_pb2_grpc.RoutingServiceStub(channel).Watch(
+        routing_pb2.WatchRequest(known_version=4), timeout=5
+    )
+    assert [t.version async for t in tables] == [5, 6]
+
+
+async def test_a_server_stream_refuses_a_request_that_does_not_decode(served):
+    channel, _ = served
+    watch = channel.unary_stream("/latitude.v1.RoutingService/Watch")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in watch(CORRUPT, timeout=5):
+            pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_bad_message_mid_stream_ends_it_after_the_handler_cleaned_up(served):
+    channel, agents = served
+    connect = channel.stream_stream("/latitude.v1.AgentService/Connect")
+    call = connect(timeout=5)
+    hello = agent_pb2.AgentMessage(hello={"region": "eu-west-1"}).SerializeToString()
+    await call.write(hello)
+    assert agent_pb2.CoordinatorMessage.FromString(await call.read()).report_ack.sequence == 1
+    await call.write(b"\x0a\x02\xff\xfe")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.read()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "latitude.v1.AgentMessage" in refused.value.details()
+    await asyncio.wait_for(agents.cleaned_up.wait(), 5)
