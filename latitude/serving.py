@@ -14,7 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from latitude.errors import LatitudeError
-from latitude.malformed import guarded
+from latitude.handler_guard import guarded
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Server:
         self.port = 0
 
     def add(self, register: Callable[[object, grpc.aio.Server], None], servicer, name: str):
-        # A request that does not decode is refused with INVALID_ARGUMENT, not grpc's UNKNOWN.
+        # Undecodable requests are INVALID_ARGUMENT (not UNKNOWN); status details are bounded.
         register(servicer, guarded(self.grpc))
         self._names.append(name)
 

@@ -1,4 +1,5 @@
-"""Requests that do not decode are refused with INVALID_ARGUMENT, not UNKNOWN.
+"""What every latitude handler answers a stranger: requests that do not decode are refused
+with INVALID_ARGUMENT, not UNKNOWN; and a status's details are bounded in size.
 
 grpc runs a method's request deserializer before the handler; when protobuf refuses the bytes
 (corrupt wire format, a string field holding invalid UTF-8, a truncated message), grpc ends
@@ -8,6 +9,12 @@ register: every handler's deserializer then hands an undecodable request over as
 ``Malformed`` value, and the handler's wrapper refuses it with INVALID_ARGUMENT naming the
 message type. A stream that sends one bad message among good ones is ended the same way,
 after the handler has cleaned up (it is cancelled, so its ``finally`` blocks run).
+
+A refusal that quotes the request (``unknown region '...'``) would quote 70,000 characters of
+a padded field: past the 8 KiB of metadata a gRPC client accepts, so the client sees
+RESOURCE_EXHAUSTED ("received metadata size exceeds soft limit") instead of the refusal. The
+context a guarded handler gets cuts its status details to ``MAX_DETAILS_BYTES`` (UTF-8,
+before grpc percent-encodes them), saying how much was cut.
 
 Handlers without a deserializer (methods that take the serialized request, like Resolve) are
 left as they are: they parse the bytes themselves.
@@ -37,6 +44,21 @@ class Malformed:
         return f"request: not a valid {self.type_name} ({self.error})"
 
 
+# Percent-encoded, non-ASCII bytes triple: at most about 3 KiB of the client's 8 KiB.
+MAX_DETAILS_BYTES = 1024
+
+
+def bounded(details: str) -> str:
+    """``details`` cut to MAX_DETAILS_BYTES of UTF-8, saying so when cut."""
+    if len(details) * 4 <= MAX_DETAILS_BYTES:
+        return details
+    encoded = details.encode("utf-8", "replace")
+    if len(encoded) <= MAX_DETAILS_BYTES:
+        return details
+    kept = encoded[:MAX_DETAILS_BYTES].decode("utf-8", "ignore")
+    return f"{kept}... ({len(encoded) - MAX_DETAILS_BYTES} more bytes cut)"
+
+
 class _MalformedInStream(Exception):
     def __init__(self, malformed: Malformed) -> None:
         super().__init__(malformed.details)
@@ -60,6 +82,7 @@ def _unary_request(behaviour):
     if inspect.isasyncgenfunction(behaviour):
 
         async def streaming(request, context):
+            context = _Context(context)
             if isinstance(request, Malformed):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details)
             async for response in behaviour(request, context):
@@ -68,6 +91,7 @@ def _unary_request(behaviour):
         return streaming
 
     async def unary(request, context):
+        context = _Context(context)
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details)
         return await behaviour(request, context)
@@ -75,10 +99,15 @@ def _unary_request(behaviour):
     return unary
 
 
-class _Context:
-    """The servicer context, whose ``read`` refuses a malformed message."""
+def _refuse_in_stream(malformed: Malformed):
+    raise _MalformedInStream(malformed)
 
-    def __init__(self, context, on_malformed: Callable[[Malformed], None]) -> None:
+
+class _Context:
+    """The servicer context, with bounded status details, and whose ``read`` hands a
+    malformed message to ``on_malformed``."""
+
+    def __init__(self, context, on_malformed: Callable[[Malformed], None] = _refuse_in_stream):
         self._context = context
         self._on_malformed = on_malformed
 
@@ -87,6 +116,12 @@ class _Context:
         if isinstance(message, Malformed):
             self._on_malformed(message)
         return message
+
+    async def abort(self, code, details: str = "", trailing_metadata=()):
+        await self._context.abort(code, bounded(details), trailing_metadata)
+
+    def set_details(self, details: str) -> None:
+        self._context.set_details(bounded(details))
 
     def __getattr__(self, name):
         return getattr(self._context, name)
@@ -102,16 +137,15 @@ def _stream_request(behaviour):
     if inspect.isasyncgenfunction(behaviour):
 
         async def streaming(request_iterator, context):
-            def refuse(malformed: Malformed):
-                raise _MalformedInStream(malformed)
-
             try:
                 async for response in behaviour(
-                    requests(request_iterator, refuse), _Context(context, refuse)
+                    requests(request_iterator, _refuse_in_stream), _Context(context)
                 ):
                     yield response
             except _MalformedInStream as err:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, err.malformed.details)
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, bounded(err.malformed.details)
+                )
 
         return streaming
 
@@ -134,7 +168,7 @@ def _stream_request(behaviour):
         except asyncio.CancelledError:
             if not seen:
                 raise
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, seen[0].details)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bounded(seen[0].details))
 
     return unary
 

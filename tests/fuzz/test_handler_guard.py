@@ -1,4 +1,4 @@
-"""latitude.malformed on an in-process server: undecodable requests are refused with
+"""latitude.handler_guard on an in-process server: undecodable requests are refused with
 INVALID_ARGUMENT whatever the method's shape, valid ones pass unchanged, and a stream handler
 that reads from a task of its own is stopped with its clean-up run."""
 
@@ -9,6 +9,7 @@ import asyncio
 import grpc
 import pytest
 
+from latitude.handler_guard import MAX_DETAILS_BYTES, bounded
 from latitude.serving import Server
 from latitude.v1 import agent_pb2, agent_pb2_grpc, routing_pb2, routing_pb2_grpc
 
@@ -20,6 +21,10 @@ BAD_UTF8 = b"\x0a\x02\xff\xfe"  # ConfirmRequest.primary_region, not UTF-8
 
 class Failsafe(agent_pb2_grpc.FailsafeServiceServicer):
     async def Confirm(self, request, context):
+        if request.primary_region.startswith("unknown"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"unknown region {request.primary_region!r}"
+            )
         return agent_pb2.ConfirmReply(region=request.primary_region)
 
 
@@ -110,3 +115,26 @@ async def test_a_bad_message_mid_stream_ends_it_after_the_handler_cleaned_up(ser
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "latitude.v1.AgentMessage" in refused.value.details()
     await asyncio.wait_for(agents.cleaned_up.wait(), 5)
+
+
+@pytest.mark.parametrize("padding", ["x", "\u00e9", "\U0001f600"])
+async def test_a_refusal_quoting_a_huge_request_arrives_cut(served, padding):
+    """Uncut, 70,000 characters of details pass the client's 8 KiB metadata limit and the
+    client sees RESOURCE_EXHAUSTED instead of the refusal."""
+    channel, _ = served
+    stub = agent_pb2_grpc.FailsafeServiceStub(channel)
+    request = agent_pb2.ConfirmRequest(primary_region="unknown" + padding * 70_000)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Confirm(request, timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = refused.value.details()
+    assert details.startswith("unknown region 'unknown" + padding)
+    assert details.endswith("more bytes cut)")
+    assert len(details.encode()) < MAX_DETAILS_BYTES + 100
+
+
+def test_bounded_keeps_short_details_and_cuts_on_a_character_boundary():
+    assert bounded("region: required") == "region: required"
+    cut = bounded("\u00e9" * 1000)
+    assert cut.startswith("\u00e9" * (MAX_DETAILS_BYTES // 2))
+    assert cut.endswith(f"({2000 - MAX_DETAILS_BYTES} more bytes cut)")
