@@ -1,0 +1,86 @@
+"""Every RPC of latitude.v1, found by walking the file descriptors, and one way to call any of
+them with bytes: the fuzz tests send what they drew exactly as drawn, and get back the status
+code (and, for streams, how many messages came before it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor
+
+from latitude.v1 import admin_pb2, agent_pb2, common_pb2, history_pb2, routing_pb2
+
+MODULES = (admin_pb2, agent_pb2, common_pb2, history_pb2, routing_pb2)
+# A server bug, whatever the input: nothing a client sends may end in one of these.
+BUGS = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+
+
+def methods() -> list[MethodDescriptor]:
+    """Every method of every service latitude.v1 defines."""
+    found = []
+    for module in MODULES:
+        for service in module.DESCRIPTOR.services_by_name.values():
+            found.extend(service.methods)
+    return sorted(found, key=lambda m: m.full_name)
+
+
+def path(method: MethodDescriptor) -> str:
+    return f"/{method.containing_service.full_name}/{method.name}"
+
+
+def lost(outcome: Outcome) -> bool:
+    """Whether the client never got the server's status: its details passed the client's
+    metadata limit, so grpc answered RESOURCE_EXHAUSTED in the server's place."""
+    return outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        "metadata size exceeds" in outcome.details
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    code: grpc.StatusCode
+    details: str
+    responses: int
+
+    def __str__(self) -> str:
+        return f"{self.code.name} after {self.responses} responses: {self.details[:300]!r}"
+
+
+def call(
+    channel: grpc.Channel,
+    method: MethodDescriptor,
+    requests: bytes | Sequence[bytes],
+    timeout: float,
+    *,
+    max_responses: int = 1,
+) -> Outcome:
+    """Call ``method`` with serialized ``requests`` (one, or a sequence for a client stream);
+    a server stream is read for at most ``max_responses`` messages, then cancelled."""
+    identity = dict(request_serializer=None, response_deserializer=None)
+    name = path(method)
+    if method.client_streaming:
+        messages: Iterable[bytes] = iter(list(requests))
+    else:
+        assert isinstance(requests, bytes)
+    received = 0
+    try:
+        if not method.server_streaming:
+            if method.client_streaming:
+                channel.stream_unary(name, **identity)(messages, timeout=timeout)
+            else:
+                channel.unary_unary(name, **identity)(requests, timeout=timeout)
+            return Outcome(grpc.StatusCode.OK, "", 1)
+        if method.client_streaming:
+            stream = channel.stream_stream(name, **identity)(messages, timeout=timeout)
+        else:
+            stream = channel.unary_stream(name, **identity)(requests, timeout=timeout)
+        for _ in stream:
+            received += 1
+            if received >= max_responses and not method.client_streaming:
+                stream.cancel()
+                return Outcome(grpc.StatusCode.OK, "read enough", received)
+        return Outcome(grpc.StatusCode.OK, "", received)
+    except grpc.RpcError as err:
+        return Outcome(err.code(), err.details() or "", received)
