@@ -210,6 +210,15 @@ def message_strategy(
     return st.builds(build, st.fixed_dictionaries({}, optional=plain), st.tuples(*oneofs))
 
 
+def merged(base: Message, extra: Message) -> Message:
+    """A copy of ``base`` with ``extra``'s fields merged in (set scalars replace, repeated
+    fields append): a valid request with drawn values in some of its fields."""
+    message = type(base)()
+    message.CopyFrom(base)
+    message.MergeFrom(extra)
+    return message
+
+
 def _assign(message: Message, field: FieldDescriptor, value) -> None:
     name = field.name
     if _is_map(field):

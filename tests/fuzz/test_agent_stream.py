@@ -24,7 +24,15 @@ from hypothesis import strategies as st
 from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, common_pb2
 from tests.fuzz import calls
 from tests.fuzz.conftest import SharedTargets
-from tests.fuzz.strategies import INT64, UINT32, UINT64, integers, message_strategy, wire_strategy
+from tests.fuzz.strategies import (
+    INT64,
+    UINT32,
+    UINT64,
+    integers,
+    merged,
+    message_strategy,
+    wire_strategy,
+)
 from tests.fuzz.targets import Target, serving
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.stack]
@@ -77,14 +85,7 @@ def hellos(regions: tuple[str, ...]) -> st.SearchStrategy[agent_pb2.Hello]:
         st.one_of(st.just(0), integers(*UINT64)),
     )
     drawn = message_strategy(agent_pb2.Hello.DESCRIPTOR, words=regions, depth=2)
-    return st.one_of(valid, st.builds(_merged, valid, drawn), drawn)
-
-
-def _merged(base, extra):
-    message = type(base)()
-    message.CopyFrom(base)
-    message.MergeFrom(extra)
-    return message
+    return st.one_of(valid, st.builds(merged, valid, drawn), drawn)
 
 
 def reports() -> st.SearchStrategy[agent_pb2.Report]:
@@ -101,7 +102,7 @@ def reports() -> st.SearchStrategy[agent_pb2.Report]:
         st.one_of(st.just(int(time.time())), integers(*INT64)),
     )
     drawn = message_strategy(agent_pb2.Report.DESCRIPTOR, words=REGIONS, depth=3)
-    return st.one_of(valid, st.builds(_merged, valid, drawn))
+    return st.one_of(valid, st.builds(merged, valid, drawn))
 
 
 # How a report's sequence relates to the one before.
