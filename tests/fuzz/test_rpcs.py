@@ -22,11 +22,13 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 
-from latitude.v1 import admin_pb2, routing_pb2
+from latitude.v1 import admin_pb2, agent_pb2, routing_pb2
 from tests.fuzz import calls
 from tests.fuzz.conftest import FUZZ_TABLE, SharedTargets
-from tests.fuzz.strategies import message_strategy, wire_strategy
+from tests.fuzz.seeds import SEEDS
+from tests.fuzz.strategies import merged, message_strategy, wire_strategy
 from tests.fuzz.targets import Target, serving
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.stack]
@@ -175,6 +177,9 @@ def test_drawn_messages(case: Case, current: SharedTargets, private: Target):
     target = _target(case, current, private)
     allowed, must_refuse = _shared_guard(case)
     messages = message_strategy(method.input_type, words=WORDS)
+    seed = SEEDS.get(case.method)
+    if seed is not None:
+        messages = st.one_of(messages, seed, st.builds(merged, seed, messages))
     if allowed is not None:
         messages = messages.filter(allowed)
 
@@ -233,3 +238,29 @@ def test_oversized_requests_are_refused(current: SharedTargets, private: Target)
             outcome = calls.call(channel, method, body, 10.0)
         assert outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED, (target.name, str(outcome))
         _still_serving(target)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        agent_pb2.ChecksumRequest(
+            schema="public", table="fuzz_keys", ranges=[{"after": {"values": ["abc", "x"]}}]
+        ),
+        agent_pb2.ChecksumRequest(schema="public\x00", table="fuzz_keys"),
+        agent_pb2.RowsRequest(
+            schema="public", table="fuzz_keys", range={"upto": {"values": ["9" * 30, "x"]}}
+        ),
+        agent_pb2.BoundsRequest(
+            schema="public", table="fuzz_keys", every=1, range={"upto": {"values": ["1", "\0"]}}
+        ),
+    ],
+    ids=["not-a-number", "nul-in-schema", "past-bigint", "nul-in-key"],
+)
+def test_agent_verify_refuses_values_that_do_not_fit_the_table(request_, current: SharedTargets):
+    """Found by the fuzzing: PostgreSQL's data errors answered INTERNAL."""
+    method = METHODS[f"VerifyService.{type(request_).__name__.removesuffix('Request')}"]
+    for target in (current.primary_agent, current.standby_agent):
+        with grpc.insecure_channel(target.address) as channel:
+            outcome = calls.call(channel, method, request_.SerializeToString(), 10.0)
+        assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, (target.name, str(outcome))
+        assert "does not fit the table" in outcome.details
