@@ -30,12 +30,31 @@ def path(method: MethodDescriptor) -> str:
     return f"/{method.containing_service.full_name}/{method.name}"
 
 
-def lost(outcome: Outcome) -> bool:
+# Bugs these tests found that another part of issue 11 fixes (request validation of
+# AdminService and RoutingService): tolerated, by method and the start of the exact message,
+# until that fix is merged. Delete the entry then; nothing else may answer UNKNOWN or INTERNAL.
+FIXED_ELSEWHERE = {
+    # ListEvents(since=Timestamp(nanos=10**9)): a ValueError from Timestamp.ToNanoseconds.
+    "AdminService.ListEvents": "Unexpected <class 'ValueError'>: Timestamp is not valid",
+    # ReportLatency(client_ip="8.8.8.8", samples=[{region: "us-east-1",
+    # measured_at: {nanos: 2**31 - 1}}]): the same ValueError, in _validate_report.
+    "RoutingService.ReportLatency": "Unexpected <class 'ValueError'>: Timestamp is not valid",
+}
+
+
+def is_bug(method: str, code: grpc.StatusCode, details: str) -> bool:
+    """Whether ``code`` is a server bug (UNKNOWN, INTERNAL) not in FIXED_ELSEWHERE;
+    ``method`` is "Service.Method"."""
+    known = FIXED_ELSEWHERE.get(method)
+    if known and code == grpc.StatusCode.UNKNOWN and details.startswith(known):
+        return False
+    return code in BUGS
+
+
+def lost(code: grpc.StatusCode, details: str) -> bool:
     """Whether the client never got the server's status: its details passed the client's
     metadata limit, so grpc answered RESOURCE_EXHAUSTED in the server's place."""
-    return outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
-        "metadata size exceeds" in outcome.details
-    )
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "metadata size exceeds" in details
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,22 +146,12 @@ def _shared_guard(case: Case) -> tuple[Callable[[Message], bool] | None, bool]:
     return HARMLESS_ON_SHARED.get(name), False
 
 
-# Bugs these tests found that another part of issue 11 fixes (request validation of
-# AdminService): tolerated, by method and exact message, until that fix is merged. Delete the
-# entry then; nothing else may answer UNKNOWN or INTERNAL.
-FIXED_ELSEWHERE = {
-    # ListEvents(since=Timestamp(nanos=10**9)): a ValueError from Timestamp.ToNanoseconds.
-    "AdminService.ListEvents": "Unexpected <class 'ValueError'>: Timestamp is not valid",
-}
-
-
 def _check(outcome: calls.Outcome, must_refuse: bool, method: str = "") -> None:
     note(str(outcome))
-    known = FIXED_ELSEWHERE.get(method)
-    if known and outcome.code == grpc.StatusCode.UNKNOWN and outcome.details.startswith(known):
-        return
-    assert outcome.code not in calls.BUGS, str(outcome)
-    assert not calls.lost(outcome), f"the server's answer never arrived: {outcome}"
+    assert not calls.is_bug(method, outcome.code, outcome.details), str(outcome)
+    assert not calls.lost(outcome.code, outcome.details), (
+        f"the server's answer never arrived: {outcome}"
+    )
     if must_refuse:
         assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, str(outcome)
 
