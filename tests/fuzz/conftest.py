@@ -5,8 +5,11 @@ and a table in the stack's database so that the agents' VerifyService gets past 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -119,8 +122,11 @@ def private(stack: Stack) -> Target:
         [r.name for r in stack.topology.regions],
         logs / "coordinator.log",
     )
-    target = coordinator.start()
     try:
-        yield target
+        yield coordinator.start()
     finally:
         coordinator.stop()
+        keep = os.environ.get("LATITUDE_KEEP_LOGS")  # as the harness does, for a post-mortem
+        if keep:
+            shutil.copytree(logs, Path(keep) / logs.name, dirs_exist_ok=True)
+        shutil.rmtree(logs, ignore_errors=True)
