@@ -4,17 +4,37 @@ code (and, for streams, how many messages came before it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
 
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2, history_pb2, routing_pb2
 
 MODULES = (admin_pb2, agent_pb2, common_pb2, history_pb2, routing_pb2)
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+_STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
 # A server bug, whatever the input: nothing a client sends may end in one of these.
 BUGS = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+
+
+def _unknown(region: str) -> bool:
+    return region not in REGIONS
+
+
+# Calls that change the cluster when valid, by "Service.Method": the requests that leave a
+# shared stack as it is (the refused ones, for those in MUST_REFUSE: checked refused).
+KEEPS_CLUSTER: dict[str, Callable[[Message], bool]] = {
+    "AdminService.SetStrategy": lambda r: r.strategy not in _STRATEGIES,
+    "AdminService.Switchover": lambda r: bool(r.target_region) and _unknown(r.target_region),
+    "AdminService.Failover": lambda r: bool(r.target_region) and _unknown(r.target_region),
+    "AdminService.SetMaintenance": lambda r: _unknown(r.region),
+    # Not refused, but samples for no region of the deployment are dropped.
+    "RoutingService.ReportLatency": lambda r: all(_unknown(s.region) for s in r.samples),
+}
+MUST_REFUSE = frozenset(KEEPS_CLUSTER) - {"RoutingService.ReportLatency"}
 
 
 def methods() -> list[MethodDescriptor]:

@@ -25,32 +25,24 @@ from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from latitude.v1 import agent_pb2, routing_pb2
+from latitude.v1 import agent_pb2
 from tests.fuzz import calls
 from tests.fuzz.seeds import SEEDS
 from tests.fuzz.strategies import merged, message_strategy, wire_strategy
 
-REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
-_STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
-
-
-def _unknown(region: str) -> bool:
-    return region not in REGIONS
-
-
-# Methods and their share of the mix; the filter keeps the cluster as it is.
-MIX: dict[str, tuple[int, Callable[[Message], bool] | None]] = {
-    "RoutingService.Resolve": (30, None),
-    "RoutingService.ReportLatency": (10, lambda r: all(_unknown(s.region) for s in r.samples)),
-    "AdminService.GetStatus": (8, None),
-    "AdminService.ListEvents": (8, None),
-    "AdminService.GetHistory": (8, None),
-    "AdminService.ListIncidents": (8, None),
-    "AdminService.SetStrategy": (4, lambda r: r.strategy not in _STRATEGIES),
-    "AdminService.Switchover": (4, lambda r: bool(r.target_region) and _unknown(r.target_region)),
-    "AdminService.Failover": (4, lambda r: bool(r.target_region) and _unknown(r.target_region)),
-    "AdminService.SetMaintenance": (4, lambda r: _unknown(r.region)),
-    "AgentService.Connect": (6, None),
+# Methods and their share of the mix; calls.KEEPS_CLUSTER keeps the cluster as it is.
+MIX: dict[str, int] = {
+    "RoutingService.Resolve": 30,
+    "RoutingService.ReportLatency": 10,
+    "AdminService.GetStatus": 8,
+    "AdminService.ListEvents": 8,
+    "AdminService.GetHistory": 8,
+    "AdminService.ListIncidents": 8,
+    "AdminService.SetStrategy": 4,
+    "AdminService.Switchover": 4,
+    "AdminService.Failover": 4,
+    "AdminService.SetMaintenance": 4,
+    "AgentService.Connect": 6,
 }
 METHODS = {m.full_name.removeprefix("latitude.v1."): m for m in calls.methods()}
 
@@ -99,17 +91,17 @@ def _decoy_hello(message: agent_pb2.AgentMessage) -> bytes:
     the stream is refused and no real agent's session is touched."""
     first = agent_pb2.AgentMessage()
     first.CopyFrom(message)
-    if first.WhichOneof("body") == "hello" and not _unknown(first.hello.region):
+    if first.WhichOneof("body") == "hello" and first.hello.region in calls.REGIONS:
         first.hello.region = "mars-1"
     return first.SerializeToString()
 
 
 def request_pool(size: int, *, seed: int = 11) -> list[Request]:
     """About ``size`` requests in MIX's proportions, a third of them raw bytes, shuffled."""
-    total = sum(share for share, _ in MIX.values())
+    total = sum(MIX.values())
     pool: list[Request] = []
-    for name, (share, keep) in MIX.items():
-        method = METHODS[name]
+    for name, share in MIX.items():
+        method, keep = METHODS[name], calls.KEEPS_CLUSTER.get(name)
         count = max(2, size * share // total)
         if method.client_streaming:
             first = message_strategy(agent_pb2.AgentMessage.DESCRIPTOR, depth=2)
@@ -119,13 +111,13 @@ def request_pool(size: int, *, seed: int = 11) -> list[Request]:
                 body = (opening, *(m.SerializeToString() for m in rest))
                 pool.append(Request(method, body))
             continue
-        messages = message_strategy(method.input_type, words=REGIONS, depth=3)
+        messages = message_strategy(method.input_type, words=calls.REGIONS, depth=3)
         valid = SEEDS.get(name)
         if valid is not None:
             messages = st.one_of(messages, valid, st.builds(merged, valid, messages))
         if keep is not None:
             messages = messages.filter(keep)
-        raw = wire_strategy(method.input_type, words=REGIONS).filter(_allowed(method, keep))
+        raw = wire_strategy(method.input_type, words=calls.REGIONS).filter(_allowed(method, keep))
         drawn = _draw(messages, count - count // 3, seed)
         pool += [Request(method, m.SerializeToString()) for m in drawn]
         pool += [Request(method, b) for b in _draw(raw, count // 3, seed + 1)]

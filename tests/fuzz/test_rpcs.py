@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from latitude.v1 import admin_pb2, agent_pb2, routing_pb2
+from latitude.v1 import admin_pb2, agent_pb2
 from tests.fuzz import calls
 from tests.fuzz.conftest import FUZZ_TABLE, SharedTargets
 from tests.fuzz.seeds import SEEDS
@@ -33,9 +33,7 @@ from tests.fuzz.targets import Target, serving
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.stack]
 
-REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
-WORDS = (*REGIONS, ".".join(FUZZ_TABLE), FUZZ_TABLE[0], FUZZ_TABLE[1], "public.verify_items")
-STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
+WORDS = (*calls.REGIONS, ".".join(FUZZ_TABLE), FUZZ_TABLE[0], FUZZ_TABLE[1], "public.verify_items")
 # Examples per case: message-level and wire-level. About 1,500 calls in all: the suite stays
 # near two minutes on two busy cores.
 EXAMPLES = 30
@@ -54,23 +52,6 @@ def _fuzz_settings(examples: int) -> settings:
             HealthCheck.filter_too_much,
         ],
     )
-
-
-# What makes a call that would change the cluster one the shared leader must refuse.
-def _unknown(region: str) -> bool:
-    return region not in REGIONS
-
-
-REFUSED_ON_SHARED: dict[str, Callable[[Message], bool]] = {
-    "SetStrategy": lambda r: r.strategy not in STRATEGIES,
-    "Switchover": lambda r: bool(r.target_region) and _unknown(r.target_region),
-    "Failover": lambda r: bool(r.target_region) and _unknown(r.target_region),
-    "SetMaintenance": lambda r: _unknown(r.region),
-}
-# Harmless on the shared stack, though not refused: samples for no known region are dropped.
-HARMLESS_ON_SHARED: dict[str, Callable[[Message], bool]] = {
-    "ReportLatency": lambda r: all(_unknown(s.region) for s in r.samples),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +121,7 @@ def _shared_guard(case: Case) -> tuple[Callable[[Message], bool] | None, bool]:
     """(which inputs may be sent, whether they must be refused) for ``case``."""
     if case.target == "private":
         return None, False
-    name = case.method.split(".")[1]
-    if name in REFUSED_ON_SHARED:
-        return REFUSED_ON_SHARED[name], True
-    return HARMLESS_ON_SHARED.get(name), False
+    return calls.KEEPS_CLUSTER.get(case.method), case.method in calls.MUST_REFUSE
 
 
 def _check(outcome: calls.Outcome, must_refuse: bool, method: str = "") -> None:
