@@ -2,7 +2,7 @@
 after 100,000 calls.
 
 Run: .venv/bin/python bench/fuzz_memory.py [--dir .latitude] [--coordinator NAME]
-     [--calls 100000] [--warmup 3000] [--pool 2000] [--concurrency 16]
+     [--calls 100000] [--warmup 3000] [--pool 2000] [--concurrency 16] [--idle 20]
 With --dir, the calls go to the running ``latitude up`` stack there (its leader, or NAME);
 without, to a stack of its own in a temporary directory, started and stopped. Prints one JSON
 object.
@@ -12,7 +12,9 @@ the reads freely, changes only with inputs that must be refused, agent streams f
 the deployment does not have, a third of everything as raw bytes that may not decode) and
 sent round and round with ``--concurrency`` in flight, so the stack is left as it was. After
 the warm-up every request of the pool has been seen: memory that grows from then on is what
-calls leave behind. RSS is VmRSS from /proc/PID/status of the coordinator called.
+calls leave behind. RSS is VmRSS from /proc/PID/status of the coordinator called, before the
+calls and after every 10,000; then its drift over ``--idle`` seconds without calls, since a
+leader keeps working (reports, history, events) whoever calls it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from latitude.stack.stack import Stack
 from tests.fuzz import calls, load
 
 MIB = 1024 * 1024
+CHUNK = 10_000
 
 
 def _target(stack: Stack, name: str) -> tuple[str, str, int]:
@@ -59,24 +62,22 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict:
 
     async def run() -> dict:
         warm = await load.send(address, pool, args.warmup, concurrency=args.concurrency)
-        rss = {"before": load.rss_bytes(pid)}
+        series = [load.rss_bytes(pid)]  # before, then after every CHUNK calls
         tally = load.Tally()
         began = time.monotonic()
-        first = min(10_000, args.calls)
-        await load.send(
-            address, pool, first, start=args.warmup, concurrency=args.concurrency, tally=tally
-        )
-        rss["after_10k"] = load.rss_bytes(pid)
-        await load.send(
-            address,
-            pool,
-            args.calls - first,
-            start=args.warmup + first,
-            concurrency=args.concurrency,
-            tally=tally,
-        )
-        rss["after_all"] = load.rss_bytes(pid)
+        while tally.calls < args.calls:
+            count = min(CHUNK, args.calls - tally.calls)
+            start = args.warmup + tally.calls
+            await load.send(
+                address, pool, count, start=start, concurrency=args.concurrency, tally=tally
+            )
+            series.append(load.rss_bytes(pid))
         seconds = time.monotonic() - began
+        # The process's own drift without calls (a leader keeps working), for comparison.
+        idle_before = load.rss_bytes(pid)
+        await asyncio.sleep(args.idle)
+        idle_drift = load.rss_bytes(pid) - idle_before
+        rss = {"before": series[0], "after_10k": series[1], "after_all": series[-1]}
         return {
             "coordinator": name,
             "pid": pid,
@@ -97,6 +98,9 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict:
                 "total": round((rss["after_all"] - rss["before"]) / MIB, 2),
             },
             "growth_bytes_per_call": round((rss["after_all"] - rss["before"]) / tally.calls, 1),
+            "rss_mib_every_10k": [round(v / MIB, 1) for v in series],
+            "idle_seconds": args.idle,
+            "idle_drift_mib": round(idle_drift / MIB, 2),
         }
 
     return asyncio.run(run())
@@ -112,6 +116,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3000)
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of drift measured")
     args = parser.parse_args()
     if args.dir is not None:
         stack = contextlib.nullcontext(Stack(StackConfig(dir=args.dir)))

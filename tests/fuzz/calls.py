@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
+import pytest
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
@@ -16,6 +17,11 @@ from latitude.v1 import admin_pb2, agent_pb2, common_pb2, history_pb2, routing_p
 MODULES = (admin_pb2, agent_pb2, common_pb2, history_pb2, routing_pb2)
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 _STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
+# A failing example holds strings of 70,000 characters: Hypothesis warns that printing it is
+# costly, and the suite's warnings-as-errors would put that warning in the failure's place.
+LARGE_REPRS = pytest.mark.filterwarnings(
+    "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
+)
 # A server bug, whatever the input: nothing a client sends may end in one of these.
 BUGS = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
 
@@ -69,6 +75,14 @@ def is_bug(method: str, code: grpc.StatusCode, details: str) -> bool:
     if known and code == grpc.StatusCode.UNKNOWN and details.startswith(known):
         return False
     return code in BUGS
+
+
+def refused(code: grpc.StatusCode, details: str) -> bool:
+    """Whether the server refused the request: INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a
+    message past its size limit."""
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return not lost(code, details)
+    return code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def lost(code: grpc.StatusCode, details: str) -> bool:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import grpc
 import pytest
 
 from latitude.v1 import admin_pb2, admin_pb2_grpc
-from tests.fuzz import load
+from tests.fuzz import load, targets
 from tests.fuzz.targets import Target, serving
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.stack]
@@ -31,7 +30,7 @@ MAX_GROWTH = 8 * 1024 * 1024
 
 
 def _responder(target: Target) -> str:
-    with grpc.insecure_channel(target.address) as channel:
+    with targets.channel(target.address) as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         return stub.GetStatus(admin_pb2.GetStatusRequest(), timeout=5).responder_id
 

@@ -25,19 +25,19 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from latitude.v1 import admin_pb2, agent_pb2
-from tests.fuzz import calls
+from tests.fuzz import calls, targets
 from tests.fuzz.conftest import FUZZ_TABLE, SharedTargets
 from tests.fuzz.seeds import SEEDS
 from tests.fuzz.strategies import merged, message_strategy, wire_strategy
 from tests.fuzz.targets import Target, serving
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.stack]
+pytestmark = [pytest.mark.fuzz, pytest.mark.stack, calls.LARGE_REPRS]
 
 WORDS = (*calls.REGIONS, ".".join(FUZZ_TABLE), FUZZ_TABLE[0], FUZZ_TABLE[1], "public.verify_items")
-# Examples per case: message-level and wire-level. About 1,500 calls in all: the suite stays
-# near two minutes on two busy cores.
-EXAMPLES = 30
-WIRE_EXAMPLES = 15
+# Examples per case: message-level and wire-level. About 4,000 calls in all, most answered in
+# milliseconds: the fuzz suite stays near two minutes on two busy cores.
+EXAMPLES = 80
+WIRE_EXAMPLES = 40
 
 
 def _fuzz_settings(examples: int) -> settings:
@@ -91,8 +91,15 @@ def _cases() -> list[Case]:
         Case("RoutingService.ReportLatency", "follower"),
         Case("RoutingService.ReportLatency", "private"),
     ]
-    for name in ("FailsafeService.Confirm", *(f"VerifyService.{n}" for n in VERIFY_METHODS)):
-        cases += [Case(name, "primary-agent"), Case(name, "standby-agent")]
+    cases += [Case("FailsafeService.Confirm", "primary-agent")]
+    cases += [Case("FailsafeService.Confirm", "standby-agent")]
+    for name in VERIFY_METHODS:
+        # A standby asked for an LSN it never replays waits up to the call's deadline: a
+        # short one (the fuzz table answers in milliseconds), and fewer examples.
+        cases += [
+            Case(f"VerifyService.{name}", "primary-agent", timeout=1.5),
+            Case(f"VerifyService.{name}", "standby-agent", examples=30, timeout=1.0),
+        ]
     return cases
 
 
@@ -131,7 +138,7 @@ def _check(outcome: calls.Outcome, must_refuse: bool, method: str = "") -> None:
         f"the server's answer never arrived: {outcome}"
     )
     if must_refuse:
-        assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, str(outcome)
+        assert calls.refused(outcome.code, outcome.details), str(outcome)
 
 
 def _still_serving(target: Target) -> None:
@@ -151,7 +158,7 @@ def test_drawn_messages(case: Case, current: SharedTargets, private: Target):
     if allowed is not None:
         messages = messages.filter(allowed)
 
-    with grpc.insecure_channel(target.address) as channel:
+    with targets.channel(target.address) as channel:
 
         @_fuzz_settings(case.examples)
         @given(messages)
@@ -179,7 +186,7 @@ def test_raw_bytes(case: Case, current: SharedTargets, private: Target):
             return True
         return allowed is None or allowed(request)
 
-    with grpc.insecure_channel(target.address) as channel:
+    with targets.channel(target.address) as channel:
 
         @_fuzz_settings(min(case.examples, WIRE_EXAMPLES))
         @given(wire_strategy(method.input_type, words=WORDS).filter(sendable))
@@ -202,7 +209,7 @@ def test_oversized_requests_are_refused(current: SharedTargets, private: Target)
     for target, method, size in cases:
         # A valid message: one string field of ``size`` bytes.
         body = admin_pb2.SetMaintenanceRequest(reason="x" * size).SerializeToString()
-        with grpc.insecure_channel(target.address) as channel:
+        with targets.channel(target.address) as channel:
             outcome = calls.call(channel, method, body, 10.0)
         assert outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED, (target.name, str(outcome))
         _still_serving(target)
@@ -228,7 +235,7 @@ def test_agent_verify_refuses_values_that_do_not_fit_the_table(request_, current
     """Found by the fuzzing: PostgreSQL's data errors answered INTERNAL."""
     method = METHODS[f"VerifyService.{type(request_).__name__.removesuffix('Request')}"]
     for target in (current.primary_agent, current.standby_agent):
-        with grpc.insecure_channel(target.address) as channel:
+        with targets.channel(target.address) as channel:
             outcome = calls.call(channel, method, request_.SerializeToString(), 10.0)
         assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, (target.name, str(outcome))
         assert "does not fit the table" in outcome.details
