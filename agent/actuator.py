@@ -16,6 +16,10 @@ restarts the server, is agent.rejoin_command's (and agent.rejoin's, on files and
 A FENCE answers as soon as the server is stopped, and the actuator starts it again in recovery
 before it takes the next command: the answer is on a switchover's critical path, the restart
 is not.
+
+FOLLOW and REJOIN stream only from another configured region's database (``upstreams``, the
+agent's peers; agent.trust): the standby hands that server the replication password, and its
+WAL becomes the region's data. Any other upstream is refused before anything is touched.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -32,9 +36,11 @@ from agent.command_session import BROKEN, TROUBLE, ActuatorError, CommandSession
 from agent.conninfo import ConninfoError, follow_conninfo
 from agent.demotion import could_be_writable
 from agent.fence_command import CAUSE_NAMES, CAUSES, DEMOTION_VIEW, HardFence, fenced_status
+from agent.peers import Peer
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from agent.rejoin import LocalServer
 from agent.rejoin_command import Rejoin
+from agent.trust import upstream_problem
 from latitude.errors import describe_error
 from latitude.netaddr import join_host_port
 from latitude.v1 import agent_pb2, common_pb2
@@ -51,8 +57,11 @@ class Actuator:
         self, target: DatabaseTarget, probe: PostgresProbe, *, region: str,
         clock: Callable[[], float] = time.time, statement_timeout: float = 5.0,
         probe_lock: asyncio.Lock | None = None, server: LocalServer | None = None,
+        upstreams: Sequence[Peer] | None = None,
     ) -> None:  # fmt: skip
         self._target = target
+        # The databases FOLLOW and REJOIN may stream from; None: not checked (tests, tools).
+        self._upstreams = upstreams
         self._address = join_host_port(target.host, target.port)
         self._probe = probe
         # The probe takes one caller at a time: pass the lock the probe loop holds around it.
@@ -281,9 +290,15 @@ class Actuator:
         self.fence_cause = _UNSPECIFIED
         self._upstream_region = ""
 
+    def _check_upstream(self, follow: agent_pb2.FollowArgs) -> None:
+        problem = None if self._upstreams is None else upstream_problem(follow, self._upstreams)
+        if problem is not None:
+            raise ActuatorError(f"refused: {problem}")
+
     async def _follow(self, follow: agent_pb2.FollowArgs, stop: float | None) -> None:
         if not follow.primary_host or not 0 < follow.primary_port < 65536:
             raise ActuatorError("FOLLOW needs follow.primary_host and follow.primary_port")
+        self._check_upstream(follow)
         seen = await self._db.sql("fetchrow", DEMOTION_VIEW, stop=stop)
         if not seen["standby"]:
             raise ActuatorError("a primary cannot follow; use REJOIN")
@@ -294,7 +309,8 @@ class Actuator:
             "fetchval", "SELECT current_setting('primary_conninfo')", stop=stop
         )
         try:
-            conninfo = follow_conninfo(now, follow.primary_host, follow.primary_port)
+            tls = self._server.tls_pairs() if self._server is not None else ()
+            conninfo = follow_conninfo(now, follow.primary_host, follow.primary_port, tls)
         except ConninfoError as err:
             raise ActuatorError(str(err)) from err
         await self._db.alter_system("primary_conninfo", conninfo, stop)
@@ -313,6 +329,7 @@ class Actuator:
     async def _rejoin(self, args: agent_pb2.RejoinArgs, stop: float | None) -> None:
         """See agent.rejoin_command. Whether diverged WAL was discarded is answered even when
         the command then fails (the server does not stream by the deadline)."""
+        self._check_upstream(args.follow)
         rejoin = Rejoin(
             self._db, self._server, self._target,
             fence=lambda until: self._fence(common_pb2.FENCE_CAUSE_COMMAND, until),

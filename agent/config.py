@@ -3,10 +3,12 @@ LATITUDE_AGENT_* environment variables, then flags."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import stat
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent.peers import parse_peers
@@ -14,6 +16,12 @@ from agent.utilization import check_source
 from latitude import config as configuration
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
+from latitude.pki import CertFiles, Identity
+from latitude.tls_config import check_tls
+
+log = logging.getLogger("latitude.agent")
+
+_PASSWORD_ENV = "LATITUDE_AGENT_DB_PASSWORD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +49,17 @@ class AgentConfig:
     db_host: str = "127.0.0.1"
     db_port: int = 5432
     db_user: str = "postgres"
+    # The password, from a file holding it on one line, readable by its owner only (0600): it
+    # then appears in no process's environment or command line. db_password
+    # (LATITUDE_AGENT_DB_PASSWORD) still works, with a warning: the environment is where every
+    # program started from it finds it. load() reads the file into db_password.
+    db_password_file: Path | None = None
     db_password: str = ""
     db_name: str = "postgres"
+    # A CA certificate (PEM) that other regions' PostgreSQL servers are verified against: with
+    # it, REJOIN's connection to the new primary, its pg_rewind and the replication it sets up
+    # use TLS with sslmode=verify-full. Empty: libpq's defaults.
+    db_ssl_ca: Path | None = None
     # How often to report until the leader's Welcome says otherwise.
     report_interval: float = 0.5
     # Bounds on one database probe.
@@ -83,6 +100,12 @@ class AgentConfig:
     fence_lease: Path | None = None
     # host:port of the HTTP listener (Prometheus metrics at /metrics). Empty: none.
     http_address: str = ""
+    # Mutual TLS (tls_ca, tls_cert, tls_key: all three or none), for the link to the
+    # coordinators, the failsafe channels to peer agents and this agent's own gRPC port (which
+    # then requires a client certificate from the CA). The certificate must name this agent's
+    # region (latitude://region/<region>): coordinators believe the region it names, not the
+    # Hello. None: plaintext.
+    tls: CertFiles | None = None
 
     def validate(self) -> None:
         if not self.region:
@@ -111,6 +134,8 @@ class AgentConfig:
             raise ConfigError(f"priority: must not be negative, got {self.priority}")
         if not 0 < self.db_port < 65536:
             raise ConfigError(f"db_port: {self.db_port} is not a port")
+        if self.db_ssl_ca is not None and not self.db_ssl_ca.is_file():
+            raise ConfigError(f"db_ssl_ca: {self.db_ssl_ca} is not a file")
         if not self.report_interval > 0 or not self.probe_timeout > 0 or not self.fence_after > 0:
             raise ConfigError("report_interval, probe_timeout and fence_after must be positive")
         if not self.replication_user:
@@ -123,6 +148,10 @@ class AgentConfig:
                 f"fence_lease: {self.fence_lease.parent} is not a directory (the lease is "
                 "written there, for the fence keeper)"
             )
+        if self.tls is not None:
+            where = "advertise" if self.advertise else "listen"
+            host, _ = parse_host_port(self.advertise or self.listen, where, any_port=True)
+            check_tls(self.tls, Identity("agent", self.region), serves=(host, where))
 
     @property
     def id(self) -> str:
@@ -140,6 +169,16 @@ def load(file: Path | None, flags: dict) -> tuple[AgentConfig, list[dict]]:
         flags=flags,
         ignore=("checks",),
     )
+    if _PASSWORD_ENV in os.environ:
+        log.warning(
+            "the database password comes from %s: every program the agent runs could read it "
+            "there; put it in a file readable by the agent only and set db_password_file "
+            "(LATITUDE_AGENT_DB_PASSWORD_FILE) instead",
+            _PASSWORD_ENV,
+        )
+        # Not passed on: PostgreSQL's programs the agent runs get no copy of it.
+        del os.environ[_PASSWORD_ENV]
+    config = with_password_file(config)
     checks: list[dict] = []
     if file is not None:
         table = tomllib.loads(file.read_text()).get("agent", {})
@@ -147,3 +186,27 @@ def load(file: Path | None, flags: dict) -> tuple[AgentConfig, list[dict]]:
         if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
             raise ConfigError(f"{file}: [[agent.checks]] must be a list of tables")
     return config, checks
+
+
+def with_password_file(config: AgentConfig) -> AgentConfig:
+    """``config`` with db_password read from db_password_file (unchanged without one)."""
+    path = config.db_password_file
+    if path is None:
+        return config
+    if config.db_password:
+        raise ConfigError("db_password_file and db_password are both set: keep the file only")
+    try:
+        with path.open("rb") as source:
+            mode = os.fstat(source.fileno()).st_mode
+            text = source.read().decode()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"db_password_file: cannot read {path} ({err})") from err
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"db_password_file: {path} is open to other users (mode {stat.S_IMODE(mode):o}): "
+            f"make it readable by its owner only (chmod 600 {path})"
+        )
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password or "\n" in password:
+        raise ConfigError(f"db_password_file: {path} must hold the password on one line")
+    return replace(config, db_password=password)

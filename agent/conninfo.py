@@ -42,11 +42,15 @@ def parse_conninfo(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def follow_conninfo(current: str, host: str, port: int) -> str:
+def follow_conninfo(
+    current: str, host: str, port: int, tls: tuple[tuple[str, str], ...] = ()
+) -> str:
     """``current`` with the new host and port, everything else (user, passfile,
-    application_name, ...) kept. hostaddr goes too: libpq would connect to it, not to host."""
-    kept = [(k, v) for k, v in parse_conninfo(current) if k not in ("host", "hostaddr", "port")]
-    return format_conninfo(("host", host), ("port", str(port)), *kept)
+    application_name, ...) kept. hostaddr goes too: libpq would connect to it, not to host.
+    ``tls`` (sslmode, sslrootcert: agent.rejoin.LocalServer.tls_pairs) replaces what it said."""
+    replaced = ("host", "hostaddr", "port", *(key for key, _ in tls))
+    kept = [(k, v) for k, v in parse_conninfo(current) if k not in replaced]
+    return format_conninfo(("host", host), ("port", str(port)), *kept, *tls)
 
 
 def guc_quote(value: str) -> str:

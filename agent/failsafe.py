@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import grpc
 
 from agent.peers import Peer
+from latitude.channels import open_channel
+from latitude.pki import CertFiles
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger("latitude.agent.failsafe")
@@ -189,8 +191,9 @@ class Rounds:
     """A primary's side: asks every peer agent at once, each round. Channels are made once,
     inside the loop that uses them, and kept."""
 
-    def __init__(self, peers: list[Peer]) -> None:
+    def __init__(self, peers: list[Peer], *, tls: CertFiles | None = None) -> None:
         self._peers = peers
+        self._tls = tls
         self._stubs: dict[str, agent_pb2_grpc.FailsafeServiceStub] = {}
         self._channels: list[grpc.aio.Channel] = []
 
@@ -216,7 +219,7 @@ class Rounds:
     def _stub(self, peer: Peer) -> agent_pb2_grpc.FailsafeServiceStub:
         stub = self._stubs.get(peer.region)
         if stub is None:
-            channel = grpc.aio.insecure_channel(peer.address, options=_CHANNEL_OPTIONS)
+            channel = open_channel(peer.address, self._tls, options=_CHANNEL_OPTIONS)
             self._channels.append(channel)
             stub = self._stubs[peer.region] = agent_pb2_grpc.FailsafeServiceStub(channel)
         return stub

@@ -1,7 +1,10 @@
 """The agent's link to the coordinator leader.
 
-Connect to any configured coordinator; follow NotLeader to the leader; send Hello, then the
-newest report whenever the probe loop offers one. The probe loop never waits on the network:
+Connect to any configured coordinator; follow NotLeader to the leader (only when it is a
+configured coordinator too); send Hello, then the newest report whenever the probe loop offers
+one. A Welcome outside the bounds of agent.trust is refused: the agent keeps the values of the
+leader before and tries another coordinator. A ReportAck or Command carrying another epoch than
+its stream's Welcome is not believed. The probe loop never waits on the network:
 ``offer`` only replaces the report waiting to be sent. A stream whose reports stop being
 acknowledged is abandoned (a frozen or partitioned leader keeps its TCP connection open), and
 reconnection backs off exponentially with jitter, capped.
@@ -19,6 +22,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from agent.trust import command_epoch_problem, redirect_problem, welcome_problem
+from latitude.channels import open_channel
+from latitude.pki import CertFiles
 from latitude.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -62,8 +68,10 @@ class CoordinatorLink:
         ack_timeout: float = 1.5,
         backoff: Backoff = Backoff(),
         clock: Callable[[], float] = time.monotonic,
+        tls: CertFiles | None = None,
     ) -> None:
         self._addresses = addresses
+        self._tls = tls  # the agent's certificate: the region it names is the one it speaks for
         self._hello = hello
         self._on_command = on_command
         self._on_word = on_word
@@ -90,6 +98,8 @@ class CoordinatorLink:
         self.word_epoch = 0
         self.connected = asyncio.Event()
         self._welcomed = False
+        # The epoch of the leader at the other end of the current stream (its Welcome's).
+        self._stream_epoch = 0
 
     def send_result(self, result: agent_pb2.CommandResult) -> None:
         """Queue a command's result for the leader, ahead of the next report."""
@@ -115,7 +125,11 @@ class CoordinatorLink:
                 await self._session(address)
             except Redirect as redirect:
                 target = redirect.address or None
-                if target:
+                problem = target and redirect_problem(target, self._addresses)
+                if problem:
+                    log.warning("%s from %s: trying the configured ones", problem, address)
+                    target = None
+                elif target:
                     continue  # straight to the leader, no back-off
             except grpc.aio.AioRpcError as err:
                 log.info("stream to %s ended: %s %s", address, err.code().name, err.details())
@@ -134,7 +148,7 @@ class CoordinatorLink:
             await asyncio.sleep(next(delays))
 
     async def _session(self, address: str) -> None:
-        async with grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
+        async with open_channel(address, self._tls, options=_CHANNEL_OPTIONS) as channel:
             call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
             try:
                 hello = self._hello(self.highest_epoch)
@@ -157,10 +171,16 @@ class CoordinatorLink:
         kind = first.WhichOneof("body")
         if kind == "not_leader":
             raise Redirect(first.not_leader.leader_address)
-        if kind != "welcome" or first.welcome.epoch < self.highest_epoch:
-            log.warning("ignoring %s from %s (a deposed leader?)", kind, address)
+        if kind != "welcome":
+            log.warning("ignoring %s from %s: a stream begins with a welcome", kind, address)
+            raise Redirect("")
+        problem = welcome_problem(first.welcome, self.highest_epoch)
+        if problem is not None:
+            what = "keeping the values of the leader before and trying another coordinator"
+            log.error("refusing the welcome of %s: %s; %s", address, problem, what)
             raise Redirect("")
         self.welcome = first.welcome
+        self._stream_epoch = first.welcome.epoch
         self.highest_epoch = first.welcome.epoch
         self._word(first.welcome.word, first.welcome.epoch)
         self.leader_id = first.welcome.leader_id
@@ -194,7 +214,7 @@ class CoordinatorLink:
             if kind == "report_ack":
                 self._acked(message.report_ack)
             elif kind == "command":
-                self._on_command(message.command)
+                self._command(message.command)
             elif kind == "not_leader":
                 raise Redirect(message.not_leader.leader_address)
 
@@ -205,8 +225,24 @@ class CoordinatorLink:
         interval = welcome.report_interval.ToNanoseconds() / 1e9
         return max(self._ack_timeout, 3 * max(welcome.ack_every, 1) * interval)
 
+    def _command(self, command: agent_pb2.Command) -> None:
+        problem = command_epoch_problem(command.epoch, self._stream_epoch)
+        if problem is None:
+            self._on_command(command)
+            return
+        log.error("refusing command %s: %s", command.command_id[:128], problem)
+        self.send_result(
+            agent_pb2.CommandResult(
+                command_id=command.command_id,
+                error=f"refused: {problem}",
+                agent_epoch=self.highest_epoch,
+            )
+        )
+
     def _acked(self, ack: agent_pb2.ReportAck) -> None:
-        if ack.epoch < self.highest_epoch:
+        if ack.epoch != self._stream_epoch:
+            # A leader acknowledges with its own epoch: a lower one is not its own (it would
+            # let a deposed leader keep a primary unfenced), a higher one not believed.
             return
         self.highest_epoch = ack.epoch
         sent = self._sent_at.pop(ack.sequence, None)

@@ -70,12 +70,13 @@ class Agent:
         self.actuator = Actuator(
             self.probe.target, self.probe, region=config.region, probe_lock=self._probe_lock,
             server=LocalServer.from_config(config),
+            upstreams=parse_peers(config.peers, config.region),
         )  # fmt: skip
         self._commands: asyncio.Queue[agent_pb2.Command] = asyncio.Queue()
         self.failsafe = Failsafe(config.region)
         self.link = CoordinatorLink(
             config.coordinators, self._hello, on_command=self._commands.put_nowait,
-            on_word=self._word,
+            on_word=self._word, tls=config.tls,
         )  # fmt: skip
         self._started = time.monotonic()
         self.lease = FenceLease(started_at=self._started, fence_after=config.fence_after)
@@ -83,7 +84,9 @@ class Agent:
         # When this agent last saw its database and did not leave it writable past the lease:
         # the keeper leaves the fence to an agent that vouched recently (agent.keeper).
         self._vouched_at: float | None = None
-        self.rounds = Rounds(parse_peers(config.peer_agents, config.region, "peer_agents"))
+        self.rounds = Rounds(
+            parse_peers(config.peer_agents, config.region, "peer_agents"), tls=config.tls
+        )
         self.database = common_pb2.DatabaseStatus(role=common_pb2.DATABASE_ROLE_UNKNOWN)
         self._observed_at = -float("inf")  # monotonic; the first probe has not run yet
         self._system_identifier = 0  # the newest known: a database down still has one
@@ -345,7 +348,7 @@ def advertised_address(listen: str, port: int) -> str:
 
 async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
     agent = Agent(config, checks)
-    server = Server(config.listen)
+    server = Server(config.listen, tls=config.tls)
     servicer = FailsafeServicer(
         agent.failsafe, agent.observation, lambda: FRESH_INTERVALS * agent.interval
     )
@@ -365,7 +368,10 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
     await server.start()
     if not agent.advertised:
         agent.advertised = advertised_address(config.listen, server.port)
-    log.info("agent %s for %s serving health on port %d", config.id, config.region, server.port)
+    mode = "mutual TLS" if config.tls else "plaintext"
+    log.info(
+        "agent %s for %s serving health on port %d, %s", config.id, config.region, server.port, mode
+    )
     running = asyncio.create_task(agent.run(), name="agent")
     try:
         await asyncio.wait(
@@ -387,7 +393,8 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
 _FLAGS = ("region", "agent_id", "coordinators", "listen", "db_host", "db_port", "db_user",
           "db_name", "latitude", "longitude", "capacity", "priority", "pg_data", "pg_log",
           "replication_passfile", "utilization_source", "peers", "peer_agents",
-          "fence_lease", "http_address", "advertise")  # fmt: skip
+          "fence_lease", "http_address", "advertise", "tls_ca", "tls_cert",
+          "tls_key")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,11 @@ REJOIN stops, rewinds, copies and starts the server with these programs. They mu
 user that owns the data directory (the agent may run as root), must not outlive the command that
 started them (at the deadline the program and everything it started is killed), and their
 output is parsed, so it is asked for in the C locale.
+
+No password reaches them through their command line (anyone can read it in /proc) or their
+environment (inherited by whatever they run, and read in /proc by their user): a program that
+must log in gets a libpq passfile (``passfile``) written for its run only, and the agent's own
+environment is passed on without the variables that may hold one.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 import pwd
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from latitude.errors import LatitudeError, describe_error
@@ -23,6 +30,8 @@ from latitude.errors import LatitudeError, describe_error
 _BINDIR_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
 _PROGRAMS = ("pg_ctl", "pg_controldata", "pg_rewind", "pg_basebackup", "postgres")
 _TAIL = 12  # lines of a program's output or a log quoted in an error
+# Environment variables that may carry a password: never passed on to a program.
+_SECRET_ENV = ("PGPASSWORD", "LATITUDE_AGENT_DB_PASSWORD")
 
 
 class ProgramError(LatitudeError):
@@ -68,7 +77,7 @@ class Programs:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, cwd="/", start_new_session=True,
-                env={**os.environ, "LC_ALL": "C", **(env or {})},  # messages are parsed
+                env={**inherited_env(), "LC_ALL": "C", **(env or {})},  # messages are parsed
             )  # fmt: skip
         except OSError as err:
             raise ProgramError(f"{what}: cannot run {argv[0]}: {describe_error(err)}") from err
@@ -84,6 +93,36 @@ class Programs:
         if check and proc.returncode != 0:
             raise ProgramError(f"{what} failed (exit {proc.returncode}): {tail(said)}")
         return proc.returncode or 0, said
+
+
+def inherited_env() -> dict[str, str]:
+    """The agent's environment as its programs get it: without a password."""
+    return {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+
+
+@contextmanager
+def passfile(path: Path, user: str, password: str, owner: tuple[int, int] | None) -> Iterator[Path]:
+    """A libpq passfile at ``path`` giving ``password`` for ``user`` on any server, for one
+    program's run (name it in the conninfo: ``passfile=``), removed afterwards. Readable only
+    by ``owner`` (the database's system user the program runs as; None: ours): created 0600,
+    exclusively and never through a link someone planted at ``path``."""
+    path.unlink(missing_ok=True)  # left by a run that was killed; unlink never follows a link
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.write(fd, f"*:*:*:{_pgpass_field(user)}:{_pgpass_field(password)}\n".encode())
+        finally:
+            os.close(fd)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _pgpass_field(value: str) -> str:
+    """A passfile's field: ``:`` and ``\\`` escaped with a backslash."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def postmaster(data: Path) -> int | None:

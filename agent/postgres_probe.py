@@ -18,7 +18,8 @@ was, a fenced primary, with the cause the setting names; its standby fields stay
 Reading pg_stat_wal_receiver's sender and pg_stat_replication's rows needs a superuser or
 pg_read_all_stats; without it those fields stay empty. A primary's timeline history (which
 timelines it went through, and where each forked) is read from its history file once per
-timeline, with pg_read_file (a superuser or pg_read_server_files); without it, it stays empty.
+timeline, with pg_read_file (a superuser, or EXECUTE on pg_read_file(text)); without it, it
+stays empty. latitude.stack.postgres lists every grant the agent's role needs.
 """
 
 from __future__ import annotations
@@ -88,13 +89,24 @@ _OBSERVE_WITHOUT_BEATS = _OBSERVE.format(newest_beat="NULL::timestamptz")
 _OBSERVE_WITH_BEATS = _OBSERVE.format(newest_beat="(SELECT max(beat_at) FROM latitude.heartbeat)")
 
 # vacuum_truncate off: truncation takes an ACCESS EXCLUSIVE lock that standbys replay, and it
-# would stall the standbys' probes, which read this table.
+# would stall the standbys' probes, which read this table. Only what is missing is created:
+# CREATE ... IF NOT EXISTS checks the privilege to create before it looks, and the agent's role
+# owns the schema the stack made for it (or was granted only INSERT, UPDATE and SELECT on a
+# table an administrator made), not the database (see latitude.stack.postgres).
 _HEARTBEAT_SETUP = """
-CREATE SCHEMA IF NOT EXISTS latitude;
-CREATE TABLE IF NOT EXISTS latitude.heartbeat (
-    region text PRIMARY KEY,
-    beat_at timestamptz NOT NULL
-) WITH (vacuum_truncate = off);
+DO $$
+BEGIN
+    IF to_regnamespace('latitude') IS NULL THEN
+        CREATE SCHEMA latitude;
+    END IF;
+    IF to_regclass('latitude.heartbeat') IS NULL THEN
+        CREATE TABLE latitude.heartbeat (
+            region text PRIMARY KEY,
+            beat_at timestamptz NOT NULL
+        ) WITH (vacuum_truncate = off);
+    END IF;
+END
+$$
 """
 _HEARTBEAT = """
 INSERT INTO latitude.heartbeat (region, beat_at) VALUES ($1, now())

@@ -29,9 +29,11 @@ stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shutil
+import ssl
 import time
 from pathlib import Path
 
@@ -48,7 +50,15 @@ from agent.datadir import (
     write_whole,
 )
 from agent.demotion import fence_cause
-from agent.pg_programs import ProgramError, Programs, postmaster, seconds_left, tail, wait_seconds
+from agent.pg_programs import (
+    ProgramError,
+    Programs,
+    passfile,
+    postmaster,
+    seconds_left,
+    tail,
+    wait_seconds,
+)
 from latitude.errors import LatitudeError, describe_error
 
 log = logging.getLogger("latitude.agent.rejoin")
@@ -97,7 +107,7 @@ class LocalServer:
         self, data: Path, *, region: str, bindir: Path | None = None, os_user: str = "",
         log_file: Path | None = None, db_user: str = "postgres", db_password: str | None = None,
         db_name: str = "postgres", replication_user: str = "replicator",
-        replication_passfile: Path | None = None,
+        replication_passfile: Path | None = None, db_ssl_ca: Path | None = None,
     ) -> None:  # fmt: skip
         self.data = data.absolute()
         self.log = (log_file or self.data.with_name(self.data.name + ".log")).absolute()
@@ -106,6 +116,8 @@ class LocalServer:
         self._db = (db_user, db_password, db_name)
         self._replication_user = replication_user
         self._passfile = replication_passfile.absolute() if replication_passfile else None
+        # With a CA, every connection to another region's server verifies it (verify-full).
+        self._ssl_ca = db_ssl_ca.absolute() if db_ssl_ca else None
         # Whether the last rejoin discarded diverged WAL (rewound, or copied afresh).
         self.rewound = False
 
@@ -119,7 +131,7 @@ class LocalServer:
             os_user=config.pg_os_user, log_file=config.pg_log, db_user=config.db_user,
             db_password=config.db_password or None, db_name=config.db_name,
             replication_user=config.replication_user,
-            replication_passfile=config.replication_passfile,
+            replication_passfile=config.replication_passfile, db_ssl_ca=config.db_ssl_ca,
         )  # fmt: skip
 
     # -- what the actuator calls -----------------------------------------------------------
@@ -136,6 +148,7 @@ class LocalServer:
                 conn = await asyncpg.connect(
                     host=host, port=port, user=user, password=password, database=database,
                     timeout=budget, server_settings={"application_name": self._app("check")},
+                    ssl=verified_tls(self._ssl_ca) if self._ssl_ca else None,
                 )  # fmt: skip
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             raise RejoinError(
@@ -306,17 +319,23 @@ class LocalServer:
 
     async def _rewind(self, host: str, port: int, until: float, *, dry_run: bool) -> str:
         user, password, database = self._db
-        source = format_conninfo(
-            ("host", host), ("port", str(port)), ("user", user),
-            ("dbname", database), ("application_name", self._app("rewind")),
-            ("connect_timeout", "5"),
-        )  # fmt: skip
-        env = {"PGPASSWORD": password} if password else {}
-        code, said = await self._run(
-            "pg_rewind", f"--target-pgdata={self.data}", f"--source-server={source}",
-            *(["--dry-run"] if dry_run else []),
-            until=until, what="pg_rewind", env=env, check=False,
-        )  # fmt: skip
+        pairs = [
+            ("host", host), ("port", str(port)), ("user", user), ("dbname", database),
+            ("application_name", self._app("rewind")), ("connect_timeout", "5"),
+            *self.tls_pairs(),
+        ]  # fmt: skip
+        # The password in a passfile of the run's own, readable by the database's user only:
+        # never in pg_rewind's environment or command line.
+        with contextlib.ExitStack() as cleanup:
+            if password:
+                path = self.data.with_name(f".{self.data.name}.rewind-pgpass")
+                written = passfile(path, user, password, owner_of(self.data))
+                pairs.append(("passfile", str(cleanup.enter_context(written))))
+            code, said = await self._run(
+                "pg_rewind", f"--target-pgdata={self.data}",
+                f"--source-server={format_conninfo(*pairs)}", *(["--dry-run"] if dry_run else []),
+                until=until, what="pg_rewind", check=False,
+            )  # fmt: skip
         if code != 0:
             raise RewindFailed(f"pg_rewind{' --dry-run' if dry_run else ''} failed: {tail(said)}")
         return said
@@ -381,7 +400,14 @@ class LocalServer:
         pairs = [("host", host), ("port", str(port)), ("user", self._replication_user)]
         if self._passfile is not None:
             pairs.append(("passfile", str(self._passfile)))
-        return format_conninfo(*pairs, ("application_name", self._region))
+        return format_conninfo(*pairs, *self.tls_pairs(), ("application_name", self._region))
+
+    def tls_pairs(self) -> tuple[tuple[str, str], ...]:
+        """libpq's TLS settings for a connection to another region's server: verified
+        against the CA and for the address asked for; none without a CA (libpq's default)."""
+        if self._ssl_ca is None:
+            return ()
+        return (("sslmode", "verify-full"), ("sslrootcert", str(self._ssl_ca)))
 
     def _app(self, what: str) -> str:
         # Named for the agent, as its other sessions are.
@@ -436,6 +462,15 @@ class LocalServer:
             )
         except ProgramError as err:
             raise RejoinError(str(err)) from err
+
+
+def verified_tls(ca: Path) -> ssl.SSLContext:
+    """asyncpg's TLS as libpq's sslmode=verify-full: the server's certificate signed by ``ca``
+    and naming the address connected to."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _diverged_at(said: str) -> str:

@@ -48,6 +48,10 @@ STATEMENT_TIMEOUT = "30s"
 DEFAULT_WAIT = 10.0
 DEFAULT_BOUNDS_LIMIT = 10_000
 DEFAULT_ROWS_LIMIT = 1000
+# A caller's limit and wait are bounded: rows are fetched into memory, and a wait holds one of
+# the MAX_CONNECTIONS (the coordinator asks for at most 1,000,000 bounds and waits an hour).
+MAX_LIMIT = 1_000_000
+MAX_WAIT = 3600.0
 NICE = 10  # the check's backends' CPU priority, when the database runs on this host
 _POLL = 0.02  # seconds between looks at the replay position while waiting for min_lsn
 _TROUBLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
@@ -148,7 +152,8 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
         """Return once the database has replayed ``min_lsn`` (a primary: at once)."""
         if not min_lsn:
             return
-        deadline = time.monotonic() + (wait if wait > 0 else DEFAULT_WAIT)
+        wait = min(wait, MAX_WAIT) if wait > 0 else DEFAULT_WAIT  # NaN: the default
+        deadline = time.monotonic() + wait
         try:
             pool = await self._connections()
             async with pool.acquire(timeout=self._connect_timeout) as conn:
@@ -166,7 +171,7 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
         await context.abort(
             grpc.StatusCode.FAILED_PRECONDITION,
             f"{self._region} has replayed {format_lsn(int(row['lsn']))}, not yet "
-            f"{format_lsn(min_lsn)}, after {wait or DEFAULT_WAIT:.1f} s",
+            f"{format_lsn(min_lsn)}, after {wait:.1f} s",
         )
 
     async def _table(self, conn: asyncpg.Connection, context, schema: str, name: str) -> TableSql:
@@ -234,6 +239,7 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
     async def Bounds(self, request, context):
         if request.every <= 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "every: must be > 0")
+        await _bounded_limit(request.limit, context)
         async with self._snapshot(context) as conn:
             table = await self._table(conn, context, request.schema, request.table)
             if not table.key:
@@ -244,6 +250,7 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
         return agent_pb2.BoundsReply(keys=[agent_pb2.VerifyKey(values=r["k"]) for r in rows])
 
     async def Rows(self, request, context):
+        await _bounded_limit(request.limit, context)
         await self._replayed(context, request.min_lsn, request.wait_seconds)
         limit = request.limit or DEFAULT_ROWS_LIMIT
         reply = agent_pb2.RowsReply()
@@ -257,3 +264,10 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
         for r in rows[:limit]:
             reply.rows.add(key=agent_pb2.VerifyKey(values=r["k"]), digest=r["h"])
         return reply
+
+
+async def _bounded_limit(limit: int, context) -> None:
+    if limit > MAX_LIMIT:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"limit: at most {MAX_LIMIT}, got {limit}"
+        )

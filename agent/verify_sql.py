@@ -19,6 +19,11 @@ extra_float_digits, bytea_output): every connection of the check sets the same o
 
 Keys travel as text, one string per key column, and are cast back to the column's type in SQL,
 so that ranges compare by the key's own ordering (the primary key's btree index serves them).
+
+Privileges: the catalog queries (TABLES, KEY_COLUMNS, TABLE_EXISTS, POSITION, TIMELINE) and
+hashtextextended need none; reading the rows needs SELECT on every user table, which the
+agents' role has through ``pg_read_all_data`` (read only; see latitude.stack.postgres). A table
+it cannot read makes the call fail with the server's "permission denied".
 """
 
 from __future__ import annotations

@@ -180,7 +180,10 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
         "CREATE TABLE bench_pgbench (client int, n int, PRIMARY KEY (client, n))"
     )
     await conn.close()
-    etcd = Etcd([m.endpoint for m in stack.etcd_members(state)])
+    certs = stack.etcd_certs(state)
+    etcd = Etcd(
+        [m.endpoint for m in stack.etcd_members(state)], tls=None if certs is None else certs.root
+    )
     await etcd.connect()
     writer = Writer(stack, old)
     writing = asyncio.create_task(writer.run())

@@ -7,6 +7,11 @@ sending a realistic Report (database status with replicas, two checks, peers) ev
 CPU is the coordinator process's user+system time over the measurement window. Latency is
 report sent -> ReportAck received, an upper bound of report -> registry (the leader acks a
 report after the registry has taken it; it acks every second report by default).
+
+Each size runs twice: plaintext, then mutual TLS (a CA made for the run; the coordinator with
+its certificate, each simulated agent with its own region's), so the JSON shows what TLS
+costs beside what it protects. In plaintext every simulated agent comes from one host, so the
+coordinator's per-caller stream cap is raised for the run (real agents each have their own).
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import random
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import grpc
 
+from latitude import pki
+from latitude.channels import open_channel
+from latitude.pki import CertFiles, Identity
 from latitude.stack.harness import running_stack
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -71,9 +80,14 @@ def report(sequence: int) -> agent_pb2.Report:
 
 
 async def agent(
-    address: str, region: str, stop: asyncio.Event, latencies: list[float], sent_count: list[int]
+    address: str,
+    region: str,
+    stop: asyncio.Event,
+    latencies: list[float],
+    sent_count: list[int],
+    tls: CertFiles | None,
 ) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls) as channel:
         call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
         hello = agent_pb2.Hello(
             region=region,
@@ -115,21 +129,54 @@ async def agent(
         await asyncio.gather(reader, return_exceptions=True)
 
 
-async def measure(endpoints: list[str], agents: int, seconds: float, warmup: float) -> dict:
+def certificates(directory: Path, regions: list[str]) -> dict[str, CertFiles]:
+    """A CA, the coordinator's certificate, a reader's and one per simulated agent."""
+    pki.create_ca(directory)
+    certs = {
+        "coordinator": pki.issue(
+            directory, "coordinator", identity=Identity("coordinator"), hosts=["127.0.0.1"]
+        ),
+        "reader": pki.issue(directory, "reader", identity=Identity("reader")),
+    }
+    for region in regions:
+        certs[region] = pki.issue(directory, region, identity=Identity("agent", region))
+    return certs
+
+
+async def measure(
+    endpoints: list[str],
+    agents: int,
+    seconds: float,
+    warmup: float,
+    certs: dict[str, CertFiles] | None,
+) -> dict:
     regions = [f"r{i:04d}" for i in range(agents)]
     address = f"127.0.0.1:{free_port()}"
-    prefix = f"/bench-ingest-{agents}-{os.getpid()}"
+    mode = "tls" if certs else "plaintext"
+    prefix = f"/bench-ingest-{agents}-{mode}-{os.getpid()}"
+    flags = []
+    if certs:
+        own = certs["coordinator"]
+        flags = ["--tls-ca", str(own.ca), "--tls-cert", str(own.cert), "--tls-key", str(own.key)]
+    env = dict(os.environ)
+    env["LATITUDE_COORDINATOR_STREAMS_PER_CALLER"] = str(max(64, agents + 16))
+    env["LATITUDE_COORDINATOR_STREAMS_TOTAL"] = str(max(4096, agents + 16))
     coordinator = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "coordinator.main", "--id", "bench", "--listen", address,
         "--etcd", ",".join(endpoints), "--etcd-prefix", prefix, "--regions", ",".join(regions),
-        "--log-level", "WARNING",
+        "--log-level", "WARNING", *flags, env=env,
     )  # fmt: skip
     try:
-        await wait_leader(address)
+        await wait_leader(address, certs["reader"] if certs else None)
         stop = asyncio.Event()
         latencies: list[float] = []
         sent = [0]
-        tasks = [asyncio.create_task(agent(address, r, stop, latencies, sent)) for r in regions]
+        tasks = [
+            asyncio.create_task(
+                agent(address, r, stop, latencies, sent, certs[r] if certs else None)
+            )
+            for r in regions
+        ]
         await asyncio.sleep(warmup)
         latencies.clear()
         sent0, cpu0, t0 = sent[0], cpu_seconds(coordinator.pid), time.monotonic()
@@ -146,6 +193,7 @@ async def measure(endpoints: list[str], agents: int, seconds: float, warmup: flo
     latencies.sort()
     return {
         "agents": agents,
+        "mode": mode,
         "reports_sent": count,
         "reports_per_second": round(count / (t1 - t0), 1),
         "acks_received": acked,
@@ -156,13 +204,13 @@ async def measure(endpoints: list[str], agents: int, seconds: float, warmup: flo
     }
 
 
-async def wait_leader(address: str) -> None:
+async def wait_leader(address: str, tls: CertFiles | None) -> None:
     from latitude.admin_client import NoCoordinator, cluster_status
 
     deadline = time.monotonic() + 30
     while True:
         try:
-            if (await cluster_status([address], 1.0)).leader.leader_id == "bench":
+            if (await cluster_status([address], 1.0, tls=tls)).leader.leader_id == "bench":
                 return
         except NoCoordinator:
             pass
@@ -177,12 +225,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     args = parser.parse_args()
-    with running_stack() as stack:
+    sizes = [int(n) for n in args.agents.split(",")]
+    regions = [f"r{i:04d}" for i in range(max(sizes))]
+    with running_stack() as stack, tempfile.TemporaryDirectory() as directory:
         endpoints = [m.endpoint for m in stack.etcd_members(stack.state())]
-        results = [
-            asyncio.run(measure(endpoints, int(n), args.seconds, args.warmup))
-            for n in args.agents.split(",")
-        ]
+        certs = certificates(Path(directory), regions)
+        results = []
+        for n in sizes:
+            for mode in (None, certs):
+                results.append(asyncio.run(measure(endpoints, n, args.seconds, args.warmup, mode)))
+    by = {(r["agents"], r["mode"]): r for r in results}
+    tls_cost = {
+        str(n): {
+            "cpu_ratio_tls_vs_plaintext": round(
+                by[n, "tls"]["coordinator_cpu_seconds_per_1000_reports"]
+                / max(by[n, "plaintext"]["coordinator_cpu_seconds_per_1000_reports"], 1e-9),
+                3,
+            ),
+            "p50_ms_plaintext_vs_tls": [
+                by[n, "plaintext"]["report_to_ack_p50_ms"],
+                by[n, "tls"]["report_to_ack_p50_ms"],
+            ],
+        }
+        for n in sizes
+    }
     print(
         json.dumps(
             {
@@ -192,6 +258,7 @@ def main() -> None:
                 "target": "1000 agents at 2 Hz within 0.5 core",
                 "cpus": os.cpu_count(),
                 "results": results,
+                "tls_cost": tls_cost,
             },
             indent=2,
         )

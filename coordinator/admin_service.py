@@ -1,5 +1,11 @@
 """AdminService on every replica: the global view is read from etcd, not from memory, so any
-coordinator answers the same thing the leader last published."""
+coordinator answers the same thing the leader last published.
+
+Every request is checked (coordinator/request_checks.py) before it is used: a bad field is
+INVALID_ARGUMENT naming it, never UNKNOWN. Bounded (RESOURCE_EXHAUSTED beyond): each caller
+checks consistency at most ``CHECKS_PER_SECOND``, and fresh checks are coalesced (one runs at a
+time, callers that ask meanwhile share its report, so the commands queued on agents do not
+grow with the callers); at most ``VERIFICATIONS`` Verify calls run at once."""
 
 from __future__ import annotations
 
@@ -8,11 +14,14 @@ import time
 
 import grpc
 
-from coordinator import history, keys, operations
+from coordinator import history, keys, operations, request_checks
+from coordinator.callers import caller_of
+from coordinator.coalesce import Coalesced
 from coordinator.etcd import EtcdError, MemberProbe
 from coordinator.events import InvalidRequest
 from coordinator.failover.machine import FailoverRefused
 from coordinator.incidents.listing import list_incidents
+from coordinator.limits import LimitExceeded, RateLimits, StreamSlots
 from coordinator.node import CoordinatorNode
 from coordinator.verify.runner import Verifier, VerifyFailed
 from coordinator.verify.settings import InvalidVerify, VerifySettings
@@ -20,6 +29,12 @@ from coordinator.verify.targets import NoTargets, verify_targets
 from latitude.v1 import admin_pb2, admin_pb2_grpc, history_pb2, routing_pb2
 
 LEADER_METADATA = "latitude-leader-address"
+# Verify calls running at once on one coordinator.
+VERIFICATIONS = 2
+# Consistency checks per caller: each is recorded in the event history, which keeps only the
+# newest 10,000, so a caller checking without pause would push out what the leader did.
+CHECKS_PER_SECOND = 1.0
+CHECK_BURST = 10
 _STRATEGIES = [s for s in routing_pb2.Strategy.values() if s != routing_pb2.STRATEGY_UNSPECIFIED]
 
 
@@ -28,6 +43,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._node = node
         self._members = members
         self._background: set[asyncio.Task] = set()
+        self._fresh_checks: Coalesced[admin_pb2.ConsistencyReport] = Coalesced()
+        # Each verification reads every table on every agent: a few at a time.
+        self.verifications = StreamSlots(VERIFICATIONS, VERIFICATIONS, what="Verify")
+        self.checks = RateLimits(CHECKS_PER_SECOND, CHECK_BURST, what="consistency checks")
 
     async def GetStatus(self, request, context):
         store = self._node.store
@@ -72,7 +91,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 admin_pb2.EtcdMember(
                     name=member.endpoint,
                     id=member.member_id,
-                    client_urls=[f"http://{member.endpoint}"],
+                    client_urls=[member.client_url],
                     healthy=member.healthy,
                     is_leader=member.is_leader,
                     error=member.error,
@@ -96,6 +115,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SetStrategyResponse(previous=previous, table_version=version)
 
     async def Switchover(self, request, context):
+        await _checked(context, request_checks.target, request)
         orchestrator = await self._leading(context, request.target_region)
         reason = f"switchover to {request.target_region or 'the best standby'} requested"
         record = await self._start(
@@ -110,6 +130,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SwitchoverResponse(failover=record)
 
     async def Failover(self, request, context):
+        await _checked(context, request_checks.target, request)
         orchestrator = await self._leading(context, request.target_region)
         failed, why = orchestrator.primary_failed()
         if not failed and not request.force:
@@ -146,6 +167,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return orchestrator
 
     async def ListEvents(self, request, context):
+        await _checked(context, request_checks.list_events, request)
         try:
             return await operations.list_events(self._node, request)
         except InvalidRequest as err:
@@ -154,6 +176,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
 
     async def SetMaintenance(self, request, context):
+        await _checked(context, request_checks.set_maintenance, request)
         regions = self._node.config.regions
         if request.region not in regions:
             await context.abort(
@@ -190,14 +213,23 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
 
     async def CheckConsistency(self, request, context):
+        try:
+            self.checks.check(caller_of(context).key, time.monotonic())
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"CheckConsistency: {err}")
         budget = context.time_remaining()
         budget = 10.0 if budget is None else max(0.1, budget - 0.2)
         try:
+            if request.fresh:
+                return await self._fresh_checks.run(
+                    lambda: operations.check_consistency(self._node, request, budget)
+                )
             return await operations.check_consistency(self._node, request, budget)
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
 
     async def GetHistory(self, request, context):
+        await _checked(context, request_checks.get_history, request.region)
         try:
             since, limit = history.request_bounds(request.since_seconds, request.max_samples)
         except ValueError as err:
@@ -213,6 +245,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def Verify(self, request, context):
+        await _checked(context, request_checks.verify, request)
         try:
             settings = VerifySettings.from_request(request)
         except InvalidVerify as err:
@@ -228,7 +261,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         except NoTargets as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         updates: asyncio.Queue[admin_pb2.VerifyProgress] = asyncio.Queue()
-        verifier = Verifier(primary, agents, settings, progress=updates.put_nowait)
+        verifier = Verifier(
+            primary, agents, settings, progress=updates.put_nowait, tls=self._node.config.tls
+        )
+        caller = caller_of(context).key
+        try:
+            self.verifications.acquire(caller)
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         # Ends with the call: a caller that goes away cancels the check.
         task = asyncio.create_task(verifier.run())
         try:
@@ -245,6 +285,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            self.verifications.release(caller)
         yield admin_pb2.VerifyUpdate(report=report)
 
     def _background_task(self, coroutine) -> asyncio.Task:
@@ -271,3 +312,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except EtcdError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unreachable: {err}")
+
+
+async def _checked(context, check, request) -> None:
+    try:
+        check(request)
+    except request_checks.InvalidRequest as err:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request_checks.details(str(err)))

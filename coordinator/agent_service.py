@@ -14,10 +14,15 @@ import time
 import grpc
 
 from coordinator import metrics
+from coordinator.agent_identity import AccessRefused, check_agent_identity, check_agent_role
+from coordinator.callers import caller_of
+from coordinator.limits import LimitExceeded, ReportRate, StreamSlots
 from coordinator.node import CoordinatorNode
 from coordinator.registry import RegionHeld
 from coordinator.sessions import AgentSession
 from coordinator.validation import InvalidMessage, check_hello, check_report
+from latitude.identity import peer_identity, peer_is_tls
+from latitude.pki import Identity
 from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -28,9 +33,38 @@ HELLO_TIMEOUT = 5.0
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, node: CoordinatorNode) -> None:
         self._node = node
+        config = node.config
+        self.streams = StreamSlots(config.streams_per_caller, config.streams_total, what="agent")
+        self._hosts = node.config.hosts
+        if not self._hosts.checked:
+            log.warning(
+                "region_hosts is not set: the endpoints agents report are not checked against "
+                "where their regions are (any address an agent names is routed to)"
+            )
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):
+        """Bounded streams per caller (coordinator/limits.py), RESOURCE_EXHAUSTED beyond."""
+        caller = caller_of(context).key
+        try:
+            self.streams.acquire(caller)
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        try:
+            await self._connect(context)
+        finally:
+            self.streams.release(caller)
+
+    async def _connect(self, context: grpc.aio.ServicerContext):
         node = self._node
+        identity = peer_identity(context)
+        if identity is None and peer_is_tls(context):
+            problem = "a client certificate is required to open an agent stream"
+            await self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, identity, problem)
+        try:
+            # Before anything else, NotLeader included: only agents have business here.
+            check_agent_role(identity)
+        except AccessRefused as err:
+            await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, identity, str(err))
         if not node.is_leader:
             await context.write(node.not_leader())
             return
@@ -47,16 +81,25 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 f"hello: the first message must be a hello, got {first.WhichOneof('body')}",
             )
         hello = first.hello
+        try:
+            check_agent_identity(identity, hello)
+        except AccessRefused as err:
+            region = hello.region if hello.region in node.config.regions else ""
+            await self._refuse(
+                context, grpc.StatusCode.PERMISSION_DENIED, identity, str(err), region
+            )
         registry = node.registry
         session = AgentSession(region=hello.region, agent_id=hello.agent_id)
         try:
             check_hello(hello, node.config.regions)
+            self._hosts.check_hello(hello)
             if not node.is_leader or registry is None:
                 await context.write(node.not_leader())
                 return
             if hello.highest_epoch_seen > node.epoch:
                 await context.write(node.not_leader())
                 return
+            previous = registry.regions[hello.region].session
             record = registry.attach(hello, session)
         except InvalidMessage as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
@@ -69,6 +112,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             message=f"agent {hello.agent_id} connected for {hello.region}",
             attributes={"agent_id": hello.agent_id, "agent_version": hello.agent_version},
         )
+        if isinstance(previous, AgentSession) and previous is not session:
+            # It went silent (registry.attach): ended, so nothing it still carries is taken
+            # as the region's.
+            previous.close(error=(grpc.StatusCode.ABORTED, "another stream took the region over"))
         node.sessions.add(session)
         session.send(node.welcome())
         reader = asyncio.create_task(self._read(context, session, record))
@@ -91,11 +138,40 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 )
             registry.detach(hello.region, session)
 
+    async def _refuse(
+        self,
+        context: grpc.aio.ServicerContext,
+        code: grpc.StatusCode,
+        identity: Identity | None,
+        problem: str,
+        region: str = "",
+    ) -> None:
+        """End the stream with ``code``, recorded with the caller's identity."""
+        caller = identity.uri if identity is not None else "no certificate"
+        log.warning("agent stream from %s (%s) refused: %s", context.peer(), caller, problem)
+        # EVENT_KIND_ACCESS_REFUSED arrives with the authorisation layer (issue 11); until
+        # then the log line above is the record.
+        kind = getattr(admin_pb2, "EVENT_KIND_ACCESS_REFUSED", None)
+        if kind is not None:
+            self._node.events.record(
+                kind,
+                admin_pb2.SEVERITY_WARNING,
+                region=region,
+                message=f"agent stream refused: {problem}",
+                attributes={
+                    "caller": caller,
+                    "peer": context.peer(),
+                    "method": "/latitude.v1.AgentService/Connect",
+                },
+            )
+        await context.abort(code, problem)
+
     async def _read(self, context, session: AgentSession, record) -> None:
         node = self._node
         registry = node.registry
         ack_every = node.config.ack_every
         acked_once = False
+        rate = ReportRate(node.config.report_interval)
         try:
             while True:
                 message = await context.read()
@@ -103,9 +179,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     session.close()
                     return
                 kind = message.WhichOneof("body")
+                if record.session is not session:
+                    session.close()  # taken over after going silent: nothing more from it
+                    return
                 if kind == "report":
+                    if not rate.admit(time.monotonic()):
+                        continue  # a flood: dropped, then ended (LimitExceeded)
                     report = message.report
                     check_report(report, record.sequence)
+                    self._hosts.check_report(report)
                     if not node.is_leader:
                         session.close(node.not_leader())
                         return
@@ -131,5 +213,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     raise InvalidMessage(kind or "body", "only one hello per stream")
         except InvalidMessage as err:
             session.close(error=(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
+        except LimitExceeded as err:
+            session.close(error=(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)))
         except (grpc.RpcError, asyncio.InvalidStateError):
             session.close()

@@ -3,6 +3,11 @@
 A command travels on the agent's stream and is answered by a CommandResult with the same id on
 that stream. The leader stamps each with its epoch and a deadline; an agent refuses one from a
 deposed leader or past its deadline, so a late or stale command cannot act.
+
+Bounded: a command is not queued on a session whose outbox is backed up (half its bound,
+coordinator/sessions.py): the agent is not reading, and the command could only time out.
+Every command waits within its timeout, so the commands in flight are bounded by the callers'
+own bounds (one fresh consistency check at a time, one failover).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class CommandDispatcher:
         kind = agent_pb2.CommandKind.Name(command.kind)
         if session is None:
             raise CommandFailed(f"{kind}: no agent connected")
+        if session.backed_up:
+            raise CommandFailed(f"{kind} to {session.region}: {session.backlog}")
         command.command_id = command.command_id or uuid.uuid4().hex
         command.epoch = epoch
         command.reason = reason

@@ -7,10 +7,16 @@ import math
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from coordinator.etcd import tls_server_name
+from coordinator.region_hosts import RegionHosts
+from latitude import leader_bounds
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
+from latitude.pki import CertFiles, Identity
+from latitude.tls_config import check_tls
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -75,6 +81,15 @@ class CoordinatorConfig:
     etcd: tuple[str, ...] = ("127.0.0.1:2379",)
     # Every key latitude writes lives under this prefix.
     etcd_prefix: str = "/latitude"
+    # TLS to etcd, all three or none: the CA that signed the members' certificates, and this
+    # coordinator's client certificate and key. With etcd's --client-cert-auth the
+    # certificate's common name is the etcd user: no password anywhere.
+    etcd_ca: Path | None = None
+    etcd_cert: Path | None = None
+    etcd_key: Path | None = None
+    # With TLS, the name every member's certificate is checked against; empty: the host the
+    # etcd endpoints share (endpoints on several hosts need it).
+    etcd_server_name: str = ""
     # The regions this deployment has; a Hello for any other region is refused.
     regions: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-southeast-1")
     # Timing (seconds); see DESIGN.md.
@@ -140,6 +155,32 @@ class CoordinatorConfig:
     alert_hold: float = 10.0
     # An incident whose cause returns within this many seconds of its resolution reopens.
     incident_reopen_window: float = 300.0
+    # Mutual TLS (tls_ca, tls_cert, tls_key: all three or none): the gRPC port requires a
+    # client certificate from this CA and authorises each call by its role (latitude.authz);
+    # channels to the leader and to agents present this certificate, which must say role
+    # coordinator (latitude://role/coordinator). None: plaintext, and anyone who reaches the
+    # port may change the cluster.
+    tls: CertFiles | None = None
+    # Bounds on what callers can make a coordinator hold or do (coordinator/limits.py).
+    # Client-reported latencies: the prefixes one caller may hold (of latency_prefixes), and
+    # reports a second per caller, with bursts.
+    latency_prefixes_per_caller: int = 32
+    latency_reports_per_second: float = 5.0
+    latency_report_burst: int = 20
+    # Concurrent streams (Watch; AgentService, counted apart) per caller and in all.
+    streams_per_caller: int = 64
+    streams_total: int = 4096
+    # Serialized Resolve answers a replica keeps for the table it serves, in bytes.
+    resolve_answer_bytes: int = 16 * 1024 * 1024
+
+    # -- Trust in what agents report (issue 11) --
+    # Where each region's services may be, "region=host" each: an IP address, a CIDR or a
+    # DNS name (compared as written, not resolved); a region may appear many times, and once
+    # one is listed every region must be. A Hello's endpoints and agent address must be on
+    # its region's hosts, a Report's upstream on some region's. Empty: nothing is checked (a
+    # warning at start). In TOML a list (region_hosts = ["eu-west-1=10.213.110.0/24"]); in
+    # LATITUDE_COORDINATOR_REGION_HOSTS and --region-hosts, comma-separated.
+    region_hosts: tuple[str, ...] = ()
 
     def validate(self) -> None:
         parse_host_port(self.listen, "listen", any_port=True)
@@ -151,6 +192,7 @@ class CoordinatorConfig:
             raise ConfigError("etcd: at least one endpoint is needed")
         for endpoint in self.etcd:
             parse_host_port(endpoint, "etcd")
+        self._validate_etcd_tls()
         if not self.regions or len(set(self.regions)) != len(self.regions):
             raise ConfigError(f"regions: need distinct region names, got {list(self.regions)}")
         if not 1 <= self.ack_every <= 4:
@@ -177,6 +219,72 @@ class CoordinatorConfig:
             raise ConfigError(f"max_error_rate: must be within 0..1, got {self.max_error_rate}")
         self._validate_routing()
         self._validate_alerts()
+        if self.tls is not None:
+            where = "advertise" if self.advertise else "listen"
+            host, _ = parse_host_port(self.advertised, where, any_port=True)
+            check_tls(self.tls, Identity("coordinator"), serves=(host, where))
+        self._validate_limits()
+        self.hosts  # noqa: B018 - parses and validates every rule
+        # Agents believe no Welcome outside these: a coordinator set beyond them leads none.
+        for name, bounds in (
+            ("report_interval", leader_bounds.REPORT_INTERVAL),
+            ("fence_after", leader_bounds.FENCE_AFTER),
+        ):
+            problem = leader_bounds.outside(name, getattr(self, name), bounds)
+            if problem:
+                raise ConfigError(f"{problem} (agents refuse a leader's Welcome beyond it)")
+
+    def _validate_etcd_tls(self) -> None:
+        paths = {"etcd_ca": self.etcd_ca, "etcd_cert": self.etcd_cert, "etcd_key": self.etcd_key}
+        given = [name for name, path in paths.items() if path is not None]
+        if not given:
+            if self.etcd_server_name:
+                raise ConfigError("etcd_server_name: only means something with etcd_ca/cert/key")
+            return
+        missing = [name for name in paths if name not in given]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)}: TLS to etcd needs etcd_ca, etcd_cert and etcd_key "
+                f"together (only {', '.join(given)} given)"
+            )
+        # Readable, the key's, signed by the CA, within its validity: a clear error now, not a
+        # handshake etcd refuses later. Its CN is the etcd user, it names no latitude identity.
+        check_tls(self.etcd_tls, None, setting="etcd")
+        tls_server_name(self.etcd, self.etcd_server_name)
+
+    @property
+    def etcd_tls(self) -> CertFiles | None:
+        """The etcd client certificate, key and CA; None for plaintext."""
+        if self.etcd_ca is None or self.etcd_cert is None or self.etcd_key is None:
+            return None
+        return CertFiles(self.etcd_cert, self.etcd_key, self.etcd_ca)
+
+    def _validate_limits(self) -> None:
+        if not 1 <= self.latency_prefixes_per_caller <= 10_000:
+            raise ConfigError(
+                "latency_prefixes_per_caller: must be within 1..10000, "
+                f"got {self.latency_prefixes_per_caller}"
+            )
+        if not (
+            math.isfinite(self.latency_reports_per_second) and self.latency_reports_per_second > 0
+        ):
+            raise ConfigError(
+                "latency_reports_per_second: must be a positive number, "
+                f"got {self.latency_reports_per_second}"
+            )
+        if self.latency_report_burst < 1:
+            raise ConfigError(
+                f"latency_report_burst: must be at least 1, got {self.latency_report_burst}"
+            )
+        if not 1 <= self.streams_per_caller <= self.streams_total:
+            raise ConfigError(
+                f"streams_per_caller: must be within 1..streams_total ({self.streams_total}), "
+                f"got {self.streams_per_caller}"
+            )
+        if not 0 <= self.resolve_answer_bytes <= 1 << 30:
+            raise ConfigError(
+                f"resolve_answer_bytes: must be within 0..1 GiB, got {self.resolve_answer_bytes}"
+            )
 
     def _validate_alerts(self) -> None:
         for index, target in enumerate(self.alerts):
@@ -232,6 +340,11 @@ class CoordinatorConfig:
                 raise ConfigError(f"location_overrides: {rule!r} is not CIDR=latitude,longitude")
             rules[str(network)] = _location(point, f"location_overrides ({rule!r})")
         return rules
+
+    @property
+    def hosts(self) -> RegionHosts:
+        """region_hosts, parsed."""
+        return RegionHosts.parse(self.region_hosts, self.regions)
 
     @property
     def node_id(self) -> str:

@@ -1,7 +1,10 @@
 """latitude's etcd client: aetcd for the protocol, plus the pieces aetcd lacks.
 
-aetcd talks to one endpoint, gives every call the same timeout and has no lease keepalive. Here:
-- one gRPC channel over every configured endpoint (round robin, so a dead member is skipped);
+aetcd talks to one endpoint, over plaintext only, gives every call the same timeout and has no
+lease keepalive. Here:
+- one gRPC channel over every configured endpoint (round robin, so a dead member is skipped),
+  TLS with a client certificate when configured (etcd takes its common name as the user: no
+  password anywhere);
 - a deadline on each call, chosen by the caller (the election's must fit inside the lease TTL);
 - ``keepalive``: one LeaseKeepAlive round trip, driven by the election's own loop;
 - errors translated once into ``EtcdError`` / ``EtcdUnavailable``.
@@ -16,10 +19,13 @@ from dataclasses import dataclass
 import aetcd
 import aetcd.exceptions
 import grpc
-from aetcd import rpc
+from aetcd import rpc, watcher
 
 from coordinator import metrics
-from latitude.errors import LatitudeError
+from latitude.channels import open_channel
+from latitude.errors import ConfigError, LatitudeError
+from latitude.netaddr import parse_host_port
+from latitude.pki import CertFiles
 
 
 class EtcdError(LatitudeError):
@@ -28,6 +34,11 @@ class EtcdError(LatitudeError):
 
 class EtcdUnavailable(EtcdError):
     """No etcd member answered in time."""
+
+
+class EtcdPermissionDenied(EtcdError):
+    """etcd refused who we are: no client certificate it trusts, or a user without the role
+    for the key (with auth on, etcd's user is the client certificate's common name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +60,35 @@ class WatchEvent:
 
 
 class Etcd:
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = 1.0,
+        tls: CertFiles | None = None,
+        server_name: str = "",
+    ) -> None:
+        """``tls``: the CA that signed the members' certificates and our client certificate.
+        ``server_name``: the name every member's certificate must carry (default: the
+        endpoints' host, when they share one)."""
         if not endpoints:
             raise EtcdError("no etcd endpoints configured")
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
-        # aetcd builds its target as f"{host}:{port}"; a gRPC "ipv4:" target lists every member.
+        # A gRPC "ipv4:" target lists every member; the round-robin policy spreads calls
+        # over them and skips a dead one.
         scheme = "ipv6:" if any(e.startswith("[") for e in endpoints) else "ipv4:"
-        host, _, port = (scheme + ",".join(endpoints)).rpartition(":")
-        self._client = aetcd.Client(
-            host=host,
-            port=int(port),
-            options={
-                "grpc.lb_policy_name": "round_robin",
-                # Reconnect to a restarted member quickly rather than after the default 20 s.
-                "grpc.initial_reconnect_backoff_ms": 100,
-                "grpc.max_reconnect_backoff_ms": 1000,
-            },
-        )
+        options = {
+            "grpc.lb_policy_name": "round_robin",
+            # Reconnect to a restarted member quickly rather than after the default 20 s.
+            "grpc.initial_reconnect_backoff_ms": 100,
+            "grpc.max_reconnect_backoff_ms": 1000,
+        }
+        if tls is not None:
+            # The target names several members, so gRPC cannot take the name to verify from
+            # it: every member's certificate is checked against this one name instead.
+            options["grpc.ssl_target_name_override"] = tls_server_name(endpoints, server_name)
+        self._client = _Client(scheme + ",".join(endpoints), tls, options)
         self.transactions = self._client.transactions
 
     async def connect(self) -> None:
@@ -183,12 +205,65 @@ class Etcd:
                 raise _translate(err, what) from err
 
 
+class _Client(aetcd.Client):
+    """aetcd's client on a channel from ``latitude.channels``: TLS when configured (aetcd's own
+    ``connect`` only opens plaintext channels, to a single host:port)."""
+
+    def __init__(self, target: str, tls: CertFiles | None, options: dict) -> None:
+        super().__init__(options=options)
+        self._target = target
+        self._tls = tls
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        # Nothing here awaits, so no other task can see a half-built client (aetcd's connect
+        # awaits only to log in with a password, which latitude never uses).
+        self.channel = open_channel(self._target, self._tls, options=self._options.items())
+        self.auth_stub = rpc.AuthStub(self.channel)
+        self.kvstub = rpc.KVStub(self.channel)
+        self.clusterstub = rpc.ClusterStub(self.channel)
+        self.leasestub = rpc.LeaseStub(self.channel)
+        self.maintenancestub = rpc.MaintenanceStub(self.channel)
+        self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout)
+        self._connected.set()
+
+
+def tls_server_name(endpoints: Sequence[str], configured: str = "") -> str:
+    """The name every member's certificate is verified against: ``configured``, else the host
+    all ``endpoints`` share; a ConfigError when they are on different hosts."""
+    if configured:
+        return configured
+    hosts = sorted({parse_host_port(e, "etcd")[0] for e in endpoints})
+    if len(hosts) != 1:
+        raise ConfigError(
+            f"etcd_server_name: the etcd endpoints are on different hosts ({', '.join(hosts)}); "
+            "name the host every member's certificate carries"
+        )
+    return hosts[0]
+
+
 def _translate(err: Exception, what: str) -> EtcdError:
     if isinstance(
         err, aetcd.exceptions.ConnectionFailedError | aetcd.exceptions.ConnectionTimeoutError
     ):
         return EtcdUnavailable(f"etcd unavailable during {what}: {err}")
+    if _status_code(err) in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return EtcdPermissionDenied(f"etcd refused {what}: {_details(err)}")
     return EtcdError(f"etcd {what} failed: {err}")
+
+
+def _status_code(err: BaseException) -> grpc.StatusCode | None:
+    """The gRPC status behind ``err``: aetcd wraps the codes it does not map (such as
+    PERMISSION_DENIED) in a plain ClientError raised from the RpcError."""
+    for cause in (err, err.__cause__):
+        if isinstance(cause, grpc.aio.AioRpcError):
+            return cause.code()
+    return None
+
+
+def _details(err: Exception) -> str:
+    return err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
 
 
 async def _bounded(awaitable, timeout: float):
@@ -254,14 +329,25 @@ class MemberStatus:
     member_id: int = 0
     is_leader: bool = False
     error: str = ""
+    secure: bool = False  # asked over TLS
+
+    @property
+    def client_url(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.endpoint}"
 
 
 class MemberProbe:
     """Asks each etcd member for its own status, over a channel per member (the shared
     round-robin channel cannot say which member answered)."""
 
-    def __init__(self, endpoints: Sequence[str]) -> None:
-        self._channels = {e: grpc.aio.insecure_channel(e) for e in endpoints}
+    def __init__(
+        self, endpoints: Sequence[str], *, tls: CertFiles | None = None, server_name: str = ""
+    ) -> None:
+        # One member per channel: gRPC verifies each member's certificate against its own
+        # host, unless a server name is configured.
+        options = {"grpc.ssl_target_name_override": server_name} if tls and server_name else {}
+        self._secure = tls is not None
+        self._channels = {e: open_channel(e, tls, options=options.items()) for e in endpoints}
 
     async def statuses(self, timeout: float = 0.5) -> list[MemberStatus]:
         return list(await asyncio.gather(*(self._status(e, timeout) for e in self._channels)))
@@ -272,11 +358,13 @@ class MemberProbe:
             reply = await stub.Status(rpc.StatusRequest(), timeout=timeout)
         except grpc.RpcError as err:
             reason = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
-            return MemberStatus(endpoint, False, error=reason or "no answer")
+            return MemberStatus(endpoint, False, error=reason or "no answer", secure=self._secure)
         member = reply.header.member_id
         healthy = reply.leader != 0 and not reply.errors
         error = "; ".join(reply.errors) or ("" if reply.leader else "no raft leader")
-        return MemberStatus(endpoint, healthy, member, member == reply.leader, error)
+        return MemberStatus(
+            endpoint, healthy, member, member == reply.leader, error, secure=self._secure
+        )
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()))

@@ -16,11 +16,13 @@ from coordinator.agent_service import AgentService
 from coordinator.config import CoordinatorConfig
 from coordinator.etcd import Etcd, MemberProbe
 from coordinator.node import CoordinatorNode
+from coordinator.refusals import RefusalEvents
 from coordinator.routing_service import RoutingService
 from coordinator.routing_service import register as register_routing
 from coordinator.store import EtcdStore
 from latitude import config as configuration
 from latitude import program
+from latitude.authz import Authorizer
 from latitude.errors import LatitudeError
 from latitude.program import setup_logging
 from latitude.serving import Server, until_signalled
@@ -48,25 +50,42 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--advertise", help="host:port others reach this replica at")
     parser.add_argument("--etcd", help="etcd endpoints, comma-separated host:port")
     parser.add_argument("--etcd-prefix", help="key prefix in etcd (default /latitude)")
+    parser.add_argument("--etcd-ca", help="CA of etcd's certificates (TLS to etcd)")
+    parser.add_argument("--etcd-cert", help="client certificate for etcd (its CN is the user)")
+    parser.add_argument("--etcd-key", help="the client certificate's key")
+    parser.add_argument("--etcd-server-name", help="name in every etcd member's certificate")
     parser.add_argument("--regions", help="the deployment's regions, comma-separated")
     parser.add_argument("--http-address", help="host:port for metrics and the dashboard")
     parser.add_argument(
         "--synchronous", action="store_const", const=True, help="synchronous replication"
     )
+    parser.add_argument("--tls-ca", help="the CA certificate every gRPC peer must chain to")
+    parser.add_argument("--tls-cert", help="this coordinator's certificate (role coordinator)")
+    parser.add_argument("--tls-key", help="the key of --tls-cert")
+    parser.add_argument(
+        "--region-hosts", help="where each region's services may be: region=host-or-CIDR, ..."
+    )
     parser.add_argument("--log-level", default=os.environ.get("LATITUDE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous",
-             "http_address")  # fmt: skip
+             "http_address", "tls_ca", "tls_cert", "tls_key", "region_hosts")  # fmt: skip
+    names += ("etcd_ca", "etcd_cert", "etcd_key", "etcd_server_name")
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 
 
 async def serve(config: CoordinatorConfig) -> None:
-    etcd = Etcd(config.etcd, timeout=1.0)
+    tls, server_name = config.etcd_tls, config.etcd_server_name
+    etcd = Etcd(config.etcd, timeout=1.0, tls=tls, server_name=server_name)
     store = EtcdStore(etcd, config.etcd_prefix)
-    members = MemberProbe(config.etcd)
+    members = MemberProbe(config.etcd, tls=tls, server_name=server_name)
     node = CoordinatorNode(config, store)
-    server = Server(config.listen, max_message_bytes=config.max_message_bytes)
+    server = Server(
+        config.listen,
+        tls=config.tls,
+        authorize=Authorizer(on_refused=RefusalEvents(node)),
+        max_message_bytes=config.max_message_bytes,
+    )
     server.add(
         agent_pb2_grpc.add_AgentServiceServicer_to_server,
         AgentService(node),
@@ -90,9 +109,16 @@ async def serve(config: CoordinatorConfig) -> None:
         dashboard.install(web.app, node, admin)
         await web.start()
     await server.start()
+    mode = "mutual TLS" if config.tls else "plaintext"
+    etcd_endpoints = ",".join(config.etcd)
     log.info(
-        "coordinator %s serving on %s (etcd %s)", node.id, config.listen, ",".join(config.etcd)
+        "coordinator %s serving on %s, %s (etcd %s)", node.id, config.listen, mode, etcd_endpoints
     )
+    if config.tls is None:
+        log.warning(
+            "no TLS (tls_ca, tls_cert, tls_key): anyone who reaches %s may change the cluster",
+            config.listen,
+        )
     running = asyncio.create_task(node.run(), name="node")
     signalled = asyncio.create_task(until_signalled(), name="signals")
     try:

@@ -12,6 +12,7 @@ import grpc
 from coordinator import consistency, events, keys, maintenance
 from coordinator.commands import CommandFailed
 from coordinator.consistency import Reading
+from latitude.channels import open_channel
 from latitude.enums import short_name
 from latitude.errors import LatitudeError
 from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, common_pb2
@@ -170,7 +171,7 @@ async def _forward(node, request, budget: float) -> admin_pb2.ConsistencyReport:
     leader = node.election.leader
     if leader is None or leader.id == node.id or not leader.address:
         raise LatitudeError("no leader known")
-    async with grpc.aio.insecure_channel(leader.address) as channel:
+    async with open_channel(leader.address, node.config.tls) as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         try:
             return await stub.CheckConsistency(request, timeout=max(0.5, budget))

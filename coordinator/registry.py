@@ -95,17 +95,28 @@ class Registry:
         self._history = PrimaryHistory()
 
     def attach(self, hello: agent_pb2.Hello, session: object) -> RegionRecord:
-        """A validated Hello opens a session for its region; RegionHeld if another agent has it."""
+        """A validated Hello opens a session for its region; RegionHeld while another stream
+        holds it.
+
+        A held stream that still reports is never swapped, whatever the new Hello says: agent
+        ids are public (GetStatus shows them), so the same agent_id proves nothing, and the
+        certificate (checked before this) is the same for every stream of the region. Once the
+        held stream has gone quiet past the detector's suspect deadline, a new stream takes the
+        region over, from the same agent (back from a network blip; its old stream died
+        half-open) or another (restarted). The real agent is so locked out for at most that
+        deadline after its old stream's last report.
+        """
         record = self.regions[hello.region]
         now = self._clock()
         if (
             record.session is not None
             and record.session is not session
-            and record.agent_id != hello.agent_id
             and not record.monitor.arrivals.overdue(now)
         ):
             raise RegionHeld(
-                f"region {hello.region} is already reported by agent {record.agent_id!r}"
+                f"region {hello.region} is already reported by agent {record.agent_id!r} on "
+                f"a stream that is still reporting (a new stream may take over once it has "
+                f"been silent for {record.monitor.arrivals.deadline():.1f} s)"
             )
         if record.agent_id != hello.agent_id:
             record.monitor.arrivals.reset()

@@ -1,12 +1,18 @@
 """RoutingService on every replica: Resolve and Watch from the cached table, ReportLatency to
 the leader (which folds the samples into the next table).
 
+Bounded per caller (coordinator/callers.py, coordinator/limits.py): Watch streams
+(``streams_per_caller``, ``streams_total``), and latency reports, which once TLS is on are taken
+only from a caller with a certificate, at ``latency_reports_per_second`` each and within the
+per-caller rules of coordinator/routing/latency.py. Past a bound: RESOURCE_EXHAUSTED.
+
 Resolve is the hot path, so it takes and returns serialized messages: an answer is a pure
 function of the request and the table, and a replica keeps the serialized answers to the
-requests it has seen, per table version (up to ``ANSWERS``, dropped together when full or when
-the table changes). A repeated request, the usual case for a client resolving as it goes, costs
-one dict lookup: no parse, no decision, no serialization. Round-robin answers differ call by
-call and are never kept.
+requests it has seen, per table version, bounded in bytes and entries (coordinator/routing/
+answers.py: the oldest go first, an oversized request is never kept; all go when the table
+changes). A repeated request, the usual case for a client resolving as it goes, costs one dict
+lookup: no parse, no decision, no serialization. Round-robin answers differ call by call and
+are never kept.
 """
 
 from __future__ import annotations
@@ -18,17 +24,22 @@ import time
 import grpc
 from google.protobuf.message import DecodeError
 
-from coordinator import metrics
+from coordinator import metrics, request_checks
+from coordinator.callers import Caller, caller_of
+from coordinator.limits import LimitExceeded, RateLimits, StreamSlots
+from coordinator.request_checks import MAX_SAMPLES
+from coordinator.routing.answers import AnswerCache
 from coordinator.routing.cache import TableCache
+from latitude.channels import open_channel
 from latitude.geo import InvalidLocation, network_prefix
 from latitude.routing import InvalidRequest
 from latitude.routing.locating import TableLocator
 from latitude.v1 import routing_pb2, routing_pb2_grpc
 
-# ReportLatency: at most this many samples per call.
-MAX_SAMPLES = 64
-# Serialized Resolve answers kept per table version.
-ANSWERS = 8192
+__all__ = ["MAX_SAMPLES", "RoutingService", "register"]
+
+# Who may report latencies once TLS is on: any role (not a stranger without a certificate).
+REPORTERS = frozenset({"agent", "reader", "operator", "coordinator"})
 
 _SERVICE = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name
 _ROUND_ROBIN = routing_pb2.STRATEGY_ROUND_ROBIN
@@ -54,22 +65,39 @@ def register(servicer: RoutingService, server: grpc.aio.Server) -> None:
 
 
 class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, node, cache: TableCache, *, mmdb_path: str = "") -> None:
+    def __init__(
+        self,
+        node,
+        cache: TableCache,
+        *,
+        mmdb_path: str = "",
+        answers: AnswerCache | None = None,
+    ) -> None:
         self._node = node
         self._cache = cache
         self._locator = TableLocator(mmdb_path)
         self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
         self._answers_for: object = None  # the Resolver whose answers these are
+        config = node.config
         # Each with its metrics, bound once: a kept answer costs a lookup and an observation.
-        self._answers: dict[bytes, tuple[bytes, metrics.Resolved]] = {}
+        self.answers = (
+            answers if answers is not None else AnswerCache(max_bytes=config.resolve_answer_bytes)
+        )
+        self.reports = RateLimits(
+            config.latency_reports_per_second,
+            config.latency_report_burst,
+            what="latency reports",
+        )
+        self.watches = StreamSlots(config.streams_per_caller, config.streams_total, what="Watch")
 
     async def resolve_serialized(self, body: bytes, context) -> bytes:
         """Resolve on the wire: a kept answer when this table has answered ``body`` before."""
         started = time.perf_counter()
         resolver = self._cache.resolver
+        answers = self.answers
         if resolver is not self._answers_for:
-            self._answers_for, self._answers = resolver, {}
-        answers = self._answers
+            self._answers_for = resolver
+            answers.clear()
         kept = answers.get(body)
         if kept is not None:
             kept[1].done(started)
@@ -91,9 +119,7 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         done = metrics.resolved(strategy)
         done.done(started)
         if strategy != _ROUND_ROBIN and self._cache.resolver is resolver:
-            if len(answers) >= ANSWERS:
-                answers.clear()
-            answers[body] = (answer, done)
+            answers.keep(body, (answer, done), len(answer))
         return answer
 
     async def _answer(self, request: routing_pb2.ResolveRequest, context) -> bytes:
@@ -126,24 +152,33 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
             message = str(err)
             if not message.startswith(err.field):
                 message = f"{err.field}: {message}"
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request_checks.details(message))
 
     async def Watch(self, request, context):
-        # Headers at once: a client that already has the newest table learns the stream is up
-        # (and its table current) without waiting for the next version.
-        await context.send_initial_metadata(())
-        known = request.known_version
-        with metrics.WATCH_STREAMS.track_inprogress():
-            while True:
-                table = await self._cache.newer_than(known)
-                yield table
-                known = table.version
+        caller = caller_of(context)
+        try:
+            self.watches.acquire(caller.key)
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        try:
+            # Headers at once: a client that already has the newest table learns the stream is
+            # up (and its table current) without waiting for the next version.
+            await context.send_initial_metadata(())
+            known = request.known_version
+            with metrics.WATCH_STREAMS.track_inprogress():
+                while True:
+                    table = await self._cache.newer_than(known)
+                    yield table
+                    known = table.version
+        finally:
+            self.watches.release(caller.key)
 
     async def ReportLatency(self, request, context):
+        caller = await self._reporter(context)
         await self._validate_report(request, context)
         publisher = self._node.publisher
         if publisher is None:
-            return await self._forward(request, context)
+            return await self._forward(request, context, caller)
         prefix = (
             str(ipaddress.ip_network(request.network_prefix, strict=False))
             if request.network_prefix
@@ -158,14 +193,45 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
             measured = (
                 sample.measured_at.ToNanoseconds() / 1e9 if sample.HasField("measured_at") else now
             )
-            publisher.latencies.add(prefix, sample.region, sample.latency_seconds, measured, now)
-            accepted += 1
+            accepted += publisher.latencies.add(
+                prefix, sample.region, sample.latency_seconds, measured, now, caller=caller.key
+            )
         return routing_pb2.ReportLatencyResponse(accepted_samples=accepted)
+
+    async def _reporter(self, context) -> Caller:
+        """The caller, if it may report latencies now: with TLS, one whose certificate names a
+        role (UNAUTHENTICATED without one, PERMISSION_DENIED for another); within its rate
+        (RESOURCE_EXHAUSTED past it)."""
+        caller = caller_of(context)
+        if caller.tls and caller.identity is None:
+            auth = context.auth_context() or {}
+            if auth.get("x509_pem_cert"):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "ReportLatency: the client certificate names no latitude identity",
+                )
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "ReportLatency: a client certificate is required"
+            )
+        if caller.identity is not None and caller.identity.role not in REPORTERS:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"ReportLatency: not for a {caller.identity.role}",
+            )
+        try:
+            self.reports.check(caller.key, time.monotonic())
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"ReportLatency: {err}")
+        return caller
 
     async def _validate_report(self, request, context) -> None:
         def invalid(field: str, why: str):
             return context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {why}")
 
+        try:
+            request_checks.latency_report(request)
+        except request_checks.InvalidRequest as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         if request.network_prefix:
             try:
                 ipaddress.ip_network(request.network_prefix, strict=False)
@@ -178,10 +244,6 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
                 network_prefix(request.client_ip)
             except (ValueError, InvalidLocation):
                 await invalid("client_ip", f"{request.client_ip!r} is not an IP address")
-        if len(request.samples) > MAX_SAMPLES:
-            await invalid(
-                "samples", f"at most {MAX_SAMPLES} per report, got {len(request.samples)}"
-            )
         now = time.time()
         for i, sample in enumerate(request.samples):
             seconds = sample.latency_seconds
@@ -192,18 +254,20 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
                 if age < -60:
                     await invalid(f"samples[{i}].measured_at", "is in the future")
 
-    async def _forward(self, request, context):
-        """A follower passes the samples to the leader, which owns them."""
+    async def _forward(self, request, context, caller: Caller):
+        """A follower passes the samples to the leader, which owns them, naming the caller it
+        passes them for (believed from a coordinator's certificate only)."""
         leader = self._node.election.leader
         if leader is None or leader.id == self._node.id:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no leader to record latencies")
         if self._leader_channel is None or self._leader_channel[0] != leader.address:
             if self._leader_channel is not None:
                 await self._leader_channel[1].close()
-            self._leader_channel = (leader.address, grpc.aio.insecure_channel(leader.address))
+            channel = open_channel(leader.address, self._node.config.tls)
+            self._leader_channel = (leader.address, channel)
         stub = routing_pb2_grpc.RoutingServiceStub(self._leader_channel[1])
         try:
-            return await stub.ReportLatency(request, timeout=2.0)
+            return await stub.ReportLatency(request, timeout=2.0, metadata=caller.forwarded_for)
         except grpc.aio.AioRpcError as err:
             await context.abort(err.code(), f"leader {leader.id}: {err.details()}")
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import grpc
+
 from latitude.v1 import agent_pb2
 
 _CLOSE = None
+# Messages waiting for the stream's writer. An agent that does not read its stream blocks the
+# writer; past this many the session ends (RESOURCE_EXHAUSTED) and further messages are
+# dropped, rather than kept for ever.
+OUTBOX = 256
 
 
 @dataclass(eq=False)  # sessions are compared (and hashed) by identity
@@ -22,7 +28,19 @@ class AgentSession:
         self.outbox: asyncio.Queue[agent_pb2.CoordinatorMessage | None] = asyncio.Queue()
 
     def send(self, message: agent_pb2.CoordinatorMessage) -> None:
+        if self.outbox.qsize() >= OUTBOX:
+            if self.error is None:
+                self.close(error=(grpc.StatusCode.RESOURCE_EXHAUSTED, self.backlog))
+            return
         self.outbox.put_nowait(message)
+
+    @property
+    def backlog(self) -> str:
+        return f"{self.outbox.qsize()} messages wait to be sent: the agent is not reading"
+
+    @property
+    def backed_up(self) -> bool:
+        return self.outbox.qsize() >= OUTBOX // 2
 
     def close(self, final: agent_pb2.CoordinatorMessage | None = None, error=None) -> None:
         if error is not None and self.error is None:

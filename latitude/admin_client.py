@@ -1,4 +1,7 @@
-"""Asking the coordinators for the cluster's status: any replica answers from etcd."""
+"""Asking the coordinators for the cluster's status: any replica answers from etcd.
+
+Every call takes ``tls``: the caller's certificate (latitude.pki.CertFiles) for a cluster that
+runs mutual TLS, whose role decides what it may call (latitude.authz); None: plaintext."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ from collections.abc import Sequence
 
 import grpc
 
+from latitude.channels import open_channel
 from latitude.errors import LatitudeError
+from latitude.pki import CertFiles
 from latitude.v1 import admin_pb2, admin_pb2_grpc
 
 
@@ -15,14 +20,16 @@ class NoCoordinator(LatitudeError):
     """No coordinator answered."""
 
 
-async def cluster_status(addresses: Sequence[str], timeout: float = 2.0) -> admin_pb2.ClusterStatus:
+async def cluster_status(
+    addresses: Sequence[str], timeout: float = 2.0, *, tls: CertFiles | None = None
+) -> admin_pb2.ClusterStatus:
     """The first answer from any of ``addresses``, asked all at once."""
     if not addresses:
         raise NoCoordinator("no coordinator addresses given")
     errors: list[str] = []
 
     async def ask(address: str) -> admin_pb2.ClusterStatus:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address, tls) as channel:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             try:
                 return await stub.GetStatus(admin_pb2.GetStatusRequest(), timeout=timeout)
@@ -47,7 +54,9 @@ async def cluster_status(addresses: Sequence[str], timeout: float = 2.0) -> admi
 LEADER_METADATA = "latitude-leader-address"
 
 
-async def call_leader(addresses: Sequence[str], method: str, request, timeout: float):
+async def call_leader(
+    addresses: Sequence[str], method: str, request, timeout: float, *, tls: CertFiles | None = None
+):
     """Call an AdminService method that only the leader carries out: try the coordinators,
     following the leader address a follower names."""
     errors: list[str] = []
@@ -58,7 +67,7 @@ async def call_leader(addresses: Sequence[str], method: str, request, timeout: f
         if address in tried:
             continue
         tried.add(address)
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address, tls) as channel:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             try:
                 return await getattr(stub, method)(request, timeout=timeout)
@@ -77,11 +86,13 @@ async def call_leader(addresses: Sequence[str], method: str, request, timeout: f
     raise NoCoordinator("no leader answered (" + ("; ".join(errors) or "no leader") + ")")
 
 
-async def call_any(addresses: Sequence[str], method: str, request, timeout: float):
+async def call_any(
+    addresses: Sequence[str], method: str, request, timeout: float, *, tls: CertFiles | None = None
+):
     """Call an AdminService method any coordinator answers (a read): the first that does."""
     errors: list[str] = []
     for address in addresses:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address, tls) as channel:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             try:
                 return await getattr(stub, method)(request, timeout=timeout)

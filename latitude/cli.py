@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import sys
@@ -11,11 +12,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from latitude import certs_view, history_view, incidents_view, pki, route_view, verify_view
 from latitude import config as configuration
-from latitude import history_view, incidents_view, route_view, verify_view
 from latitude.admin_client import call_any, call_leader
 from latitude.client import strategy_value
-from latitude.errors import LatitudeError
+from latitude.errors import ConfigError, LatitudeError, StackError
 from latitude.operations_view import (
     consistency_json,
     event_kind,
@@ -23,9 +24,12 @@ from latitude.operations_view import (
     format_consistency,
     format_events,
 )
+from latitude.pki import CertFiles
+from latitude.stack import tls
 from latitude.stack.config import StackConfig
 from latitude.stack.progress import Progress
 from latitude.stack.stack import Stack, StackStatus
+from latitude.stack.state import StackState
 from latitude.status_view import cluster_json, format_cluster, format_failover
 from latitude.table import human_bytes, render
 from latitude.v1 import admin_pb2, common_pb2, history_pb2, routing_pb2
@@ -71,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         "--netns", action="store_true", default=None,
         help="each region and the control plane in a network namespace of its own (root)",
     )  # fmt: skip
+    up.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mutual TLS between every component, with a local CA and a certificate each in "
+        "<dir>/tls (default: as the stack runs; plaintext for a new one)",
+    )
     up.set_defaults(command=_up)
 
     down = _stack_command(commands, "down", "stop the local stack and remove its data")
@@ -124,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     incidents.add_argument("--json", action="store_true", help="machine-readable output")
     _coordinators_option(incidents, timeout=5.0)
-    incidents.set_defaults(command=lambda args: incidents_view.show(args, _coordinators(args)))
+    incidents.set_defaults(
+        command=lambda args: incidents_view.show(args, _coordinators(args), client_tls(args))
+    )
 
     maintenance = _stack_command(
         commands, "maintenance", "take a region out of service (no traffic, never promoted)"
@@ -194,6 +207,16 @@ def _parser() -> argparse.ArgumentParser:
     strategy.add_argument("name", help=_STRATEGY_NAMES)
     _coordinators_option(strategy, timeout=5.0)
     strategy.set_defaults(command=_strategy)
+
+    certs = _stack_command(
+        commands, "certs", "the local stack's certificates; `certs renew` issues new ones"
+    )
+    certs.add_argument("action", nargs="?", choices=["renew"], help="renew every certificate")
+    certs.add_argument(
+        "--days", type=int, default=365, help="renew: how long the new ones last (default 365)"
+    )
+    certs.add_argument("--json", action="store_true", help="machine-readable output")
+    certs.set_defaults(command=_certs)
     return parser
 
 
@@ -203,6 +226,15 @@ def _coordinators_option(command: argparse.ArgumentParser, timeout: float = 60.0
         help="coordinator addresses, comma-separated (default: the local stack's)",
     )
     command.add_argument("--timeout", type=float, default=timeout, help="seconds to wait")
+    tls_options(command)
+
+
+def tls_options(command: argparse.ArgumentParser) -> None:
+    """A cluster that is not a local stack: the CA and an operator's (or reader's) certificate
+    and key, all three or none (also LATITUDE_TLS_CA, _CERT, _KEY)."""
+    command.add_argument("--tls-ca", help="the CA that signed the coordinators' certificates")
+    command.add_argument("--tls-cert", help="your certificate (an operator's, or a reader's)")
+    command.add_argument("--tls-key", help="its key")
 
 
 def _stack_command(commands, name: str, help: str) -> argparse.ArgumentParser:
@@ -218,6 +250,7 @@ def _stack(args: argparse.Namespace, progress: Progress | None = None) -> Stack:
         "host": getattr(args, "host", None),
         "port_base": getattr(args, "port_base", None),
         "netns": getattr(args, "netns", None),
+        "tls": getattr(args, "tls", None),
     }
     config = configuration.load(
         StackConfig,
@@ -279,7 +312,7 @@ async def _open_incidents(stack: Stack, status: StackStatus, region: str) -> lis
     try:
         response = await call_any(
             stack.coordinator_addresses(stack.state()), "ListIncidents",
-            admin_pb2.ListIncidentsRequest(), 1.0,
+            admin_pb2.ListIncidentsRequest(), 1.0, tls=stack.client_tls(stack.state(), "reader"),
         )  # fmt: skip
     except LatitudeError:
         return []
@@ -296,6 +329,33 @@ def _print_network(stack: Stack) -> None:
           f"{parties}")  # fmt: skip
 
 
+def client_tls(args: argparse.Namespace, env=os.environ) -> CertFiles | None:
+    """The certificate a command presents: --tls-ca/--tls-cert/--tls-key, else
+    LATITUDE_TLS_CA/_CERT/_KEY, else the local stack's operator certificate when it runs with
+    TLS; None for plaintext."""
+    flags = [getattr(args, f"tls_{k}", None) for k in _TLS]
+    variables = [env.get(f"LATITUDE_TLS_{k.upper()}") for k in _TLS]
+    sources = (
+        ("--tls-ca, --tls-cert and --tls-key", flags),
+        ("LATITUDE_TLS_CA, LATITUDE_TLS_CERT and LATITUDE_TLS_KEY", variables),
+    )
+    for where, (ca, cert, key) in sources:
+        given = [v for v in (ca, cert, key) if v]
+        if len(given) == 3:
+            return CertFiles(cert=Path(cert), key=Path(key), ca=Path(ca))
+        if given:
+            raise ConfigError(f"{where}: give all three (CA, certificate, key) or none")
+    stack = _stack(args)
+    try:
+        state = StackState.load(stack.dir)
+    except StackError:
+        return None
+    return stack.client_tls(state) if state is not None else None
+
+
+_TLS = ("ca", "cert", "key")
+
+
 def _coordinators(args: argparse.Namespace) -> list[str]:
     if args.coordinators:
         return [a.strip() for a in args.coordinators.split(",") if a.strip()]
@@ -305,7 +365,9 @@ def _coordinators(args: argparse.Namespace) -> list[str]:
 
 async def _switchover(args: argparse.Namespace) -> int:
     request = admin_pb2.SwitchoverRequest(target_region=args.target, force=args.force, wait=True)
-    response = await call_leader(_coordinators(args), "Switchover", request, args.timeout)
+    response = await call_leader(
+        _coordinators(args), "Switchover", request, args.timeout, tls=client_tls(args)
+    )
     print(format_failover(response.failover))
     return 0 if response.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED else EXIT_ERROR
 
@@ -314,7 +376,9 @@ async def _failover(args: argparse.Namespace) -> int:
     request = admin_pb2.FailoverRequest(
         target_region=args.target, force=args.force, reason=args.reason, wait=True
     )
-    response = await call_leader(_coordinators(args), "Failover", request, args.timeout)
+    response = await call_leader(
+        _coordinators(args), "Failover", request, args.timeout, tls=client_tls(args)
+    )
     print(format_failover(response.failover))
     return 0 if response.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED else EXIT_ERROR
 
@@ -327,9 +391,15 @@ async def _events(args: argparse.Namespace) -> int:
     )
     if args.follow:
         return await incidents_view.follow(
-            _coordinators(args), request, as_json=args.json, timeout=args.timeout
+            _coordinators(args),
+            request,
+            as_json=args.json,
+            timeout=args.timeout,
+            tls=client_tls(args),
         )
-    response = await call_any(_coordinators(args), "ListEvents", request, args.timeout)
+    response = await call_any(
+        _coordinators(args), "ListEvents", request, args.timeout, tls=client_tls(args)
+    )
     if args.json:
         print(json.dumps(events_json(response.events), indent=2))
     else:
@@ -340,7 +410,9 @@ async def _events(args: argparse.Namespace) -> int:
 async def _history(args: argparse.Namespace) -> int:
     since = history_view.parse_duration(args.since)
     request = history_pb2.GetHistoryRequest(region=args.region, since_seconds=since)
-    response = await call_any(_coordinators(args), "GetHistory", request, args.timeout)
+    response = await call_any(
+        _coordinators(args), "GetHistory", request, args.timeout, tls=client_tls(args)
+    )
     if args.json:
         print(json.dumps(history_view.history_json(response), indent=2))
     else:
@@ -352,7 +424,9 @@ async def _maintenance(args: argparse.Namespace) -> int:
     request = admin_pb2.SetMaintenanceRequest(
         region=args.region, enabled=args.mode == "on", drain=args.drain, reason=args.reason
     )
-    response = await call_leader(_coordinators(args), "SetMaintenance", request, args.timeout)
+    response = await call_leader(
+        _coordinators(args), "SetMaintenance", request, args.timeout, tls=client_tls(args)
+    )
     region = response.region
     state = common_pb2.RegionState.Name(region.state).removeprefix("REGION_STATE_")
     print(f"{region.region}: {state} ({region.state_reason})")
@@ -373,7 +447,9 @@ async def _route(args: argparse.Namespace) -> int:
         request.location.latitude, request.location.longitude = args.lat, args.lon
     if args.max_lag is not None:
         request.max_replica_lag_seconds = args.max_lag
-    decision = await route_view.resolve(_coordinators(args), request, args.timeout)
+    decision = await route_view.resolve(
+        _coordinators(args), request, args.timeout, tls=client_tls(args)
+    )
     if args.json:
         print(json.dumps(route_view.decision_json(decision), indent=2))
     else:
@@ -385,7 +461,9 @@ async def _strategy(args: argparse.Namespace) -> int:
     request = admin_pb2.SetStrategyRequest(strategy=_strategy_value(args.name))
     if not request.strategy:
         raise LatitudeError(f"strategy: give one of {_STRATEGY_NAMES}")
-    response = await call_leader(_coordinators(args), "SetStrategy", request, args.timeout)
+    response = await call_leader(
+        _coordinators(args), "SetStrategy", request, args.timeout, tls=client_tls(args)
+    )
     before = routing_pb2.Strategy.Name(response.previous).removeprefix("STRATEGY_").lower()
     print(f"default strategy {args.name} (was {before}), table version {response.table_version}")
     return 0
@@ -400,7 +478,9 @@ def _strategy_value(name: str | None) -> int:
 
 async def _check(args: argparse.Namespace) -> int:
     request = admin_pb2.CheckConsistencyRequest(fresh=args.fresh)
-    report = await call_any(_coordinators(args), "CheckConsistency", request, args.timeout)
+    report = await call_any(
+        _coordinators(args), "CheckConsistency", request, args.timeout, tls=client_tls(args)
+    )
     if args.json:
         print(json.dumps(consistency_json(report), indent=2))
     else:
@@ -429,7 +509,9 @@ async def _verify(args: argparse.Namespace) -> int:
             phases.append(update.phase)
             print(line, file=sys.stderr)
 
-    report = await verify_view.verify(_coordinators(args), request, args.timeout, progress)
+    report = await verify_view.verify(
+        _coordinators(args), request, args.timeout, progress, tls=client_tls(args)
+    )
     if live:
         print(file=sys.stderr)
     if args.json:
@@ -437,6 +519,30 @@ async def _verify(args: argparse.Namespace) -> int:
     else:
         print(verify_view.format_report(report))
     return 0 if report.consistent else EXIT_ERROR
+
+
+async def _certs(args: argparse.Namespace) -> int:
+    stack = _stack(args, Progress(sys.stderr))
+    state = stack.state()
+    if state.tls_dir is None:
+        raise StackError(
+            f"the stack in {stack.dir} runs in plaintext, without certificates "
+            f"({certs_view.PLAINTEXT_WARNING}): `latitude down`, then `latitude up --tls`"
+        )
+    if args.action == "renew":
+        restarted = await stack.renew_certs(args.days)
+        what = ", ".join(restarted) or "nothing (none was running)"
+        count = len(stack.cert_specs(state))
+        print(f"latitude certs renew: {count} new certificates; restarted {what}", file=sys.stderr)
+    specs = stack.cert_specs(state)
+    infos = tls.inventory(state.tls_dir, specs)
+    ca = pki.describe(state.tls_dir / "ca.crt")
+    now = datetime.datetime.now(datetime.UTC)
+    if args.json:
+        print(json.dumps(certs_view.certs_json(ca, specs, infos, now), indent=2))
+    else:
+        print(certs_view.format_certs(ca, specs, infos, now))
+    return 0
 
 
 def _only_region(status: StackStatus, region: str) -> StackStatus:
@@ -461,12 +567,14 @@ def status_json(status: StackStatus) -> dict:
         "etcd": [asdict(m) for m in status.etcd],
         "processes": status.processes,
         "http": status.http,
+        "security": certs_view.mode_json(status.tls),
     }
 
 
 def format_status(status: StackStatus) -> str:
     verdict = "ready" if status.ready else "NOT READY"
-    head = f"latitude stack in {status.dir}: {verdict}"
+    now = datetime.datetime.now(datetime.UTC)
+    head = f"latitude stack in {status.dir}: {verdict}\n{certs_view.format_mode(status.tls, now)}"
     if status.cluster is not None:
         return f"{head}\n{format_cluster(status.cluster)}{format_http(status.http)}"
     return (

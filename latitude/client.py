@@ -10,6 +10,9 @@ good table (static stability) and says how old that table is (``staleness``, and
         decision = client.resolve(ip="81.2.69.160")
         decision.targets[0].region   # "eu-west-1"
 
+With ``tls`` (latitude.pki.CertFiles: a reader's certificate, its key and the cluster's CA)
+the client speaks mutual TLS, as a cluster that runs TLS requires.
+
 ``SyncRoutingClient`` is the same for code without an event loop: it follows the table on a
 background thread.
 """
@@ -26,7 +29,9 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
+from latitude.channels import open_channel
 from latitude.errors import LatitudeError
+from latitude.pki import CertFiles
 from latitude.routing import Resolver
 from latitude.routing.locating import TableLocator
 from latitude.v1 import common_pb2, routing_pb2, routing_pb2_grpc
@@ -63,11 +68,13 @@ class RoutingClient:
         geoip_city_database: str | None = None,
         reconnect_max: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        tls: CertFiles | None = None,
     ) -> None:
         if not coordinators:
             raise ValueError("coordinators: at least one address is needed")
         self.coordinators = list(coordinators)
         self._reconnect_max = reconnect_max
+        self._tls = tls
         self._clock = clock
         self._locator = TableLocator(geoip_city_database)
         self._resolver: Resolver | None = None
@@ -193,7 +200,7 @@ class RoutingClient:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.initial_reconnect_backoff_ms", 100),
         ]
-        async with grpc.aio.insecure_channel(address, options=options) as channel:
+        async with open_channel(address, self._tls, options=options) as channel:
             stub = routing_pb2_grpc.RoutingServiceStub(channel)
             # Ask only for something newer than ours: a restarted stream sends nothing stale.
             call = stub.Watch(routing_pb2.WatchRequest(known_version=self.version))

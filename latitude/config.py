@@ -4,6 +4,9 @@ Each program declares a frozen dataclass whose fields are its settings. ``load``
 settings from the three sources in that order (later ones win), converts each value to the
 field's declared type and runs the class's ``validate`` method; every error names the field and
 the source it came from, so ``port_base = "x"`` in ``stack.toml`` does not surface as a traceback.
+
+A setting whose type is a group of paths (``tls: CertFiles | None``) is given as one key per
+member, ``tls_ca``, ``tls_cert`` and ``tls_key``, in every source: all of them or none.
 """
 
 from __future__ import annotations
@@ -44,11 +47,21 @@ def load(
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
+    groups = _path_groups(hints)
+    members = {f"{g}_{m}": (g, m) for g, kind in groups.items() for m in _members(kind)}
+    given: dict[str, dict[str, tuple[Path | None, str]]] = {g: {} for g in groups}
+
+    def member(key: str, raw: Any, where: str) -> None:
+        group, name = members[key]
+        given[group][name] = (_convert(raw, Path | None, where), where)
 
     if file is not None:
         table = _read_section(file, section)
         for key, raw in table.items():
             if key in ignore:
+                continue
+            if key in members:
+                member(key, raw, f"{file}: [{section}] {key}")
                 continue
             if key not in names:
                 raise ConfigError(f"{file}: [{section}] has no setting {key!r}")
@@ -58,18 +71,61 @@ def load(
         if not key.startswith(env_prefix):
             continue
         name = key[len(env_prefix) :].lower()
-        if name in names:
+        if name in members:
+            member(name, raw, key)
+        elif name in names:
             values[name] = _convert(raw, hints[name], key)
 
     for name, raw in (flags or {}).items():
-        if raw is not None:
+        if raw is None:
+            continue
+        if name in members:
+            member(name, raw, "--" + name.replace("_", "-"))
+        else:
             values[name] = _convert(raw, hints[name], "--" + name.replace("_", "-"))
+
+    for group, parts in given.items():
+        values.update(_group(group, groups[group], parts))
 
     config = cls(**values)
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()
     return config
+
+
+def _path_groups(hints: Mapping[str, Any]) -> dict[str, type]:
+    """The settings that are groups of paths (a dataclass of Path fields), by name."""
+    groups = {}
+    for name, hint in hints.items():
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            hint = next((a for a in typing.get_args(hint) if a is not type(None)), None)
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            kinds = typing.get_type_hints(hint).values()
+            if kinds and all(kind is Path for kind in kinds):
+                groups[name] = hint
+    return groups
+
+
+def _members(kind: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(kind)]
+
+
+def _group(name: str, kind: type, parts: Mapping[str, tuple[Path | None, str]]) -> dict:
+    """``{name: kind(...)}`` when every member is given, {} when none is; otherwise the
+    error names what is missing and where the others came from."""
+    present = {m: where for m, (path, where) in parts.items() if path is not None}
+    if not present:
+        return {}
+    missing = [m for m in _members(kind) if m not in present]
+    if missing:
+        keys = ", ".join(f"{name}_{m}" for m in _members(kind))
+        told = "; ".join(present.values())
+        raise ConfigError(
+            f"{', '.join(f'{name}_{m}' for m in missing)}: missing ({told} given): "
+            f"give all of {keys}, or none"
+        )
+    return {name: kind(**{m: path for m, (path, _) in parts.items()})}
 
 
 def _read_section(file: Path, section: str) -> Mapping[str, Any]:

@@ -23,6 +23,7 @@ from google.protobuf import json_format
 from latitude.admin_client import NoCoordinator, call_any
 from latitude.enums import short_name
 from latitude.errors import LatitudeError
+from latitude.pki import CertFiles
 from latitude.table import human_duration, render
 from latitude.v1 import admin_pb2
 
@@ -81,12 +82,13 @@ def incidents_json(incidents: Sequence[admin_pb2.Incident]) -> list[dict]:
     return [json_format.MessageToDict(i, preserving_proto_field_name=True) for i in incidents]
 
 
-async def show(args, addresses: list[str]) -> int:
-    """``latitude incidents``: open ones (``--all``: resolved too), newest first."""
+async def show(args, addresses: list[str], tls: CertFiles | None = None) -> int:
+    """``latitude incidents``: open ones (``--all``: resolved too), newest first; ``tls``:
+    the certificate to call with (None: plaintext)."""
     if args.limit < 0:
         raise LatitudeError(f"--limit: must not be negative, got {args.limit}")
     request = admin_pb2.ListIncidentsRequest(include_resolved=args.all, limit=args.limit)
-    response = await call_any(addresses, "ListIncidents", request, args.timeout)
+    response = await call_any(addresses, "ListIncidents", request, args.timeout, tls=tls)
     if args.json:
         print(json.dumps(incidents_json(response.incidents), indent=2))
         return 0
@@ -144,6 +146,7 @@ async def follow(
     timeout: float,
     interval: float = FOLLOW_INTERVAL,
     out=None,
+    tls: CertFiles | None = None,
 ) -> int:
     """Print the newest events, then each new one as it comes, until interrupted (0)."""
     out = out or sys.stdout
@@ -156,7 +159,9 @@ async def follow(
     try:
         while not stop.is_set():
             try:
-                response = await call_any(addresses, "ListEvents", follower.next_request(), timeout)
+                response = await call_any(
+                    addresses, "ListEvents", follower.next_request(), timeout, tls=tls
+                )
             except NoCoordinator as err:
                 if not unreachable:
                     print(f"latitude: {err}; still trying", file=sys.stderr)

@@ -8,19 +8,25 @@ import grpc
 from google.protobuf import json_format
 
 from latitude.admin_client import NoCoordinator
+from latitude.channels import open_channel
 from latitude.enums import short_name
 from latitude.errors import LatitudeError
+from latitude.pki import CertFiles
 from latitude.table import render
 from latitude.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 
 
 async def resolve(
-    addresses: Sequence[str], request: routing_pb2.ResolveRequest, timeout: float
+    addresses: Sequence[str],
+    request: routing_pb2.ResolveRequest,
+    timeout: float,
+    *,
+    tls: CertFiles | None = None,
 ) -> routing_pb2.RoutingDecision:
     """Ask the coordinators in turn (any of them answers) for one routing decision."""
     errors = []
     for address in addresses:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address, tls) as channel:
             stub = routing_pb2_grpc.RoutingServiceStub(channel)
             try:
                 return await stub.Resolve(request, timeout=timeout)

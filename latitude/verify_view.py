@@ -9,8 +9,10 @@ import grpc
 from google.protobuf import json_format
 
 from latitude.admin_client import NoCoordinator
+from latitude.channels import open_channel
 from latitude.errors import LatitudeError
 from latitude.lsn import format_lsn
+from latitude.pki import CertFiles
 from latitude.table import render
 from latitude.v1 import admin_pb2, admin_pb2_grpc
 
@@ -22,12 +24,14 @@ async def verify(
     request: admin_pb2.VerifyRequest,
     timeout: float,
     on_progress: Callable[[admin_pb2.VerifyProgress], None] = lambda _: None,
+    *,
+    tls: CertFiles | None = None,
 ) -> admin_pb2.VerifyReport:
     """Run Verify on the first coordinator that answers; its progress goes to
     ``on_progress``, its report is returned."""
     errors: list[str] = []
     for address in addresses:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address, tls) as channel:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             started = False
             try:

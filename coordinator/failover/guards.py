@@ -4,7 +4,9 @@ A primary is writable only while it is the write region: ``latitude up`` starts 
 primary data directory fenced, and the leader lifts a fence on the write region's primary
 whenever no failover under way owns it, whatever made it (a restart, its agent out of touch, a
 failover that aborted, its keeper); any other primary is fenced and told to rejoin as a standby
-(in the background, see ``coordinator.failover.rejoin``). In synchronous mode a commit waits
+(in the background, see ``coordinator.failover.rejoin``). A standby whose server stays down
+while its agent reports (a REJOIN that failed half-way, a crash, a copy interrupted) is brought
+back by REJOIN too: nothing else would start it. In synchronous mode a commit waits
 for any one standby streaming from the primary; with none for ``fail_after``, replication may
 fall back to asynchronous rather than every commit waiting for a standby that is not there.
 
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A standby's server down this long, its agent reporting, is restarted by REJOIN; then tried
+# again no sooner than RESTART_EVERY (a REJOIN may take a while: a fresh copy).
+DOWN_GRACE = 10.0
+RESTART_EVERY = 30.0
 _WARNING = admin_pb2.SEVERITY_WARNING
 _FENCED_BECAUSE = {
     common_pb2.FENCE_CAUSE_STARTUP: "it came back fenced from a restart",
@@ -99,6 +105,8 @@ class Guards:
         self._synchronous_names: str | None = None  # as last set on the primary
         # When the write region last had a standby streaming (or became the write region).
         self._standbys_seen = time.monotonic()
+        self._down_since: dict[str, float] = {}
+        self._restarted_at: dict[str, float] = {}
 
     def new_write_region(self) -> None:
         """Another region holds the primary: what was set on the old one no longer holds, and
@@ -220,4 +228,40 @@ class Guards:
                     log.warning("fencing %s failed: %s", name, err)
                     continue
             # A former primary back from a failover: make it a standby of the current one.
+            self._rejoins.in_background(name, self._rejoins.rejoin(name, failover.write_region))
+
+    async def restart_stopped_standbys(self) -> None:
+        """A region other than the write region whose server is down while its agent reports
+        is told to REJOIN, which starts it as a standby of the write region (rewound or
+        copied afresh if it must be). The stray-primary guard sees only servers that run, so
+        without this a REJOIN that failed half-way left the region down for good."""
+        failover = self._failover
+        if failover.current is not None or not failover.write_region:
+            return
+        now = time.monotonic()
+        for name, region in self._registry.regions.items():
+            db = region.report.database if region.report else None
+            live = region.session is not None and not region.monitor.arrivals.overdue(now)
+            if (
+                name == failover.write_region
+                or not live
+                or db is None
+                or db.role != common_pb2.DATABASE_ROLE_DOWN
+                or region.monitor.maintenance
+            ):
+                self._down_since.pop(name, None)
+                continue
+            since = self._down_since.setdefault(name, now)
+            if now - since < DOWN_GRACE:
+                continue
+            if now - self._restarted_at.get(name, -math.inf) < RESTART_EVERY:
+                continue
+            self._restarted_at[name] = now
+            log.warning(
+                "%s's server has been down for %.0f s while its agent reports: rejoining it "
+                "as a standby of %s",
+                name,
+                now - since,
+                failover.write_region,
+            )
             self._rejoins.in_background(name, self._rejoins.rejoin(name, failover.write_region))

@@ -146,6 +146,7 @@ class FailoverMachine:
             return  # a switchover or an operator's failover owns the cluster until it ends
         await self._guards.fence_stray_primaries()
         await self._guards.unfence_write_region()
+        await self._guards.restart_stopped_standbys()
         if self._config.synchronous:
             await self._guards.keep_synchronous()
         verdict = self._assess()

@@ -17,8 +17,20 @@ The model (RoutingTable.latency_model): a round trip costs
 Client samples (PrefixLatencies): per (network prefix, region) an exponentially weighted mean
 with alpha = 0.25 per sample: one outlier moves the mean by a quarter, and a lasting change (a
 route moved) is 90 % absorbed after 8 samples. Entries not refreshed for
-``max_age`` (default 600 s) are dropped, since routes change; at most ``max_prefixes`` (default
-10,000) prefixes are kept, the least recently reported evicted first.
+``max_age`` (default 600 s) are dropped, since routes change.
+
+Who may move them (ReportLatency accepts samples only from authenticated callers once TLS is
+on, at a bounded rate per caller: coordinator/routing_service.py). Each caller's samples are
+kept apart, so that no caller can steer a prefix or evict what others measured:
+- the mean is per (caller, prefix, region), and the table shows, per (prefix, region), the
+  median of the callers' means: a caller is one voice among those that measured the prefix,
+  however many samples it sends (alone, it is the only voice, and it only moves its own);
+- a caller holds at most ``max_per_caller`` prefixes; a new one past that replaces its own
+  least recently reported prefix, never another caller's;
+- at most ``max_prefixes`` (caller, prefix) entries in all. When full, a newcomer takes the
+  least recently reported entry of whoever holds the most, and only if that caller holds more
+  than the newcomer would; otherwise the sample is not kept. A caller holding few entries (a
+  real client reporting its own prefix) therefore keeps them, whatever others send.
 """
 
 from __future__ import annotations
@@ -100,25 +112,42 @@ class _Mean:
 
 
 class PrefixLatencies:
-    """Client-measured latencies per (network prefix, region), averaged, aged and bounded.
+    """Client-measured latencies per (network prefix, region), per caller, averaged, aged and
+    bounded (the rules are in the module docstring).
 
     Owned by the leader (ReportLatency is forwarded to it); not thread-safe.
     """
 
     def __init__(
-        self, *, max_age: float = DEFAULT_MAX_AGE, max_prefixes: int = DEFAULT_MAX_PREFIXES
+        self,
+        *,
+        max_age: float = DEFAULT_MAX_AGE,
+        max_prefixes: int = DEFAULT_MAX_PREFIXES,
+        max_per_caller: int | None = None,
     ) -> None:
         self.max_age = max_age
         self.max_prefixes = max_prefixes
-        # Least recently reported first.
-        self._prefixes: OrderedDict[str, dict[str, _Mean]] = OrderedDict()
+        self.max_per_caller = max_prefixes if max_per_caller is None else max_per_caller
+        # Per caller, its prefixes least recently reported first.
+        self._callers: dict[str, OrderedDict[str, dict[str, _Mean]]] = {}
+        self._entries = 0
+        self._reporters: dict[str, int] = {}  # prefix -> callers holding it
         # The leader snapshots every table build: nothing to scan before this, and nothing to
         # rebuild while unchanged.
         self._next_expiry = math.inf
         self._snapshot: list[routing_pb2.PrefixLatency] | None = None
 
     def __len__(self) -> int:
-        return len(self._prefixes)
+        """The prefixes with a latency."""
+        return len(self._reporters)
+
+    @property
+    def entries(self) -> int:
+        """(caller, prefix) entries: at most ``max_prefixes``."""
+        return self._entries
+
+    def held(self, caller: str) -> int:
+        return len(self._callers.get(caller, ()))
 
     def add(
         self,
@@ -128,9 +157,11 @@ class PrefixLatencies:
         measured_at: float,
         now: float,
         *,
+        caller: str = "",
         field: str = "latency_seconds",
     ) -> bool:
-        """Fold one sample in; whether it was kept (False: older than ``max_age``).
+        """Fold one sample from ``caller`` in; whether it was kept (False: older than
+        ``max_age``, or no room for the caller's new prefix).
 
         Raises InvalidRequest naming ``field`` (the caller passes e.g.
         ``samples[3].latency_seconds``) for NaN, negative or over 60 s. A sample from the
@@ -143,15 +174,19 @@ class PrefixLatencies:
         measured_at = min(measured_at, now)
         if measured_at < now - self.max_age:
             return False
+        held = self._callers.get(caller)
+        regions = held.get(prefix) if held is not None else None
+        if regions is None:
+            if not self._make_room(caller):
+                return False
+            held = self._callers.setdefault(caller, OrderedDict())
+            regions = held[prefix] = {}
+            self._entries += 1
+            self._reporters[prefix] = self._reporters.get(prefix, 0) + 1
+        else:
+            held.move_to_end(prefix)
         self._snapshot = None
         self._next_expiry = min(self._next_expiry, measured_at + self.max_age)
-        regions = self._prefixes.get(prefix)
-        if regions is None:
-            regions = self._prefixes[prefix] = {}
-            while len(self._prefixes) > self.max_prefixes:
-                self._prefixes.popitem(last=False)
-        else:
-            self._prefixes.move_to_end(prefix)
         mean = regions.get(region)
         if mean is None:
             regions[region] = _Mean(seconds, measured_at)
@@ -161,22 +196,57 @@ class PrefixLatencies:
             mean.last_at = max(mean.last_at, measured_at)
         return True
 
+    def _make_room(self, caller: str) -> bool:
+        """Room for one more prefix of ``caller``, made by the rules; whether there is."""
+        mine = self.held(caller)
+        if mine and mine >= self.max_per_caller:
+            self._drop(caller, next(iter(self._callers[caller])))
+            return True
+        if self.max_per_caller < 1:
+            return False
+        if self._entries < self.max_prefixes:
+            return True
+        if not self._callers:
+            return False
+        victim = max(self._callers, key=lambda c: len(self._callers[c]))
+        if len(self._callers[victim]) <= mine + 1:
+            if not mine:
+                return False
+            victim = caller  # as big as anyone: it moves its own oldest
+        self._drop(victim, next(iter(self._callers[victim])))
+        return True
+
+    def _drop(self, caller: str, prefix: str) -> None:
+        held = self._callers[caller]
+        del held[prefix]
+        if not held:
+            del self._callers[caller]
+        self._entries -= 1
+        left = self._reporters[prefix] - 1
+        if left:
+            self._reporters[prefix] = left
+        else:
+            del self._reporters[prefix]
+        self._snapshot = None
+
     def expire(self, now: float) -> None:
         """Drop what was last measured more than ``max_age`` before ``now``."""
         if now <= self._next_expiry:
             return
         oldest = now - self.max_age
         next_expiry = math.inf
-        for prefix in list(self._prefixes):
-            regions = self._prefixes[prefix]
-            for region, mean in list(regions.items()):
-                if mean.last_at < oldest:
-                    del regions[region]
-                    self._snapshot = None
-                else:
-                    next_expiry = min(next_expiry, mean.last_at + self.max_age)
-            if not regions:
-                del self._prefixes[prefix]
+        for caller in list(self._callers):
+            held = self._callers[caller]
+            for prefix in list(held):
+                regions = held[prefix]
+                for region, mean in list(regions.items()):
+                    if mean.last_at < oldest:
+                        del regions[region]
+                        self._snapshot = None
+                    else:
+                        next_expiry = min(next_expiry, mean.last_at + self.max_age)
+                if not regions:
+                    self._drop(caller, prefix)
         self._next_expiry = next_expiry
 
     def snapshot(self, now: float) -> list[routing_pb2.PrefixLatency]:
@@ -184,20 +254,23 @@ class PrefixLatencies:
         self.expire(now)
         if self._snapshot is not None:
             return list(self._snapshot)
+        voices: dict[tuple[str, str], list[_Mean]] = {}
+        for held in self._callers.values():
+            for prefix, regions in held.items():
+                for region, mean in regions.items():
+                    voices.setdefault((prefix, region), []).append(mean)
         out = []
-        for prefix in sorted(self._prefixes):
-            regions = self._prefixes[prefix]
-            for region in sorted(regions):
-                mean = regions[region]
-                at = Timestamp()
-                at.FromNanoseconds(int(mean.last_at * 1e9))
-                out.append(
-                    routing_pb2.PrefixLatency(
-                        network_prefix=prefix,
-                        region=region,
-                        latency_seconds=mean.seconds,
-                        samples=mean.samples,
-                        last_measured_at=at,
-                    )
+        for (prefix, region), means in sorted(voices.items()):
+            at = Timestamp()
+            at.FromNanoseconds(int(max(m.last_at for m in means) * 1e9))
+            out.append(
+                routing_pb2.PrefixLatency(
+                    network_prefix=prefix,
+                    region=region,
+                    latency_seconds=statistics.median(m.seconds for m in means),
+                    samples=min(sum(m.samples for m in means), 2**32 - 1),
+                    last_measured_at=at,
                 )
-        return out
+            )
+        self._snapshot = out
+        return list(out)

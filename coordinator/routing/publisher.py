@@ -47,7 +47,10 @@ class TablePublisher:
         self._config = config
         self.strategy = routing_pb2.Strategy.Value(f"STRATEGY_{config.routing_strategy.upper()}")
         # Bounded so the table (sent to every watcher on each change) stays small.
-        self.latencies = PrefixLatencies(max_prefixes=config.latency_prefixes)
+        self.latencies = PrefixLatencies(
+            max_prefixes=config.latency_prefixes,
+            max_per_caller=config.latency_prefixes_per_caller,
+        )
         self._ramp = FailbackRamp(ramp_seconds=config.failback_ramp_seconds)
         self._changed = asyncio.Event()
         self._published: routing_pb2.RoutingTable | None = None

@@ -38,8 +38,10 @@ from coordinator.verify.judge import (
 )
 from coordinator.verify.keyspace import WHOLE, Key, KeyRange, describe, describe_key, split
 from coordinator.verify.settings import VerifySettings
+from latitude.channels import open_channel
 from latitude.errors import LatitudeError
 from latitude.lsn import format_lsn
+from latitude.pki import CertFiles
 from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
 
 _CALL_MARGIN = 40.0  # beyond its replay wait: past the agent's statement timeout (30 s)
@@ -85,6 +87,7 @@ class Verifier:
         progress: Callable[[admin_pb2.VerifyProgress], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tls: CertFiles | None = None,
     ) -> None:
         if primary not in agents:
             raise VerifyFailed(f"no agent address for the primary's region {primary}",
@@ -96,6 +99,7 @@ class Verifier:
         self._progress = progress
         self._clock = clock
         self._sleep = sleep
+        self._tls = tls  # the coordinator's certificate: agents serve Verify to coordinators
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, agent_pb2_grpc.VerifyServiceStub] = {}
         self._started = 0.0
@@ -192,7 +196,7 @@ class Verifier:
     async def run(self) -> admin_pb2.VerifyReport:
         self._started = self._clock()
         for region, address in self._agents.items():
-            self._channels[region] = grpc.aio.insecure_channel(address)
+            self._channels[region] = open_channel(address, self._tls)
             self._stubs[region] = agent_pb2_grpc.VerifyServiceStub(self._channels[region])
         try:
             tables = await self._catalogs()

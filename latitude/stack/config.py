@@ -38,6 +38,9 @@ class StackConfig:
     # Each region, and the control plane, in a network namespace of its own joined by a
     # bridge (latitude.stack.network), so that tests can cut links between them. Root only.
     netns: bool = False
+    # Mutual TLS between every component, with a local CA and a certificate per component in
+    # <dir>/tls (latitude.stack.tls). None: as the stack already runs (plaintext for a new one).
+    tls: bool | None = None
 
     def validate(self) -> None:
         try:

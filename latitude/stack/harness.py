@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -10,8 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from latitude import pki
+from latitude.pki import CertFiles, Identity
 from latitude.stack.config import StackConfig
 from latitude.stack.stack import Stack
+from latitude.stack.tls import ETCD_CLIENT_USER, TLS_DIR
 
 
 def traversable_tempdir(prefix: str) -> Path:
@@ -21,11 +26,55 @@ def traversable_tempdir(prefix: str) -> Path:
     return path
 
 
+def tls_requested() -> bool:
+    """Whether the test suite runs its stacks in TLS mode (LATITUDE_TEST_TLS=1)."""
+    return os.environ.get("LATITUDE_TEST_TLS", "") in ("1", "true", "yes")
+
+
+@functools.cache
+def _test_ca() -> Path:
+    """One CA for every stack a TLS-mode test run starts (removed when the run ends), so that
+    one client certificate reaches them all."""
+    directory = traversable_tempdir("latitude-test-ca-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    pki.create_ca(directory / "ca", name="latitude test CA")
+    return directory / "ca"
+
+
+@functools.cache
+def suite_client_tls(role: str = "operator", region: str = "") -> CertFiles | None:
+    """The certificate test clients present to the stacks of this run, from the run's CA
+    when LATITUDE_TEST_TLS=1: an operator's by default, or any role's (an agent's names its
+    ``region``); None (plaintext) otherwise."""
+    if not tls_requested():
+        return None
+    name = f"test-{role}-{region}" if region else f"test-{role}"
+    return pki.issue(_test_ca(), name, identity=Identity(role, region))
+
+
+@functools.cache
+def suite_etcd_tls(user: str = ETCD_CLIENT_USER) -> CertFiles | None:
+    """A client certificate for the run's etcd clusters, etcd user ``user`` (its CN):
+    ``latitude`` reaches the coordinators' prefix, ``root`` everything. None in plaintext."""
+    if not tls_requested():
+        return None
+    return pki.issue(_test_ca(), f"test-etcd-{user}", common_name=user)
+
+
 @contextmanager
 def running_stack(**settings) -> Iterator[Stack]:
-    """A stack started in a temporary directory, stopped and removed afterwards."""
+    """A stack started in a temporary directory, stopped and removed afterwards; in TLS mode
+    when ``tls=True`` is given, or by default when LATITUDE_TEST_TLS=1 (then from the run's
+    CA, whose certificates tests/integration's helpers present; tests/chaos's present none
+    yet, so the partition suite runs in plaintext only)."""
+    settings.setdefault("tls", tls_requested())
     parent = traversable_tempdir("latitude-stack-")
     stack = Stack(StackConfig(dir=parent / "stack", **settings))
+    if settings["tls"] and tls_requested():
+        provided = stack.dir / TLS_DIR
+        provided.mkdir(parents=True, mode=0o700)
+        for name in ("ca.crt", "ca.key"):
+            shutil.copy2(_test_ca() / name, provided / name)
     try:
         asyncio.run(stack.up())
         yield stack

@@ -4,14 +4,66 @@ The initial primary is created with ``initdb``; each standby is a ``pg_basebacku
 its own physical replication slot. ``wal_log_hints`` is on so that a failed-over old primary can
 later be rewound with ``pg_rewind`` instead of copied afresh. A primary that comes back is
 started fenced: demoted, in recovery (see ``Postgres.fence``).
+
+Three roles: the superuser (the stack's own, for setting up and for ``status``), the
+replication role the standbys stream as (latitude.replication.REPLICATION_USER), and
+``latitude_agent``, the agents' (``AGENT_ROLE``), with no more than what they run. Every statement
+an agent sends, and the grant that lets it:
+
+- the probe reads pg_stat_wal_receiver and pg_stat_replication (the receiver's status and
+  sender, each standby's LSNs): ``pg_read_all_stats`` (without it those columns read NULL,
+  which would say "not streaming");
+- the probe, FOLLOW, REJOIN and UNFENCE read primary_conninfo (current_setting, pg_settings), a
+  superuser-only setting: ``pg_read_all_settings``;
+- the probe reads pg_control_checkpoint(), pg_control_system(), the WAL positions,
+  pg_walfile_name() and latitude.fenced: PUBLIC already;
+- the probe's heartbeat (schema ``latitude`` and its table): the role owns the schema, which
+  the stack makes for it (the agent creates only what is missing, so a schema and table made
+  beforehand by an administrator, with INSERT, UPDATE and SELECT granted, serve as well);
+- the probe reads a timeline's history, pg_read_file('pg_wal/<tli>.history'): EXECUTE on
+  pg_read_file(text);
+- FOLLOW, PROMOTE, UNFENCE and SET_SYNCHRONOUS run ALTER SYSTEM SET or RESET on
+  primary_conninfo, primary_slot_name, synchronous_standby_names and
+  default_transaction_read_only: ALTER SYSTEM ON PARAMETER each of these four, no other;
+- every reconfiguration reloads, pg_reload_conf(): EXECUTE on it;
+- PROMOTE and UNFENCE run pg_promote(wait => false): EXECUTE on pg_promote(boolean, integer);
+- CHECKPOINT (the command, PROMOTE with synchronous standbys, REJOIN's on the new primary):
+  ``pg_checkpoint`` (new in PostgreSQL 15);
+- PROMOTE and REJOIN create and drop physical replication slots: REPLICATION (pg_hba.conf lets
+  only the replication role stream WAL);
+- REJOIN runs pg_rewind with the new primary as its source: EXECUTE on pg_ls_dir(text,
+  boolean, boolean), pg_stat_file(text, boolean), pg_read_binary_file(text) and
+  pg_read_binary_file(text, bigint, bigint, boolean), as PostgreSQL's documentation lists;
+- verify computes checksums of every user table's rows: ``pg_read_all_data`` (read, never
+  write).
+
+REJOIN's pg_basebackup connects as the replication role, through its passfile. Not granted,
+because nothing the agent runs needs it: superuser, ``pg_signal_backend`` (FENCE stops the
+server by signals as the database's system user, not by pg_terminate_backend), ``pg_monitor``
+(its ``pg_stat_scan_tables`` part is unused). What needs the operating system stays there, as
+the database's system user: pg_ctl, ``postgres --single``, pg_controldata, signals to the
+postmaster, the data directory's files.
+
+What the role gives up: the connection slots PostgreSQL 15 keeps for superusers
+(superuser_reserved_connections). With every other slot taken by applications, an agent that
+must open a connection anew (its probe's broke, or a command's) is refused like any client;
+FENCE still works (it needs no connection), but the probe reports the database down. The probe
+and the actuator keep their connections open, so this bites only at a reconnection. PostgreSQL
+16's pg_use_reserved_connections (with reserved_connections) would give the role slots of its
+own; this stack runs 15.
+
+With certificates (``enable_tls``) each server has one issued by the stack's CA for its address,
+and replication runs over TLS with the server verified (``sslmode=verify-full``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import time
@@ -20,13 +72,33 @@ from pathlib import Path
 
 import asyncpg
 
+from agent.conninfo import guc_quote
 from agent.demotion import clear_fence, mark_fenced
+from latitude import pki
 from latitude.errors import StackError
 from latitude.replication import REPLICATION_USER
 from latitude.stack import processes
 from latitude.stack.processes import ProcessRecord
 
 SUPERUSER = "postgres"
+# The agents' role: see the table above.
+AGENT_ROLE = "latitude_agent"
+_AGENT_PARAMETERS = (
+    "primary_conninfo", "primary_slot_name", "synchronous_standby_names",
+    "default_transaction_read_only",
+)  # fmt: skip
+_AGENT_FUNCTIONS = (
+    "pg_read_file(text)", "pg_reload_conf()", "pg_promote(boolean, integer)",
+    "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
+    "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)",
+)  # fmt: skip
+_AGENT_ROLES = ("pg_read_all_stats", "pg_read_all_settings", "pg_checkpoint", "pg_read_all_data")
+AGENT_GRANTS = (
+    f"GRANT {', '.join(_AGENT_ROLES)} TO {AGENT_ROLE}",
+    f"GRANT EXECUTE ON FUNCTION {', '.join(_AGENT_FUNCTIONS)} TO {AGENT_ROLE}",
+    f"GRANT ALTER SYSTEM ON PARAMETER {', '.join(_AGENT_PARAMETERS)} TO {AGENT_ROLE}",
+    f"CREATE SCHEMA IF NOT EXISTS latitude AUTHORIZATION {AGENT_ROLE}",
+)
 
 # Small-machine settings: three clusters share two cores with etcd and the control plane.
 _SERVER_SETTINGS = """
@@ -56,8 +128,16 @@ _HBA = """
 # Written by latitude: password (SCRAM) authentication over TCP only.
 local   all          all                       peer
 host    all          all          all          scram-sha-256
-host    replication  {replicator}  all          scram-sha-256
+{replication}  replication  {replicator}  all          scram-sha-256
 """
+# With certificates, WAL streams over TLS only: a plaintext replication connection matches no
+# line and is refused.
+_TLS_SETTINGS = """ssl = on
+ssl_cert_file = {cert}
+ssl_key_file = {key}
+ssl_ca_file = {ca}
+"""
+_RENEW_BEFORE = datetime.timedelta(days=30)  # a server certificate closer to its end is reissued
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +170,22 @@ class Postgres:
         self._chown(path)
 
     def prepare_file(self, path: Path, content: str = "", mode: int = 0o600) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as out:
-            out.write(content)
-        path.chmod(mode)
-        self._chown(path)
+        """``path`` replaced by a new file, the database's user's: its directories are that
+        user's too, so the file is made exclusively, never through a link planted there, and
+        renamed into place (a passfile holds a password)."""
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(content)
+                os.fchmod(out.fileno(), mode)
+                if self._user is not None:
+                    entry = pwd.getpwnam(self._user)
+                    os.fchown(out.fileno(), entry.pw_uid, entry.pw_gid)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     async def check_access(self, directory: Path) -> None:
         """PostgreSQL runs as another user: it must be able to reach the stack directory."""
@@ -123,7 +214,7 @@ class Postgres:
             pwfile.unlink(missing_ok=True)
         with (node.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(_SERVER_SETTINGS)
-        (node.data_dir / "pg_hba.conf").write_text(_HBA.format(replicator=REPLICATION_USER))
+        self.write_hba(node)
         self.write_node_settings(node)
 
     def fence(self, node: PostgresNode) -> None:
@@ -169,6 +260,26 @@ class Postgres:
         finally:
             await conn.close()
 
+    async def create_agent_role(
+        self, node: PostgresNode, superuser_password: str, agent_password: str
+    ) -> None:
+        """The agents' role (AGENT_ROLE) with its grants, on the primary before its standbys
+        are copied (they get it with the copy). Repeatable: the password is set again."""
+        conn = await connect(node, superuser_password)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", AGENT_ROLE)
+            verb = "ALTER" if exists else "CREATE"
+            literal = await conn.fetchval("SELECT quote_literal($1)", agent_password)
+            # NOINHERIT would hide the predefined roles' privileges: they are granted to use.
+            await conn.execute(
+                f"{verb} ROLE {AGENT_ROLE} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB "
+                f"NOCREATEROLE PASSWORD {literal}"
+            )
+            for grant in AGENT_GRANTS:
+                await conn.execute(grant)
+        finally:
+            await conn.close()
+
     async def base_backup(
         self, node: PostgresNode, primary: PostgresNode, slot: str, passfile: Path
     ) -> None:
@@ -177,6 +288,9 @@ class Postgres:
             f"host={primary.host} port={primary.port} user={REPLICATION_USER} "
             f"application_name={node.region} passfile={passfile}"
         )
+        ca = tls_ca(primary)
+        if ca is not None:  # -R writes these into the standby's primary_conninfo too
+            conninfo += f" sslmode=verify-full sslrootcert={ca}"
         await self._run(
             "pg_basebackup", "-d", conninfo, "-D", str(node.data_dir), "-R",
             "-X", "stream", "-S", slot, "--checkpoint=fast", "--no-sync",
@@ -185,11 +299,48 @@ class Postgres:
         self.write_node_settings(node)
 
     def write_node_settings(self, node: PostgresNode) -> None:
-        self.prepare_file(
-            node.data_dir / "latitude.conf",
+        """latitude.conf: the node's address and port, and its certificate when it has one."""
+        settings = (
             f"listen_addresses = '{node.host}'\nport = {node.port}\n"
-            f"cluster_name = '{node.region}'\n",
+            f"cluster_name = '{node.region}'\n"
         )
+        ca = tls_ca(node)
+        if ca is not None:
+            cert = _tls_dir(node)
+            settings += _TLS_SETTINGS.format(
+                cert=guc_quote(str(cert / "server.crt")),
+                key=guc_quote(str(cert / "server.key")),
+                ca=guc_quote(str(ca)),
+            )
+        self.prepare_file(node.data_dir / "latitude.conf", settings)
+
+    def write_hba(self, node: PostgresNode) -> None:
+        replication = "hostssl" if tls_ca(node) is not None else "host"
+        self.prepare_file(
+            node.data_dir / "pg_hba.conf",
+            _HBA.format(replication=replication, replicator=REPLICATION_USER),
+        )
+
+    def enable_tls(self, node: PostgresNode, ca_dir: Path) -> None:
+        """Serve ``node`` over TLS with a certificate from the CA in ``ca_dir`` (``latitude up
+        --tls``'s, ``<stack>/tls``) for its address, and stream WAL over TLS only; takes
+        effect at the next start. Repeatable: the certificate is issued again only when it is
+        missing, for another address, or near its end.
+
+        The certificate, its key and a copy of the CA live beside the data directories, the
+        database's user's (it must read its key, and so must PostgreSQL's programs the CA):
+        ``<postgres>/ca.crt`` is what clients verify every server against
+        (``sslmode=verify-full sslrootcert=...``: base backups, the standbys' primary_conninfo,
+        the agents' db_ssl_ca)."""
+        directory, ca = _tls_dir(node), node.data_dir.parent / "ca.crt"
+        self.prepare_file(ca, (ca_dir / "ca.crt").read_text(), mode=0o644)
+        cert = directory / "server.crt"
+        if not _current(cert, node.host):
+            issued = pki.issue(ca_dir, "server", hosts=[node.host], directory=directory)
+            for path in (directory, issued.cert, issued.key):
+                self._chown(path)
+        self.write_node_settings(node)
+        self.write_hba(node)
 
     async def start(self, node: PostgresNode, timeout: float) -> ProcessRecord:
         """Start the server and wait until it accepts connections; the postmaster's record."""
@@ -260,6 +411,25 @@ _SHARED_MEMORY_BUSY = "pre-existing shared memory block"
 _DEMOTED = """
 SELECT pg_is_in_recovery() AND nullif(current_setting('latitude.fenced', true), '') IS NOT NULL
 """
+
+
+def tls_ca(node: PostgresNode) -> Path | None:
+    """The CA that the stack's PostgreSQL servers are verified against; None without TLS."""
+    ca = node.data_dir.parent / "ca.crt"
+    return ca if ca.exists() and (_tls_dir(node) / "server.crt").exists() else None
+
+
+def _tls_dir(node: PostgresNode) -> Path:
+    return node.data_dir.parent / f"{node.region}.tls"
+
+
+def _current(cert: Path, host: str) -> bool:
+    """``cert`` exists, names ``host`` and is not near its end."""
+    try:
+        info = pki.describe(cert)
+    except (OSError, ValueError):
+        return False
+    return host in info.hosts and info.expires_in() > _RENEW_BEFORE
 
 
 def _remove_stale_pid_file(data_dir: Path) -> None:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from latitude.netaddr import join_host_port
-from latitude.stack.postgres import SUPERUSER, PostgresNode
+from latitude.pki import CertFiles
+from latitude.stack.postgres import PostgresNode
 from latitude.stack.topology import RegionSpec
 
 
@@ -23,7 +24,13 @@ def coordinator_argv(
     *,
     synchronous: bool = False,
     http_address: str = "",
+    tls: CertFiles | None = None,
+    etcd_tls: CertFiles | None = None,
+    etcd_server_name: str = "",
+    region_hosts: dict[str, list[str]] | None = None,
 ) -> list[str]:
+    # Where each region's services are: the coordinator believes no address elsewhere.
+    hosts = [f"{region}={host}" for region, names in (region_hosts or {}).items() for host in names]
     return [
         sys.executable, "-m", "coordinator.main",
         "--id", name,
@@ -32,6 +39,10 @@ def coordinator_argv(
         "--regions", ",".join(regions),
         *(["--synchronous"] if synchronous else []),
         *(["--http-address", http_address] if http_address else []),
+        *tls_flags(tls),
+        *tls_flags(etcd_tls, "--etcd-"),
+        *(["--etcd-server-name", etcd_server_name] if etcd_server_name else []),
+        *(["--region-hosts", ",".join(hosts)] if hosts else []),
     ]  # fmt: skip
 
 
@@ -46,7 +57,9 @@ def agent_argv(
     utilization_file: Path,
     peer_agents: dict[str, str],
     fence_lease: Path,
+    db_user: str,
     http_address: str = "",
+    tls: CertFiles | None = None,
 ) -> list[str]:
     return [
         sys.executable, "-m", "agent.main",
@@ -56,7 +69,7 @@ def agent_argv(
         "--coordinators", ",".join(coordinators),
         "--db-host", database.host,
         "--db-port", str(database.port),
-        "--db-user", SUPERUSER,
+        "--db-user", db_user,
         "--latitude", str(region.latitude),
         "--longitude", str(region.longitude),
         # For REJOIN: the agent stops, rewinds and starts its region's server itself.
@@ -71,7 +84,23 @@ def agent_argv(
         "--peer-agents", ",".join(f"{r}={a}" for r, a in peer_agents.items()),
         "--fence-lease", str(fence_lease),
         *(["--http-address", http_address] if http_address else []),
+        *tls_flags(tls),
     ]  # fmt: skip
+
+
+def tls_flags(files: CertFiles | None, prefix: str = "--tls-") -> list[str]:
+    """--tls-ca/--tls-cert/--tls-key (or --etcd-...) for a certificate; none in plaintext.
+    Paths only: a key never travels on a command line."""
+    if files is None:
+        return []
+    return [
+        f"{prefix}ca",
+        str(files.ca),
+        f"{prefix}cert",
+        str(files.cert),
+        f"{prefix}key",
+        str(files.key),
+    ]
 
 
 def keeper_argv(region: RegionSpec, database: PostgresNode, fence_lease: Path) -> list[str]:
@@ -95,6 +124,17 @@ def port_owner(port_name: str) -> str:
     return port_name.split(".", 1)[0].removeprefix("http-")
 
 
-def agent_env(password: str) -> dict[str, str]:
-    # The password travels in the environment, not argv: /proc/PID/cmdline is world-readable.
-    return {"LATITUDE_AGENT_DB_PASSWORD": password}
+def agent_password_file(stack_dir: Path) -> Path:
+    """The agents' database password, one line, 0600 (latitude.stack.state.write_private)."""
+    return stack_dir / "agent-db-password"
+
+
+def agent_env(password_file: Path, *, db_ssl_ca: Path | None = None) -> dict[str, str]:
+    """Where the password is, not the password: a process's environment is inherited by every
+    program it runs and readable in /proc by its user (and root), its argv by everyone. With
+    the stack's PostgreSQL on TLS, the CA that the agent verifies other regions' servers with
+    (latitude.stack.postgres.tls_ca)."""
+    env = {"LATITUDE_AGENT_DB_PASSWORD_FILE": str(password_file)}
+    if db_ssl_ca is not None:
+        env["LATITUDE_AGENT_DB_SSL_CA"] = str(db_ssl_ca)
+    return env

@@ -11,6 +11,7 @@ suite drives the same class.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import shutil
 import signal
@@ -23,20 +24,23 @@ from agent.demotion import fence_cause
 from latitude import admin_client
 from latitude.errors import StackError
 from latitude.netaddr import join_host_port
+from latitude.pki import CertFiles
 from latitude.program import all_or_none
-from latitude.stack import etcd, ports, processes, services
+from latitude.stack import etcd, etcd_auth, ports, processes, services, tls
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
 from latitude.stack.network import Layout, Network, machine_addresses
-from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status
+from latitude.stack.postgres import NodeStatus, Postgres, PostgresNode, cluster_status, tls_ca
 from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
 from latitude.stack.services import http_port_name, port_owner
-from latitude.stack.state import StackState, exclusive, state_path
+from latitude.stack.state import StackState, exclusive, state_path, write_private
 from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
 from latitude.v1 import admin_pb2, common_pb2
 
 _POLL = 0.05
+# The coordinators' key prefix (their default etcd_prefix): etcd's role for them covers it.
+ETCD_PREFIX = "/latitude"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class StackStatus:
     cluster_error: str = ""
     # Each coordinator's and agent's HTTP listener (metrics; the dashboard on coordinators).
     http: dict[str, str] = field(default_factory=dict)
+    # The TLS mode (CA fingerprint and expiry, certificates near expiry); None in plaintext.
+    tls: tls.Summary | None = None
 
     @property
     def streaming(self) -> bool:
@@ -181,6 +187,28 @@ class Stack:
         what an operator's tooling would write, and a test may."""
         return self.dir / self.topology.region(region).name / "utilization"
 
+    def cert_specs(self, state: StackState) -> list[tls.CertSpec]:
+        """Every certificate the stack runs with in TLS mode (latitude.stack.tls.plan)."""
+        return tls.plan(self.topology, lambda component: self.address_of(state, component))
+
+    def client_tls(self, state: StackState, role: str = "operator") -> CertFiles | None:
+        """The ``operator`` or ``reader`` certificate for a client of this stack (the CLI, a
+        test); None when the stack runs in plaintext."""
+        if role not in tls.CLIENT_ROLES:
+            raise ValueError(f"no client certificate for role {role!r}")
+        return state.cert_files(role)
+
+    def etcd_certs(self, state: StackState) -> tls.EtcdCerts | None:
+        """etcd's server certificates and the coordinators' and setup's client certificates
+        (CN latitude, CN root) in TLS mode; None in plaintext."""
+        if state.tls_dir is None:
+            return None
+        return tls.etcd_certs(state.tls_dir, self.topology)
+
+    def _etcd_client_tls(self, state: StackState) -> CertFiles | None:
+        certs = self.etcd_certs(state)
+        return certs.client if certs else None
+
     def state(self) -> StackState:
         """The running stack's state; StackError when there is none."""
         state = StackState.load(self.dir)
@@ -225,6 +253,7 @@ class Stack:
             return state, False
         started: list[ProcessRecord] = []
         try:
+            self._ensure_certs(state)
             self._check_ports(state, running)
             await postgres.check_access(self.dir)
             await all_or_none(
@@ -256,12 +285,20 @@ class Stack:
                     f"the stack in {self.dir} runs without network namespaces: "
                     "run `latitude down` first to give it some"
                 )
+            if self.config.tls is not None and self.config.tls != bool(state.tls):
+                now, wanted = ("TLS", "plaintext") if state.tls else ("plaintext", "TLS")
+                raise StackError(
+                    f"the stack in {self.dir} runs in {now}, not {wanted}: run `latitude down` "
+                    f"first to bring it up in {wanted}"
+                )
             missing = [n for n in self._port_names() if n not in state.ports]
             if missing:  # a stack made by an older latitude: give the new listeners ports
                 state.ports.update(ports.allocate(self.config.host, missing))
                 state.save()
             return state, False
-        leftovers = [p.name for p in self.dir.iterdir() if p.name != "lock"]
+        # A CA put in <dir>/tls beforehand (ca.crt and ca.key) is the stack's CA: ``up --tls``
+        # issues every certificate from it.
+        leftovers = [p.name for p in self.dir.iterdir() if p.name != "lock" and not _provided_ca(p)]
         if leftovers:
             raise StackError(
                 f"{self.dir} holds {', '.join(sorted(leftovers))} but no state file: "
@@ -274,11 +311,26 @@ class Stack:
             regions = [r.name for r in self.topology.regions]
             layout = Layout.plan(state.cluster_token, regions, machine_addresses())
             state.network = layout.to_json()
+        if self.config.tls:
+            state.tls = tls.state_record(self.dir / tls.TLS_DIR, self.cert_specs(state))
         for sub in ("etcd", "logs"):
             (self.dir / sub).mkdir(exist_ok=True)
         state.save()
-        self._progress("stack", f"new stack in {self.dir} on {state.host}")
+        mode = "TLS" if state.tls else "plaintext"
+        self._progress("stack", f"new stack in {self.dir} on {state.host} ({mode})")
         return state, True
+
+    def _ensure_certs(self, state: StackState) -> None:
+        """In TLS mode, the CA and every certificate the stack needs: those already there are
+        kept (a restart keeps identities), missing or expired ones issued."""
+        if state.tls_dir is None:
+            return
+        specs = self.cert_specs(state)
+        issued = tls.ensure(state.tls_dir, specs)
+        state.tls = tls.state_record(state.tls_dir, specs)
+        state.save()
+        if issued:
+            self._progress("tls", f"CA in {state.tls_dir}; issued {', '.join(issued)}")
 
     def _leftovers_advice(self) -> str:
         pids = processes.find_by_cmdline(str(self.dir) + "/")
@@ -331,8 +383,14 @@ class Stack:
         for member in members:
             if running.get(member.name):
                 continue
+            certs = self.etcd_certs(state)
             argv = etcd.argv(
-                etcd_path, member, members, self.dir / "etcd" / member.name, state.cluster_token
+                etcd_path,
+                member,
+                members,
+                self.dir / "etcd" / member.name,
+                state.cluster_token,
+                tls=certs.members[member.name] if certs else None,
             )
             record = await processes.spawn_daemon(
                 member.name,
@@ -348,9 +406,20 @@ class Stack:
         state.initialized.update(m.name for m in members)
         state.save()
         self._progress("etcd", f"cluster healthy ({len(members)}/{len(members)} members)")
+        certs = self.etcd_certs(state)
+        if certs is not None:
+            # Every start: a half-done setup is finished, a done one left as it is.
+            await etcd_auth.enable_auth([m.endpoint for m in members], certs.root, ETCD_PREFIX)
+            self._progress(
+                "etcd",
+                f"auth on: only CN {tls.ETCD_CLIENT_USER} may touch "
+                f"{ETCD_PREFIX}/, only with a certificate from the stack's CA",
+            )
 
     async def _etcd_healthy(self, state: StackState) -> bool:
-        health = await etcd.cluster_health(self.etcd_members(state), timeout=0.5)
+        health = await etcd.cluster_health(
+            self.etcd_members(state), timeout=0.5, tls=self._etcd_client_tls(state)
+        )
         return all(h.healthy for h in health)
 
     async def _up_postgres(
@@ -379,6 +448,9 @@ class Stack:
                 state.superuser_password,
                 state.replication_password,
                 [r.slot_name for r in self.topology.standbys],
+            )
+            await postgres.create_agent_role(
+                primary, state.superuser_password, state.agent_password
             )
         await asyncio.gather(
             *(
@@ -412,6 +484,8 @@ class Stack:
             or fence_cause(node.data_dir) is not None
         )
         fenced = primary and not fresh
+        if (self.dir / "tls" / "ca.crt").exists():  # `latitude up --tls`: the stack's CA
+            postgres.enable_tls(node, self.dir / "tls")
         if fenced:
             postgres.fence(node)
         record = await self._in_netns(postgres, state, node).start(node, self.config.ready_timeout)
@@ -427,13 +501,26 @@ class Stack:
         if not self.config.control_plane:
             return
         etcd_endpoints = [m.endpoint for m in self.etcd_members(state)]
+        hosts = {m.host for m in self.etcd_members(state)}
+        # Members on several hosts are verified against the one name all their certificates
+        # carry; on one host, against that host.
+        etcd_server_name = tls.ETCD_SERVER_NAME if state.tls and len(hosts) > 1 else ""
         regions = [r.name for r in self.topology.regions]
         coordinators = self.coordinator_addresses(state)
+        # A region's agent and database are where its processes listen.
+        region_hosts = {
+            r: sorted(
+                {self.address_of(state, f"postgres-{r}"), self.address_of(state, f"agent-{r}")}
+            )
+            for r in regions
+        }
         for name, address in zip(self.topology.coordinators, coordinators, strict=True):
             if not running.get(name):
                 argv = services.coordinator_argv(
                     name, address, etcd_endpoints, regions, synchronous=self.config.synchronous,
-                    http_address=self.http_address(state, name),
+                    http_address=self.http_address(state, name), tls=state.cert_files(name),
+                    region_hosts=region_hosts, etcd_tls=self._etcd_client_tls(state),
+                    etcd_server_name=etcd_server_name,
                 )  # fmt: skip
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
@@ -461,8 +548,12 @@ class Stack:
                     region, self.address_of(state, name), state.ports[name], coordinators, node,
                     peers=peers, utilization_file=utilization, peer_agents=peer_agents,
                     fence_lease=lease, http_address=self.http_address(state, name),
+                    db_user=state.agent_user,
+                    tls=state.cert_files(name),
                 )  # fmt: skip
-                env = services.agent_env(state.superuser_password)
+                password_file = services.agent_password_file(self.dir)
+                write_private(password_file, f"{state.agent_password}\n".encode())
+                env = services.agent_env(password_file, db_ssl_ca=tls_ca(node))
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
 
     def _in_netns(self, postgres: Postgres, state: StackState, node: PostgresNode) -> Postgres:
@@ -499,7 +590,9 @@ class Stack:
         async def every_coordinator() -> bool:
             for address in self.coordinator_addresses(state):
                 try:
-                    await admin_client.cluster_status([address], 1.0)
+                    await admin_client.cluster_status(
+                        [address], 1.0, tls=self.client_tls(state, "reader")
+                    )
                 except admin_client.NoCoordinator:
                     return False
             return True
@@ -570,6 +663,76 @@ class Stack:
         sig = signal.SIGINT if record.name.startswith("postgres-") else signal.SIGTERM
         await processes.stop(record, sig=sig, grace=30.0)
 
+    # -- certificates ----------------------------------------------------------------------
+
+    async def renew_certs(self, days: int = 365) -> list[str]:
+        """Issue every certificate again from the stack's CA, then restart each process that
+        runs with one, one at a time, so that the cluster keeps a leader and its regions keep
+        reporting: etcd members (the cluster healthy again before the next), coordinators
+        (each answering with a leader known before the next), then agents (the stack ready
+        again before the next). The names restarted."""
+        with exclusive(self.dir):
+            state = self.state()
+            if state.tls_dir is None:
+                raise StackError(
+                    f"the stack in {self.dir} runs in plaintext and has no certificates: "
+                    "`latitude down`, then `latitude up --tls`"
+                )
+            renewed = tls.renew(state.tls_dir, self.cert_specs(state), days)
+            self._progress(
+                "tls", f"issued {len(renewed)} certificates valid {days} days from {state.tls_dir}"
+            )
+            names = [*self.topology.etcd_members, *self.topology.coordinators]
+            names += [f"agent-{r.name}" for r in self.topology.regions]
+            restarted = []
+            for name in names:
+                record = state.processes.get(name)
+                if record is None or not _runs_with_certificate(record, state.tls_dir):
+                    continue  # not running (``up`` starts it with the new one), or plaintext
+                await self._restart(state, record)
+                restarted.append(name)
+            return restarted
+
+    async def _restart(self, state: StackState, record: ProcessRecord) -> None:
+        name = record.name
+        await self._stop(record)
+        stopped_at = time.time()
+        self._progress(name, f"stopped (pid {record.pid}) to load its new certificate")
+        running = {n: processes.is_alive(r) for n, r in state.processes.items()}
+        if name in self.topology.etcd_members:
+            await self._up_etcd(state, self.config.etcd_path(), running, [])
+        elif name in self.topology.coordinators:
+            await self._up_control_plane(state, running, [])
+            address = self.coordinator_addresses(state)[self.topology.coordinators.index(name)]
+
+            async def answers() -> bool:
+                try:
+                    status = await admin_client.cluster_status(
+                        [address], 1.0, tls=self.client_tls(state, "reader")
+                    )
+                except admin_client.NoCoordinator:
+                    return False
+                return bool(status.leader.leader_id)
+
+            await self._poll(answers, f"{name} to answer with its new certificate", state)
+        else:
+            await self._up_control_plane(state, running, [])
+            region = name.removeprefix("agent-")
+
+            async def reporting() -> bool:
+                # A report received after the old process was gone is the new one's.
+                status = await self.status_of(state)
+                if not status.ready:
+                    return False
+                held = [r for r in status.cluster.regions if r.region == region]
+                return any(
+                    r.agent_connected and r.last_report_at.ToNanoseconds() / 1e9 > stopped_at
+                    for r in held
+                )
+
+            await self._poll(reporting, f"{name} to report again, its region HEALTHY", state)
+        self._progress(name, "back, with its new certificate")
+
     # -- status and faults -----------------------------------------------------------------
 
     async def status(self) -> StackStatus:
@@ -579,16 +742,22 @@ class Stack:
         self._adopt_postmasters(state)
         regions, members, (cluster, error) = await asyncio.gather(
             cluster_status(self.postgres_nodes(state), state.superuser_password),
-            etcd.cluster_health(self.etcd_members(state)),
+            etcd.cluster_health(self.etcd_members(state), tls=self._etcd_client_tls(state)),
             self._cluster(state),
         )
         alive = {n: processes.is_alive(r) for n, r in state.processes.items()}
         http = self.http_addresses(state)
-        return StackStatus(self.dir, regions, members, alive, cluster, error, http)
+        summary = None
+        if state.tls_dir is not None:
+            now = datetime.datetime.now(datetime.UTC)
+            summary = tls.summary(state.tls_dir, self.cert_specs(state), now)
+        return StackStatus(self.dir, regions, members, alive, cluster, error, http, summary)
 
     async def _cluster(self, state: StackState) -> tuple[admin_pb2.ClusterStatus | None, str]:
         try:
-            return await admin_client.cluster_status(self.coordinator_addresses(state), 1.0), ""
+            return await admin_client.cluster_status(
+                self.coordinator_addresses(state), 1.0, tls=self.client_tls(state, "reader")
+            ), ""
         except admin_client.NoCoordinator as err:
             return None, str(err)
 
@@ -601,6 +770,25 @@ class Stack:
         if sig == signal.SIGKILL:
             await processes.wait_gone(record, 5.0)
         return record
+
+
+def _provided_ca(path: Path) -> bool:
+    """Whether ``path`` is a stack's TLS directory holding only a CA provided beforehand."""
+    if path.name != tls.TLS_DIR or not path.is_dir():
+        return False
+    return sorted(p.name for p in path.iterdir()) == ["ca.crt", "ca.key"]
+
+
+def _runs_with_certificate(record: ProcessRecord, tls_dir: Path) -> bool:
+    """Whether the running process was started with a certificate from ``tls_dir``."""
+    if not processes.is_alive(record):
+        return False
+    try:
+        argv = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    prefix = str(tls_dir).encode() + b"/"
+    return any(prefix in arg and arg.endswith(b".crt") for arg in argv)
 
 
 class _NamespacedPostgres(Postgres):

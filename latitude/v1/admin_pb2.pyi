@@ -50,6 +50,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_MAINTENANCE_CHANGED: _ClassVar[EventKind]
     EVENT_KIND_CONSISTENCY_CHECKED: _ClassVar[EventKind]
     EVENT_KIND_ALERT: _ClassVar[EventKind]
+    EVENT_KIND_ACCESS_REFUSED: _ClassVar[EventKind]
 
 class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -100,6 +101,7 @@ EVENT_KIND_STRATEGY_CHANGED: EventKind
 EVENT_KIND_MAINTENANCE_CHANGED: EventKind
 EVENT_KIND_CONSISTENCY_CHECKED: EventKind
 EVENT_KIND_ALERT: EventKind
+EVENT_KIND_ACCESS_REFUSED: EventKind
 SEVERITY_UNSPECIFIED: Severity
 SEVERITY_INFO: Severity
 SEVERITY_WARNING: Severity

@@ -359,9 +359,9 @@ async def monitored(monitor: Monitor):
 async def wait_phase(stack: Stack, phase: int, since: float, timeout: float) -> None:
     """Return as soon as a failover started after ``since`` (wall clock) is recorded in
     ``phase``: a watch on the record sees every phase written, however briefly it lasts."""
-    from coordinator.etcd import Etcd
+    from tests.integration.etcd_tls import stack_etcd
 
-    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
+    etcd = stack_etcd(stack)
     await etcd.connect()
 
     def matches(value: bytes) -> bool:

@@ -26,6 +26,7 @@ import pytest
 from latitude.admin_client import call_any, call_leader
 from latitude.stack import processes, services
 from latitude.stack.network import Network
+from latitude.stack.postgres import tls_ca
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2
 from tests.chaos.monitor import (
@@ -113,6 +114,21 @@ def _keep_logs(stack: Stack, name: str) -> None:
     keep = os.environ.get("LATITUDE_CHAOS_LOGS")
     if keep:
         shutil.copytree(stack.dir / "logs", Path(keep) / name, dirs_exist_ok=True)
+    _print_log_tails(stack)
+
+
+def _print_log_tails(stack: Stack, lines: int = 25) -> None:
+    """What the control plane and the agents said last, printed so that pytest shows it with
+    the failure: a CI run keeps nothing else of the stack."""
+    logs = stack.dir / "logs"
+    for path in sorted(logs.glob("coordinator-*.log")) + sorted(logs.glob("agent-*.log")):
+        try:
+            text = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        said = [line for line in text if " DEBUG " not in line][-lines:]
+        print(f"----- {path.name}, last {len(said)} lines -----")
+        print("\n".join(said))
 
 
 @dataclass
@@ -508,7 +524,10 @@ async def _restart_agent_skewed(stack: Stack, region: str, offset: str) -> None:
     cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()  # noqa: ASYNC240
     argv = cmdline.rstrip(b"\0").decode().split("\0")
     await processes.stop(record)
-    env = services.agent_env(state.superuser_password) | {
+    database = stack.postgres_node(state, region)
+    env = services.agent_env(
+        services.agent_password_file(stack.dir), db_ssl_ca=tls_ca(database)
+    ) | {
         "LD_PRELOAD": LIBFAKETIME,
         "FAKETIME": offset,
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",

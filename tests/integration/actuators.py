@@ -11,7 +11,6 @@ from agent.actuator import Actuator
 from agent.config import AgentConfig
 from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from agent.rejoin import LocalServer
-from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.v1 import agent_pb2
 from tests.integration.connections import query
@@ -26,7 +25,7 @@ def command(kind: int, *, epoch: int = 1, within: float = 10.0, **args) -> agent
 def target_for(stack: Stack, region: str) -> DatabaseTarget:
     state = stack.state()
     node = stack.postgres_node(state, region)
-    return DatabaseTarget(node.host, node.port, SUPERUSER, state.superuser_password)
+    return DatabaseTarget(node.host, node.port, state.agent_user, state.agent_password)
 
 
 def local_server(stack: Stack, region: str) -> LocalServer:
@@ -34,8 +33,8 @@ def local_server(stack: Stack, region: str) -> LocalServer:
     state = stack.state()
     node = stack.postgres_node(state, region)
     return LocalServer.from_config(AgentConfig(
-        region=region, db_host=node.host, db_port=node.port, db_user=SUPERUSER,
-        db_password=state.superuser_password, pg_data=node.data_dir, pg_log=node.log,
+        region=region, db_host=node.host, db_port=node.port, db_user=state.agent_user,
+        db_password=state.agent_password, pg_data=node.data_dir, pg_log=node.log,
         replication_passfile=stack.dir / "postgres" / "pgpass",
     ))  # fmt: skip
 

@@ -16,9 +16,20 @@ import asyncpg
 from coordinator import keys
 from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.stack.harness import suite_client_tls, suite_etcd_tls
 from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
+
+# What test clients present to the stacks: an operator's certificate from the run's CA when
+# LATITUDE_TEST_TLS=1 (every test stack then runs with TLS), None in plaintext.
+TLS = suite_client_tls()
+# The same for the ``latitude`` command pointed at --coordinators (not a stack's --dir).
+CLI_TLS = (
+    []
+    if TLS is None
+    else ["--tls-ca", str(TLS.ca), "--tls-cert", str(TLS.cert), "--tls-key", str(TLS.key)]
+)
 
 # A connection that dies mid-query can surface as any of these (asyncpg's InternalClientError
 # when the failure interrupts its state machine).
@@ -122,7 +133,7 @@ class Writer:
             while True:
                 try:
                     if conn is None:
-                        region = (await cluster_status(addresses, 1.0)).write_region
+                        region = (await cluster_status(addresses, 1.0, tls=TLS)).write_region
                         node = self._stack.postgres_node(state, region)
                         conn = await connect(node, state.superuser_password, timeout=0.5)
                     await conn.execute(self._insert, next_id, timeout=self._timeout)
@@ -159,7 +170,7 @@ FAILOVER_RECORD = f"/latitude/{keys.FAILOVER}".encode()
 
 async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
     """The newest failover record, straight from etcd (it outlives the failover)."""
-    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())])
+    etcd = Etcd([m.endpoint for m in stack.etcd_members(stack.state())], tls=suite_etcd_tls())
     await etcd.connect()
     try:
         kv = await etcd.get(FAILOVER_RECORD, timeout=1.0)

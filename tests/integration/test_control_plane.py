@@ -14,9 +14,12 @@ import grpc
 import pytest
 
 from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.channels import open_channel
+from latitude.stack.harness import suite_client_tls
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc, common_pb2
+from tests.integration.connections import TLS
 
 pytestmark = pytest.mark.stack
 
@@ -33,7 +36,7 @@ async def cluster(stack: Stack):
 
 
 async def status(stack: Stack) -> admin_pb2.ClusterStatus:
-    return await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+    return await cluster_status(stack.coordinator_addresses(stack.state()), 1.0, tls=TLS)
 
 
 async def wait_status(stack: Stack, predicate, timeout: float, what: str):
@@ -70,7 +73,8 @@ async def test_every_region_reports_to_one_leader(cluster: Stack):
         assert standby.agent_connected and standby.last_report_age_seconds < 2
     # Every replica answers from etcd, and they agree.
     answers = [
-        await cluster_status([a], 1.0) for a in cluster.coordinator_addresses(cluster.state())
+        await cluster_status([a], 1.0, tls=TLS)
+        for a in cluster.coordinator_addresses(cluster.state())
     ]
     assert {a.leader.leader_id for a in answers} == {view.leader.leader_id}
     assert {a.responder_id for a in answers} == set(cluster.topology.coordinators)
@@ -198,7 +202,11 @@ def _hello(region_name: str, agent_id: str = "test-agent") -> agent_pb2.AgentMes
 async def _stream(cluster: Stack, *messages: agent_pb2.AgentMessage) -> grpc.aio.AioRpcError:
     """Send ``messages`` to the leader; the error that ends the stream."""
     leader = (await status(cluster)).leader.address
-    async with grpc.aio.insecure_channel(leader) as channel:
+    # An agent speaks for the region its certificate names: the first Hello's (any one
+    # when there is none).
+    hello = next((m.hello for m in messages if m.HasField("hello")), None)
+    tls = suite_client_tls("agent", hello.region if hello else "us-east-1")
+    async with open_channel(leader, tls) as channel:
         call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             for message in messages:
@@ -286,3 +294,36 @@ async def test_a_region_whose_database_is_down_is_degraded_not_dead(cluster: Sta
     assert degraded.agent_connected and degraded.database.role == common_pb2.DATABASE_ROLE_DOWN
     await cluster.up()
     await _recovers_without_flapping(cluster, name)
+
+
+async def test_a_standby_whose_server_stays_down_is_brought_back_by_the_leader(cluster: Stack):
+    """Nobody runs `latitude up`: the leader sees the agent report its server down past the
+    grace (coordinator.failover.guards.DOWN_GRACE) and REJOINs it, which starts it as a
+    standby of the write region again."""
+    name = "ap-southeast-1"
+    await cluster.kill(f"postgres-{name}", signal.SIGKILL)
+    await wait_status(
+        cluster,
+        lambda s: region(s, name).database.role == common_pb2.DATABASE_ROLE_DOWN,
+        10,
+        f"{name}'s database to be reported down",
+    )
+    await wait_status(
+        cluster,
+        lambda s: (
+            region(s, name).state == HEALTHY
+            and region(s, name).database.role == common_pb2.DATABASE_ROLE_STANDBY
+            and region(s, name).database.wal_receiver_streaming
+        ),
+        60,
+        f"{name} streaming again without anyone restarting it",
+    )
+    await wait_status(
+        cluster,
+        lambda s: any(
+            r.region == name and r.state == "streaming"
+            for r in region(s, s.write_region).database.replicas
+        ),
+        10,
+        f"the primary to list {name} streaming from it",
+    )

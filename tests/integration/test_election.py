@@ -10,6 +10,7 @@ import pytest
 from coordinator.election import Election
 from coordinator.etcd import Etcd
 from coordinator.store import Candidate, EtcdStore
+from latitude.stack.harness import suite_etcd_tls
 from latitude.stack.stack import Stack
 
 pytestmark = pytest.mark.stack
@@ -23,7 +24,8 @@ async def stores(stack: Stack):
     made = []
 
     def make() -> EtcdStore:
-        store = EtcdStore(Etcd(endpoints), prefix)
+        # Outside the coordinators' prefix: etcd's root user, when etcd runs with auth.
+        store = EtcdStore(Etcd(endpoints, tls=suite_etcd_tls("root")), prefix)
         made.append(store)
         return store
 

@@ -24,6 +24,7 @@ from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
 from tests.integration.connections import (
     CONNECTION_TROUBLE,
+    TLS,
     Ack,
     Writer,
     eventually,
@@ -48,7 +49,7 @@ def private_stack():
 
 async def status(stack: Stack) -> admin_pb2.ClusterStatus | None:
     try:
-        return await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+        return await cluster_status(stack.coordinator_addresses(stack.state()), 1.0, tls=TLS)
     except NoCoordinator:
         return None
 

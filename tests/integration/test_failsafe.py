@@ -17,18 +17,18 @@ import signal
 import time
 
 import asyncpg
-import grpc
 import pytest
 
 from agent.demotion import fence_cause
 from agent.keeper import read_lease
 from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.channels import open_channel
 from latitude.netaddr import join_host_port
-from latitude.stack.harness import running_stack
+from latitude.stack.harness import running_stack, suite_client_tls
 from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
-from tests.integration.connections import CONNECTION_TROUBLE, eventually, query, session
+from tests.integration.connections import CONNECTION_TROUBLE, TLS, eventually, query, session
 
 pytestmark = pytest.mark.stack
 
@@ -53,7 +53,8 @@ async def confirmations(stack: Stack) -> dict[str, agent_pb2.ConfirmReply]:
     replies = {}
     for region in STANDBYS:
         address = join_host_port(state.host, state.ports[f"agent-{region}"])
-        async with grpc.aio.insecure_channel(address) as channel:
+        # Only agents and coordinators may ask for a confirmation.
+        async with open_channel(address, suite_client_tls("coordinator")) as channel:
             stub = agent_pb2_grpc.FailsafeServiceStub(channel)
             replies[region] = await stub.Confirm(request, timeout=2.0)
     return replies
@@ -133,7 +134,7 @@ async def assert_writable_primary(stack: Stack) -> None:
 async def leader_of(stack: Stack) -> str:
     async def look():
         try:
-            view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+            view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0, tls=TLS)
         except NoCoordinator:
             return None
         return view.leader.leader_id or None
@@ -216,7 +217,7 @@ async def test_a_region_whose_keeper_is_gone_is_degraded(private_stack: Stack):
     await stack.kill(f"keeper-{region}")
 
     async def degraded():
-        view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+        view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0, tls=TLS)
         seen = next(r for r in view.regions if r.region == region)
         return seen.state == common_pb2.REGION_STATE_DEGRADED and seen.state_reason
 

@@ -12,9 +12,10 @@ import pytest
 
 from latitude import cli
 from latitude.admin_client import call_any, cluster_status
+from latitude.channels import open_channel
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2_grpc, common_pb2, history_pb2
-from tests.integration.connections import eventually
+from tests.integration.connections import TLS, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -35,11 +36,11 @@ def addresses(stack: Stack) -> list[str]:
 
 async def history(address: str, region: str, since: float = 600) -> history_pb2.GetHistoryResponse:
     request = history_pb2.GetHistoryRequest(region=region, since_seconds=since)
-    return await call_any([address], "GetHistory", request, 5.0)
+    return await call_any([address], "GetHistory", request, 5.0, tls=TLS)
 
 
 async def test_every_replica_answers_the_history_the_leader_records(cluster: Stack):
-    view = await cluster_status(addresses(cluster), 2.0)
+    view = await cluster_status(addresses(cluster), 2.0, tls=TLS)
     follower = next(a for a in addresses(cluster) if a != view.leader.address)
     started = time.time()
 
@@ -62,7 +63,7 @@ async def test_every_replica_answers_the_history_the_leader_records(cluster: Sta
 async def test_a_region_failure_shows_in_its_history_and_survives_a_leader_change(
     cluster: Stack,
 ):
-    view = await cluster_status(addresses(cluster), 2.0)
+    view = await cluster_status(addresses(cluster), 2.0, tls=TLS)
     await cluster.kill(f"agent-{STANDBY_REGION}")
 
     async def unhealthy_sampled():
@@ -76,7 +77,7 @@ async def test_a_region_failure_shows_in_its_history_and_survives_a_leader_chang
 
     async def new_leader_samples():
         try:
-            status = await cluster_status(survivors, 1.0)
+            status = await cluster_status(survivors, 1.0, tls=TLS)
         except Exception:
             return None
         if status.leader.leader_id in ("", view.leader.leader_id):
@@ -91,7 +92,7 @@ async def test_a_region_failure_shows_in_its_history_and_survives_a_leader_chang
 
 
 async def test_history_refuses_an_unknown_region_and_a_bad_window(cluster: Stack):
-    channel = grpc.aio.insecure_channel(addresses(cluster)[0])
+    channel = open_channel(addresses(cluster)[0], TLS)
     stub = admin_pb2_grpc.AdminServiceStub(channel)
     try:
         with pytest.raises(grpc.aio.AioRpcError) as unknown:

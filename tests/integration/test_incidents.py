@@ -25,7 +25,7 @@ from latitude.incidents_view import follow
 from latitude.stack.harness import running_stack
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
-from tests.integration.connections import eventually, failover_record
+from tests.integration.connections import TLS, eventually, failover_record
 
 pytestmark = pytest.mark.stack
 
@@ -137,12 +137,12 @@ def alerted():
 async def incidents(stack: Stack, include_resolved=True) -> list[admin_pb2.Incident]:
     request = admin_pb2.ListIncidentsRequest(include_resolved=include_resolved)
     addresses = stack.coordinator_addresses(stack.state())
-    return list((await call_any(addresses, "ListIncidents", request, 2.0)).incidents)
+    return list((await call_any(addresses, "ListIncidents", request, 2.0, tls=TLS)).incidents)
 
 
 async def leader_of(stack: Stack) -> str:
     try:
-        view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+        view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0, tls=TLS)
     except NoCoordinator:
         return ""
     return view.leader.leader_id
@@ -161,6 +161,7 @@ async def test_a_killed_primary_region_is_one_incident_from_opening_to_resolutio
             timeout=1.0,
             interval=0.2,
             out=followed,
+            tls=TLS,
         )
     )
     killed_at = time.time()

@@ -8,7 +8,7 @@ import pytest
 from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
-from tests.integration.connections import eventually
+from tests.integration.connections import TLS, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -22,7 +22,7 @@ async def cluster(stack: Stack):
 
 async def status_where(stack: Stack, predicate) -> admin_pb2.ClusterStatus | None:
     try:
-        view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0)
+        view = await cluster_status(stack.coordinator_addresses(stack.state()), 1.0, tls=TLS)
     except NoCoordinator:
         return None
     return view if predicate(view) else None

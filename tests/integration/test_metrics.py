@@ -13,10 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from latitude.channels import open_channel
 from latitude.stack.harness import running_stack
 from latitude.stack.stack import Stack
 from latitude.v1 import routing_pb2, routing_pb2_grpc
-from tests.integration.connections import eventually
+from tests.integration.connections import TLS, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -205,7 +206,7 @@ async def test_resolve_calls_are_counted_by_strategy_and_outcome(stack: Stack):
     before = await scrape(metrics)
     good = routing_pb2.ResolveRequest(client_ip="81.2.69.160")
     bad = routing_pb2.ResolveRequest(client_ip="not an address")
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, TLS) as channel:
         stub = routing_pb2_grpc.RoutingServiceStub(channel)
         for _ in range(25):
             await stub.Resolve(good, timeout=2.0)

@@ -13,9 +13,10 @@ import pytest
 
 from latitude import cli
 from latitude.admin_client import NoCoordinator, call_any, call_leader, cluster_status
+from latitude.channels import open_channel
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, admin_pb2_grpc, common_pb2
-from tests.integration.connections import eventually
+from tests.integration.connections import CLI_TLS, TLS, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -39,7 +40,7 @@ def addresses(stack: Stack) -> list[str]:
 
 async def status(stack: Stack) -> admin_pb2.ClusterStatus | None:
     try:
-        return await cluster_status(addresses(stack), 1.0)
+        return await cluster_status(addresses(stack), 1.0, tls=TLS)
     except NoCoordinator:  # every replica may be down mid-test
         return None
 
@@ -58,7 +59,7 @@ async def until_status(stack: Stack, predicate, timeout: float, what: str):
 
 async def events(stack: Stack, **filters) -> list[admin_pb2.Event]:
     request = admin_pb2.ListEventsRequest(**filters)
-    return list((await call_any(addresses(stack), "ListEvents", request, 2.0)).events)
+    return list((await call_any(addresses(stack), "ListEvents", request, 2.0, tls=TLS)).events)
 
 
 async def newest_sequence(stack: Stack) -> int:
@@ -72,11 +73,11 @@ async def events_after(stack: Stack, sequence: int, **filters) -> list[admin_pb2
 
 async def maintenance(stack: Stack, name: str, enabled: bool, **how):
     request = admin_pb2.SetMaintenanceRequest(region=name, enabled=enabled, **how)
-    return await call_leader(addresses(stack), "SetMaintenance", request, 10.0)
+    return await call_leader(addresses(stack), "SetMaintenance", request, 10.0, tls=TLS)
 
 
 async def call(address: str, method: str, request):
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, TLS) as channel:
         return await getattr(admin_pb2_grpc.AdminServiceStub(channel), method)(request, timeout=5)
 
 
@@ -195,7 +196,7 @@ async def test_maintenance_survives_a_leader_change_and_is_recorded(cluster: Sta
 
 async def status_from(address: str) -> admin_pb2.ClusterStatus | None:
     try:
-        return await cluster_status([address], 1.0)
+        return await cluster_status([address], 1.0, tls=TLS)
     except NoCoordinator:
         return None
 
@@ -251,13 +252,14 @@ async def test_the_healthy_stack_is_consistent(cluster: Stack, capsys):
     # The command line: a table, exit status 0.
     coordinators = ",".join(addresses(cluster))
     started = time.monotonic()
-    code = await asyncio.to_thread(cli.main, ["check", "--coordinators", coordinators])
+    code = await asyncio.to_thread(cli.main, ["check", "--coordinators", coordinators, *CLI_TLS])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert printed.startswith("consistent: primary us-east-1 on timeline")
     assert "VERDICT" in printed and "IN_SYNC" in printed
     code = await asyncio.to_thread(
-        cli.main, ["events", "--coordinators", coordinators, "--kind", "consistency_checked"]
+        cli.main,
+        ["events", "--coordinators", coordinators, "--kind", "consistency_checked", *CLI_TLS],
     )
     printed = capsys.readouterr().out
     assert code == 0 and "consistency_checked" in printed.splitlines()[-1]

@@ -32,7 +32,6 @@ from agent.postgres_probe import DatabaseTarget, PostgresProbe
 from agent.rejoin import LocalServer
 from latitude.stack import processes
 from latitude.stack.harness import running_stack
-from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.v1 import agent_pb2, common_pb2
 from tests.integration.connections import eventually, query, session
@@ -95,8 +94,8 @@ def agent_config(stack: Stack, region: str) -> AgentConfig:
     state = stack.state()
     node = stack.postgres_node(state, region)
     return AgentConfig(
-        region=region, db_host=node.host, db_port=node.port, db_user=SUPERUSER,
-        db_password=state.superuser_password, pg_data=node.data_dir, pg_log=node.log,
+        region=region, db_host=node.host, db_port=node.port, db_user=state.agent_user,
+        db_password=state.agent_password, pg_data=node.data_dir, pg_log=node.log,
         replication_passfile=stack.dir / "postgres" / "pgpass",
     )  # fmt: skip
 

@@ -16,10 +16,12 @@ import pytest
 
 from latitude import cli
 from latitude.admin_client import call_leader, cluster_status
+from latitude.channels import open_channel
 from latitude.client import RoutingClient, SyncRoutingClient
 from latitude.geo import InvalidLocation
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2, routing_pb2, routing_pb2_grpc
+from tests.integration.connections import TLS
 from tests.integration.proxy import LinkProxy
 
 pytestmark = pytest.mark.stack
@@ -54,7 +56,7 @@ async def all_healthy(stack: Stack) -> None:
     addresses = stack.coordinator_addresses(stack.state())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        view = await cluster_status(addresses, 1.0)
+        view = await cluster_status(addresses, 1.0, tls=TLS)
         if view.regions and all(r.state == HEALTHY for r in view.regions):
             break
         await asyncio.sleep(0.1)
@@ -76,11 +78,12 @@ async def set_strategy(stack: Stack, strategy: int) -> admin_pb2.SetStrategyResp
         "SetStrategy",
         admin_pb2.SetStrategyRequest(strategy=strategy),
         5.0,
+        tls=TLS,
     )
 
 
 async def resolve(address: str, **fields) -> routing_pb2.RoutingDecision:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, TLS) as channel:
         stub = routing_pb2_grpc.RoutingServiceStub(channel)
         return await stub.Resolve(routing_pb2.ResolveRequest(**fields), timeout=2.0)
 
@@ -150,7 +153,7 @@ async def test_round_robin_is_fair_and_a_strategy_change_reaches_every_replica(c
             assert time.monotonic() < deadline, f"{address} still serves the old strategy"
             await asyncio.sleep(0.02)
     firsts: collections.Counter[str] = collections.Counter()
-    async with grpc.aio.insecure_channel(addresses[0]) as channel:
+    async with open_channel(addresses[0], TLS) as channel:
         stub = routing_pb2_grpc.RoutingServiceStub(channel)
         request = routing_pb2.ResolveRequest(client_ip="81.2.69.160")
 
@@ -166,7 +169,7 @@ async def test_round_robin_is_fair_and_a_strategy_change_reaches_every_replica(c
 
 async def test_a_watching_client_follows_strategy_changes_and_bad_input_is_named(cluster):
     addresses = cluster.coordinator_addresses(cluster.state())
-    async with RoutingClient(addresses) as client:
+    async with RoutingClient(addresses, tls=TLS) as client:
         assert client.resolve(location=(51.51, -0.13)).targets[0].region == "eu-west-1"
         reply = await set_strategy(cluster, routing_pb2.STRATEGY_WEIGHTED)
         table = await client.wait_for(lambda t: t.version >= reply.table_version, 2.0)
@@ -185,7 +188,7 @@ async def test_a_watching_client_follows_strategy_changes_and_bad_input_is_named
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert caught.value.details().startswith(field), caught.value.details()
     # Bytes that are no ResolveRequest at all (a truncated field).
-    async with grpc.aio.insecure_channel(addresses[0]) as channel:
+    async with open_channel(addresses[0], TLS) as channel:
         raw = channel.unary_unary("/latitude.v1.RoutingService/Resolve")
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await raw(b"\x0a\x20abc", timeout=2.0)
@@ -213,7 +216,7 @@ async def test_weights_follow_capacity_headroom(cluster: Stack):
             for name, weight in headroom_weights(table).items()
         )
 
-    async with RoutingClient(addresses) as client:
+    async with RoutingClient(addresses, tls=TLS) as client:
         try:
             busy.write_text("0.8\n")
             table = await client.wait_for(lambda t: follows_headroom(t, 0.8), 10.0)
@@ -241,13 +244,13 @@ async def test_client_latency_reports_reach_the_table_through_any_replica(cluste
             routing_pb2.LatencySample(region="mars-1", latency_seconds=0.001),
         ],
     )
-    leader = (await cluster_status(addresses, 1.0)).leader.leader_id
+    leader = (await cluster_status(addresses, 1.0, tls=TLS)).leader.leader_id
     follower = next(
         a
         for name, a in zip(cluster.topology.coordinators, addresses, strict=True)
         if name != leader
     )
-    async with grpc.aio.insecure_channel(follower) as channel:
+    async with open_channel(follower, TLS) as channel:
         stub = routing_pb2_grpc.RoutingServiceStub(channel)
         reply = await stub.ReportLatency(report, timeout=2.0)
         assert reply.accepted_samples == 3  # the unknown region is dropped
@@ -274,7 +277,7 @@ async def test_client_latency_reports_reach_the_table_through_any_replica(cluste
 async def test_the_client_moves_between_coordinators_and_outlasts_losing_them_all(cluster):
     first, second = cluster.coordinator_addresses(cluster.state())[:2]
     links = [await LinkProxy(first).start(), await LinkProxy(second).start()]
-    client = RoutingClient([link.address for link in links], reconnect_max=0.2)
+    client = RoutingClient([link.address for link in links], reconnect_max=0.2, tls=TLS)
 
     async def until(condition, what: str) -> None:
         deadline = time.monotonic() + 5
@@ -312,7 +315,7 @@ async def test_the_client_moves_between_coordinators_and_outlasts_losing_them_al
 
 
 def test_the_sync_client_answers_without_an_event_loop(stack: Stack):
-    with SyncRoutingClient(stack.coordinator_addresses(stack.state())) as client:
+    with SyncRoutingClient(stack.coordinator_addresses(stack.state()), tls=TLS) as client:
         decision = client.resolve(ip="202.166.126.1")
         assert decision.targets[0].region == "ap-southeast-1"
         assert client.staleness == 0 and client.table.version == decision.table_version

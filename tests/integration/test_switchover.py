@@ -11,7 +11,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2
-from tests.integration.connections import Writer, eventually, query, running, streams_to
+from tests.integration.connections import TLS, Writer, eventually, query, running, streams_to
 
 pytestmark = pytest.mark.stack
 
@@ -27,7 +27,7 @@ def private_stack():
 async def _switch(stack: Stack, target: str) -> admin_pb2.FailoverStatus:
     request = admin_pb2.SwitchoverRequest(target_region=target, wait=True)
     addresses = stack.coordinator_addresses(stack.state())
-    return (await call_leader(addresses, "Switchover", request, 60)).failover
+    return (await call_leader(addresses, "Switchover", request, 60, tls=TLS)).failover
 
 
 async def _record_tables(routing: RoutingClient, seen: list[tuple[str, bool]]) -> None:
@@ -46,7 +46,7 @@ async def test_switchover_there_and_back_loses_nothing(private_stack: Stack):
     await setup.close()
     writer = Writer(stack, "switchover_probe")
     # A routing client watching the table, as an application would.
-    routing = RoutingClient(stack.coordinator_addresses(state))
+    routing = RoutingClient(stack.coordinator_addresses(state), tls=TLS)
     await routing.start()
     seen: list[tuple[str, bool]] = []
     async with running(writer.run()), running(_record_tables(routing, seen)):
@@ -56,7 +56,7 @@ async def test_switchover_there_and_back_loses_nothing(private_stack: Stack):
             record = await _switch(stack, target)
             assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
             assert record.to_region == target and record.data_loss_bound_bytes == 0
-            view = await cluster_status(stack.coordinator_addresses(state), 1.0)
+            view = await cluster_status(stack.coordinator_addresses(state), 1.0, tls=TLS)
             assert view.write_region == target
             # The watching client hears of the new write region within moments.
             await routing.wait_for(lambda t, r=target: t.write_region == r, 2.0)
@@ -90,26 +90,26 @@ async def test_switchover_there_and_back_loses_nothing(private_stack: Stack):
 async def test_draining_the_primary_for_maintenance_switches_over_first(private_stack: Stack):
     stack = private_stack
     addresses = stack.coordinator_addresses(stack.state())
-    before = await cluster_status(addresses, 1.0)
+    before = await cluster_status(addresses, 1.0, tls=TLS)
     old = before.write_region
     request = admin_pb2.SetMaintenanceRequest(
         region=old, enabled=True, drain=True, reason="kernel upgrade"
     )
-    response = await call_leader(addresses, "SetMaintenance", request, 60)
+    response = await call_leader(addresses, "SetMaintenance", request, 60, tls=TLS)
     # The answer comes once the switchover is done, and only then is the region flagged.
     switchover = response.switchover
     assert switchover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, switchover.error
     assert switchover.from_region == old and switchover.to_region not in ("", old)
     assert switchover.data_loss_bound_bytes == 0
     assert response.region.state == common_pb2.REGION_STATE_MAINTENANCE
-    view = await cluster_status(addresses, 1.0)
+    view = await cluster_status(addresses, 1.0, tls=TLS)
     assert view.write_region == switchover.to_region
     await streams_to(stack, switchover.to_region, old, timeout=30)
     request = admin_pb2.SetMaintenanceRequest(region=old, enabled=False)
-    await call_leader(addresses, "SetMaintenance", request, 10)
+    await call_leader(addresses, "SetMaintenance", request, 10, tls=TLS)
 
     async def healthy_again() -> bool:
-        view = await cluster_status(addresses, 1.0)
+        view = await cluster_status(addresses, 1.0, tls=TLS)
         return next(r for r in view.regions if r.region == old).state == HEALTHY
 
     await eventually(healthy_again, 10, f"{old} HEALTHY out of maintenance")
@@ -120,21 +120,21 @@ async def test_a_switchover_refused_by_its_checks_leaves_the_primary_writable(
 ):
     stack = private_stack
     addresses = stack.coordinator_addresses(stack.state())
-    primary = (await cluster_status(addresses, 1.0)).write_region
+    primary = (await cluster_status(addresses, 1.0, tls=TLS)).write_region
     target = next(r for r in ("eu-west-1", "us-east-1", "ap-southeast-1") if r != primary)
     on = admin_pb2.SetMaintenanceRequest(region=target, enabled=True, reason="kernel upgrade")
-    await call_leader(addresses, "SetMaintenance", on, 10)
+    await call_leader(addresses, "SetMaintenance", on, 10, tls=TLS)
     try:
         request = admin_pb2.SwitchoverRequest(target_region=target, wait=True)
         with pytest.raises(LatitudeError, match=f"{target} cannot be promoted: in maintenance"):
-            await call_leader(addresses, "Switchover", request, 30)
+            await call_leader(addresses, "Switchover", request, 30, tls=TLS)
         # Refused before anything was fenced: the primary takes writes at once, and is not
         # (and was not) fenced.
         assert await query(stack, primary, "SELECT txid_current() > 0")
-        view = await cluster_status(addresses, 1.0)
+        view = await cluster_status(addresses, 1.0, tls=TLS)
         region = next(r for r in view.regions if r.region == primary)
         assert view.write_region == primary and not region.database.fenced
         assert not view.HasField("failover")
     finally:
         off = admin_pb2.SetMaintenanceRequest(region=target, enabled=False)
-        await call_leader(addresses, "SetMaintenance", off, 10)
+        await call_leader(addresses, "SetMaintenance", off, 10, tls=TLS)

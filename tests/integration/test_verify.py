@@ -15,10 +15,11 @@ import pytest
 
 from latitude import verify_view
 from latitude.admin_client import cluster_status
+from latitude.channels import open_channel
 from latitude.errors import LatitudeError
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, admin_pb2_grpc
-from tests.integration.connections import session
+from tests.integration.connections import CLI_TLS, TLS, session
 
 pytestmark = pytest.mark.stack
 
@@ -34,7 +35,7 @@ async def cluster(stack: Stack):
 
 
 async def write_region(stack: Stack) -> str:
-    return (await cluster_status(addresses(stack), 2.0)).write_region
+    return (await cluster_status(addresses(stack), 2.0, tls=TLS)).write_region
 
 
 async def fresh_table(stack: Stack, name: str, ddl: str, fill: str) -> None:
@@ -56,14 +57,14 @@ async def test_verify_agrees_and_compares_a_table_without_a_primary_key_whole(cl
         # Duplicate rows: a sum of row hashes counts them, an xor would cancel them out.
         "INSERT INTO verify_log SELECT g % 3, 'same' FROM generate_series(1, 300) g",
     )  # fmt: skip
-    view = await cluster_status(addresses(cluster), 2.0)
+    view = await cluster_status(addresses(cluster), 2.0, tls=TLS)
     assert all(r.agent_address for r in view.regions), "every agent advertises its address"
     seen: list[admin_pb2.VerifyProgress] = []
     request = admin_pb2.VerifyRequest(
         tables=["public.verify_items", "public.verify_log"], rows_per_range=250
     )
 
-    report = await verify_view.verify(addresses(cluster), request, 60.0, seen.append)
+    report = await verify_view.verify(addresses(cluster), request, 60.0, seen.append, tls=TLS)
 
     assert report.consistent and report.agreeing_fraction == 1.0, report
     assert report.primary_region == view.write_region
@@ -86,7 +87,7 @@ async def test_verify_agrees_and_compares_a_table_without_a_primary_key_whole(cl
 
     command = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "latitude.cli", "verify", "--coordinators",
-        ",".join(addresses(cluster)), "--table", "public.verify_log", "--json",
+        ",".join(addresses(cluster)), "--table", "public.verify_log", "--json", *CLI_TLS,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(command.communicate(), 60.0)
@@ -118,7 +119,7 @@ async def test_verify_on_a_table_written_during_the_check_reports_no_false_misma
     writer = asyncio.create_task(write())
     try:
         await asyncio.sleep(0.2)
-        busy = await verify_view.verify(addresses(cluster), request, 60.0)
+        busy = await verify_view.verify(addresses(cluster), request, 60.0, tls=TLS)
         written_during = writes
     finally:
         writer.cancel()
@@ -132,12 +133,12 @@ async def test_verify_on_a_table_written_during_the_check_reports_no_false_misma
     assert all(m.unsettled and not m.regions for m in table.mismatches), table.mismatches
     assert busy.ranges_agreeing + busy.ranges_unsettled == busy.ranges == 21
 
-    quiet = await verify_view.verify(addresses(cluster), request, 60.0)
+    quiet = await verify_view.verify(addresses(cluster), request, 60.0, tls=TLS)
     assert quiet.consistent and quiet.agreeing_fraction == 1.0, quiet
 
 
 async def test_verify_refuses_bad_requests_naming_the_field(cluster: Stack):
-    async with grpc.aio.insecure_channel(addresses(cluster)[0]) as channel:
+    async with open_channel(addresses(cluster)[0], TLS) as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         for request, expected in [
             (admin_pb2.VerifyRequest(tables=["nodot"]), "tables[0]: expected schema.name"),
@@ -151,7 +152,7 @@ async def test_verify_refuses_bad_requests_naming_the_field(cluster: Stack):
             assert expected in refused.value.details()
     missing = admin_pb2.VerifyRequest(tables=["public.no_such_table"])
     with pytest.raises(LatitudeError, match="no region has a table public.no_such_table"):
-        await verify_view.verify(addresses(cluster), missing, 30.0)
+        await verify_view.verify(addresses(cluster), missing, 30.0, tls=TLS)
 
 
 async def test_a_table_dropped_during_the_check_is_said_to_be_gone(cluster: Stack):
@@ -165,7 +166,9 @@ async def test_a_table_dropped_during_the_check_is_said_to_be_gone(cluster: Stac
         tables=["public.verify_doomed"], rows_per_range=100, max_rows_per_second=2000
     )
     seen: list[admin_pb2.VerifyProgress] = []
-    check = asyncio.create_task(verify_view.verify(addresses(cluster), request, 60.0, seen.append))
+    check = asyncio.create_task(
+        verify_view.verify(addresses(cluster), request, 60.0, seen.append, tls=TLS)
+    )
     while not any(p.ranges_done for p in seen):
         assert not check.done(), check.result()
         await asyncio.sleep(0.02)

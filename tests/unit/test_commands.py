@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 
 from coordinator.commands import CommandDispatcher, CommandFailed
-from coordinator.sessions import AgentSession
+from coordinator.sessions import OUTBOX, AgentSession
 from latitude.v1 import agent_pb2
 
 
@@ -33,3 +34,24 @@ async def test_no_agent_or_no_answer_is_a_command_failure():
         await dispatcher.send(None, command, epoch=1, timeout=0.1)
     with pytest.raises(CommandFailed, match="to eu-west-1: no answer within 0.1 s"):
         await dispatcher.send(AgentSession(region="eu-west-1"), command, epoch=1, timeout=0.1)
+
+
+async def test_no_command_is_queued_for_an_agent_that_does_not_read():
+    dispatcher = CommandDispatcher()
+    session = AgentSession(region="eu-west-1")
+    for _ in range(OUTBOX // 2):
+        session.send(agent_pb2.CoordinatorMessage(report_ack=agent_pb2.ReportAck()))
+    command = agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_REPORT_NOW)
+    with pytest.raises(CommandFailed, match="to eu-west-1: 128 messages wait to be sent"):
+        await dispatcher.send(session, command, epoch=1, timeout=1.0)
+    assert session.outbox.qsize() == OUTBOX // 2
+
+
+def test_a_session_whose_outbox_overflows_ends_and_keeps_no_more():
+    session = AgentSession(region="eu-west-1")
+    for _ in range(10_000):
+        session.send(agent_pb2.CoordinatorMessage(report_ack=agent_pb2.ReportAck()))
+    assert session.outbox.qsize() == OUTBOX + 1  # and the close marker
+    code, details = session.error
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert details == f"{OUTBOX} messages wait to be sent: the agent is not reading"

@@ -4,13 +4,14 @@ rounds against real gRPC servers on ephemeral ports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
 
 from agent.config import AgentConfig
 from agent.failsafe import Failsafe, FailsafeServicer, Rounds
-from agent.link import CoordinatorLink
+from agent.link import CoordinatorLink, Redirect
 from agent.main import Agent
 from agent.peers import Peer
 from latitude.serving import Server
@@ -185,10 +186,19 @@ def test_the_link_records_only_the_newest_leaders_word():
         lambda epoch: agent_pb2.Hello(),
         on_word=lambda word, epoch: seen.append((word.write_region, epoch)),
     )
+
+    def greeted(epoch: int, **fields) -> None:
+        welcome = agent_pb2.Welcome(epoch=epoch, **fields)
+        with contextlib.suppress(Redirect):
+            link._greeted(agent_pb2.CoordinatorMessage(welcome=welcome), "127.0.0.1:1")
+
+    greeted(3)
     link._acked(agent_pb2.ReportAck(sequence=1, epoch=3, word=WORD))
+    greeted(2, word=agent_pb2.ClusterWord())  # a deposed leader's: refused
     link._acked(agent_pb2.ReportAck(sequence=2, epoch=2, word=agent_pb2.ClusterWord()))
+    greeted(4, word=WORD)
     link._acked(agent_pb2.ReportAck(sequence=3, epoch=4))  # no word: the empty word
-    assert seen == [("us-east-1", 3), ("", 4)]
+    assert seen == [("", 3), ("us-east-1", 3), ("us-east-1", 4), ("", 4)]
     assert link.word_epoch == 4 and link.word.write_region == ""
 
 

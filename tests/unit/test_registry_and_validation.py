@@ -58,14 +58,63 @@ def test_a_second_agent_is_refused_while_the_first_reports():
     first = object()
     record = reg.attach(hello(agent_id="a1"), first)
     reg.report(record, report())
-    with pytest.raises(RegionHeld, match="already reported by agent 'a1'"):
+    with pytest.raises(RegionHeld) as held:
         reg.attach(hello(agent_id="a2"), object())
-    # The same agent reconnecting replaces its own session.
-    assert reg.attach(hello(agent_id="a1"), object()) is record
-    # Once the first has gone silent, another agent may take over.
-    clock.now += 2.0
+    assert str(held.value) == (
+        "region us-east-1 is already reported by agent 'a1' on a stream that is still "
+        "reporting (a new stream may take over once it has been silent for 1.5 s)"
+    )
+    assert record.session is first
+
+
+def test_the_same_agent_id_does_not_swap_a_stream_that_still_reports():
+    # Agent ids are public (GetStatus): saying the same one proves nothing.
+    clock = Clock()
+    reg = registry(clock)
+    first = object()
+    record = reg.attach(hello(agent_id="a1"), first)
+    reg.report(record, report())
+    clock.now += 1.5  # silent for exactly the suspect deadline: not yet past it
+    with pytest.raises(RegionHeld, match="already reported by agent 'a1'"):
+        reg.attach(hello(agent_id="a1"), object())
+    assert record.session is first
+
+
+def test_the_agent_back_from_a_blip_takes_over_its_stream_gone_quiet():
+    clock = Clock()
+    reg = registry(clock)
+    record = reg.attach(hello(agent_id="a1"), object())
+    reg.report(record, report(sequence=7))
+    clock.now += 1.6  # its old stream died half-open: nothing since
+    again = object()
+    assert reg.attach(hello(agent_id="a1"), again) is record
+    assert record.session is again and record.sequence == 0
+
+
+def test_another_agent_takes_over_a_stream_gone_quiet():
+    clock = Clock()
+    reg = registry(clock)
+    record = reg.attach(hello(agent_id="a1"), object())
+    reg.report(record, report())
+    clock.now += 1.6
     reg.attach(hello(agent_id="a2"), object())
     assert record.agent_id == "a2"
+
+
+def test_a_stream_that_never_reported_holds_nothing():
+    reg = registry(Clock())
+    reg.attach(hello(agent_id="a1"), object())
+    second = object()
+    assert reg.attach(hello(agent_id="a1"), second).session is second
+
+
+def test_a_detached_region_is_free_at_once():
+    reg = registry(Clock())
+    first = object()
+    record = reg.attach(hello(agent_id="a1"), first)
+    reg.report(record, report())
+    reg.detach("us-east-1", first)
+    assert reg.attach(hello(agent_id="a2"), object()) is record
 
 
 def test_silence_is_detected_by_evaluate_and_published_as_dirty():

@@ -152,3 +152,57 @@ def test_absurd_samples_are_refused_naming_the_field(seconds):
     assert raised.value.field == "samples[2].latency_seconds"
     assert isinstance(raised.value, LatitudeError)
     assert latencies.snapshot(1.0) == []
+
+
+def test_one_caller_is_one_voice_however_many_samples_it_sends():
+    latencies = PrefixLatencies()
+    latencies.add(PREFIX, "us-east-1", 0.020, 1.0, 1.0, caller="client-a")
+    latencies.add(PREFIX, "us-east-1", 0.022, 1.0, 1.0, caller="client-b")
+    for _ in range(1000):
+        latencies.add(PREFIX, "us-east-1", 59.0, 2.0, 2.0, caller="liar")
+    (entry,) = latencies.snapshot(2.0)
+    # The median of three voices: the liar's 59 s is outvoted by the two that measured.
+    assert entry.latency_seconds == pytest.approx(0.022)
+    assert entry.samples == 1002
+
+
+def test_a_caller_past_its_own_cap_replaces_only_its_own_prefixes():
+    latencies = PrefixLatencies(max_prefixes=100, max_per_caller=4)
+    latencies.add(PREFIX, "us-east-1", 0.02, 1.0, 1.0, caller="client")
+    for i in range(10_000):
+        latencies.add(f"10.{i // 256}.{i % 256}.0/24", "us-east-1", 0.5, 2.0, 2.0, caller="flood")
+    assert latencies.held("flood") == 4 and latencies.held("client") == 1
+    assert PREFIX in {p.network_prefix for p in latencies.snapshot(2.0)}
+
+
+def test_when_full_a_newcomer_takes_from_whoever_holds_most_never_from_the_few():
+    latencies = PrefixLatencies(max_prefixes=6, max_per_caller=5)
+    latencies.add(PREFIX, "us-east-1", 0.02, 1.0, 1.0, caller="client")
+    for i in range(5):
+        latencies.add(f"10.0.{i}.0/24", "us-east-1", 0.5, 2.0, 2.0, caller="big")
+    assert latencies.entries == 6
+    # A newcomer takes the biggest holder's oldest entry, not the client's only one.
+    assert latencies.add("192.0.2.0/24", "eu-west-1", 0.1, 3.0, 3.0, caller="new")
+    assert latencies.held("big") == 4 and latencies.held("client") == 1
+    prefixes = {p.network_prefix for p in latencies.snapshot(3.0)}
+    assert "10.0.0.0/24" not in prefixes and PREFIX in prefixes
+    # Many identities, one prefix each: they take from "big" until it holds as few as they.
+    for i in range(10):
+        latencies.add(f"172.16.{i}.0/24", "us-east-1", 0.5, 4.0, 4.0, caller=f"sybil-{i}")
+    assert latencies.held("client") == 1 and latencies.held("new") == 1
+    assert latencies.entries == 6
+
+
+def test_a_caller_as_big_as_anyone_moves_its_own_oldest_when_full():
+    latencies = PrefixLatencies(max_prefixes=2, max_per_caller=5)
+    latencies.add("10.0.0.0/24", "us-east-1", 0.5, 1.0, 1.0, caller="a")
+    latencies.add("10.0.1.0/24", "us-east-1", 0.5, 1.0, 1.0, caller="b")
+    assert latencies.add("10.0.2.0/24", "us-east-1", 0.5, 2.0, 2.0, caller="a")
+    assert {p.network_prefix for p in latencies.snapshot(2.0)} == {"10.0.1.0/24", "10.0.2.0/24"}
+    assert not latencies.add("10.0.3.0/24", "us-east-1", 0.5, 2.0, 2.0, caller="c")
+
+
+def test_no_room_at_all_keeps_nothing():
+    latencies = PrefixLatencies(max_prefixes=0)
+    assert not latencies.add(PREFIX, "us-east-1", 0.02, 1.0, 1.0)
+    assert latencies.snapshot(1.0) == [] and len(latencies) == 0

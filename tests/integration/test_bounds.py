@@ -1,0 +1,109 @@
+"""Bounds on the real stack: a report flood ends its stream and nothing else, and a bad field
+is INVALID_ARGUMENT, never UNKNOWN. Each test leaves the stack as it found it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.channels import open_channel
+from latitude.stack.harness import suite_client_tls
+from latitude.stack.stack import Stack
+from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, common_pb2
+from tests.integration.connections import TLS
+
+pytestmark = pytest.mark.stack
+
+REGION = "ap-southeast-1"
+
+
+@pytest.fixture
+async def cluster(stack: Stack):
+    await stack.up()
+    yield stack
+    await stack.up()
+
+
+async def wait_status(stack: Stack, predicate, timeout: float, what: str):
+    addresses = stack.coordinator_addresses(stack.state())
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = await cluster_status(addresses, 1.0, tls=TLS)
+            if predicate(last):
+                return last
+        except NoCoordinator:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last}")
+
+
+def connected(view: admin_pb2.ClusterStatus, name: str) -> bool:
+    return next(r for r in view.regions if r.region == name).agent_connected
+
+
+def hello() -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(
+        hello=agent_pb2.Hello(
+            region=REGION,
+            agent_id="flood",
+            location=common_pb2.Location(latitude=1.0, longitude=2.0),
+            capacity=10,
+            endpoints=[
+                common_pb2.Endpoint(
+                    name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address="127.0.0.1:1"
+                )
+            ],
+        )
+    )
+
+
+def report(sequence: int) -> agent_pb2.AgentMessage:
+    message = agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=sequence))
+    message.report.sent_at.GetCurrentTime()
+    return message
+
+
+async def test_a_report_flood_ends_its_stream_and_the_real_agent_comes_back(cluster: Stack):
+    await cluster.kill(f"agent-{REGION}")
+    await wait_status(
+        cluster, lambda s: not connected(s, REGION), 5, "the leader to see the agent gone"
+    )
+    addresses = cluster.coordinator_addresses(cluster.state())
+    leader = (await cluster_status(addresses, 1.0, tls=TLS)).leader
+
+    async def flood():
+        yield hello()
+        for sequence in range(1, 1001):
+            yield report(sequence)
+
+    started = time.monotonic()
+    async with open_channel(leader.address, suite_client_tls("agent", REGION)) as channel:
+        # gRPC writes the requests as the stream takes them, and stops when it ends.
+        call = agent_pb2_grpc.AgentServiceStub(channel).Connect(flood())
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(20):  # an unbounded stream would read acks for ever
+                async for _ in call:
+                    pass
+    assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, ended.value
+    assert "reports a second" in ended.value.details()
+    assert time.monotonic() - started < 10
+    await cluster.up()
+    await wait_status(cluster, lambda s: connected(s, REGION), 15, "the real agent back")
+
+
+async def test_list_events_since_out_of_range_is_invalid_argument(cluster: Stack):
+    request = admin_pb2.ListEventsRequest()
+    request.since.seconds = 2**62
+    for address in cluster.coordinator_addresses(cluster.state()):
+        async with open_channel(address, TLS) as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListEvents(request, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details().startswith("since: not a valid timestamp")
