@@ -16,7 +16,7 @@ import pytest
 from latitude.admin_client import cluster_status
 from latitude.netaddr import join_host_port
 from latitude.stack import postgres
-from latitude.stack.harness import traversable_tempdir
+from latitude.stack.harness import running_stack, tls_requested, traversable_tempdir
 from latitude.stack.stack import Stack
 from tests.fuzz.targets import PrivateCoordinator, Target, leader_of
 
@@ -28,6 +28,19 @@ CREATE TABLE IF NOT EXISTS public.fuzz_keys (id bigint, name text, v text, PRIMA
 INSERT INTO public.fuzz_keys SELECT g, 'n' || g, repeat('v', g % 7) FROM generate_series(1, 50) g
 ON CONFLICT DO NOTHING;
 """
+
+
+@pytest.fixture(scope="session")
+def fuzz_stack(request) -> Stack:
+    """The suite's session stack when it runs in plaintext. In TLS mode
+    (LATITUDE_TEST_TLS=1) a plaintext stack of the fuzz suite's own: its clients and its
+    private coordinator present no certificates yet, so every call would be refused at the
+    door (UNAUTHENTICATED) and nothing behind it fuzzed."""
+    if not tls_requested():
+        yield request.getfixturevalue("stack")
+        return
+    with running_stack(tls=False) as running:
+        yield running
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +98,9 @@ def shared_targets(stack: Stack, timeout: float = 60.0) -> SharedTargets:
 
 
 @pytest.fixture(scope="session")
-def shared(stack: Stack) -> SharedTargets:
-    targets = shared_targets(stack)
-    asyncio.run(_create_table(stack, targets.write_region))
+def shared(fuzz_stack: Stack) -> SharedTargets:
+    targets = shared_targets(fuzz_stack)
+    asyncio.run(_create_table(fuzz_stack, targets.write_region))
     return targets
 
 
@@ -101,19 +114,20 @@ async def _create_table(stack: Stack, region: str) -> None:
 
 
 @pytest.fixture
-def current(stack: Stack, shared: SharedTargets) -> SharedTargets:
+def current(fuzz_stack: Stack, shared: SharedTargets) -> SharedTargets:
     """The shared targets, looked up again if an earlier test moved the leader or restarted a
     process (the suite shares its stack)."""
     if all(t.alive() for t in (shared.leader, shared.follower, *shared.agents.values())):
         leader = leader_of(shared.leader.address)
         if leader is not None and leader.address == shared.leader.address:
             return shared
-    return shared_targets(stack)
+    return shared_targets(fuzz_stack)
 
 
 @pytest.fixture(scope="session")
-def private(stack: Stack) -> Target:
+def private(fuzz_stack: Stack) -> Target:
     """A coordinator of our own, leader of a control plane with no agents (see targets)."""
+    stack = fuzz_stack
     state = stack.state()
     logs = traversable_tempdir("latitude-fuzz-")
     coordinator = PrivateCoordinator(
