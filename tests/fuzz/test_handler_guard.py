@@ -9,7 +9,10 @@ import asyncio
 import grpc
 import pytest
 
+from latitude import pki
+from latitude.channels import open_channel
 from latitude.handler_guard import MAX_DETAILS_BYTES, bounded
+from latitude.pki import Identity
 from latitude.serving import Server
 from latitude.v1 import agent_pb2, agent_pb2_grpc, routing_pb2, routing_pb2_grpc
 
@@ -138,3 +141,45 @@ def test_bounded_keeps_short_details_and_cuts_on_a_character_boundary():
     cut = bounded("\u00e9" * 1000)
     assert cut.startswith("\u00e9" * (MAX_DETAILS_BYTES // 2))
     assert cut.endswith(f"({2000 - MAX_DETAILS_BYTES} more bytes cut)")
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """A CA, a server's certificate and a client certificate per role."""
+    directory = tmp_path_factory.mktemp("pki")
+    pki.create_ca(directory)
+    server = pki.issue(directory, "server", identity=Identity("coordinator"), hosts=["127.0.0.1"])
+    clients = {
+        role: pki.issue(directory, f"client-{role}", identity=Identity(role))
+        for role in ("coordinator", "reader")
+    }
+    return server, clients
+
+
+@pytest.mark.parametrize(
+    "role, code",
+    [
+        ("coordinator", grpc.StatusCode.INVALID_ARGUMENT),
+        # The authorisation layer answers first: a stranger learns nothing of the decoding.
+        ("reader", grpc.StatusCode.PERMISSION_DENIED),
+    ],
+)
+async def test_behind_the_authorisation_layer_a_bad_request_is_refused_in_its_turn(
+    certificates, role, code
+):
+    server_tls, clients = certificates
+    server = Server("127.0.0.1:0", tls=server_tls)
+    server.add(agent_pb2_grpc.add_FailsafeServiceServicer_to_server, Failsafe(), "f")
+    await server.start()
+    try:
+        async with open_channel(f"127.0.0.1:{server.port}", clients[role]) as channel:
+            confirm = channel.unary_unary("/latitude.v1.FailsafeService/Confirm")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await confirm(BAD_UTF8, timeout=5)
+            assert refused.value.code() == code, refused.value.details()
+            if role == "coordinator":
+                stub = agent_pb2_grpc.FailsafeServiceStub(channel)
+                request = agent_pb2.ConfirmRequest(primary_region="eu-west-1")
+                assert (await stub.Confirm(request, timeout=5)).region == "eu-west-1"
+    finally:
+        await server.stop(0)
