@@ -8,14 +8,14 @@ import math
 
 import pytest
 from google.protobuf.message import DecodeError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2, history_pb2, routing_pb2
-from tests.fuzz import strategies
+from tests.fuzz import calls, strategies
 from tests.fuzz.strategies import message_strategy, wire_strategy
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, calls.LARGE_REPRS]
 
 MODULES = (admin_pb2, agent_pb2, common_pb2, history_pb2, routing_pb2)
 MESSAGES = sorted(
@@ -51,9 +51,9 @@ def find(strategy, condition):
     """The first drawn example meeting ``condition`` (the strategy can produce it)."""
     from hypothesis import find as hypothesis_find
 
-    return hypothesis_find(
-        strategy, condition, settings=settings(max_examples=2000, derandomize=True, database=None)
-    )
+    # Found is enough: no shrinking, which costs more than the search.
+    quick = settings(max_examples=2000, derandomize=True, database=None, phases=[Phase.generate])
+    return hypothesis_find(strategy, condition, settings=quick)
 
 
 def test_edge_values_are_drawn():
@@ -73,8 +73,11 @@ def test_oneofs_set_one_field_and_maps_are_filled():
     messages = message_strategy(agent_pb2.AgentMessage.DESCRIPTOR)
     assert find(messages, lambda m: m.WhichOneof("body") == "report")
     assert find(messages, lambda m: m.WhichOneof("body") is None) is not None
-    status = message_strategy(admin_pb2.FailoverStatus.DESCRIPTOR)
+    # A map of messages (Timestamps), and a map of strings.
+    status = message_strategy(admin_pb2.FailoverStatus.DESCRIPTOR, depth=1)
     assert find(status, lambda s: len(s.steps) > 1)
+    event = message_strategy(admin_pb2.Event.DESCRIPTOR, depth=1)
+    assert find(event, lambda e: len(e.attributes) > 1)
 
 
 def test_words_are_drawn_so_examples_get_past_lookups():
