@@ -138,6 +138,13 @@ class VerifyServicer(agent_pb2_grpc.VerifyServiceServicer):
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"{self._region}: database trouble: {err}"
             )
+        except asyncpg.DataError as err:
+            # The request's values do not fit the table (a key value that is not a number,
+            # past the column's type, or holding a NUL), or its names hold such bytes.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{self._region}: the request does not fit the table: {err}",
+            )
         except asyncpg.PostgresError as err:
             await context.abort(grpc.StatusCode.INTERNAL, f"{self._region}: {err}")
 

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from latitude.authz import Authorizer
 from latitude.channels import MAX_MESSAGE_BYTES
 from latitude.errors import LatitudeError
+from latitude.handler_guard import guarded
 from latitude.pki import CertFiles
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class Server:
         self.port = 0
 
     def add(self, register: Callable[[object, grpc.aio.Server], None], servicer, name: str):
-        register(servicer, self.grpc)
+        # Undecodable requests are INVALID_ARGUMENT (not UNKNOWN); status details are bounded.
+        register(servicer, guarded(self.grpc))
         self._names.append(name)
 
     async def start(self) -> None:

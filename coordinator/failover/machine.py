@@ -100,6 +100,8 @@ class FailoverMachine:
 
     def primary_failed(self) -> tuple[bool, str]:
         """Whether the primary's region is declared failed, and why (for a manual failover)."""
+        if not self.write_region:  # a leader that has not read the write region yet
+            return False, "no write region is known yet"
         verdict = self._assess()
         return verdict.failed, verdict.reason
 

@@ -405,3 +405,11 @@ async def test_a_failover_that_cannot_be_confirmed_is_alerted_once_not_every_tic
     alerts = [e for e in cluster.events.recorded if e.kind == admin_pb2.EVENT_KIND_ALERT]
     assert len(alerts) == 1, [e.message for e in alerts]
     assert "still stream WAL from it" in alerts[0].message
+
+
+async def test_a_leader_that_knows_no_write_region_says_so_rather_than_assess_no_region():
+    """Found by fuzzing Failover on a fresh leader: a KeyError answered UNKNOWN."""
+    machine = Cluster().leader()
+    assert machine.primary_failed() == (False, "no write region is known yet")
+    with pytest.raises(FailoverRefused, match="no write region is known yet"):
+        await machine.start(admin_pb2.FAILOVER_KIND_MANUAL, "operator", forced=True)

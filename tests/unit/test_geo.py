@@ -123,6 +123,14 @@ def test_unparsable_ip_names_client_ip(locator, ip):
         network_prefix(ip)
 
 
+def test_an_unparsable_ip_is_quoted_in_part(locator):
+    """A refusal quoting 70,000 characters would never reach a gRPC client."""
+    with pytest.raises(InvalidLocation) as caught:
+        locator.locate("8" * 70_000)
+    assert len(str(caught.value)) < 200
+    assert str(caught.value).endswith("8888'...")
+
+
 # --- overrides and addresses that are not public ---------------------------------------------
 
 
