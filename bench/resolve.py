@@ -19,6 +19,10 @@ from the next by a third: the two servers are measured in ``--rounds`` alternati
 - Propagation: SetStrategy flips the default strategy; each of ``--watchers`` RoutingClients
   notes when the new table arrives; the figure is arrival minus the table's generated_at
   (the leader's clock, same host).
+- TLS: a second stack runs with ``latitude up --tls`` beside the first, and Resolve against one
+  of its followers (a reader's certificate, mutual TLS, every call authorised by role) is
+  measured in the same alternating rounds as the plaintext one; the figure is the ratio of
+  their medians (target: at least 0.8).
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from latitude.admin_client import call_leader, cluster_status
+from latitude.channels import open_channel
 from latitude.client import RoutingClient
+from latitude.pki import CertFiles
 from latitude.stack.harness import running_stack
 from latitude.v1 import admin_pb2, routing_pb2
 
@@ -77,14 +83,19 @@ def distinct_ips(count: int) -> list[str]:
 
 
 def load(
-    address: str, seconds: float, concurrency: int, out: multiprocessing.Queue, distinct: bool
+    address: str,
+    seconds: float,
+    concurrency: int,
+    out: multiprocessing.Queue,
+    distinct: bool,
+    tls: CertFiles | None,
 ) -> None:
     """Throughput with ``concurrency`` calls in flight, then latency one call at a time."""
 
     async def run() -> dict:
         ips = distinct_ips(DISTINCT) if distinct else IPS
         requests = [routing_pb2.ResolveRequest(client_ip=ip).SerializeToString() for ip in ips]
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address, tls) as channel:
             call = channel.unary_unary(METHOD)
             for body in requests[:5]:  # warm up
                 await call(body, timeout=5)
@@ -126,10 +137,17 @@ def summary(rounds: list[dict]) -> dict:
     }
 
 
-def measure(address: str, seconds: float, concurrency: int, *, distinct: bool = False) -> dict:
+def measure(
+    address: str,
+    seconds: float,
+    concurrency: int,
+    *,
+    distinct: bool = False,
+    tls: CertFiles | None = None,
+) -> dict:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    process = ctx.Process(target=load, args=(address, seconds, concurrency, out, distinct))
+    process = ctx.Process(target=load, args=(address, seconds, concurrency, out, distinct, tls))
     process.start()
     result = out.get(timeout=seconds * 4 + 60)
     process.join()
@@ -217,17 +235,25 @@ def main() -> None:
     bare.start()
     bare_address = f"127.0.0.1:{ports.get(timeout=30)}"
     try:
-        with running_stack() as stack:
+        with running_stack(tls=False) as stack, running_stack(tls=True) as secure:
             coordinators = stack.coordinator_addresses(stack.state())
             # A follower, not the leader: Resolve is served by every replica alike, and the
             # leader has the agents' streams and the table to build besides.
             leader = asyncio.run(cluster_status(coordinators)).leader.address
             target = next(a for a in coordinators if a != leader)
-            rounds: dict[str, list[dict]] = {bare_address: [], target: []}
+            reader = secure.client_tls(secure.state(), "reader")
+            secured = secure.coordinator_addresses(secure.state())
+            secure_leader = asyncio.run(cluster_status(secured, tls=reader)).leader.address
+            secure_target = next(a for a in secured if a != secure_leader)
+            plan = [(bare_address, None), (target, None), (secure_target, reader)]
+            rounds: dict[str, list[dict]] = {address: [] for address, _ in plan}
             for i in range(args.rounds):
-                for address in (bare_address, target) if i % 2 == 0 else (target, bare_address):
-                    rounds[address].append(measure(address, args.seconds, args.concurrency))
+                for address, tls in plan if i % 2 == 0 else reversed(plan):
+                    rounds[address].append(
+                        measure(address, args.seconds, args.concurrency, tls=tls)
+                    )
             baseline, resolve = summary(rounds[bare_address]), summary(rounds[target])
+            resolve_tls = summary(rounds[secure_target])
             # Every call a client the replica has not answered before: the decision made and
             # serialized each time, and most addresses located for the first time.
             cold = measure(target, args.seconds, args.concurrency, distinct=True)
@@ -236,6 +262,7 @@ def main() -> None:
     finally:
         bare.kill()
     ratio = resolve["calls_per_second"] / baseline["calls_per_second"]
+    tls_ratio = resolve_tls["calls_per_second"] / resolve["calls_per_second"]
     print(
         json.dumps(
             {
@@ -245,6 +272,8 @@ def main() -> None:
                 "rounds": args.rounds,
                 "bare_grpc_aio_noop": baseline,
                 "resolve_one_coordinator": resolve,
+                "resolve_one_coordinator_mutual_tls": resolve_tls,
+                "throughput_ratio_tls_vs_plaintext": round(tls_ratio, 3),
                 f"resolve_one_coordinator_{DISTINCT}_distinct_ips": cold,
                 "throughput_ratio_resolve_vs_bare": round(ratio, 3),
                 "p50_latency_ratio_bare_vs_resolve": round(
@@ -254,11 +283,13 @@ def main() -> None:
                 "table_propagation_to_watchers": spread,
                 "targets": {
                     "throughput_ratio": 0.85,
+                    "throughput_ratio_tls_vs_plaintext": 0.8,
                     "local_resolves_per_second": 200000,
                     "propagation_p99_ms": 200,
                 },
                 "targets_met": {
                     "throughput_ratio": ratio >= 0.85,
+                    "throughput_ratio_tls_vs_plaintext": tls_ratio >= 0.8,
                     "local_resolves_per_second": local["resolves_per_second_cached_ip"] >= 200000,
                     "propagation_p99_ms": spread["p99_ms"] <= 200,
                 },
