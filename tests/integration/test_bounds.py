@@ -43,6 +43,9 @@ async def wait_status(stack: Stack, predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last}")
 
 
+HEALTHY = common_pb2.REGION_STATE_HEALTHY
+
+
 def connected(view: admin_pb2.ClusterStatus, name: str) -> bool:
     return next(r for r in view.regions if r.region == name).agent_connected
 
@@ -86,7 +89,13 @@ async def test_a_report_flood_ends_its_stream_and_the_real_agent_comes_back(clus
         assert time.monotonic() - started < 10
     finally:
         await cluster.up()
-    await wait_status(cluster, lambda s: connected(s, REGION), 15, "the real agent back")
+    # Back and HEALTHY, as the next module expects to find the stack.
+    await wait_status(
+        cluster,
+        lambda s: connected(s, REGION) and all(r.state == HEALTHY for r in s.regions),
+        20,
+        "the real agent back and every region HEALTHY",
+    )
 
 
 def _flood(address: str, tls) -> grpc.RpcError:
