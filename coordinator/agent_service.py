@@ -18,6 +18,7 @@ from coordinator.agent_identity import AccessRefused, check_agent_identity, chec
 from coordinator.callers import caller_of
 from coordinator.limits import LimitExceeded, ReportRate, StreamSlots
 from coordinator.node import CoordinatorNode
+from coordinator.refusals import RefusalEvents
 from coordinator.registry import RegionHeld
 from coordinator.sessions import AgentSession
 from coordinator.validation import InvalidMessage, check_hello, check_report
@@ -28,11 +29,15 @@ from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 5.0
+CONNECT = "/latitude.v1.AgentService/Connect"
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, node: CoordinatorNode) -> None:
+    def __init__(self, node: CoordinatorNode, refusals: RefusalEvents | None = None) -> None:
         self._node = node
+        # Shared with the Authorizer's (coordinator/main.py): one bound on the events that
+        # refusals write, however they are refused.
+        self._refusals = refusals if refusals is not None else RefusalEvents(node)
         config = node.config
         self.streams = StreamSlots(config.streams_per_caller, config.streams_total, what="agent")
         self._hosts = node.config.hosts
@@ -149,21 +154,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         """End the stream with ``code``, recorded with the caller's identity."""
         caller = identity.uri if identity is not None else "no certificate"
         log.warning("agent stream from %s (%s) refused: %s", context.peer(), caller, problem)
-        # EVENT_KIND_ACCESS_REFUSED arrives with the authorisation layer (issue 11); until
-        # then the log line above is the record.
-        kind = getattr(admin_pb2, "EVENT_KIND_ACCESS_REFUSED", None)
-        if kind is not None:
-            self._node.events.record(
-                kind,
-                admin_pb2.SEVERITY_WARNING,
-                region=region,
-                message=f"agent stream refused: {problem}",
-                attributes={
-                    "caller": caller,
-                    "peer": context.peer(),
-                    "method": "/latitude.v1.AgentService/Connect",
-                },
-            )
+        self._refusals(identity, CONNECT, code, detail=problem, region=region)
         await context.abort(code, problem)
 
     async def _read(self, context, session: AgentSession, record) -> None:

@@ -80,15 +80,16 @@ async def serve(config: CoordinatorConfig) -> None:
     store = EtcdStore(etcd, config.etcd_prefix)
     members = MemberProbe(config.etcd, tls=tls, server_name=server_name)
     node = CoordinatorNode(config, store)
+    refusals = RefusalEvents(node)
     server = Server(
         config.listen,
         tls=config.tls,
-        authorize=Authorizer(on_refused=RefusalEvents(node)),
+        authorize=Authorizer(on_refused=refusals),
         max_message_bytes=config.max_message_bytes,
     )
     server.add(
         agent_pb2_grpc.add_AgentServiceServicer_to_server,
-        AgentService(node),
+        AgentService(node, refusals),
         agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     )
     admin = AdminService(node, members)

@@ -24,7 +24,17 @@ class RefusalEvents:
         self._node = node
         self._throttle = Throttle(burst, 60.0, clock=clock)
 
-    def __call__(self, identity: Identity | None, method: str, code: grpc.StatusCode) -> None:
+    def __call__(
+        self,
+        identity: Identity | None,
+        method: str,
+        code: grpc.StatusCode,
+        *,
+        detail: str = "",
+        region: str | None = None,
+    ) -> None:
+        """Record one refusal; ``detail`` says why beyond the role (the AgentService's own
+        checks of a Hello), ``region`` the region it concerns (default: the identity's)."""
         node = self._node
         if not node.is_leader:
             return
@@ -33,9 +43,14 @@ class RefusalEvents:
             return
         who = f"{identity} ({identity.uri})" if identity else "a caller without identity"
         message = f"refused {method} to {who}: {code.name}"
+        if detail:
+            message += f": {detail}"
         if held:
             message += f" ({held} more refusals not recorded)"
-        region = identity.region if identity and identity.region in node.config.regions else ""
+        if region is None:
+            region = identity.region if identity else ""
+        if region not in node.config.regions:
+            region = ""
         node.events.record(
             admin_pb2.EVENT_KIND_ACCESS_REFUSED,
             admin_pb2.SEVERITY_WARNING,

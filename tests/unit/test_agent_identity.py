@@ -74,11 +74,10 @@ async def test_connect_refuses_a_hello_for_another_region_than_the_certificate()
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert "'ap-southeast-1'" in details and "'eu-west-1'" in details
     assert context.written == []  # no Welcome, no NotLeader
-    kind = getattr(admin_pb2, "EVENT_KIND_ACCESS_REFUSED", None)
-    if kind is not None:
-        [(recorded, fields)] = events.recorded
-        assert recorded == kind and fields["region"] == "eu-west-1"
-        assert fields["attributes"]["caller"] == "latitude://region/ap-southeast-1"
+    [(recorded, fields)] = events.recorded
+    assert recorded == admin_pb2.EVENT_KIND_ACCESS_REFUSED and fields["region"] == "eu-west-1"
+    assert fields["attributes"]["identity"] == "latitude://region/ap-southeast-1"
+    assert "the hello says 'eu-west-1'" in fields["message"]
 
 
 async def test_connect_refuses_an_operator_before_reading_anything():
@@ -98,3 +97,18 @@ async def test_connect_over_tls_without_a_certificate_is_unauthenticated():
         grpc.StatusCode.UNAUTHENTICATED,
         "a client certificate is required to open an agent stream",
     )
+
+
+async def test_a_flood_of_refused_hellos_records_a_bounded_number_of_events():
+    """The stream's own refusals share the authorisation layer's bound (coordinator.refusals):
+    a stranger repeating a forged Hello cannot flood etcd's event history."""
+    events = Events()
+    service = AgentService(node(events))
+    for _ in range(25):
+        context = Context(
+            [agent_pb2.AgentMessage(hello=hello("eu-west-1"))], "latitude://region/ap-southeast-1"
+        )
+        with pytest.raises(Aborted):
+            await service.Connect(None, context)
+        assert context.status[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert len(events.recorded) == 10
