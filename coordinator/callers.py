@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from latitude.identity import peer_identity, peer_is_tls
+from latitude.identity import peer_identity
 from latitude.pki import Identity
 
 FORWARDED_FOR = "latitude-caller"
@@ -30,7 +30,6 @@ MAX_KEY = 256
 class Caller:
     key: str
     identity: Identity | None
-    tls: bool
 
     @property
     def forwarded_for(self) -> tuple[tuple[str, str], ...]:
@@ -53,12 +52,11 @@ def peer_host(peer: str) -> str:
 def caller_of(context: grpc.aio.ServicerContext) -> Caller:
     """The caller of the call ``context`` belongs to, as a forwarding coordinator names it
     when it is one."""
-    tls = peer_is_tls(context)
-    identity = peer_identity(context) if tls else None
+    identity = peer_identity(context)
     host = peer_host(context.peer() or "")
     key = f"{identity.uri if identity is not None else 'anonymous'}@{host}"
     if identity is not None and identity.role == "coordinator":
         for name, value in context.invocation_metadata() or ():
             if name == FORWARDED_FOR and isinstance(value, str) and 0 < len(value) <= MAX_KEY:
-                return Caller(value, identity, tls)
-    return Caller(key, identity, tls)
+                return Caller(value, identity)
+    return Caller(key, identity)

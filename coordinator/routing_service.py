@@ -2,9 +2,10 @@
 the leader (which folds the samples into the next table).
 
 Bounded per caller (coordinator/callers.py, coordinator/limits.py): Watch streams
-(``streams_per_caller``, ``streams_total``), and latency reports, which once TLS is on are taken
-only from a caller with a certificate, at ``latency_reports_per_second`` each and within the
-per-caller rules of coordinator/routing/latency.py. Past a bound: RESOURCE_EXHAUSTED.
+(``streams_per_caller``, ``streams_total``), and latency reports, at
+``latency_reports_per_second`` each and within the per-caller rules of
+coordinator/routing/latency.py. Past a bound: RESOURCE_EXHAUSTED. Who may call at all (with
+TLS: a certificate naming a role) is latitude.authz's to say.
 
 Resolve is the hot path, so it takes and returns serialized messages: an answer is a pure
 function of the request and the table, and a replica keeps the serialized answers to the
@@ -37,9 +38,6 @@ from latitude.routing.locating import TableLocator
 from latitude.v1 import routing_pb2, routing_pb2_grpc
 
 __all__ = ["MAX_SAMPLES", "RoutingService", "register"]
-
-# Who may report latencies once TLS is on: any role (not a stranger without a certificate).
-REPORTERS = frozenset({"agent", "reader", "operator", "coordinator"})
 
 _SERVICE = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name
 _ROUND_ROBIN = routing_pb2.STRATEGY_ROUND_ROBIN
@@ -199,25 +197,10 @@ class RoutingService(routing_pb2_grpc.RoutingServiceServicer):
         return routing_pb2.ReportLatencyResponse(accepted_samples=accepted)
 
     async def _reporter(self, context) -> Caller:
-        """The caller, if it may report latencies now: with TLS, one whose certificate names a
-        role (UNAUTHENTICATED without one, PERMISSION_DENIED for another); within its rate
-        (RESOURCE_EXHAUSTED past it)."""
+        """The caller, if it may report latencies now: within its rate (RESOURCE_EXHAUSTED
+        past it). Who may report at all is latitude.authz's to say, before the call gets
+        here (with TLS, any role; never a stranger)."""
         caller = caller_of(context)
-        if caller.tls and caller.identity is None:
-            auth = context.auth_context() or {}
-            if auth.get("x509_pem_cert"):
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    "ReportLatency: the client certificate names no latitude identity",
-                )
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "ReportLatency: a client certificate is required"
-            )
-        if caller.identity is not None and caller.identity.role not in REPORTERS:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"ReportLatency: not for a {caller.identity.role}",
-            )
         try:
             self.reports.check(caller.key, time.monotonic())
         except LimitExceeded as err:

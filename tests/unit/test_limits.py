@@ -10,6 +10,7 @@ from coordinator.callers import FORWARDED_FOR, caller_of, peer_host
 from coordinator.config import CoordinatorConfig
 from coordinator.limits import LimitExceeded, RateLimits, ReportRate, StreamSlots, TokenBucket
 from latitude.errors import ConfigError
+from latitude.pki import Identity
 
 
 def test_a_bucket_allows_its_burst_then_its_rate():
@@ -145,7 +146,8 @@ def context(peer: str, uri: str = "", metadata=()):
 
 def test_a_caller_is_its_identity_on_its_host_or_its_host_alone():
     reader = caller_of(context("ipv4:10.0.0.1:1", "latitude://role/reader"))
-    assert reader.key == "latitude://role/reader@10.0.0.1" and reader.tls
+    assert reader.key == "latitude://role/reader@10.0.0.1"
+    assert reader.identity == Identity("reader")
     assert caller_of(context("ipv4:10.0.0.1:2")).key == "anonymous@10.0.0.1"
 
 

@@ -15,6 +15,7 @@ from coordinator.routing.cache import TableCache
 from coordinator.routing.latency import PrefixLatencies
 from coordinator.routing_service import RoutingService, register
 from latitude import pki
+from latitude.authz import Authorizer
 from latitude.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from tests.unit.routing_tables import REGIONS, make_table, status
 
@@ -44,7 +45,8 @@ async def serve(node, credentials=None) -> Served:
     cache = TableCache(store=None)
     cache.apply(make_table([status(name) for name in REGIONS]))
     service = RoutingService(node, cache)
-    server = grpc.aio.server()
+    # With TLS, as latitude.serving.Server serves: behind the role check.
+    server = grpc.aio.server(interceptors=[Authorizer()] if credentials is not None else [])
     register(service, server)
     if credentials is None:
         port = server.add_insecure_port("127.0.0.1:0")
@@ -183,7 +185,7 @@ async def test_with_tls_only_a_caller_with_an_identity_may_report(certificates):
     try:
         assert await report_as(served, certificates["reader"], ca) == grpc.StatusCode.OK
         nobody = await report_as(served, certificates["nobody"], ca)
-        assert nobody == grpc.StatusCode.PERMISSION_DENIED
+        assert nobody == grpc.StatusCode.UNAUTHENTICATED  # a certificate naming no identity
         latencies = served.service._node.publisher.latencies
         assert latencies.held("latitude://role/reader@127.0.0.1") == 1
         assert latencies.entries == 1
