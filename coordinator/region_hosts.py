@@ -22,6 +22,7 @@ from latitude.netaddr import parse_host_port
 from latitude.v1 import agent_pb2, common_pb2
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ALLOWED_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class HostRules:
 @dataclass(frozen=True, slots=True)
 class RegionHosts:
     rules: Mapping[str, HostRules] = field(default_factory=dict)
+    # Upstreams already found allowed: every report names its standby's, and it rarely
+    # changes, so the report stream parses each once (bounded: cleared when full).
+    _allowed_upstreams: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
     def parse(cls, items: Iterable[str], regions: Collection[str]) -> RegionHosts:
@@ -103,7 +107,7 @@ class RegionHosts:
         """InvalidMessage when the server ``report``'s database streams from is not on any
         region's hosts."""
         upstream = report.database.upstream_address
-        if not self.checked or not upstream:
+        if not self.checked or not upstream or upstream in self._allowed_upstreams:
             return
         where = "report.database.upstream_address"
         host, _ = _host_port(upstream, where)
@@ -111,6 +115,9 @@ class RegionHosts:
             raise InvalidMessage(
                 where, f"host {host} is on no region's configured hosts (region_hosts)"
             )
+        if len(self._allowed_upstreams) >= _ALLOWED_KEPT:
+            self._allowed_upstreams.clear()
+        self._allowed_upstreams.add(upstream)
 
     @staticmethod
     def _check(rules: HostRules, host: str, where: str, region: str) -> None:

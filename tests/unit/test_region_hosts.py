@@ -93,6 +93,16 @@ def test_an_upstream_on_no_regions_hosts_is_refused_naming_the_field():
     )
 
 
+def test_an_upstream_found_allowed_once_is_not_parsed_again_and_admits_nothing_else():
+    hosts = RegionHosts.parse(["us-east-1=10.0.0.0/24", "eu-west-1=10.0.1.0/24"], REGIONS)
+    for _ in range(3):
+        hosts.check_report(report("10.0.1.5:5432"))
+    assert hosts._allowed_upstreams == {"10.0.1.5:5432"}
+    assert refused(hosts.check_report, report("203.0.113.9:5432")).startswith(
+        "report.database.upstream_address: host 203.0.113.9"
+    )
+
+
 def test_without_the_setting_nothing_is_checked():
     hosts = RegionHosts.parse([], REGIONS)
     assert not hosts.checked
