@@ -19,7 +19,7 @@ from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.stack.harness import suite_client_tls, suite_etcd_tls
 from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
-from latitude.v1 import admin_pb2
+from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
 # What test clients present to the stacks: an operator's certificate from the run's CA when
 # LATITUDE_TEST_TLS=1 (every test stack then runs with TLS), None in plaintext.
@@ -177,3 +177,22 @@ async def failover_record(stack: Stack) -> admin_pb2.FailoverStatus | None:
     finally:
         await etcd.close()
     return admin_pb2.FailoverStatus.FromString(kv.value) if kv is not None else None
+
+
+def agent_hello(
+    region: str, agent_id: str = "test-agent", address: str = "127.0.0.1:1"
+) -> agent_pb2.AgentMessage:
+    """A Hello for ``region``, as a test's own agent stream says it: one database endpoint."""
+    return agent_pb2.AgentMessage(
+        hello=agent_pb2.Hello(
+            region=region,
+            agent_id=agent_id,
+            location=common_pb2.Location(latitude=1.0, longitude=2.0),
+            capacity=10,
+            endpoints=[
+                common_pb2.Endpoint(
+                    name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address=address
+                )
+            ],
+        )
+    )

@@ -15,7 +15,7 @@ from latitude.channels import open_channel
 from latitude.stack.harness import suite_client_tls
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc, common_pb2
-from tests.integration.connections import TLS
+from tests.integration.connections import TLS, agent_hello
 
 pytestmark = pytest.mark.stack
 
@@ -35,21 +35,6 @@ def region(view: admin_pb2.ClusterStatus, name: str) -> admin_pb2.RegionStatus:
     return next(r for r in view.regions if r.region == name)
 
 
-def hello(region_name: str, agent_id: str, address: str) -> agent_pb2.AgentMessage:
-    endpoint = common_pb2.Endpoint(
-        name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address=address
-    )
-    return agent_pb2.AgentMessage(
-        hello=agent_pb2.Hello(
-            region=region_name,
-            agent_id=agent_id,
-            location=common_pb2.Location(latitude=1.0, longitude=2.0),
-            capacity=10,
-            endpoints=[endpoint],
-        )
-    )
-
-
 async def refusal(stack: Stack, message: agent_pb2.AgentMessage) -> grpc.aio.AioRpcError:
     """Open a stream to the leader with ``message``; the error that ends it."""
     leader = (await status(stack)).leader.address
@@ -67,7 +52,7 @@ async def refusal(stack: Stack, message: agent_pb2.AgentMessage) -> grpc.aio.Aio
 
 async def test_an_endpoint_outside_its_regions_hosts_is_refused_naming_the_field(cluster: Stack):
     # Documentation addresses (RFC 5737): on no region's host.
-    error = await refusal(cluster, hello("eu-west-1", "stranger", "203.0.113.9:5432"))
+    error = await refusal(cluster, agent_hello("eu-west-1", "stranger", "203.0.113.9:5432"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == (
         "hello.endpoints[0].address: host 203.0.113.9 is not one of eu-west-1's configured "
@@ -82,7 +67,7 @@ async def test_the_real_agents_id_does_not_take_over_its_stream(cluster: Stack):
     address = next(
         e.address for e in before.endpoints if e.kind == common_pb2.ENDPOINT_KIND_POSTGRES
     )
-    error = await refusal(cluster, hello("eu-west-1", before.agent_id, address))
+    error = await refusal(cluster, agent_hello("eu-west-1", before.agent_id, address))
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
     assert f"already reported by agent {before.agent_id!r}" in error.details()
     # The real agent's stream carries on: its reports keep arriving.

@@ -29,7 +29,7 @@ from latitude.v1 import (
     routing_pb2,
     routing_pb2_grpc,
 )
-from tests.integration.connections import eventually
+from tests.integration.connections import agent_hello, eventually
 from tests.integration.etcd_tls import direct_write
 
 pytestmark = pytest.mark.stack
@@ -101,22 +101,6 @@ async def _agent_stream(
     return grpc.StatusCode.OK
 
 
-def _hello(region: str, agent_id: str) -> agent_pb2.AgentMessage:
-    return agent_pb2.AgentMessage(
-        hello=agent_pb2.Hello(
-            region=region,
-            agent_id=agent_id,
-            location=common_pb2.Location(latitude=1.0, longitude=2.0),
-            capacity=10,
-            endpoints=[
-                common_pb2.Endpoint(
-                    name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address="203.0.113.9:5432"
-                )
-            ],
-        )
-    )
-
-
 def _no_certificate(ca: Path) -> grpc.ChannelCredentials:
     """TLS that trusts the stack's CA but presents no certificate of its own."""
     return grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
@@ -170,9 +154,15 @@ async def test_a_client_without_a_certificate_is_refused_at_every_service(tls_st
         async with open_channel(leader, state.cert_files("reader")) as channel:
             assert await _code(call(channel)) == grpc.StatusCode.OK, service
     async with grpc.aio.secure_channel(leader, anonymous) as channel:
-        assert await _agent_stream(channel, _hello("us-east-1", "anonymous")) in SHUT_OUT
+        assert (
+            await _agent_stream(channel, agent_hello("us-east-1", "anonymous", "203.0.113.9:5432"))
+            in SHUT_OUT
+        )
     async with grpc.aio.insecure_channel(leader) as channel:
-        assert await _agent_stream(channel, _hello("us-east-1", "anonymous")) in SHUT_OUT
+        assert (
+            await _agent_stream(channel, agent_hello("us-east-1", "anonymous", "203.0.113.9:5432"))
+            in SHUT_OUT
+        )
     assert _what_matters(await _view(stack)) == _what_matters(view)
 
 
@@ -189,7 +179,7 @@ async def test_a_certificate_from_another_ca_is_refused(tls_stack: Stack, tmp_pa
     for address in stack.coordinator_addresses(state):
         async with open_channel(address, evil) as channel:
             assert await _code(_admin(channel, "SetStrategy", request)) in SHUT_OUT
-            hello = _hello("us-east-1", "forged")
+            hello = agent_hello("us-east-1", "forged", "203.0.113.9:5432")
             assert await _agent_stream(channel, hello) in SHUT_OUT
     assert _what_matters(await _view(stack)) == _what_matters(view)
 
@@ -229,7 +219,7 @@ async def test_a_rogue_agent_cannot_speak_for_another_region(tls_stack: Stack):
     real = next(r for r in view.regions if r.region == "us-east-1")
     rogue = state.cert_files("agent-eu-west-1")
     async with open_channel(_leader_of(view), rogue) as channel:
-        code = await _agent_stream(channel, _hello("us-east-1", "rogue"))
+        code = await _agent_stream(channel, agent_hello("us-east-1", "rogue", "203.0.113.9:5432"))
     assert code == grpc.StatusCode.PERMISSION_DENIED, code
     # The real agent still holds its region and keeps reporting.
     started = time.monotonic()

@@ -14,7 +14,7 @@ from latitude.channels import open_channel
 from latitude.stack.harness import suite_client_tls
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, common_pb2
-from tests.integration.connections import TLS
+from tests.integration.connections import TLS, agent_hello
 
 pytestmark = pytest.mark.stack
 
@@ -48,22 +48,6 @@ HEALTHY = common_pb2.REGION_STATE_HEALTHY
 
 def connected(view: admin_pb2.ClusterStatus, name: str) -> bool:
     return next(r for r in view.regions if r.region == name).agent_connected
-
-
-def hello() -> agent_pb2.AgentMessage:
-    return agent_pb2.AgentMessage(
-        hello=agent_pb2.Hello(
-            region=REGION,
-            agent_id="flood",
-            location=common_pb2.Location(latitude=1.0, longitude=2.0),
-            capacity=10,
-            endpoints=[
-                common_pb2.Endpoint(
-                    name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address="127.0.0.1:1"
-                )
-            ],
-        )
-    )
 
 
 def report(sequence: int) -> agent_pb2.AgentMessage:
@@ -104,7 +88,7 @@ def _flood(address: str, tls) -> grpc.RpcError:
     status, where this one gives the server's."""
 
     def messages():
-        yield hello()
+        yield agent_hello(REGION, "flood")
         for sequence in range(1, 100_001):
             yield report(sequence)
 

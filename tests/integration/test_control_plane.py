@@ -19,7 +19,7 @@ from latitude.stack.harness import suite_client_tls
 from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, agent_pb2, agent_pb2_grpc, common_pb2
-from tests.integration.connections import TLS
+from tests.integration.connections import TLS, agent_hello
 
 pytestmark = pytest.mark.stack
 
@@ -183,22 +183,6 @@ async def test_paused_replay_shows_growing_lag_in_bytes_and_seconds(cluster: Sta
 # -- bad input on the agent stream ---------------------------------------------------------
 
 
-def _hello(region_name: str, agent_id: str = "test-agent") -> agent_pb2.AgentMessage:
-    return agent_pb2.AgentMessage(
-        hello=agent_pb2.Hello(
-            region=region_name,
-            agent_id=agent_id,
-            location=common_pb2.Location(latitude=1.0, longitude=2.0),
-            capacity=10,
-            endpoints=[
-                common_pb2.Endpoint(
-                    name="pg", kind=common_pb2.ENDPOINT_KIND_POSTGRES, address="127.0.0.1:1"
-                )
-            ],
-        )
-    )
-
-
 async def _stream(cluster: Stack, *messages: agent_pb2.AgentMessage) -> grpc.aio.AioRpcError:
     """Send ``messages`` to the leader; the error that ends the stream."""
     leader = (await status(cluster)).leader.address
@@ -226,9 +210,9 @@ def _report(**fields) -> agent_pb2.AgentMessage:
 @pytest.mark.parametrize(
     ("messages", "code", "names"),
     [
-        ([_hello("mars-1")], grpc.StatusCode.INVALID_ARGUMENT, "hello.region"),
+        ([agent_hello("mars-1")], grpc.StatusCode.INVALID_ARGUMENT, "hello.region"),
         ([_report()], grpc.StatusCode.INVALID_ARGUMENT, "hello"),
-        ([_hello("eu-west-1")], grpc.StatusCode.ALREADY_EXISTS, "eu-west-1"),
+        ([agent_hello("eu-west-1")], grpc.StatusCode.ALREADY_EXISTS, "eu-west-1"),
     ],
     ids=["unknown-region", "report-before-hello", "region-already-held"],
 )
@@ -255,13 +239,13 @@ async def test_bad_reports_are_refused_naming_the_field(cluster: Stack, fields, 
         5,
         "the leader to notice the agent's stream closed",
     )
-    error = await _stream(cluster, _hello("ap-southeast-1", "impostor"), _report(**fields))
+    error = await _stream(cluster, agent_hello("ap-southeast-1", "impostor"), _report(**fields))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert names in error.details()
 
 
 async def test_an_oversized_message_is_refused_and_others_carry_on(cluster: Stack):
-    huge = _hello("eu-west-1")
+    huge = agent_hello("eu-west-1")
     huge.hello.agent_version = "x" * (1024 * 1024)
     error = await _stream(cluster, huge)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
