@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from latitude.stack.harness import running_stack, tls_requested
+from latitude.stack.harness import log_tails, running_stack, tls_requested
 from latitude.stack.stack import Stack
 
 
@@ -17,3 +17,15 @@ def stack() -> Stack:
 def pytest_report_header() -> str:
     mode = "TLS (LATITUDE_TEST_TLS=1)" if tls_requested() else "plaintext"
     return f"latitude test stacks: {mode}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test that used a stack shows what the stack's programs said last."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.when == "teardown":
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, Stack):
+            report.sections.append((f"stack {name}: log tails", log_tails(value)))

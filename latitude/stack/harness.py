@@ -85,3 +85,19 @@ def running_stack(**settings) -> Iterator[Stack]:
         if (stack.dir / "state.json").exists():
             asyncio.run(stack.down())
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def log_tails(stack: Stack, lines: int = 25) -> str:
+    """What the stack's coordinators and agents said last (DEBUG lines left out): printed
+    with a failed test, because a CI run keeps nothing else of the stack."""
+    logs = stack.dir / "logs"
+    parts = []
+    for path in sorted(logs.glob("coordinator-*.log")) + sorted(logs.glob("agent-*.log")):
+        try:
+            text = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        said = [line for line in text if " DEBUG " not in line][-lines:]
+        parts.append(f"----- {path.name}, last {len(said)} lines -----")
+        parts.extend(said)
+    return "\n".join(parts)

@@ -25,6 +25,7 @@ import pytest
 
 from latitude.admin_client import call_any, call_leader
 from latitude.stack import processes, services
+from latitude.stack.harness import log_tails
 from latitude.stack.network import Network
 from latitude.stack.postgres import tls_ca
 from latitude.stack.stack import Stack
@@ -114,21 +115,7 @@ def _keep_logs(stack: Stack, name: str) -> None:
     keep = os.environ.get("LATITUDE_CHAOS_LOGS")
     if keep:
         shutil.copytree(stack.dir / "logs", Path(keep) / name, dirs_exist_ok=True)
-    _print_log_tails(stack)
-
-
-def _print_log_tails(stack: Stack, lines: int = 25) -> None:
-    """What the control plane and the agents said last, printed so that pytest shows it with
-    the failure: a CI run keeps nothing else of the stack."""
-    logs = stack.dir / "logs"
-    for path in sorted(logs.glob("coordinator-*.log")) + sorted(logs.glob("agent-*.log")):
-        try:
-            text = path.read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        said = [line for line in text if " DEBUG " not in line][-lines:]
-        print(f"----- {path.name}, last {len(said)} lines -----")
-        print("\n".join(said))
+    print(log_tails(stack))
 
 
 @dataclass
