@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import dns.exception
+import dns.name
+
 from coordinator.etcd import tls_server_name
 from coordinator.region_hosts import RegionHosts
 from latitude import leader_bounds
@@ -144,6 +147,13 @@ class CoordinatorConfig:
     # host:port of the HTTP listener: Prometheus metrics at /metrics, the dashboard at /.
     # Empty: no HTTP listener.
     http_address: str = ""
+    # host:port (an IP address) of the authoritative DNS responder, UDP and TCP
+    # (coordinator/dns/): the zone's names answered from the routing table. Empty: no DNS.
+    dns_address: str = ""
+    # The zone it is authoritative for; every other name is REFUSED.
+    dns_zone: str = "latitude.test."
+    # TTL (seconds) of the answers that come from the routing table, and of NXDOMAIN/NODATA.
+    dns_ttl: int = 5
     # Webhooks told of incidents ([[coordinator.alerts]] tables; in the environment, a JSON
     # list of objects: LATITUDE_COORDINATOR_ALERTS='[{"url": "https://..."}]').
     alerts: tuple[AlertTarget, ...] = ()
@@ -188,6 +198,7 @@ class CoordinatorConfig:
             parse_host_port(self.advertise, "advertise")
         if self.http_address:
             parse_host_port(self.http_address, "http_address", any_port=True)
+        self._validate_dns()
         if not self.etcd:
             raise ConfigError("etcd: at least one endpoint is needed")
         for endpoint in self.etcd:
@@ -233,6 +244,24 @@ class CoordinatorConfig:
             problem = leader_bounds.outside(name, getattr(self, name), bounds)
             if problem:
                 raise ConfigError(f"{problem} (agents refuse a leader's Welcome beyond it)")
+
+    def _validate_dns(self) -> None:
+        if self.dns_address:
+            host, _ = parse_host_port(self.dns_address, "dns_address", any_port=True)
+            try:
+                ipaddress.ip_address(host)
+            except ValueError as err:
+                raise ConfigError(
+                    f"dns_address: the host must be an IP address to listen on, got {host!r}"
+                ) from err
+        try:
+            dns.name.from_text(self.dns_zone)
+        except dns.exception.DNSException as err:
+            raise ConfigError(f"dns_zone: {self.dns_zone!r} is not a domain name ({err})") from err
+        if not self.dns_zone.strip(".") or "*" in self.dns_zone:
+            raise ConfigError(f"dns_zone: {self.dns_zone!r} is not a zone latitude can serve")
+        if not 0 <= self.dns_ttl <= 86400:
+            raise ConfigError(f"dns_ttl: must be within 0..86400 s, got {self.dns_ttl}")
 
     def _validate_etcd_tls(self) -> None:
         paths = {"etcd_ca": self.etcd_ca, "etcd_cert": self.etcd_cert, "etcd_key": self.etcd_key}

@@ -14,6 +14,7 @@ from coordinator import dashboard, metrics
 from coordinator.admin_service import AdminService
 from coordinator.agent_service import AgentService
 from coordinator.config import CoordinatorConfig
+from coordinator.dns import dns_server
 from coordinator.etcd import Etcd, MemberProbe
 from coordinator.node import CoordinatorNode
 from coordinator.refusals import RefusalEvents
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--etcd-server-name", help="name in every etcd member's certificate")
     parser.add_argument("--regions", help="the deployment's regions, comma-separated")
     parser.add_argument("--http-address", help="host:port for metrics and the dashboard")
+    parser.add_argument("--dns-address", help="host:port for the DNS responder (UDP and TCP)")
+    parser.add_argument("--dns-zone", help="the zone the DNS responder serves")
+    parser.add_argument("--dns-ttl", help="TTL of DNS answers, seconds")
     parser.add_argument(
         "--synchronous", action="store_const", const=True, help="synchronous replication"
     )
@@ -70,6 +74,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     names = ("id", "listen", "advertise", "etcd", "etcd_prefix", "regions", "synchronous",
              "http_address", "tls_ca", "tls_cert", "tls_key", "region_hosts")  # fmt: skip
     names += ("etcd_ca", "etcd_cert", "etcd_key", "etcd_server_name")
+    names += ("dns_address", "dns_zone", "dns_ttl")
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 
@@ -109,6 +114,9 @@ async def serve(config: CoordinatorConfig) -> None:
     if web is not None:
         dashboard.install(web.app, node, admin)
         await web.start()
+    dns_listener = dns_server(config, node.routing)
+    if dns_listener is not None:
+        await dns_listener.start()
     await server.start()
     mode = "mutual TLS" if config.tls else "plaintext"
     etcd_endpoints = ",".join(config.etcd)
@@ -140,6 +148,8 @@ async def serve(config: CoordinatorConfig) -> None:
             await running
         if web is not None:
             await web.stop()
+        if dns_listener is not None:
+            await dns_listener.stop()
         await members.close()
         await routing.close()
         await store.close()

@@ -1,0 +1,172 @@
+"""One DNS packet in, at most one out: parsing and rendering with dnspython, the answer from
+``coordinator.dns.answer``, and the rendered answers kept per table version.
+
+The hot path. An answer is a pure function of the query's bytes after its ID, the client's
+network (ECS, else the source's /24 or /48), the transport and the table, so the rendered
+response is kept under exactly that key (coordinator/routing/answers.py's ``AnswerCache``:
+bounded in bytes and entries, a key over 512 bytes never kept, emptied when the table
+changes). A repeated query costs a dict lookup and the ID spliced in: no parse, no decision,
+no rendering.
+
+Bounds and bad input: a datagram over ``MAX_QUERY_BYTES`` or without a 12-byte header is
+dropped, as is a response sent to us (no reflection loops). A packet whose header reads but
+whose body does not (dnspython refuses it, or it carries two ECS options) gets FORMERR with
+its ID; an opcode other than QUERY NOTIMP; EDNS past version 0 BADVERS; a class other than IN
+REFUSED. Over UDP, an answer larger than the client's payload size (512 bytes without EDNS,
+else what it advertised, at most ``UDP_PAYLOAD``) goes out empty with TC set, and the client
+asks again over TCP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+
+from coordinator.dns import ecs, metrics
+from coordinator.dns.answer import Zone, answer
+from coordinator.routing.answers import AnswerCache
+from latitude.routing.locating import TableLocator
+
+log = logging.getLogger(__name__)
+
+# Larger queries are not DNS questions (an ordinary one is under 100 bytes).
+MAX_QUERY_BYTES = 4096
+HEADER_BYTES = 12
+# The EDNS payload size we advertise and accept at most over UDP (the DNS flag day 2020 figure:
+# no IP fragmentation on ordinary paths).
+UDP_PAYLOAD = 1232
+PLAIN_UDP = 512
+TCP_MAX = 65535
+# Rendered answers kept for the table served, in bytes.
+ANSWER_BYTES = 8 * 1024 * 1024
+# Source addresses whose network key is remembered (emptied when full).
+_SOURCES_KEPT = 65536
+_KEPT_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
+
+
+class Responder:
+    """Not thread-safe: one event loop serves the UDP and TCP listeners."""
+
+    def __init__(self, zone: Zone, tables, *, mmdb_path: str = "") -> None:
+        """``tables``: the replica's ``TableCache`` (its ``resolver`` follows the table)."""
+        self.zone = zone
+        self._tables = tables
+        self._locator = TableLocator(mmdb_path)
+        self.answers = AnswerCache(max_bytes=ANSWER_BYTES)
+        self._answers_for: object = None
+        self._sources: dict[str, bytes] = {}
+
+    def respond(self, data: bytes, source: str, *, udp: bool) -> bytes | None:
+        """The response to ``data`` from ``source`` (an IP address); None: drop it."""
+        started = time.perf_counter()
+        if not HEADER_BYTES <= len(data) <= MAX_QUERY_BYTES:
+            metrics.dropped("malformed" if len(data) < HEADER_BYTES else "oversized")
+            return None
+        resolver = self._tables.resolver
+        if resolver is not self._answers_for:
+            self._answers_for = resolver
+            self.answers.clear()
+        where = self._sources.get(source)
+        if where is None:
+            where = self._source_key(source)
+        key = (b"u" if udp else b"t") + where + data[2:]
+        kept = self.answers.get(key)
+        if kept is not None:
+            kept[1].done(started)
+            return data[:2] + kept[0]
+        response, rdtype, rcode = self._render(data, source, udp, resolver)
+        if response is None:
+            return None
+        timing = metrics.TIMINGS.pair(rdtype, rcode)
+        timing.done(started)
+        if rcode in _KEPT_RCODES and self._tables.resolver is resolver and resolver is not None:
+            self.answers.keep(key, (response[2:], timing), len(response))
+        return response
+
+    def _source_key(self, source: str) -> bytes:
+        if len(self._sources) >= _SOURCES_KEPT:
+            self._sources.clear()
+        where = self._sources[source] = ecs.key_bytes(ecs.client_subnet((), source))
+        return where
+
+    def _render(self, data: bytes, source: str, udp: bool, resolver):
+        """(response wire or None, query type or -1, rcode)."""
+        flags = int.from_bytes(data[2:4], "big")
+        if flags & dns.flags.QR:
+            metrics.dropped("response")
+            return None, -1, 0
+        try:
+            query = dns.message.from_wire(data)
+        except Exception:  # dnspython refuses it in many ways; the header is what we answer
+            return _bare(data, dns.rcode.FORMERR), -1, dns.rcode.FORMERR
+        if query.opcode() != dns.opcode.QUERY:
+            return _bare(data, dns.rcode.NOTIMP), -1, dns.rcode.NOTIMP
+        if len(query.question) != 1:
+            return _bare(data, dns.rcode.FORMERR), -1, dns.rcode.FORMERR
+        question = query.question[0]
+        rdtype = question.rdtype
+        response = dns.message.make_response(query, our_payload=UDP_PAYLOAD)
+        if query.edns > 0:
+            response.set_rcode(dns.rcode.BADVERS)
+            return self._wire(response, query, udp), rdtype, dns.rcode.BADVERS
+        try:
+            subnet = ecs.client_subnet(query.options, source)
+        except ValueError:
+            return _bare(data, dns.rcode.FORMERR), rdtype, dns.rcode.FORMERR
+        if question.rdclass != dns.rdataclass.IN:
+            found = None
+            rcode = dns.rcode.REFUSED
+        else:
+            client = None
+            if resolver is not None:
+                client = self._locator.locate(resolver.table, subnet.address, None)
+            found = answer(self.zone, question.name, rdtype, resolver, client)
+            rcode = found.rcode
+        response.set_rcode(rcode)
+        if found is not None:
+            if rcode != dns.rcode.REFUSED:
+                response.flags |= dns.flags.AA
+            response.answer.extend(found.answer)
+            response.authority.extend(found.authority)
+            response.additional.extend(found.additional)
+            echo = subnet.echo(found.located)
+            if echo is not None and query.edns == 0:
+                response.use_edns(0, 0, UDP_PAYLOAD, options=[echo])
+        return self._wire(response, query, udp), rdtype, rcode
+
+    def _wire(self, response: dns.message.Message, query: dns.message.Message, udp: bool):
+        limit = TCP_MAX
+        if udp and query.edns >= 0:
+            limit = min(max(query.payload, PLAIN_UDP), UDP_PAYLOAD)
+        elif udp:
+            limit = PLAIN_UDP
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            # Nothing partial: the question, TC, and the OPT record; the client retries on TCP.
+            response.answer.clear()
+            response.authority.clear()
+            response.additional.clear()
+            response.flags |= dns.flags.TC
+            return response.to_wire(max_size=limit)
+
+    def close(self) -> None:
+        self._locator.close()
+
+
+def _bare(data: bytes, rcode: int) -> bytes:
+    """A response of just a header (the query's ID, opcode and RD) with ``rcode``: for a
+    packet whose body we do not answer."""
+    flags = int.from_bytes(data[2:4], "big")
+    message = dns.message.Message(id=int.from_bytes(data[:2], "big"))
+    message.flags = dns.flags.QR | (flags & (dns.flags.RD | 0x7800))
+    message.set_rcode(rcode)
+    return message.to_wire()
