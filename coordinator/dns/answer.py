@@ -21,7 +21,8 @@ Names under the zone (``latitude.test.`` in the local stack):
   per region, with the port; all at one priority, SRV weights in proportion to the decision's
   weights (x1000), the best region first; addresses in the additional section.
 - TXT at each name: the decision's reason, the table version, the strategy applied, the write
-  region and one string per target (region, weight, state, endpoint).
+  region, one string per target (region, weight, state, endpoints, distance and estimated
+  latency) and where the estimates came from.
 - The apex: SOA and NS (``ns.<zone>``, whose A/AAAA are this server's own address when it
   listens on a specific one).
 
@@ -210,7 +211,14 @@ def _txt(zone: Zone, name: dns.name.Name, decision: routing_pb2.RoutingDecision)
     for target in decision.targets:
         state = short_name(common_pb2.RegionState, target.state, lower=True)
         where = ",".join(f"{e.name}={e.address}" for e in target.endpoints)
-        strings.append(f"target={target.region} weight={target.weight:.3f} state={state} {where}")
+        text = f"target={target.region} weight={target.weight:.3f} state={state} {where}"
+        if target.HasField("distance_km"):
+            text += f" distance_km={target.distance_km:.0f}"
+        if target.HasField("estimated_latency_seconds"):
+            text += f" latency_ms={target.estimated_latency_seconds * 1000:.1f}"
+        strings.append(text)
+    if decision.latency_basis:
+        strings.append(f"latency_basis={decision.latency_basis}")
     rdata = dns.rdtypes.ANY.TXT.TXT(IN, TXT, [s.encode("utf-8")[:TXT_STRING_MAX] for s in strings])
     rrset = dns.rrset.RRset(name, IN, TXT)
     rrset.add(rdata, zone.ttl)

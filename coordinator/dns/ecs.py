@@ -45,12 +45,12 @@ class ClientSubnet:
             return 0
         return DECISION_PREFIX[4 if self.option.family == 1 else 6]
 
-    def echo(self, location_dependent: bool) -> dns.edns.ECSOption | None:
+    def echo(self, located: bool) -> dns.edns.ECSOption | None:
         """The option to put in the response (RFC 7871 7.2.1: the query's family, source
         prefix and address, with the scope set); None when the query had none."""
         if self.option is None:
             return None
-        scope = self.decision_scope if location_dependent else 0
+        scope = self.decision_scope if located else 0
         return dns.edns.ECSOption(self.option.address, self.option.srclen, scope)
 
 

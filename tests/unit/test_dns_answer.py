@@ -143,9 +143,13 @@ def test_txt_carries_the_reason_the_version_and_every_target():
         "write_region=us-east-1",
     ]
     assert strings[4:] == [
-        "target=eu-west-1 weight=1.000 state=healthy postgres=10.0.2.5:5432",
-        "target=us-east-1 weight=0.000 state=healthy postgres=10.0.1.5:5432,api=10.0.1.6:80",
-        "target=ap-southeast-1 weight=0.000 state=healthy postgres=[2001:db8::5]:5432",
+        "target=eu-west-1 weight=1.000 state=healthy postgres=10.0.2.5:5432"
+        " distance_km=463 latency_ms=11.9",
+        "target=us-east-1 weight=0.000 state=healthy postgres=10.0.1.5:5432,api=10.0.1.6:80"
+        " distance_km=5917 latency_ms=93.8",
+        "target=ap-southeast-1 weight=0.000 state=healthy postgres=[2001:db8::5]:5432"
+        " distance_km=10848 latency_ms=167.7",
+        "latency_basis=distance only",
     ]
 
 

@@ -1,0 +1,51 @@
+"""The coordinator's DNS settings, from each source, and their errors naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator.config import CoordinatorConfig
+from coordinator.main import parse_args
+from latitude import config as configuration
+from latitude.errors import ConfigError
+
+
+def load(env=None, argv=()) -> CoordinatorConfig:
+    _, flags = parse_args(list(argv))
+    return configuration.load(
+        CoordinatorConfig,
+        section="coordinator",
+        env_prefix="LATITUDE_COORDINATOR_",
+        env=env or {},
+        flags=flags,
+    )
+
+
+def test_off_by_default_with_the_test_zone_and_a_short_ttl():
+    config = load()
+    assert (config.dns_address, config.dns_zone, config.dns_ttl) == ("", "latitude.test.", 5)
+
+
+def test_from_the_environment_and_flags():
+    env = {"LATITUDE_COORDINATOR_DNS_ADDRESS": "127.0.0.1:5353"}
+    config = load(env, ["--dns-zone", "db.example.", "--dns-ttl", "2"])
+    assert (config.dns_address, config.dns_zone, config.dns_ttl) == (
+        "127.0.0.1:5353",
+        "db.example.",
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dns-address", "localhost:53"], "dns_address: the host must be an IP address"),
+        (["--dns-address", "127.0.0.1"], "dns_address: expected host:port"),
+        (["--dns-zone", "a..b"], "dns_zone: 'a..b' is not a domain name"),
+        (["--dns-zone", "."], "dns_zone: '.' is not a zone latitude can serve"),
+        (["--dns-ttl", "-1"], "dns_ttl: must be within 0..86400 s, got -1"),
+    ],
+)
+def test_bad_settings_name_the_field(argv, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load(argv=argv)
