@@ -28,7 +28,7 @@ from latitude.pki import CertFiles
 from latitude.stack import tls
 from latitude.stack.config import StackConfig
 from latitude.stack.progress import Progress
-from latitude.stack.stack import Stack, StackStatus
+from latitude.stack.stack import DNS_ZONE, Stack, StackStatus
 from latitude.stack.state import StackState
 from latitude.status_view import cluster_json, format_cluster, format_failover
 from latitude.table import human_bytes, render
@@ -567,6 +567,7 @@ def status_json(status: StackStatus) -> dict:
         "etcd": [asdict(m) for m in status.etcd],
         "processes": status.processes,
         "http": status.http,
+        "dns": status.dns,
         "security": certs_view.mode_json(status.tls),
     }
 
@@ -576,10 +577,12 @@ def format_status(status: StackStatus) -> str:
     now = datetime.datetime.now(datetime.UTC)
     head = f"latitude stack in {status.dir}: {verdict}\n{certs_view.format_mode(status.tls, now)}"
     if status.cluster is not None:
-        return f"{head}\n{format_cluster(status.cluster)}{format_http(status.http)}"
+        return f"{head}\n{format_cluster(status.cluster)}{format_http(status.http)}" + (
+            format_dns(status.dns)
+        )
     return (
         f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}"
-        f"{format_http(status.http)}"
+        f"{format_http(status.http)}{format_dns(status.dns)}"
     )
 
 
@@ -596,6 +599,18 @@ def format_http(http: dict[str, str]) -> str:
         )
     lines.append(f"metrics    /metrics on {' '.join(coordinators + agents)}")
     return "\n".join(lines)
+
+
+def format_dns(dns: dict[str, str]) -> str:
+    """Where the DNS responders are (every coordinator runs one for the same zone)."""
+    if not dns:
+        return ""
+    first = next(iter(dns.values()))
+    host, _, port = first.rpartition(":")
+    return (
+        f"\ndns        dig @{host.strip('[]')} -p {port} write.{DNS_ZONE}  "
+        f"(any coordinator: {' '.join(dns.values())})"
+    )
 
 
 def format_databases(status: StackStatus) -> str:

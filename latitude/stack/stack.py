@@ -41,6 +41,8 @@ from latitude.v1 import admin_pb2, common_pb2
 _POLL = 0.05
 # The coordinators' key prefix (their default etcd_prefix): etcd's role for them covers it.
 ETCD_PREFIX = "/latitude"
+# The zone every coordinator's DNS responder serves (.test is reserved for testing: RFC 2606).
+DNS_ZONE = "latitude.test."
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ class StackStatus:
     http: dict[str, str] = field(default_factory=dict)
     # The TLS mode (CA fingerprint and expiry, certificates near expiry); None in plaintext.
     tls: tls.Summary | None = None
+    # Each coordinator's DNS responder (UDP and TCP), serving DNS_ZONE.
+    dns: dict[str, str] = field(default_factory=dict)
 
     @property
     def streaming(self) -> bool:
@@ -120,6 +124,7 @@ class Stack:
         names += [f"agent-{r.name}" for r in self.topology.regions]
         names += [http_port_name(n) for n in self.topology.coordinators]
         names += [http_port_name(f"agent-{r.name}") for r in self.topology.regions]
+        names += [f"{n}.dns" for n in self.topology.coordinators]
         return names
 
     def address_of(self, state: StackState, component: str) -> str:
@@ -138,6 +143,18 @@ class Stack:
         """Every HTTP listener the stack runs, by process name."""
         names = [*self.topology.coordinators, *(f"agent-{r.name}" for r in self.topology.regions)]
         return {n: self.http_address(state, n) for n in names if http_port_name(n) in state.ports}
+
+    def dns_address(self, state: StackState, coordinator: str) -> str:
+        """host:port of a coordinator's DNS responder (UDP and TCP; the port's state-file name
+        is "coordinator-1.dns", so that it counts as the coordinator's)."""
+        return join_host_port(
+            self.address_of(state, coordinator), state.ports[f"{coordinator}.dns"]
+        )
+
+    def dns_addresses(self, state: StackState) -> dict[str, str]:
+        """Every DNS responder the stack runs, by coordinator."""
+        names = [n for n in self.topology.coordinators if f"{n}.dns" in state.ports]
+        return {n: self.dns_address(state, n) for n in names}
 
     def network(self, state: StackState | None = None) -> Network | None:
         """The stack's network namespaces and the links cut between them; None when the
@@ -522,6 +539,7 @@ class Stack:
                     region_hosts=region_hosts, etcd_tls=self._etcd_client_tls(state),
                     etcd_server_name=etcd_server_name,
                 )  # fmt: skip
+                argv += ["--dns-address", self.dns_address(state, name), "--dns-zone", DNS_ZONE]
                 await self._spawn(state, name, argv, started, {}, f"serving on {address}")
         for region in self.topology.regions:
             node = self.postgres_node(state, region.name)
@@ -751,7 +769,10 @@ class Stack:
         if state.tls_dir is not None:
             now = datetime.datetime.now(datetime.UTC)
             summary = tls.summary(state.tls_dir, self.cert_specs(state), now)
-        return StackStatus(self.dir, regions, members, alive, cluster, error, http, summary)
+        dns = self.dns_addresses(state)
+        return StackStatus(
+            self.dir, regions, members, alive, cluster, error, http, summary, dns=dns
+        )
 
     async def _cluster(self, state: StackState) -> tuple[admin_pb2.ClusterStatus | None, str]:
         try:
