@@ -24,6 +24,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.stack import DNS_ZONE, Stack
 from latitude.v1 import routing_pb2
 from tests.integration.connections import eventually
+from tests.integration.test_metrics import scrape
 from tests.integration.test_routing import CLIENTS, all_healthy, resolve
 
 pytestmark = pytest.mark.stack
@@ -155,12 +156,14 @@ async def test_a_large_answer_truncates_over_udp_and_comes_whole_over_tcp(cluste
 
 async def test_malformed_packets_get_formerr_or_are_dropped_and_the_server_goes_on(cluster):
     server = servers(cluster)[0]
+    metrics = cluster.http_address(cluster.state(), cluster.topology.coordinators[0])
+    before = await scrape(metrics)
     garbage = [
         b"",
         b"\x01",
         b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3fnope",  # a label past the end
         b"\xab\xce\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x01\x00\x01\x00\x00\x29",
-        bytes(range(256)) * 4,
+        bytes(range(256)) * 20,  # over 4 KiB: no DNS question
     ]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(10)
@@ -178,6 +181,17 @@ async def test_malformed_packets_get_formerr_or_are_dropped_and_the_server_goes_
     writer.close()
     out = await dig(server, "+short", f"write.{DNS_ZONE}", "A")
     assert out.split() == ["127.0.0.1"]
+    # Counted: by type and rcode (FORMERR has no readable question), and what was dropped.
+    after = await scrape(metrics)
+    name = "latitude_dns_query_duration_seconds_count"
+    formerr = {"type": "none", "rcode": "formerr"}
+    assert after.value(name, **formerr) - before.value(name, **formerr) == 2
+    assert after.value(name, type="A", rcode="noerror") > before.value(
+        name, type="A", rcode="noerror"
+    )
+    dropped = "latitude_dns_dropped_packets_total"
+    for reason, count in (("malformed", 2), ("oversized", 1)):
+        assert after.value(dropped, reason=reason) - before.value(dropped, reason=reason) == count
 
 
 @pytest.mark.timeout(420)

@@ -7,6 +7,7 @@ import pytest
 from coordinator.config import CoordinatorConfig
 from coordinator.main import parse_args
 from latitude import config as configuration
+from latitude.cli import format_dns
 from latitude.errors import ConfigError
 
 
@@ -49,3 +50,11 @@ def test_from_the_environment_and_flags():
 def test_bad_settings_name_the_field(argv, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load(argv=argv)
+
+
+def test_status_says_where_to_dig():
+    assert format_dns({}) == ""
+    assert format_dns({"coordinator-1": "127.0.0.1:5301", "coordinator-2": "127.0.0.1:5302"}) == (
+        "\ndns        dig @127.0.0.1 -p 5301 write.latitude.test.  "
+        "(any coordinator: 127.0.0.1:5301 127.0.0.1:5302)"
+    )
