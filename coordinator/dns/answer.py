@@ -26,7 +26,8 @@ Names under the zone (``latitude.test.`` in the local stack):
 - The apex: SOA and NS (``ns.<zone>``, whose A/AAAA are this server's own address when it
   listens on a specific one).
 
-Anything else in the zone: NXDOMAIN; outside it: REFUSED (not authoritative, no recursion);
+Anything else in the zone: NXDOMAIN; outside it, and zone transfers: REFUSED (not
+authoritative, no recursion, no copy of a zone made per question);
 before the first table: SERVFAIL. Endpoints given as host names rather than addresses are
 left out of A/AAAA answers (a CNAME cannot stand beside the other records of a multi-region
 answer) and named directly as SRV targets.
@@ -58,6 +59,8 @@ from latitude.v1 import common_pb2, routing_pb2
 IN = dns.rdataclass.IN
 A, AAAA, SRV, TXT = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SRV, dns.rdatatype.TXT
 SOA, NS, ANY = dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.ANY
+# Zone transfers: the zone is made from the table on each question, there is nothing to copy.
+TRANSFERS = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 POSTGRES_KIND = common_pb2.ENDPOINT_KIND_POSTGRES
 POSTGRES_SERVICE = "postgres"
 # Names the zone reserves: a service of one of these names is not served.
@@ -99,7 +102,7 @@ def answer(
 ) -> Answer:
     """The answer to (``name``, ``rdtype``, class IN) for a client at ``client`` from the
     table ``resolver`` was built from (None: no table yet)."""
-    if not name.is_subdomain(zone.origin):
+    if not name.is_subdomain(zone.origin) or rdtype in TRANSFERS:
         return Answer(rcode=dns.rcode.REFUSED)
     if resolver is None:
         return Answer(rcode=dns.rcode.SERVFAIL)

@@ -198,9 +198,15 @@ def test_unknown_names_in_the_zone_are_nxdomain_with_the_soa(name):
     assert not found.located
 
 
-def test_names_outside_the_zone_are_refused():
-    for name in ("example.com.", "test.", "latitude.test.example."):
-        found = ask(name, "A")
+def test_names_outside_the_zone_and_zone_transfers_are_refused():
+    for name, rdtype in [
+        ("example.com.", "A"),
+        ("test.", "A"),
+        ("latitude.test.example.", "A"),
+        ("latitude.test.", "AXFR"),
+        ("latitude.test.", "IXFR"),
+    ]:
+        found = ask(name, rdtype)
         assert found.rcode == dns.rcode.REFUSED
         assert found.answer == found.authority == []
 
