@@ -53,6 +53,17 @@ def check_free(host: str, ports: dict[str, int]) -> None:
             raise _bind_error(host, port, name, err) from err
 
 
+def check_udp_free(host: str, ports: dict[str, int]) -> None:
+    """As check_free, for UDP: a DNS responder listens on its port for both."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for name, port in ports.items():
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as err:
+                raise _bind_error(host, port, name, err) from err
+
+
 def _bind_error(host: str, port: int, name: str, err: OSError) -> StackError:
     if err.errno == errno.EADDRINUSE:
         return PortInUseError(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent.demotion import fence_cause
 from latitude import admin_client
-from latitude.errors import StackError
+from latitude.errors import PortInUseError, StackError
 from latitude.netaddr import join_host_port
 from latitude.pki import CertFiles
 from latitude.program import all_or_none
@@ -323,6 +323,11 @@ class Stack:
             )
         # In namespaces of their own the ports only need to be distinct: any free ones do.
         chosen = ports.allocate(self.config.host, self._port_names(), self.config.port_base)
+        for name in [n for n in chosen if n.endswith(".dns")]:
+            try:  # a DNS responder needs its port for UDP too
+                ports.check_udp_free(self.config.host, {name: chosen[name]})
+            except PortInUseError:
+                chosen[name] = ports.allocate(self.config.host, [name])[name]
         state = StackState(dir=self.dir, host=self.config.host, ports=chosen)
         if self.config.netns:
             regions = [r.name for r in self.topology.regions]
@@ -384,6 +389,7 @@ class Stack:
             if not running.get(port_owner(name), False)
         }
         ports.check_free(state.host, wanted)
+        ports.check_udp_free(state.host, {n: p for n, p in wanted.items() if n.endswith(".dns")})
 
     async def _up_etcd(
         self, state: StackState, etcd_path: str, running: dict[str, bool],
