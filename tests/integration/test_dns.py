@@ -6,7 +6,6 @@ harm; and a region's failure moving the answers."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import subprocess
 
@@ -24,6 +23,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.stack import DNS_ZONE, Stack
 from latitude.v1 import routing_pb2
 from tests.integration.connections import eventually
+from tests.integration.test_failover import kill_region
 from tests.integration.test_metrics import scrape
 from tests.integration.test_routing import CLIENTS, all_healthy, resolve
 
@@ -195,38 +195,53 @@ async def test_malformed_packets_get_formerr_or_are_dropped_and_the_server_goes_
 
 
 @pytest.mark.timeout(420)
-def test_a_failed_region_loses_its_dns_clients_to_the_next_nearest():
-    """On a stack of its own: a standby region's agent and database killed."""
+def test_failed_regions_move_the_answers_within_one_table_propagation():
+    """On a stack of its own: a standby region killed, then the primary's."""
     with running_stack() as stack:
-        asyncio.run(failed_region_moves(stack))
+        asyncio.run(failed_regions_move_the_answers(stack))
 
 
-async def failed_region_moves(stack: Stack) -> None:
-    """London's answers move to us-east-1 once eu-west-1 is gone, from the same table
-    Resolve answers from."""
-    london = f"{network_of(CLIENTS['London'][1])}/24"
+async def failed_regions_move_the_answers(stack: Stack) -> None:
+    london_ip = network_of(CLIENTS["London"][1])
     await all_healthy(stack)
     regions = postgres_ports(stack)
     server = servers(stack)[0]
-    address = stack.coordinator_addresses(stack.state())[0]
+    address = stack.coordinator_addresses(stack.state())[0]  # the same replica
 
-    async def first_region() -> str:
+    async def srv(name: str) -> list[str]:
         out = await dig(
-            server, "+short", "+subnet=" + london, f"_postgresql._tcp.read.{DNS_ZONE}", "SRV"
+            server, "+short", f"+subnet={london_ip}/24", f"_postgresql._tcp.{name}", "SRV"
         )
-        return regions[int(out.split()[2])]
+        return [regions[int(line.split()[2])] for line in out.splitlines()]
 
-    assert await first_region() == "eu-west-1"
-    await stack.kill("agent-eu-west-1", signal.SIGKILL)
-    await stack.kill("postgres-eu-west-1", signal.SIGKILL)
+    async def table_version(name: str) -> int:
+        out = await dig(server, "+short", f"+subnet={london_ip}/24", name, "TXT")
+        return int(out.split('"table_version=', 1)[1].split('"', 1)[0])
 
-    async def moved() -> bool:
-        return await first_region() == "us-east-1"
+    assert (await srv(f"read.{DNS_ZONE}"))[0] == "eu-west-1"
+    await kill_region(stack, "eu-west-1")
 
-    await eventually(moved, 60, "London's DNS answer to move to us-east-1")
-    # Within one table propagation: the DNS answer comes from the table Resolve serves.
-    decision = await resolve(address, client_ip=network_of(CLIENTS["London"][1]))
+    async def moved() -> routing_pb2.RoutingDecision | None:
+        decision = await resolve(address, client_ip=london_ip)
+        return decision if decision.targets[0].region != "eu-west-1" else None
+
+    # Once the replica's Resolve has moved, its DNS answer has too: the same table.
+    decision = await eventually(moved, 60, "Resolve to move London's reads off eu-west-1")
     assert decision.targets[0].region == "us-east-1"
-    txt = await dig(server, "+short", "+subnet=" + london, f"read.{DNS_ZONE}", "TXT")
-    assert '"reason=nearest healthy region to' in txt and "us-east-1" in txt, txt
-    assert decision.strategy == routing_pb2.STRATEGY_GEOGRAPHIC
+    assert (await srv(f"read.{DNS_ZONE}"))[0] == "us-east-1"
+    assert await table_version(f"read.{DNS_ZONE}") >= decision.table_version
+
+    # The primary's region: write answers are the old primary, none (during the failover:
+    # empty NOERROR), or the new one; never another region.
+    await kill_region(stack, "us-east-1")
+    seen: list[tuple[str, ...]] = []
+
+    async def promoted() -> bool:
+        answer = tuple(await srv(f"write.{DNS_ZONE}"))
+        if not seen or seen[-1] != answer:
+            seen.append(answer)
+        return answer == ("ap-southeast-1",)
+
+    await eventually(promoted, 90, "write to name ap-southeast-1's database")
+    assert set(seen) <= {("us-east-1",), (), ("ap-southeast-1",)}, seen
+    assert seen[-1] == ("ap-southeast-1",)
