@@ -576,14 +576,10 @@ def format_status(status: StackStatus) -> str:
     verdict = "ready" if status.ready else "NOT READY"
     now = datetime.datetime.now(datetime.UTC)
     head = f"latitude stack in {status.dir}: {verdict}\n{certs_view.format_mode(status.tls, now)}"
+    served = f"{format_http(status.http)}{format_dns(status.dns)}"
     if status.cluster is not None:
-        return f"{head}\n{format_cluster(status.cluster)}{format_http(status.http)}" + (
-            format_dns(status.dns)
-        )
-    return (
-        f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}"
-        f"{format_http(status.http)}{format_dns(status.dns)}"
-    )
+        return f"{head}\n{format_cluster(status.cluster)}{served}"
+    return f"{head}\ncontrol plane: {status.cluster_error}\n\n{format_databases(status)}{served}"
 
 
 def format_http(http: dict[str, str]) -> str:
