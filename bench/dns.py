@@ -110,13 +110,16 @@ def load(server: tuple[str, int], seconds: float, inflight: int, distinct: bool,
     sock.connect(server)
     sock.setblocking(False)
     sent: dict[int, float] = {}
-    next_id = 0
-    count = 0
+    # One sequence numbers every query sent: its ID (mod 2**16) and which packet it is, so
+    # the latency queries go on where the throughput ones stopped (with distinct subnets, each
+    # still one the server has not answered).
+    sequence = 0
 
     def send() -> None:
-        nonlocal next_id
-        query_id = next_id = (next_id + 1) & 0xFFFF
-        packet = packets[query_id % len(packets)]
+        nonlocal sequence
+        sequence += 1
+        query_id = sequence & 0xFFFF
+        packet = packets[sequence % len(packets)]
         sock.send(query_id.to_bytes(2, "big") + packet[2:])
         sent[query_id] = time.perf_counter()
 
@@ -154,9 +157,8 @@ def load(server: tuple[str, int], seconds: float, inflight: int, distinct: bool,
     latencies = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        next_id = (next_id + 1) & 0xFFFF
-        packet = next_id.to_bytes(2, "big") + packets[count % len(packets)][2:]
-        count += 1
+        sequence += 1
+        packet = (sequence & 0xFFFF).to_bytes(2, "big") + packets[sequence % len(packets)][2:]
         t0 = time.perf_counter()
         sock.send(packet)
         try:
