@@ -15,6 +15,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from coordinator.dns import server as server_module
 from coordinator.dns.answer import Zone
 from coordinator.dns.responder import Responder
 from coordinator.dns.server import DnsServer
@@ -191,5 +192,53 @@ async def test_the_listeners_answer_udp_and_tcp_and_survive_garbage():
         writer.close()
         again = await dns.asyncquery.udp(request, host, port=port, timeout=5)
         assert [r.to_text() for r in again.answer[0]] == ["10.0.1.5"]
+    finally:
+        await server.stop()
+
+
+async def test_tcp_clients_past_the_bound_are_closed_at_once(monkeypatch):
+    monkeypatch.setattr(server_module, "TCP_CLIENTS", 1)
+    monkeypatch.setattr(server_module, "TCP_IDLE_SECONDS", 60.0)
+    server = DnsServer("127.0.0.1:0", responder())
+    await server.start()
+    try:
+        host, port = server.address.rsplit(":", 1)
+        _, first = await asyncio.open_connection(host, int(port))
+        first.write(b"\x00")  # half a length prefix: the slot is taken
+        await first.drain()
+        request = dns.message.make_query("write.latitude.test.", "A")
+        with pytest.raises((EOFError, ConnectionError)):
+            await dns.asyncquery.tcp(request, host, port=int(port), timeout=10)
+        first.close()
+
+        async def answered() -> bool:
+            try:
+                await dns.asyncquery.tcp(request, host, port=int(port), timeout=10)
+            except (EOFError, ConnectionError):
+                return False  # the first connection's slot not yet released
+            return True
+
+        for _ in range(100):
+            if await answered():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the slot was never released")
+    finally:
+        await server.stop()
+
+
+async def test_idle_tcp_clients_are_closed(monkeypatch):
+    monkeypatch.setattr(server_module, "TCP_IDLE_SECONDS", 0.2)
+    server = DnsServer("127.0.0.1:0", responder())
+    await server.start()
+    try:
+        host, port = server.address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"\x00")
+        await writer.drain()
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""
+        writer.close()
     finally:
         await server.stop()
