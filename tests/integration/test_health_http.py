@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
+from agent.demotion import postmaster_pid
 from latitude.admin_client import call_leader, cluster_status
 from latitude.lsn import parse_lsn
 from latitude.stack.harness import running_stack
@@ -222,3 +223,40 @@ async def test_a_primary_cut_off_drains_before_it_fences_itself(private_stack: S
     assert not any(s.status == 200 for s in watch.samples[primary] if s.sent > drained.sent)
     # The control plane back, the cluster settles with one primary saying yes again.
     await settled(stack)
+
+
+@pytest.mark.timeout(300)
+async def test_a_failover_moves_the_yes_to_the_new_primary(private_stack: Stack):
+    """kill -9 of the primary's agent and database (the module's last test: the region stays
+    dead): its listener goes with it, and a standby's agent says yes once it is promoted and
+    named the write region, never beside another."""
+    stack = private_stack
+    view = await settled(stack)
+    old = view.write_region
+    addresses = stack.coordinator_addresses(stack.state())
+    watch = Watch(agents(stack))
+    async with running(watch.run()):
+        await eventually(lambda: watch.yes(old), 10, f"{old} to answer 200")
+        # The postmaster the agents run now: a switchover restarted it since the stack did.
+        data = stack.postgres_node(stack.state(), old).data_dir
+        await stack.kill(f"agent-{old}")
+        os.kill(postmaster_pid(data), signal.SIGKILL)
+        killed = time.monotonic()
+
+        async def promoted():
+            status = await cluster_status(addresses, 2.0, tls=TLS)
+            new = status.write_region
+            return new if new not in ("", old) and watch.yes(new) else None
+
+        new = await eventually(promoted, 60, "a standby promoted and saying yes on /primary")
+    assert watch.yes(old)[-1].received <= killed
+    yes = [r for r in REGIONS if watch.yes(r)]
+    assert sorted(yes) == sorted([old, new]), yes
+    body = watch.yes(new)[0].body
+    assert body["write_region"] == new and body["role"] == "primary" and not body["fenced"]
+    assert body["timeline"] > view_timeline(watch, old)
+
+
+def view_timeline(watch: Watch, region: str) -> int:
+    """The timeline the region's last yes named."""
+    return watch.yes(region)[-1].body["timeline"]
