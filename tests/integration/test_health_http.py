@@ -26,6 +26,7 @@ from latitude.stack.harness import running_stack
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2
 from tests.integration.connections import TLS, eventually, query, running
+from tests.integration.test_failsafe import FENCE_AFTER, failsafe_in_place
 
 pytestmark = pytest.mark.stack
 
@@ -171,6 +172,44 @@ class Watch:
 def private_stack():
     with running_stack() as stack:
         yield stack
+
+
+@pytest.mark.timeout(300)
+async def test_a_leader_change_or_an_etcd_outage_leaves_the_primary_saying_yes(
+    private_stack: Stack,
+):
+    """No promotion can happen without a leader, so neither takes writes down (the failsafe
+    keeps the fence lease moving): a load balancer must not be told otherwise either."""
+    stack = private_stack
+    view = await settled(stack)
+    primary = view.write_region
+    addresses = stack.coordinator_addresses(stack.state())
+    watch = Watch({primary: agents(stack)[primary]})
+    async with running(watch.run()):
+        await eventually(lambda: watch.yes(primary), 10, f"{primary} to answer 200")
+        await failsafe_in_place(stack)
+        await stack.kill(view.leader.leader_id)
+
+        async def new_leader():
+            status = await cluster_status(addresses, 1.0, tls=TLS)
+            return status.leader.epoch > view.leader.epoch and status.write_region == primary
+
+        await eventually(new_leader, 30, "a new leader")
+        await failsafe_in_place(stack)
+        try:
+            await stack.kill("etcd-2")
+            await stack.kill("etcd-3")
+            outage = time.monotonic()
+            await eventually(
+                lambda: watch.samples[primary][-1].sent > outage + 3 * FENCE_AFTER,
+                60,
+                "three fence leases' time without etcd",
+            )
+        finally:
+            await stack.up()  # etcd and the coordinator back; waits for every region HEALTHY
+    said = watch.samples[primary]
+    no = [s for s in said if s.status != 200]
+    assert not no, f"{len(no)} of {len(said)} answers said no, the first: {no[0].body}"
 
 
 @pytest.mark.timeout(300)
