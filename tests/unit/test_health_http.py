@@ -136,8 +136,8 @@ async def test_metrics_are_still_served_beside_them(client):
 
 
 def test_a_snapshot_reads_the_agent_as_it_is_now():
-    """The margin and the stall limit come from the agent's own timing; an agent that has not
-    probed yet has no observation age."""
+    """The margin and the stall limit come from the agent's own timing (and the leader's
+    ack_every); an agent that has not probed yet has no observation age."""
     marks = Marks(clock=lambda: 99.0)
     marks.tick("probe")
     marks.fence_coming("FENCE f1")
@@ -145,6 +145,7 @@ def test_a_snapshot_reads_the_agent_as_it_is_now():
         config=SimpleNamespace(region="us-east-1", probe_timeout=3.0),
         interval=0.5,
         fence_after=6.0,
+        link=SimpleNamespace(welcome=SimpleNamespace(ack_every=2)),
         failsafe=SimpleNamespace(word=Word("us-east-1", False, 2)),
         lease=SimpleNamespace(deadline=104.0),
         marks=marks,
@@ -156,5 +157,8 @@ def test_a_snapshot_reads_the_agent_as_it_is_now():
     assert (s.loop_ages, s.draining, s.promoted) == ({"probe": 1.0}, "FENCE f1", False)
     agent.observation = lambda: (STANDBY, 99.75)
     agent.config.probe_timeout = 0.1
+    agent.link.welcome = None  # none yet: every report counts as acknowledged
     s = health_http.snapshot_of(agent, now=100.0)
-    assert (s.observed_age, s.stall_after) == (0.25, health_http.MIN_STALL)
+    assert (s.observed_age, s.stall_after, s.lease_margin) == (0.25, health_http.MIN_STALL, 3.0)
+    agent.link.welcome = SimpleNamespace(ack_every=4)
+    assert health_http.snapshot_of(agent, now=100.0).lease_margin == 2.0
