@@ -61,7 +61,8 @@ class Marks:
         self.draining = ""
         # This region was promoted by the failover still under way: the leader's word keeps
         # saying "failover in progress" while it repoints the others, and that is not a
-        # failover away from this region.
+        # failover away from this region. Should a failover away from it follow so closely
+        # that no word in between said "none under way", its FENCE (or the lease) drains it.
         self.promoted = False
         self.ticks: dict[str, float] = {}
 
