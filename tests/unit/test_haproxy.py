@@ -114,21 +114,27 @@ def test_write_config_puts_the_rendered_template_in_the_stack(tmp_path: Path):
     assert config.read_text() == rendered()
 
 
-# The head of what HAProxy 2.6 (Debian 12) serves at /;csv, cut after the status column.
-STATS_CSV = """\
-# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight
-write,FRONTEND,,,0,0,2000,0,0,0,0,0,0,,,,,OPEN,
-write,us-east-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1
-write,eu-west-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1
-write,ap-southeast-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1
-write,BACKEND,0,0,0,0,200,0,0,0,0,0,,0,0,0,0,UP,1
-read,FRONTEND,,,0,0,2000,0,0,0,0,0,0,,,,,OPEN,
-read,us-east-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN 1/2,1
-read,eu-west-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,1
-read,BACKEND,0,0,0,0,200,0,0,0,0,0,,0,0,0,0,DOWN,0
-stats,FRONTEND,,,0,0,2000,0,0,0,0,0,0,,,,,OPEN,
-stats,BACKEND,0,0,0,0,200,0,0,0,0,0,,0,0,0,0,UP,0
+# The head of what HAProxy 2.6 (Debian 12) serves at /;csv, cut after its status column.
+STATS_HEADER = (
+    "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,"
+    "wretr,wredis,status\n"
+)
+STATS_CSV = (
+    STATS_HEADER
+    + """\
+write,FRONTEND,,,0,0,2000,0,0,0,0,0,0,,,,,OPEN
+write,us-east-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP
+write,eu-west-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN
+write,ap-southeast-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2
+write,BACKEND,0,0,0,0,200,0,0,0,0,0,,0,0,0,0,UP
+read,FRONTEND,,,0,0,2000,0,0,0,0,0,0,,,,,OPEN
+read,us-east-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN 1/2
+read,eu-west-1,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT
+read,BACKEND,0,0,0,0,200,0,0,0,0,0,,0,0,0,0,DOWN
+stats,FRONTEND,,,0,0,2000,0,0,0,0,0,0,,,,,OPEN
+stats,BACKEND,0,0,0,0,200,0,0,0,0,0,,0,0,0,0,UP
 """
+)
 
 
 def test_stats_name_the_servers_up_in_each_listener():
