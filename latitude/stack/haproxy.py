@@ -21,6 +21,7 @@ from string import Template
 
 import aiohttp
 
+from agent.health_lag import BadLag, parse_lag
 from latitude.errors import ConfigError, MissingBinaryError, StackError
 from latitude.netaddr import join_host_port
 from latitude.stack import processes
@@ -37,7 +38,6 @@ PORT_NAMES = (WRITE_PORT, READ_PORT, STATS_PORT)
 READ_LAG = "16MB"
 # Debian installs it outside an unprivileged user's PATH.
 _DEBIAN_PATH = "/usr/sbin/haproxy"
-_LAG = re.compile(r"[0-9]+(\.[0-9]+)?(B|kB|KB|MB|GB|ms|s|m)")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -72,10 +72,12 @@ def render(
     line per region in each listener, the read listener's lag bound."""
     if not backends:
         raise ConfigError("haproxy: no regions to send traffic to")
-    if not _LAG.fullmatch(read_lag):
-        raise ConfigError(
-            f"haproxy: read lag bound {read_lag!r} is not a size (16MB) or a duration (10s)"
-        )
+    try:  # what the agents will parse, and nothing a URL cannot carry
+        parse_lag(read_lag)
+    except BadLag as err:
+        raise ConfigError(f"haproxy: read lag bound: {err}") from err
+    if read_lag != read_lag.strip() or " " in read_lag:
+        raise ConfigError(f"haproxy: read lag bound {read_lag!r}: write it without spaces")
     servers = "\n".join(b.server_line() for b in backends)
     try:
         return Template(template).substitute(
@@ -127,7 +129,7 @@ def write_config(directory: Path, listen: dict[str, str], backends: Sequence[Bac
 
 async def check(program: str, config: Path) -> None:
     """HAProxy's own check of the configuration: a bad line is named before anything starts."""
-    await processes.run([program, "-c", "-q", "-f", str(config)], what=f"checking {config}")
+    await processes.run([program, "-c", "-f", str(config)], what=f"checking {config}")
 
 
 class WriteRouting:
