@@ -358,6 +358,23 @@ def stats(values: list[float | None]) -> dict:
             "values": values}  # fmt: skip
 
 
+def through_haproxy(trials: list[dict]) -> dict:
+    """The HAProxy writer's figures over ``trials``: its window and its loss."""
+    seen = [t["haproxy_writer"] for t in trials if "haproxy_writer" in t]
+    if not seen:
+        return {}
+    return {
+        "write_unavailable_seconds through HAProxy (its writer: last ack old -> first ack new)": (
+            stats([w["write_unavailable_seconds"] for w in seen])
+        ),
+        "haproxy_writer_acknowledged_total": sum(w["acknowledged"] for w in seen),
+        "haproxy_writer_lost_total": sum(w["lost"] for w in seen),
+        "haproxy_writer_lost_outside_the_recorded_bound": sum(
+            w["lost_outside_the_bound"] for w in seen
+        ),
+    }
+
+
 def summarise(trials: list[dict]) -> dict:
     def metric(step: str) -> dict:
         return stats([t["seconds_after_kill"].get(step) for t in trials])
@@ -372,6 +389,7 @@ def summarise(trials: list[dict]) -> dict:
         "write_unavailable_seconds (writer: last ack old -> first ack new)": stats(
             [t["writer"]["write_unavailable_seconds"] for t in trials]
         ),
+        **through_haproxy(trials),
         "writer_acknowledged_total": sum(t["writer"]["acknowledged"] for t in trials),
         "writer_lost_total": sum(t["writer"]["lost"] for t in trials),
         "writer_lost_outside_the_recorded_bound": sum(
@@ -399,9 +417,13 @@ async def switchovers(stack: Stack, count: int) -> dict:
     addresses = stack.coordinator_addresses(state)
     conn = await connect(stack.postgres_node(state, OLD), state.superuser_password)
     await conn.execute("CREATE TABLE bench_switchover (id bigint PRIMARY KEY)")
+    await conn.execute("CREATE TABLE bench_switchover_haproxy (id bigint PRIMARY KEY)")
     await conn.close()
     writer = Writer(stack, OLD, "bench_switchover")
-    writing = asyncio.create_task(writer.run())
+    writers = [writer]
+    if stack.has_haproxy(state):
+        writers.append(Writer(stack, OLD, "bench_switchover_haproxy", through_haproxy=True))
+    writing = [asyncio.create_task(w.run()) for w in writers]
     runs, here = [], OLD
     try:
         for n in range(count):
@@ -410,17 +432,17 @@ async def switchovers(stack: Stack, count: int) -> dict:
             asked = time.time()
             request = admin_pb2.SwitchoverRequest(target_region=there, wait=True)
             record = (await call_leader(addresses, "Switchover", request, 60)).failover
-            await until(
-                lambda a=asked, t=there: any(x[2] == t and x[1] > a for x in writer.acks),
-                f"writes to land on {there}",
-            )
-            first_new = next(a for a in writer.acks if a[2] == there and a[1] > asked)
-            last_old = max((a for a in writer.acks if a[2] == here and a[1] < first_new[1]),
-                           key=lambda a: a[1])  # fmt: skip
+            for w in writers:
+                await until(
+                    lambda a=asked, t=there, w=w: any(x[2] == t and x[1] > a for x in w.acks),
+                    f"writes to land on {there}",
+                )
+            windows = [switch_window(w, here, there, asked) for w in writers]
             runs.append({
                 "from": here, "to": there, "phase": admin_pb2.FailoverPhase.Name(record.phase),
                 "error": record.error,
-                "write_unavailable_seconds": round(first_new[1] - last_old[1], 3),
+                "write_unavailable_seconds": windows[0],
+                "write_unavailable_seconds_through_haproxy": windows[1] if windows[1:] else None,
                 "switchover_seconds (asked -> redirected)": round(
                     record.steps["redirected"].ToNanoseconds() / 1e9 - asked, 3),
                 "switchover_seconds (asked -> old primary rejoined)": round(
@@ -429,15 +451,18 @@ async def switchovers(stack: Stack, count: int) -> dict:
             here = there
             await until(lambda h=here: streaming_standbys(stack, h), "both standbys to stream")
     finally:
-        writing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writing
+        for task in writing:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     conn = await connect(stack.postgres_node(state, here), state.superuser_password)
     try:
         stored = {r["id"] for r in await conn.fetch("SELECT id FROM bench_switchover")}
+        lost_through_haproxy = [len(await missing_rows(conn, w)) for w in writers[1:]]
     finally:
         await conn.close()
     windows = stats([r["write_unavailable_seconds"] for r in runs])
+    through_haproxy = stats([r["write_unavailable_seconds_through_haproxy"] for r in runs])
     return {
         "what": "switchovers us-east-1 <-> eu-west-1 one after the other under the Python "
         "writer's load; window = its last acknowledged insert on the old primary to its first "
@@ -446,6 +471,13 @@ async def switchovers(stack: Stack, count: int) -> dict:
         "write_unavailable_seconds": windows,
         "acknowledged": len(writer.acks),
         "lost": sum(a[0] not in stored for a in writer.acks),
+        "through_haproxy": {
+            "write_unavailable_seconds": through_haproxy,
+            "acknowledged": sum(len(w.acks) for w in writers[1:]),
+            "lost": sum(lost_through_haproxy),
+        }
+        if writers[1:]
+        else None,
         "target": "write unavailability <= 2 s, zero loss",
         "target_met": "max" in windows
         and windows["max"] <= 2.0
@@ -453,6 +485,13 @@ async def switchovers(stack: Stack, count: int) -> dict:
         and all(r["phase"] == "FAILOVER_PHASE_COMPLETED" for r in runs),
         "per_switchover": runs,
     }
+
+
+def switch_window(writer: Writer, here: str, there: str, asked: float) -> float:
+    """The writer's last acknowledged insert on ``here`` to its first on ``there``."""
+    first_new = next(a for a in writer.acks if a[2] == there and a[1] > asked)
+    last_old = max(a[1] for a in writer.acks if a[2] == here and a[1] < first_new[1])
+    return round(first_new[1] - last_old, 3)
 
 
 async def streaming_standbys(stack: Stack, primary: str) -> bool:
@@ -538,6 +577,7 @@ def summarise_synchronous(trials: list[dict]) -> dict:
         "write_unavailable_seconds (writer: last ack old -> first ack new)": stats(
             [t["writer"]["write_unavailable_seconds"] for t in trials]
         ),
+        **through_haproxy(trials),
         "acknowledged (writer + pgbench)": acknowledged,
         "lost (writer + pgbench)": lost,
         "old_primary_rejoined_by_pg_rewind": sum(t["old_primary_back"]["rewound"] for t in trials),
@@ -557,11 +597,11 @@ def main() -> None:
     args = parser.parse_args()
     trials = []
     for _ in range(args.trials):
-        with running_stack() as stack:
+        with running_stack(haproxy=True) as stack:
             trials.append(asyncio.run(trial(stack, stack.dir.parent / "pgbench")))
-    with running_stack() as stack:
+    with running_stack(haproxy=True) as stack:
         switching = asyncio.run(switchovers(stack, args.switchovers))
-    with running_stack(synchronous=True) as stack:
+    with running_stack(synchronous=True, haproxy=True) as stack:
         synchronous = asyncio.run(synchronous_trials(stack, args.synchronous_trials))
     print(
         json.dumps(
