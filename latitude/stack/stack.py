@@ -231,6 +231,8 @@ class Stack:
 
     async def up(self) -> tuple[StackState, bool]:
         """Start whatever is not running; (state, whether anything had to be started)."""
+        if self.config.haproxy:  # missing, it is named before anything starts
+            haproxy.binary(self.config.haproxy_bin)
         etcd_path = self.config.etcd_path()
         postgres = Postgres(self.config.pg_programs(), self.config.db_user)
         existed = self.dir.exists()

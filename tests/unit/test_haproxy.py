@@ -156,6 +156,13 @@ def test_a_missing_haproxy_says_how_to_install_it():
         haproxy.binary("no-such-haproxy-here")
 
 
+async def test_up_names_a_missing_haproxy_before_it_starts_anything(tmp_path: Path):
+    stack = Stack(StackConfig(dir=tmp_path / "stack", haproxy=True, haproxy_bin="no-haproxy"))
+    with pytest.raises(MissingBinaryError, match="HAProxy not found"):
+        await stack.up()
+    assert not (tmp_path / "stack").exists()
+
+
 def test_haproxy_is_the_last_process_started_and_its_ports_belong_to_it():
     stack = Stack(StackConfig(haproxy=True))
     assert stack.component_names()[-1] == haproxy.COMPONENT
