@@ -76,7 +76,7 @@ def render(
         parse_lag(read_lag)
     except BadLag as err:
         raise ConfigError(f"haproxy: read lag bound: {err}") from err
-    if read_lag != read_lag.strip() or " " in read_lag:
+    if any(c.isspace() for c in read_lag):
         raise ConfigError(f"haproxy: read lag bound {read_lag!r}: write it without spaces")
     servers = "\n".join(b.server_line() for b in backends)
     try:

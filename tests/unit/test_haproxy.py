@@ -86,7 +86,7 @@ def test_a_bad_lag_bound_is_refused_by_name(lag: str):
         rendered(read_lag=lag)
 
 
-@pytest.mark.parametrize("lag", ["16 MB", " 16MB"])
+@pytest.mark.parametrize("lag", ["16 MB", " 16MB", "16\tMB"])
 def test_a_lag_bound_with_spaces_cannot_go_into_a_url(lag: str):
     with pytest.raises(ConfigError, match="without spaces"):
         rendered(read_lag=lag)
