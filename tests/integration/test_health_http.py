@@ -1,0 +1,224 @@
+"""The agents' HTTP health endpoints on the real stack, asked over HTTP as a load balancer asks.
+
+On the shared stack: each agent answers for its own database, one /primary at a time, with the
+JSON a person debugging a load balancer needs. On a private stack (it moves and fences the
+primary): a switchover turns the old primary's /primary to 503 before its database is fenced,
+and the new one's to 200 only after; a primary cut off from every coordinator and standby
+drains a margin before it fences itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+
+from latitude.admin_client import call_leader, cluster_status
+from latitude.lsn import parse_lsn
+from latitude.stack.harness import running_stack
+from latitude.stack.stack import Stack
+from latitude.v1 import admin_pb2, common_pb2
+from tests.integration.connections import TLS, eventually, query, running
+
+pytestmark = pytest.mark.stack
+
+HEALTHY = common_pb2.REGION_STATE_HEALTHY
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
+
+
+def agents(stack: Stack) -> dict[str, str]:
+    """Each region's agent HTTP address (host:port)."""
+    addresses = stack.http_addresses(stack.state())
+    return {region: addresses[f"agent-{region}"] for region in REGIONS}
+
+
+async def ask(address: str, path: str, method: str = "GET") -> tuple[int, dict]:
+    async with aiohttp.ClientSession(timeout=_TIMEOUT) as client:
+        async with client.request(method, f"http://{address}{path}") as response:
+            body = await response.json() if method != "HEAD" else {}
+            return response.status, body
+
+
+async def settled(stack: Stack) -> admin_pb2.ClusterStatus:
+    """The cluster once every region is HEALTHY and exactly the write region's agent says
+    yes on /primary."""
+    addresses = stack.coordinator_addresses(stack.state())
+
+    async def look():
+        view = await cluster_status(addresses, 2.0, tls=TLS)
+        if not view.write_region or any(r.state != HEALTHY for r in view.regions):
+            return None
+        answers = {r: (await ask(a, "/primary"))[0] for r, a in agents(stack).items()}
+        yes = [r for r, status in answers.items() if status == 200]
+        return view if yes == [view.write_region] else None
+
+    return await eventually(look, 90, "every region HEALTHY and one /primary: the write region's")
+
+
+async def test_each_agent_answers_for_its_own_database(stack: Stack):
+    view = await settled(stack)
+    primary = view.write_region
+    for region, address in agents(stack).items():
+        for path in ("/read-only", "/health", "/liveness", "/readiness"):
+            status, body = await ask(address, path)
+            assert (status, body["region"]) == (200, region), (path, body)
+        status, body = await ask(address, "/primary")
+        if region == primary:
+            assert status == 200, body
+            assert body["role"] == "primary" and not body["fenced"]
+            assert body["write_region"] == primary and body["leader_epoch"] >= 1
+            assert body["lease_remaining_seconds"] > 0 and body["lsn"]["current"]
+            assert body["lag"] is None
+            continue
+        assert (status, body["reason"]) == (503, "the database is a standby"), body
+        assert body["write_region"] == primary
+        for path in ("/replica", "/replica?lag=1GB", "/replica?lag=60s"):
+            status, body = await ask(address, path)
+            assert status == 200, (path, body)
+        assert body["role"] == "standby" and body["streaming"] and body["lsn"]["replayed"]
+        assert set(body["lag"]) == {"bytes", "seconds"}
+    # The LSN an answer gives is the primary's, as PostgreSQL writes it.
+    _, body = await ask(agents(stack)[primary], "/primary")
+    now = await query(stack, primary, "SELECT pg_current_wal_lsn()::text")
+    assert 0 < parse_lsn(body["lsn"]["current"]) <= parse_lsn(now)
+    assert (await ask(agents(stack)[primary], "/replica"))[0] == 503
+
+
+async def test_the_listener_speaks_http_as_load_balancers_expect(stack: Stack):
+    view = await settled(stack)
+    address = agents(stack)[view.write_region]
+    assert (await ask(address, "/primary", "HEAD")) == (200, {})
+    status, body = await ask(address, "/primary", "OPTIONS")
+    assert status == 200 and body["region"] == view.write_region
+    status, body = await ask(address, "/primary", "POST")
+    assert (status, body["error"]) == (405, "POST is not allowed here")
+    status, body = await ask(address, "/master")
+    assert status == 404 and body["error"].startswith("no such path '/master'")
+    status, body = await ask(address, "/replica?lag=lots")
+    assert (status, body["error"]) == (
+        400,
+        "lag='lots': expected a size such as 16MB, 1GB or 1048576 (bytes), or a duration such "
+        "as 10s or 500ms",
+    )
+
+
+@dataclass
+class Sample:
+    sent: float  # monotonic, when the request left
+    received: float
+    status: int
+    body: dict
+
+
+@dataclass
+class Watch:
+    """Every agent's /primary, asked over and over, as a load balancer's checks do (only
+    more often): each region's samples, in order."""
+
+    addresses: dict[str, str]
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as client:
+            while True:
+                await asyncio.gather(*(self._ask(client, r) for r in self.addresses))
+                await asyncio.sleep(0.02)
+
+    async def _ask(self, client: aiohttp.ClientSession, region: str) -> None:
+        sent = time.monotonic()
+        try:
+            async with client.get(f"http://{self.addresses[region]}/primary") as response:
+                status, body = response.status, await response.json()
+        except (aiohttp.ClientError, TimeoutError) as err:
+            status, body = 0, {"error": repr(err)}
+        self.samples.setdefault(region, []).append(Sample(sent, time.monotonic(), status, body))
+
+    def yes(self, region: str) -> list[Sample]:
+        return [s for s in self.samples.get(region, []) if s.status == 200]
+
+    def first(self, region: str, matching) -> Sample | None:
+        return next((s for s in self.samples.get(region, []) if matching(s)), None)
+
+
+@pytest.fixture(scope="module")
+def private_stack():
+    with running_stack() as stack:
+        yield stack
+
+
+@pytest.mark.timeout(300)
+async def test_a_switchover_drains_the_old_primary_before_fencing_it(private_stack: Stack):
+    stack = private_stack
+    view = await settled(stack)
+    old, new = view.write_region, next(r for r in REGIONS if r != view.write_region)
+    watch = Watch(agents(stack))
+    async with running(watch.run()):
+        await eventually(lambda: watch.yes(old), 10, f"{old} to answer 200 on /primary")
+        request = admin_pb2.SwitchoverRequest(target_region=new, wait=True)
+        addresses = stack.coordinator_addresses(stack.state())
+        reply = await call_leader(addresses, "Switchover", request, 60, tls=TLS)
+        assert reply.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, reply.failover.error
+        await eventually(lambda: watch.yes(new), 30, f"{new} to answer 200 on /primary")
+    fenced = watch.first(old, lambda s: s.body.get("fenced"))
+    assert fenced is not None, "the old primary was never seen fenced"
+    # Before its database was fenced, the old primary already said no, and why: the FENCE
+    # it received (marked before it is carried out), or the leader's word that a switchover
+    # is under way, whichever reached it first.
+    drained = watch.first(old, lambda s: s.status == 503)
+    assert drained is not None and drained.sent < fenced.sent
+    assert not drained.body["fenced"] and drained.body["role"] == "primary", drained.body
+    assert drained.body["reason"].startswith(
+        ("draining: FENCE ", f"the leader (epoch {view.leader.epoch}) says a failover")
+    ), drained.body
+    marked = watch.first(old, lambda s: (s.body.get("draining") or "").startswith("FENCE "))
+    assert marked is not None, "the FENCE never marked the drain"
+    # No moment when both said yes: the old one's last 200 came before the new one's first
+    # was asked for; and the third region never said yes.
+    assert watch.yes(old)[-1].received < watch.yes(new)[0].sent
+    assert not any(watch.yes(r) for r in REGIONS if r not in (old, new))
+    assert not any(s.status == 200 for s in watch.samples[old] if s.sent > drained.sent)
+
+
+@pytest.mark.timeout(300)
+async def test_a_primary_cut_off_drains_before_it_fences_itself(private_stack: Stack):
+    """Every coordinator and every standby's agent frozen: no acknowledgement, no failsafe
+    confirmation. /primary turns 503 a margin before the fence lease runs out, while the
+    database still takes writes; then the agent (or its keeper) fences it."""
+    stack = private_stack
+    view = await settled(stack)
+    primary = view.write_region
+    state = stack.state()
+    frozen = [*stack.topology.coordinators, *(f"agent-{r}" for r in REGIONS if r != primary)]
+    watch = Watch({primary: agents(stack)[primary]})
+    async with running(watch.run()):
+        await eventually(lambda: watch.yes(primary), 10, f"{primary} to answer 200")
+        stopped = []
+        try:
+            for name in frozen:
+                os.kill(state.processes[name].pid, signal.SIGSTOP)
+                stopped.append(name)
+            await eventually(
+                lambda: watch.first(primary, lambda s: s.body.get("fenced")),
+                30,
+                f"{primary} to fence itself",
+            )
+        finally:
+            for name in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(state.processes[name].pid, signal.SIGCONT)
+    fenced = watch.first(primary, lambda s: s.body.get("fenced"))
+    drained = watch.first(primary, lambda s: s.status == 503)
+    assert drained is not None and drained.sent < fenced.sent
+    assert drained.body["reason"].startswith("the fence lease runs out in "), drained.body
+    assert not drained.body["fenced"] and drained.body["role"] == "primary"
+    assert drained.body["lease_remaining_seconds"] > 0
+    assert not any(s.status == 200 for s in watch.samples[primary] if s.sent > drained.sent)
+    # The control plane back, the cluster settles with one primary saying yes again.
+    await settled(stack)
