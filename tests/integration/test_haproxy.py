@@ -327,6 +327,7 @@ async def test_writes_through_haproxy_follow_a_switchover_and_a_kill_9_losing_no
             acked = len(writer.acked)
             await eventually(lambda: len(writer.acked) >= acked + 20, 15, "writes to land")
             killed_at = await kill_region(stack, "eu-west-1")
+            dead_at = time.time()  # its server took writes until its kill, after killed_at
             record = await failover_from(stack, "eu-west-1", timeout=60, since=killed_at)
             assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
             new = record.to_region
@@ -335,8 +336,11 @@ async def test_writes_through_haproxy_follow_a_switchover_and_a_kill_9_losing_no
             missing = await missing_on(stack, new, "haproxy_writes", writer)
             assert missing == [], f"{len(missing)} acknowledged rows lost: {missing[:5]}"
             assert await runs[1].missing_on(stack, new) == 0, output
-            late = written_after(writer, "eu-west-1", killed_at)
+            late = written_after(writer, "eu-west-1", dead_at)
             assert late == [], f"rows written by the killed region after its death: {late[:5]}"
+            first_new = min(a.at for a in writer.acked if a.region == new and a.at > killed_at)
+            late = [a for a in writer.acked if a.region == "eu-west-1" and a.at > first_new]
+            assert late == [], f"the old primary acknowledged rows after the new one: {late[:5]}"
             assert await query(stack, new, "SELECT NOT pg_is_in_recovery()")
     finally:
         for run in runs:
