@@ -86,6 +86,17 @@ class Marks:
             self.promoted = False
 
 
+def drain_margin(*, fence_after: float, ack_period: float, interval: float) -> float:
+    """How long before the fence lease runs out /primary turns 503.
+
+    Long enough for a load balancer to notice (half the lease: 2 s of the default 4 s, two
+    checks at HAProxy's default interval), but never so long that a healthy primary whose
+    acknowledgements come every ``ack_period`` (the leader acknowledges every ack_every-th
+    report) dips under it: two periods must pass without one before it drains. At least one
+    report interval all the same, so that the drain still comes before the fence."""
+    return max(interval, min(fence_after / 2, fence_after - 2 * ack_period))
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything an answer rests on, read at one moment (``now``, monotonic)."""

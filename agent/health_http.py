@@ -33,9 +33,6 @@ _PLAIN = {
     "/readiness": health.readiness,
 }
 PATHS = ("/primary", "/replica", "/read-only", "/health", "/liveness", "/readiness")
-# /primary drains this share of the fence lease before its deadline: with the default
-# fence_after of 4 s, 2 s, which a load balancer checking every second notices in time.
-LEASE_MARGIN_SHARE = 0.5
 # A loop is stuck when it has not gone round for this many of its longest iterations (an
 # interval plus a probe's two timeouts), and never sooner than this many seconds.
 STALL_ITERATIONS = 4
@@ -48,6 +45,8 @@ def snapshot_of(agent: Agent, now: float | None = None) -> health.Snapshot:
     database, observed_at = agent.observation()
     interval = agent.interval
     longest = interval + 2 * agent.config.probe_timeout
+    welcome = agent.link.welcome
+    ack_period = max(1, welcome.ack_every if welcome is not None else 1) * interval
     return health.Snapshot(
         region=agent.config.region,
         database=database,
@@ -55,7 +54,9 @@ def snapshot_of(agent: Agent, now: float | None = None) -> health.Snapshot:
         fresh_for=FRESH_INTERVALS * interval,
         word=agent.failsafe.word,
         lease_remaining=agent.lease.deadline - now,
-        lease_margin=LEASE_MARGIN_SHARE * agent.fence_after,
+        lease_margin=health.drain_margin(
+            fence_after=agent.fence_after, ack_period=ack_period, interval=interval
+        ),
         draining=agent.marks.draining,
         promoted=agent.marks.promoted,
         loop_ages={loop: now - at for loop, at in agent.marks.ticks.items()},

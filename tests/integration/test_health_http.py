@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
+from agent.demotion import postmaster_pid
 from latitude.admin_client import call_leader, cluster_status
 from latitude.lsn import parse_lsn
 from latitude.stack.harness import running_stack
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2
 from tests.integration.connections import TLS, eventually, query, running
+from tests.integration.test_failsafe import FENCE_AFTER, failsafe_in_place
 
 pytestmark = pytest.mark.stack
 
@@ -62,27 +64,46 @@ async def settled(stack: Stack) -> admin_pb2.ClusterStatus:
     return await eventually(look, 90, "every region HEALTHY and one /primary: the write region's")
 
 
+async def statuses(stack: Stack, paths: dict[str, tuple[str, ...]]) -> dict[tuple, int]:
+    """(region, path) -> status, for each region's ``paths``."""
+    seen = {}
+    for region, address in agents(stack).items():
+        for path in paths[region]:
+            seen[region, path] = (await ask(address, path))[0]
+    return seen
+
+
 async def test_each_agent_answers_for_its_own_database(stack: Stack):
     view = await settled(stack)
     primary = view.write_region
+    everyone = ("/read-only", "/health", "/liveness", "/readiness")
+    replica = ("/replica", "/replica?lag=1GB", "/replica?lag=60s")
+    paths = {r: (*everyone, "/primary", *(() if r == primary else replica)) for r in REGIONS}
+    expected = {(r, p): 200 for r in REGIONS for p in paths[r]}
+    expected.update({(r, "/primary"): 503 for r in REGIONS if r != primary})
+    seen: dict[tuple, int] = {}
+
+    async def as_expected() -> bool:
+        seen.update(await statuses(stack, paths))
+        return seen == expected
+
+    try:
+        # A standby's stream may blink under load (streaming is judged on a few intervals).
+        await eventually(as_expected, 30, "every agent to answer as its database's role says")
+    except AssertionError as err:
+        wrong = {k: v for k, v in seen.items() if expected[k] != v}
+        raise AssertionError(f"{err}: answered otherwise: {wrong}") from None
     for region, address in agents(stack).items():
-        for path in ("/read-only", "/health", "/liveness", "/readiness"):
-            status, body = await ask(address, path)
-            assert (status, body["region"]) == (200, region), (path, body)
-        status, body = await ask(address, "/primary")
+        _, body = await ask(address, "/primary")
+        assert body["region"] == region and body["write_region"] == primary, body
         if region == primary:
-            assert status == 200, body
-            assert body["role"] == "primary" and not body["fenced"]
-            assert body["write_region"] == primary and body["leader_epoch"] >= 1
+            assert body["role"] == "primary" and not body["fenced"] and body["lag"] is None
+            assert body["leader_epoch"] >= view.leader.epoch, (body, view.leader)
             assert body["lease_remaining_seconds"] > 0 and body["lsn"]["current"]
-            assert body["lag"] is None
             continue
-        assert (status, body["reason"]) == (503, "the database is a standby"), body
-        assert body["write_region"] == primary
-        for path in ("/replica", "/replica?lag=1GB", "/replica?lag=60s"):
-            status, body = await ask(address, path)
-            assert status == 200, (path, body)
-        assert body["role"] == "standby" and body["streaming"] and body["lsn"]["replayed"]
+        assert body["reason"] == "the database is a standby", body
+        _, body = await ask(address, "/replica")
+        assert body["role"] == "standby" and body["lsn"]["replayed"]
         assert set(body["lag"]) == {"bytes", "seconds"}
     # The LSN an answer gives is the primary's, as PostgreSQL writes it.
     _, body = await ask(agents(stack)[primary], "/primary")
@@ -154,6 +175,44 @@ def private_stack():
 
 
 @pytest.mark.timeout(300)
+async def test_a_leader_change_or_an_etcd_outage_leaves_the_primary_saying_yes(
+    private_stack: Stack,
+):
+    """No promotion can happen without a leader, so neither takes writes down (the failsafe
+    keeps the fence lease moving): a load balancer must not be told otherwise either."""
+    stack = private_stack
+    view = await settled(stack)
+    primary = view.write_region
+    addresses = stack.coordinator_addresses(stack.state())
+    watch = Watch({primary: agents(stack)[primary]})
+    async with running(watch.run()):
+        await eventually(lambda: watch.yes(primary), 10, f"{primary} to answer 200")
+        await failsafe_in_place(stack)
+        await stack.kill(view.leader.leader_id)
+
+        async def new_leader():
+            status = await cluster_status(addresses, 1.0, tls=TLS)
+            return status.leader.epoch > view.leader.epoch and status.write_region == primary
+
+        await eventually(new_leader, 30, "a new leader")
+        await failsafe_in_place(stack)
+        try:
+            await stack.kill("etcd-2")
+            await stack.kill("etcd-3")
+            outage = time.monotonic()
+            await eventually(
+                lambda: watch.samples[primary][-1].sent > outage + 3 * FENCE_AFTER,
+                60,
+                "three fence leases' time without etcd",
+            )
+        finally:
+            await stack.up()  # etcd and the coordinator back; waits for every region HEALTHY
+    said = watch.samples[primary]
+    no = [s for s in said if s.status != 200]
+    assert not no, f"{len(no)} of {len(said)} answers said no, the first: {no[0].body}"
+
+
+@pytest.mark.timeout(300)
 async def test_a_switchover_drains_the_old_primary_before_fencing_it(private_stack: Stack):
     stack = private_stack
     view = await settled(stack)
@@ -222,3 +281,40 @@ async def test_a_primary_cut_off_drains_before_it_fences_itself(private_stack: S
     assert not any(s.status == 200 for s in watch.samples[primary] if s.sent > drained.sent)
     # The control plane back, the cluster settles with one primary saying yes again.
     await settled(stack)
+
+
+@pytest.mark.timeout(300)
+async def test_a_failover_moves_the_yes_to_the_new_primary(private_stack: Stack):
+    """kill -9 of the primary's agent and database (the module's last test: the region stays
+    dead): its listener goes with it, and a standby's agent says yes once it is promoted and
+    named the write region, never beside another."""
+    stack = private_stack
+    view = await settled(stack)
+    old = view.write_region
+    addresses = stack.coordinator_addresses(stack.state())
+    watch = Watch(agents(stack))
+    async with running(watch.run()):
+        await eventually(lambda: watch.yes(old), 10, f"{old} to answer 200")
+        # The postmaster the agents run now: a switchover restarted it since the stack did.
+        data = stack.postgres_node(stack.state(), old).data_dir
+        await stack.kill(f"agent-{old}")
+        os.kill(postmaster_pid(data), signal.SIGKILL)
+        killed = time.monotonic()
+
+        async def promoted():
+            status = await cluster_status(addresses, 2.0, tls=TLS)
+            new = status.write_region
+            return new if new not in ("", old) and watch.yes(new) else None
+
+        new = await eventually(promoted, 60, "a standby promoted and saying yes on /primary")
+    assert watch.yes(old)[-1].received <= killed
+    yes = [r for r in REGIONS if watch.yes(r)]
+    assert sorted(yes) == sorted([old, new]), yes
+    body = watch.yes(new)[0].body
+    assert body["write_region"] == new and body["role"] == "primary" and not body["fenced"]
+    assert body["timeline"] > view_timeline(watch, old)
+
+
+def view_timeline(watch: Watch, region: str) -> int:
+    """The timeline the region's last yes named."""
+    return watch.yes(region)[-1].body["timeline"]

@@ -111,6 +111,23 @@ def test_the_primary_drains_a_margin_before_its_lease_runs_out():
     assert answers == {0.0: 200, 1.0: 200, 1.99: 200, 2.0: 200, 2.01: 503, 3.9: 503, 4.0: 503}
 
 
+@pytest.mark.parametrize(
+    ("fence_after", "ack_period", "interval", "margin"),
+    [
+        (4.0, 1.0, 0.5, 2.0),  # the defaults: half the lease
+        (4.0, 1.5, 0.5, 1.0),  # ack_every 3: two missed acknowledgements before it drains
+        (4.0, 2.0, 0.5, 0.5),  # ack_every 4: a report interval, still before the fence
+        (10.0, 1.0, 0.5, 5.0),
+    ],
+)
+def test_the_drain_margin_leaves_room_for_the_acknowledgements(
+    fence_after, ack_period, interval, margin
+):
+    assert health.drain_margin(
+        fence_after=fence_after, ack_period=ack_period, interval=interval
+    ) == pytest.approx(margin)
+
+
 def test_a_region_promoted_in_the_failover_under_way_is_the_primary_already():
     """The word says "failover in progress" while the leader repoints the others: that is no
     failover away from the region it just promoted."""

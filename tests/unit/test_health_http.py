@@ -4,12 +4,15 @@ what it means is agent.health's, tested in test_health."""
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent import health_http
 from agent.failsafe import Word
-from agent.health import Snapshot
+from agent.health import Marks, Snapshot
 from latitude.v1 import common_pb2
 from latitude.web import WebServer
 
@@ -130,3 +133,32 @@ async def test_metrics_are_still_served_beside_them(client):
     assert response.headers["Content-Type"].startswith("text/plain")
     response = await client.post("/metrics")
     assert response.status == 405 and "error" in await response.json()
+
+
+def test_a_snapshot_reads_the_agent_as_it_is_now():
+    """The margin and the stall limit come from the agent's own timing (and the leader's
+    ack_every); an agent that has not probed yet has no observation age."""
+    marks = Marks(clock=lambda: 99.0)
+    marks.tick("probe")
+    marks.fence_coming("FENCE f1")
+    agent = SimpleNamespace(
+        config=SimpleNamespace(region="us-east-1", probe_timeout=3.0),
+        interval=0.5,
+        fence_after=6.0,
+        link=SimpleNamespace(welcome=SimpleNamespace(ack_every=2)),
+        failsafe=SimpleNamespace(word=Word("us-east-1", False, 2)),
+        lease=SimpleNamespace(deadline=104.0),
+        marks=marks,
+        observation=lambda: (STANDBY, -math.inf),
+    )
+    s = health_http.snapshot_of(agent, now=100.0)
+    assert (s.region, s.lease_remaining, s.lease_margin) == ("us-east-1", 4.0, 3.0)
+    assert (s.observed_age, s.fresh_for, s.stall_after) == (math.inf, 1.5, 26.0)
+    assert (s.loop_ages, s.draining, s.promoted) == ({"probe": 1.0}, "FENCE f1", False)
+    agent.observation = lambda: (STANDBY, 99.75)
+    agent.config.probe_timeout = 0.1
+    agent.link.welcome = None  # none yet: every report counts as acknowledged
+    s = health_http.snapshot_of(agent, now=100.0)
+    assert (s.observed_age, s.stall_after, s.lease_margin) == (0.25, health_http.MIN_STALL, 3.0)
+    agent.link.welcome = SimpleNamespace(ack_every=4)
+    assert health_http.snapshot_of(agent, now=100.0).lease_margin == 2.0
