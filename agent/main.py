@@ -15,13 +15,14 @@ from pathlib import Path
 
 import latitude
 from agent import config as agent_config
-from agent import metrics
+from agent import health_http, metrics
 from agent.actuator import Actuator
 from agent.checks import CheckRunner, CheckSpec
 from agent.command_session import ActuatorError
 from agent.config import AgentConfig
 from agent.demotion import could_be_writable
 from agent.failsafe import FRESH_INTERVALS, Failsafe, FailsafeServicer, Rounds
+from agent.health import Marks
 from agent.keeper import LeaseFile, keeper_problem, write_lease
 from agent.lease import FenceLease
 from agent.link import CoordinatorLink
@@ -74,8 +75,10 @@ class Agent:
         )  # fmt: skip
         self._commands: asyncio.Queue[agent_pb2.Command] = asyncio.Queue()
         self.failsafe = Failsafe(config.region)
+        # What the health endpoints must know before the probe can show it (agent.health).
+        self.marks = Marks()
         self.link = CoordinatorLink(
-            config.coordinators, self._hello, on_command=self._commands.put_nowait,
+            config.coordinators, self._hello, on_command=self._received,
             on_word=self._word, tls=config.tls,
         )  # fmt: skip
         self._started = time.monotonic()
@@ -159,7 +162,18 @@ class Agent:
     def _word(self, word: agent_pb2.ClusterWord, epoch: int) -> None:
         """Every Welcome and ReportAck of the newest leader: its word, and maybe an ack."""
         self.failsafe.word_seen(word, epoch)
+        if self.failsafe.word is not None:
+            self.marks.word_seen(self.failsafe.word)
         self._lease_moved()
+
+    def _received(self, command: agent_pb2.Command) -> None:
+        """A FENCE drains /primary the moment it arrives, before it waits its turn."""
+        if command.kind == agent_pb2.COMMAND_KIND_FENCE:
+            self.marks.fence_coming(
+                f"FENCE {command.command_id} from the leader (epoch "
+                f"{command.epoch}): {command.reason or 'no reason given'}"
+            )
+        self._commands.put_nowait(command)
 
     def _lease_moved(self) -> None:
         """Bring the lease up to date; rewrite the keeper's file when it changed."""
@@ -234,6 +248,7 @@ class Agent:
         """Observe the database every interval, in its own loop: a slow database delays the
         next observation, never the reports."""
         while True:
+            self.marks.tick("probe")
             started = time.monotonic()
             # Beat first, so the primary's report carries the heartbeat it just wrote.
             async with self._probe_lock:
@@ -255,16 +270,19 @@ class Agent:
         started again in recovery, where it takes no writes but can be seen and unfenced."""
         revived_at = -math.inf
         while True:
+            self.marks.tick("fence timer")
             self._lease_moved()
             now = time.monotonic()
             if now >= self.lease.deadline and self._fence_due(self.database):
                 log.warning("no report acknowledged and no failsafe round confirmed for %.1f s "
                             "(%s): fencing the database", self.fence_after,
                             self.lease.failsafe_problem or "no peer agents")  # fmt: skip
+                self.marks.fence_coming("the fence lease ran out: fencing itself")
                 try:
                     await self.actuator.fence(common_pb2.FENCE_CAUSE_SELF)
                 except ActuatorError as err:
                     log.error("self-fencing failed: %s", err)
+                    self.marks.command_done(agent_pb2.COMMAND_KIND_FENCE, ok=False)
                 async with self._probe_lock:
                     database = await self.probe.observe()
                 if database.fenced:
@@ -315,6 +333,7 @@ class Agent:
                          "ok" if result.ok else result.error)  # fmt: skip
                 continue
             result = await self.actuator.execute(command)
+            self.marks.command_done(command.kind, result.ok)
             log.info("%s %s: %s", agent_pb2.CommandKind.Name(command.kind), command.command_id,
                      "ok" if result.ok else result.error)  # fmt: skip
             # Reports carry the newest observation: not one the command made stale (a server
@@ -327,6 +346,7 @@ class Agent:
     async def _report_loop(self) -> None:
         next_at = time.monotonic()
         while True:
+            self.marks.tick("report")
             self.link.offer(self.report())
             next_at += self.interval
             now = time.monotonic()
@@ -359,6 +379,7 @@ async def serve(config: AgentConfig, checks: list[CheckSpec]) -> None:
     metrics.install(agent)
     web = WebServer(config.http_address) if config.http_address else None
     if web is not None:
+        health_http.install(web.app, lambda: health_http.snapshot_of(agent))
         await web.start()
     verify = VerifyServicer(agent.probe.target, config.region, renice=config.pg_data is not None)
     server.add(

@@ -17,6 +17,13 @@ Python client's: its last acknowledged insert on the old primary to its first on
 Loss: acknowledged rows missing on the new primary (replication is asynchronous), set beside
 the record's data-loss bound.
 
+Through HAProxy: every stack runs with the stack's HAProxy (`latitude up --haproxy`,
+deploy/haproxy/haproxy.cfg) and a second Python client like the first writes through HAProxy's
+write port instead: it is never told where the primary is, reconnects to the same address, and
+learns which region took each row from the server's port. Its window (last acknowledged insert on
+the old primary to the first on the new one) is reported beside the direct client's, with its
+loss, in every part below.
+
 Planned switchover: on one stack, switchovers us-east-1 -> eu-west-1 and back, one after the
 other, under the Python client's load; the window is its last acknowledged insert on the old
 primary to its first on the new one. Loss: acknowledged rows missing at the end.
@@ -43,7 +50,7 @@ import asyncpg
 
 from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, call_leader, cluster_status
-from latitude.stack import processes
+from latitude.stack import haproxy, processes
 from latitude.stack.harness import running_stack
 from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
@@ -59,17 +66,39 @@ STEPS = ("detected", "fenced", "selected", "promoted", "redirected", "repointed"
 
 
 class Writer:
-    """One row at a time into the current write region; remembers every acknowledged id."""
+    """One row at a time into the current write region; remembers every acknowledged id.
+    ``through_haproxy``: into HAProxy's write port, whatever the write region; each row's
+    region is the port of the server that took it."""
 
-    def __init__(self, stack: Stack, old: str = OLD, table: str = "bench_writes") -> None:
+    def __init__(
+        self, stack: Stack, old: str = OLD, table: str = "bench_writes", through_haproxy=False
+    ) -> None:
         self._stack = stack
         self._state = stack.state()
         self._old = old
-        self._insert = f"INSERT INTO {table} VALUES ($1)"
+        self.table = table
+        self._insert = f"INSERT INTO {table} VALUES ($1) RETURNING inet_server_port()"
+        self._through_haproxy = through_haproxy
+        self._regions = {
+            self._state.ports[f"postgres-{r.name}"]: r.name for r in stack.topology.regions
+        }
         self.acks: list[tuple[int, float, str]] = []  # (id, wall time, region)
         self.failed_attempts: dict[str, int] = {}  # by exception class
         self.moved = 0  # rows acknowledged outside the old primary
         self.landed = asyncio.Event()  # set at 20 of them
+
+    async def _connect(self, region: str) -> asyncpg.Connection:
+        if not self._through_haproxy:
+            node = self._stack.postgres_node(self._state, region)
+            return await connect(node, self._state.superuser_password, timeout=0.5)
+        return await asyncpg.connect(
+            host=self._state.host,
+            port=self._state.ports[haproxy.WRITE_PORT],
+            user=SUPERUSER,
+            password=self._state.superuser_password,
+            database="postgres",
+            timeout=0.5,
+        )
 
     async def _write_region(self, current: str) -> str:
         try:
@@ -84,10 +113,10 @@ class Writer:
             while True:
                 try:
                     if conn is None:
-                        node = self._stack.postgres_node(self._state, region)
-                        conn = await connect(node, self._state.superuser_password, timeout=0.5)
+                        conn = await self._connect(region)
                     row_id, next_id = next_id, next_id + 1
-                    await conn.execute(self._insert, row_id, timeout=0.5)
+                    port = await conn.fetchval(self._insert, row_id, timeout=0.5)
+                    region = self._regions[port]
                     self.acks.append((row_id, time.time(), region))
                     self.moved += region != self._old
                     if self.moved >= 20:
@@ -99,7 +128,8 @@ class Writer:
                     if conn is not None:
                         conn.terminate()
                     conn = None
-                    region = await self._write_region(region)
+                    if not self._through_haproxy:
+                        region = await self._write_region(region)
                     await asyncio.sleep(0.01)
         finally:
             if conn is not None:
@@ -175,8 +205,9 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
     password = state.superuser_password
     conn = await connect(stack.postgres_node(state, old), password)
     await conn.execute(
-        "DROP TABLE IF EXISTS bench_writes, bench_pgbench;"
+        "DROP TABLE IF EXISTS bench_writes, bench_haproxy, bench_pgbench;"
         "CREATE TABLE bench_writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now());"
+        "CREATE TABLE bench_haproxy (id bigint PRIMARY KEY, at timestamptz DEFAULT now());"
         "CREATE TABLE bench_pgbench (client int, n int, PRIMARY KEY (client, n))"
     )
     await conn.close()
@@ -186,7 +217,10 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
     )
     await etcd.connect()
     writer = Writer(stack, old)
-    writing = asyncio.create_task(writer.run())
+    writers = [writer]
+    if stack.has_haproxy(state):
+        writers.append(Writer(stack, old, "bench_haproxy", through_haproxy=True))
+    writing = [asyncio.create_task(w.run()) for w in writers]
     pgbench = await start_pgbench(stack, workdir, old)
     try:
         await asyncio.sleep(random.uniform(1.0, 2.0))
@@ -196,9 +230,9 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
         os.kill(postgres.pid, signal.SIGKILL)
         await asyncio.gather(processes.wait_gone(agent, 5), processes.wait_gone(postgres, 5))
         record = await wait_finished(etcd, since=killed_at)
-        # Let the writer land a few rows on the new primary (or give up after 10 s).
+        # Let the writers land a few rows on the new primary (or give up after 10 s).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(writer.landed.wait(), 10)
+            await asyncio.wait_for(asyncio.gather(*(w.landed.wait() for w in writers)), 10)
         try:
             output, _ = await asyncio.wait_for(pgbench.communicate(), 10)
             pgbench_exit = f"exited {pgbench.returncode}"
@@ -207,9 +241,10 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
             output, _ = await pgbench.communicate()
             pgbench_exit = "still running after the failover; killed (its log may be cut)"
     finally:
-        writing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writing
+        for task in writing:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if pgbench.returncode is None:
             pgbench.kill()
             await pgbench.wait()
@@ -236,8 +271,6 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
         "promoted_lsn": record.promoted_lsn,
         "coordinator_log_problems": await asyncio.to_thread(coordinator_problems, stack),
     }
-    old_acks = [a for a in writer.acks if a[2] == old]
-    new_acks = [a for a in writer.acks if a[2] != old]
     acked_pgbench = await asyncio.to_thread(pgbench_acked, workdir)
     text = output.decode(errors="replace")
     processed = next(
@@ -246,11 +279,7 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
     )  # fmt: skip
     conn = await connect(stack.postgres_node(state, new), password)
     try:
-        missing = set(await conn.fetchval(
-            "SELECT coalesce(array_agg(a.id), '{}') FROM unnest($1::bigint[]) a(id) "
-            "WHERE NOT EXISTS (SELECT 1 FROM bench_writes w WHERE w.id = a.id)",
-            [a[0] for a in writer.acks],
-        ))  # fmt: skip
+        missing = [await missing_rows(conn, w) for w in writers]
         kept, rows = await conn.fetchrow(
             "SELECT count(*) FILTER (WHERE p.n <= a.acked), count(*) FROM bench_pgbench p "
             "LEFT JOIN unnest($1::int[], $2::int[]) a(client, acked) USING (client)",
@@ -261,9 +290,48 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
     # The bound counts back from when the old primary's writes certainly ended.
     ended = (record.fence_deadline if record.HasField("fence_deadline")
              else record.steps["fenced"]).ToNanoseconds() / 1e9  # fmt: skip
+    result["writer"] = writer_figures(writer, missing[0], record, ended, killed_at, old)
+    if len(writers) > 1:
+        result["haproxy_writer"] = writer_figures(
+            writers[1], missing[1], record, ended, killed_at, old
+        )
+    result["pgbench"] = {
+        "exit": pgbench_exit,
+        "transactions_processed_summary": processed,
+        "acknowledged_by_log": sum(acked_pgbench.values()),
+        "acknowledged_kept_on_new_primary": kept,
+        "lost": sum(acked_pgbench.values()) - kept,
+        "rows_on_new_primary": rows,
+        "last_lines": text.strip().splitlines()[-3:],
+    }
+    return result
+
+
+async def missing_rows(conn: asyncpg.Connection, writer: Writer) -> set[int]:
+    """The writer's acknowledged ids that the database of ``conn`` does not have."""
+    return set(
+        await conn.fetchval(
+            "SELECT coalesce(array_agg(a.id), '{}') FROM unnest($1::bigint[]) a(id) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {writer.table} w WHERE w.id = a.id)",
+            [a[0] for a in writer.acks],
+        )
+    )
+
+
+def writer_figures(
+    writer: Writer,
+    missing: set[int],
+    record: admin_pb2.FailoverStatus,
+    ended: float,
+    killed_at: float,
+    old: str,
+) -> dict:
+    """What one writer saw of a failover: its window without writes, and its loss."""
+    old_acks = [a for a in writer.acks if a[2] == old]
+    new_acks = [a for a in writer.acks if a[2] != old]
     lost_acks = [a for a in writer.acks if a[0] in missing]
     lost_span = [round(ended - a[1], 3) for a in (lost_acks[:1] + lost_acks[-1:])]
-    result["writer"] = {
+    return {
         "acknowledged": len(writer.acks),
         "acknowledged_on_old_primary": len(old_acks),
         "acknowledged_on_old_primary_after_kill": sum(a[1] > killed_at for a in old_acks),
@@ -280,16 +348,6 @@ async def trial(stack: Stack, workdir: Path, old: str = OLD) -> dict:
         "last_ack_before_kill_seconds": round(killed_at - old_acks[-1][1], 3) if old_acks else None,
         "first_ack_after_kill_seconds": round(new_acks[0][1] - killed_at, 3) if new_acks else None,
     }
-    result["pgbench"] = {
-        "exit": pgbench_exit,
-        "transactions_processed_summary": processed,
-        "acknowledged_by_log": sum(acked_pgbench.values()),
-        "acknowledged_kept_on_new_primary": kept,
-        "lost": sum(acked_pgbench.values()) - kept,
-        "rows_on_new_primary": rows,
-        "last_lines": text.strip().splitlines()[-3:],
-    }
-    return result
 
 
 def stats(values: list[float | None]) -> dict:
@@ -298,6 +356,23 @@ def stats(values: list[float | None]) -> dict:
         return {"values": values}
     return {"p50": round(statistics.median(present), 3), "max": round(max(present), 3),
             "values": values}  # fmt: skip
+
+
+def through_haproxy(trials: list[dict]) -> dict:
+    """The HAProxy writer's figures over ``trials``: its window and its loss."""
+    seen = [t["haproxy_writer"] for t in trials if "haproxy_writer" in t]
+    if not seen:
+        return {}
+    return {
+        "write_unavailable_seconds through HAProxy (its writer: last ack old -> first ack new)": (
+            stats([w["write_unavailable_seconds"] for w in seen])
+        ),
+        "haproxy_writer_acknowledged_total": sum(w["acknowledged"] for w in seen),
+        "haproxy_writer_lost_total": sum(w["lost"] for w in seen),
+        "haproxy_writer_lost_outside_the_recorded_bound": sum(
+            w["lost_outside_the_bound"] for w in seen
+        ),
+    }
 
 
 def summarise(trials: list[dict]) -> dict:
@@ -314,6 +389,7 @@ def summarise(trials: list[dict]) -> dict:
         "write_unavailable_seconds (writer: last ack old -> first ack new)": stats(
             [t["writer"]["write_unavailable_seconds"] for t in trials]
         ),
+        **through_haproxy(trials),
         "writer_acknowledged_total": sum(t["writer"]["acknowledged"] for t in trials),
         "writer_lost_total": sum(t["writer"]["lost"] for t in trials),
         "writer_lost_outside_the_recorded_bound": sum(
@@ -341,9 +417,13 @@ async def switchovers(stack: Stack, count: int) -> dict:
     addresses = stack.coordinator_addresses(state)
     conn = await connect(stack.postgres_node(state, OLD), state.superuser_password)
     await conn.execute("CREATE TABLE bench_switchover (id bigint PRIMARY KEY)")
+    await conn.execute("CREATE TABLE bench_switchover_haproxy (id bigint PRIMARY KEY)")
     await conn.close()
     writer = Writer(stack, OLD, "bench_switchover")
-    writing = asyncio.create_task(writer.run())
+    writers = [writer]
+    if stack.has_haproxy(state):
+        writers.append(Writer(stack, OLD, "bench_switchover_haproxy", through_haproxy=True))
+    writing = [asyncio.create_task(w.run()) for w in writers]
     runs, here = [], OLD
     try:
         for n in range(count):
@@ -352,17 +432,17 @@ async def switchovers(stack: Stack, count: int) -> dict:
             asked = time.time()
             request = admin_pb2.SwitchoverRequest(target_region=there, wait=True)
             record = (await call_leader(addresses, "Switchover", request, 60)).failover
-            await until(
-                lambda a=asked, t=there: any(x[2] == t and x[1] > a for x in writer.acks),
-                f"writes to land on {there}",
-            )
-            first_new = next(a for a in writer.acks if a[2] == there and a[1] > asked)
-            last_old = max((a for a in writer.acks if a[2] == here and a[1] < first_new[1]),
-                           key=lambda a: a[1])  # fmt: skip
+            for w in writers:
+                await until(
+                    lambda a=asked, t=there, w=w: any(x[2] == t and x[1] > a for x in w.acks),
+                    f"writes to land on {there}",
+                )
+            windows = [switch_window(w, here, there, asked) for w in writers]
             runs.append({
                 "from": here, "to": there, "phase": admin_pb2.FailoverPhase.Name(record.phase),
                 "error": record.error,
-                "write_unavailable_seconds": round(first_new[1] - last_old[1], 3),
+                "write_unavailable_seconds": windows[0],
+                "write_unavailable_seconds_through_haproxy": windows[1] if windows[1:] else None,
                 "switchover_seconds (asked -> redirected)": round(
                     record.steps["redirected"].ToNanoseconds() / 1e9 - asked, 3),
                 "switchover_seconds (asked -> old primary rejoined)": round(
@@ -371,15 +451,18 @@ async def switchovers(stack: Stack, count: int) -> dict:
             here = there
             await until(lambda h=here: streaming_standbys(stack, h), "both standbys to stream")
     finally:
-        writing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writing
+        for task in writing:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     conn = await connect(stack.postgres_node(state, here), state.superuser_password)
     try:
         stored = {r["id"] for r in await conn.fetch("SELECT id FROM bench_switchover")}
+        lost_through_haproxy = [len(await missing_rows(conn, w)) for w in writers[1:]]
     finally:
         await conn.close()
     windows = stats([r["write_unavailable_seconds"] for r in runs])
+    through_haproxy = stats([r["write_unavailable_seconds_through_haproxy"] for r in runs])
     return {
         "what": "switchovers us-east-1 <-> eu-west-1 one after the other under the Python "
         "writer's load; window = its last acknowledged insert on the old primary to its first "
@@ -388,6 +471,13 @@ async def switchovers(stack: Stack, count: int) -> dict:
         "write_unavailable_seconds": windows,
         "acknowledged": len(writer.acks),
         "lost": sum(a[0] not in stored for a in writer.acks),
+        "through_haproxy": {
+            "write_unavailable_seconds": through_haproxy,
+            "acknowledged": sum(len(w.acks) for w in writers[1:]),
+            "lost": sum(lost_through_haproxy),
+        }
+        if writers[1:]
+        else None,
         "target": "write unavailability <= 2 s, zero loss",
         "target_met": "max" in windows
         and windows["max"] <= 2.0
@@ -395,6 +485,13 @@ async def switchovers(stack: Stack, count: int) -> dict:
         and all(r["phase"] == "FAILOVER_PHASE_COMPLETED" for r in runs),
         "per_switchover": runs,
     }
+
+
+def switch_window(writer: Writer, here: str, there: str, asked: float) -> float:
+    """The writer's last acknowledged insert on ``here`` to its first on ``there``."""
+    first_new = next(a for a in writer.acks if a[2] == there and a[1] > asked)
+    last_old = max(a[1] for a in writer.acks if a[2] == here and a[1] < first_new[1])
+    return round(first_new[1] - last_old, 3)
 
 
 async def streaming_standbys(stack: Stack, primary: str) -> bool:
@@ -480,6 +577,7 @@ def summarise_synchronous(trials: list[dict]) -> dict:
         "write_unavailable_seconds (writer: last ack old -> first ack new)": stats(
             [t["writer"]["write_unavailable_seconds"] for t in trials]
         ),
+        **through_haproxy(trials),
         "acknowledged (writer + pgbench)": acknowledged,
         "lost (writer + pgbench)": lost,
         "old_primary_rejoined_by_pg_rewind": sum(t["old_primary_back"]["rewound"] for t in trials),
@@ -499,11 +597,11 @@ def main() -> None:
     args = parser.parse_args()
     trials = []
     for _ in range(args.trials):
-        with running_stack() as stack:
+        with running_stack(haproxy=True) as stack:
             trials.append(asyncio.run(trial(stack, stack.dir.parent / "pgbench")))
-    with running_stack() as stack:
+    with running_stack(haproxy=True) as stack:
         switching = asyncio.run(switchovers(stack, args.switchovers))
-    with running_stack(synchronous=True) as stack:
+    with running_stack(synchronous=True, haproxy=True) as stack:
         synchronous = asyncio.run(synchronous_trials(stack, args.synchronous_trials))
     print(
         json.dumps(

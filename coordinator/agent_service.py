@@ -134,6 +134,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await asyncio.gather(reader, return_exceptions=True)
             node.sessions.discard(session)
             if registry.regions[hello.region].session is session:
+                log.info("agent %s for %s disconnected", hello.agent_id, hello.region)
                 node.events.record(
                     admin_pb2.EVENT_KIND_AGENT_DISCONNECTED,
                     admin_pb2.SEVERITY_WARNING,

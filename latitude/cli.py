@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         help="mutual TLS between every component, with a local CA and a certificate each in "
         "<dir>/tls (default: as the stack runs; plaintext for a new one)",
     )
+    up.add_argument(
+        "--haproxy",
+        action="store_true",
+        default=None,
+        help="HAProxy beside the stack (deploy/haproxy/haproxy.cfg): a write port checking the "
+        "agents' /primary, a read port checking /replica",
+    )
     up.set_defaults(command=_up)
 
     down = _stack_command(commands, "down", "stop the local stack and remove its data")
@@ -251,6 +258,7 @@ def _stack(args: argparse.Namespace, progress: Progress | None = None) -> Stack:
         "port_base": getattr(args, "port_base", None),
         "netns": getattr(args, "netns", None),
         "tls": getattr(args, "tls", None),
+        "haproxy": getattr(args, "haproxy", None),
     }
     config = configuration.load(
         StackConfig,
@@ -269,7 +277,8 @@ async def _up(args: argparse.Namespace) -> int:
     _, started = await stack.up()
     if not started:
         print(f"latitude: the stack in {stack.dir} is already running", file=sys.stderr)
-    print(format_status(await stack.status()))
+    status = await stack.status()
+    print(format_status(status) + format_haproxy(status.haproxy))
     _print_network(stack)
     return 0
 
@@ -296,7 +305,7 @@ async def _status(args: argparse.Namespace) -> int:
             "open_incidents": incidents_view.incidents_json(incidents),
         }, indent=2))  # fmt: skip
     else:
-        print(format_status(status))
+        print(format_status(status) + format_haproxy(status.haproxy))
         if incidents:
             print(f"\n{len(incidents)} open incident(s) (latitude incidents):")
             print(incidents_view.format_incidents(incidents, time.time()))
@@ -569,6 +578,7 @@ def status_json(status: StackStatus) -> dict:
         "http": status.http,
         "dns": status.dns,
         "security": certs_view.mode_json(status.tls),
+        "haproxy": status.haproxy,
     }
 
 
@@ -606,6 +616,16 @@ def format_dns(dns: dict[str, str]) -> str:
     return (
         f"\ndns        dig @{host.strip('[]')} -p {port} write.{DNS_ZONE}  "
         f"(any coordinator: {' '.join(dns.values())})"
+    )
+
+
+def format_haproxy(haproxy: dict[str, str]) -> str:
+    """Where HAProxy takes clients (``latitude up --haproxy``); nothing without it."""
+    if not haproxy:
+        return ""
+    return (
+        f"\nhaproxy    writes {haproxy['write']}  reads {haproxy['read']}  "
+        f"stats http://{haproxy['stats']}/"
     )
 
 

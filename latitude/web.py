@@ -1,5 +1,6 @@
 """The HTTP listener every latitude program can run (its ``http_address`` setting): Prometheus
-metrics at ``/metrics`` on every process, the dashboard and its API on coordinators.
+metrics at ``/metrics`` on every process, the dashboard and its API on coordinators, the health
+checks for load balancers on agents (agent.health_http).
 
 One HTTP stack (aiohttp) for all of it. The listener serves beside the gRPC server and never
 shares its event-loop work with the control loop beyond answering requests: handlers read
@@ -59,7 +60,8 @@ class WebServer:
 
     def _extra(self) -> str:
         routes = {r.resource.canonical for r in self.app.router.routes() if r.resource}
-        return ", dashboard" if "/" in routes else ""
+        health = ", health checks" if "/primary" in routes else ""  # agent.health_http
+        return (", dashboard" if "/" in routes else "") + health
 
     async def stop(self) -> None:
         if self._runner is not None:

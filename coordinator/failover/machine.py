@@ -133,7 +133,11 @@ class FailoverMachine:
                 await asyncio.sleep(TICK)
                 await self._watch()
         finally:
-            await self._rejoins.cancel()
+            await self.cancel_rejoins()
+
+    async def cancel_rejoins(self) -> None:
+        """Stop the rejoins still under way in the background (the leader is stopping)."""
+        await self._rejoins.cancel()
 
     async def _watch(self) -> None:
         registry = self._registry
@@ -604,26 +608,35 @@ class FailoverMachine:
         )
 
     async def _repoint(self, record: admin_pb2.FailoverStatus) -> None:
-        for name in self._registry.regions:
-            if name in (record.to_region, record.from_region):
-                continue
-            follow = self._rejoins.follow_args(name, record.to_region)
-            try:
-                result = await self._leader.agents.command(
-                    name,
-                    agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FOLLOW, follow=follow),
-                    timeout=5.0,
-                    reason=f"failover {record.failover_id}",
-                )
-                if not result.ok:
-                    log.warning("repointing %s failed: %s", name, result.error)
-            except CommandFailed as err:
-                log.warning("repointing %s failed: %s", name, err)
-            self._rejoins.in_background(
-                name, self._rejoins.follow_or_rejoin(name, record.to_region)
-            )
+        """Point every other standby at the new primary, all at once: one behind a half-open
+        stream costs its command's timeout, not that times the standbys. The former primary
+        rejoins in the background, like every rejoin: it is dead, cut off or about to be
+        rewound, and the failover is complete without it (the write region is committed and
+        the standbys follow); were it awaited, a stream still open to a dead or cut-off agent
+        would hold the failover's completion for the rejoin's whole minute."""
+        others = [
+            n for n in self._registry.regions if n not in (record.to_region, record.from_region)
+        ]
+        await asyncio.gather(*(self._follow(record, name) for name in others))
         self._stamp(record.steps["repointed"])
-        await self._rejoins.rejoin(record.from_region, record.to_region)
+        self._rejoins.in_background(
+            record.from_region, self._rejoins.rejoin(record.from_region, record.to_region)
+        )
+
+    async def _follow(self, record: admin_pb2.FailoverStatus, name: str) -> None:
+        follow = self._rejoins.follow_args(name, record.to_region)
+        try:
+            result = await self._leader.agents.command(
+                name,
+                agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_FOLLOW, follow=follow),
+                timeout=5.0,
+                reason=f"failover {record.failover_id}",
+            )
+            if not result.ok:
+                log.warning("repointing %s failed: %s", name, result.error)
+        except CommandFailed as err:
+            log.warning("repointing %s failed: %s", name, err)
+        self._rejoins.in_background(name, self._rejoins.follow_or_rejoin(name, record.to_region))
 
     async def _set_write_region(self, region: str) -> None:
         """Known to be committed when it returns (Deposed or OutcomeUnknown otherwise)."""

@@ -46,6 +46,7 @@ class Rejoins:
         follow = self.follow_args(region, primary)
         if not follow.primary_port or self._registry.regions[region].session is None:
             return False
+        log.info("rejoining %s as a standby of %s", region, primary)
         command = agent_pb2.Command(
             kind=agent_pb2.COMMAND_KIND_REJOIN,
             rejoin=agent_pb2.RejoinArgs(follow=follow, allow_rewind=True),

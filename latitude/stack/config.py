@@ -41,6 +41,10 @@ class StackConfig:
     # Mutual TLS between every component, with a local CA and a certificate per component in
     # <dir>/tls (latitude.stack.tls). None: as the stack already runs (plaintext for a new one).
     tls: bool | None = None
+    # HAProxy beside the stack (latitude.stack.haproxy): a write and a read address following
+    # the agents' health endpoints. A stack that has it keeps it until ``down``.
+    haproxy: bool = False
+    haproxy_bin: str = "haproxy"
 
     def validate(self) -> None:
         try:
@@ -51,6 +55,11 @@ class StackConfig:
             raise ConfigError(f"port_base: {self.port_base} is outside 1024-65000 (or 0 for free)")
         if self.netns and not self.runs_as_root:
             raise ConfigError("netns: network namespaces need root (run as root or drop it)")
+        if self.haproxy and self.netns:
+            raise ConfigError(
+                "haproxy: not with netns (HAProxy runs in the root namespace; the regions' "
+                "namespaces are for partition tests)"
+            )
         if not self.ready_timeout > 0:
             raise ConfigError(f"ready_timeout: must be positive, got {self.ready_timeout}")
 

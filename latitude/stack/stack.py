@@ -26,7 +26,7 @@ from latitude.errors import PortInUseError, StackError
 from latitude.netaddr import join_host_port
 from latitude.pki import CertFiles
 from latitude.program import all_or_none
-from latitude.stack import etcd, etcd_auth, ports, processes, services, tls
+from latitude.stack import etcd, etcd_auth, haproxy, ports, processes, services, tls
 from latitude.stack.config import StackConfig
 from latitude.stack.etcd import EtcdMember, MemberHealth
 from latitude.stack.network import Layout, Network, machine_addresses
@@ -60,6 +60,8 @@ class StackStatus:
     tls: tls.Summary | None = None
     # Each coordinator's DNS responder (UDP and TCP), serving DNS_ZONE.
     dns: dict[str, str] = field(default_factory=dict)
+    # HAProxy's listeners ("write", "read", "stats" -> host:port); empty without HAProxy.
+    haproxy: dict[str, str] = field(default_factory=dict)
 
     @property
     def streaming(self) -> bool:
@@ -100,7 +102,7 @@ class Stack:
 
     # -- what the stack is made of ---------------------------------------------------------
 
-    def component_names(self) -> list[str]:
+    def component_names(self, state: StackState | None = None) -> list[str]:
         """Every process of the stack, in the order they start (``down`` stops in reverse)."""
         names = [
             *self.topology.etcd_members,
@@ -113,9 +115,16 @@ class Stack:
                 *(f"keeper-{r.name}" for r in self.topology.regions),
                 *(f"agent-{r.name}" for r in self.topology.regions),
             ]
+        if self.has_haproxy(state):  # last: it follows the agents, and ``down`` drains it first
+            names.append(haproxy.COMPONENT)
         return names
 
-    def _port_names(self) -> list[str]:
+    def has_haproxy(self, state: StackState | None = None) -> bool:
+        """Whether HAProxy is part of this stack: asked for, or already in its state file."""
+        on = self.config.haproxy or (state is not None and haproxy.WRITE_PORT in state.ports)
+        return on and self.config.control_plane
+
+    def _port_names(self, state: StackState | None = None) -> list[str]:
         names = []
         for member in self.topology.etcd_members:
             names += [f"{member}.client", f"{member}.peer"]
@@ -125,6 +134,8 @@ class Stack:
         names += [http_port_name(n) for n in self.topology.coordinators]
         names += [http_port_name(f"agent-{r.name}") for r in self.topology.regions]
         names += [f"{n}.dns" for n in self.topology.coordinators]
+        if self.has_haproxy(state):
+            names += haproxy.PORT_NAMES
         return names
 
     def address_of(self, state: StackState, component: str) -> str:
@@ -237,6 +248,8 @@ class Stack:
 
     async def up(self) -> tuple[StackState, bool]:
         """Start whatever is not running; (state, whether anything had to be started)."""
+        if self.config.haproxy:  # missing, it is named before anything starts
+            haproxy.binary(self.config.haproxy_bin)
         etcd_path = self.config.etcd_path()
         postgres = Postgres(self.config.pg_programs(), self.config.db_user)
         existed = self.dir.exists()
@@ -256,7 +269,7 @@ class Stack:
         if network is not None and not network.exists():
             # New, or gone (a reboot, a removed namespace): what still runs of the stack is
             # cut off from everything and is started again once the network is back.
-            for name in reversed(self.component_names()):
+            for name in reversed(self.component_names(state)):
                 if running.get(name):
                     await self._stop(state.processes[name])
             running = {}
@@ -266,7 +279,7 @@ class Stack:
                 f"namespaces and bridge {network.layout.bridge} on "
                 f"{network.layout.subnet}; the observer is {network.layout.observer}",
             )
-        if all(running.get(n, False) for n in self.component_names()):
+        if all(running.get(n, False) for n in self.component_names(state)):
             return state, False
         started: list[ProcessRecord] = []
         try:
@@ -279,6 +292,7 @@ class Stack:
             )
             await self._up_control_plane(state, running, started)
             await self._wait_ready(state)
+            await self._up_haproxy(state, running, started)
         except BaseException:
             await asyncio.shield(self._undo(state, started, created))
             if created and network is not None:
@@ -308,7 +322,7 @@ class Stack:
                     f"the stack in {self.dir} runs in {now}, not {wanted}: run `latitude down` "
                     f"first to bring it up in {wanted}"
                 )
-            missing = [n for n in self._port_names() if n not in state.ports]
+            missing = [n for n in self._port_names(state) if n not in state.ports]
             if missing:  # a stack made by an older latitude: give the new listeners ports
                 state.ports.update(ports.allocate(self.config.host, missing))
                 state.save()
@@ -580,6 +594,35 @@ class Stack:
                 env = services.agent_env(password_file, db_ssl_ca=tls_ca(node))
                 await self._spawn(state, name, argv, started, env, f"reporting on {region.name}")
 
+    async def _up_haproxy(
+        self, state: StackState, running: dict[str, bool], started: list[ProcessRecord]
+    ) -> None:
+        """HAProxy, configured from deploy/haproxy/haproxy.cfg for the stack's ports; ready
+        once its write listener has the write region's database UP."""
+        if not self.has_haproxy(state) or running.get(haproxy.COMPONENT):
+            return
+        program = haproxy.binary(self.config.haproxy_bin)
+        listen = haproxy.addresses(state.host, state.ports)
+        backends = [
+            haproxy.Backend(
+                r.name,
+                self.postgres_node(state, r.name).address,
+                self.address_of(state, f"agent-{r.name}"),
+                state.ports[http_port_name(f"agent-{r.name}")],
+            )
+            for r in self.topology.regions
+        ]
+        config = haproxy.write_config(self.dir / "haproxy", listen, backends)
+        await haproxy.check(program, config)
+        what = f"writes on {listen['write']}, reads on {listen['read']}, stats {listen['stats']}"
+        await self._spawn(
+            state, haproxy.COMPONENT, haproxy.argv(program, config), started, {}, what
+        )
+        log = self.dir / "logs" / f"{haproxy.COMPONENT}.log"
+        routing = haproxy.WriteRouting(state.processes[haproxy.COMPONENT], listen["stats"], log)
+        await self._poll(routing.found, "HAProxy to find the primary (GET /primary)", state)
+        self._progress(haproxy.COMPONENT, f"routing writes to {routing.server}")
+
     def _in_netns(self, postgres: Postgres, state: StackState, node: PostgresNode) -> Postgres:
         netns = self.netns_of(state, node.name)
         return postgres if netns is None else _NamespacedPostgres(postgres, netns)
@@ -669,7 +712,7 @@ class Stack:
                 raise StackError(f"{err}; {self._leftovers_advice()}") from err
             self._adopt_postmasters(state)
             stopped = []
-            for name in reversed(self.component_names()):
+            for name in reversed(self.component_names(state)):
                 record = state.processes.get(name)
                 if record is not None and processes.is_alive(record):
                     await self._stop(record)
@@ -776,8 +819,9 @@ class Stack:
             now = datetime.datetime.now(datetime.UTC)
             summary = tls.summary(state.tls_dir, self.cert_specs(state), now)
         dns = self.dns_addresses(state)
+        proxy = haproxy.addresses(state.host, state.ports) if self.has_haproxy(state) else {}
         return StackStatus(
-            self.dir, regions, members, alive, cluster, error, http, summary, dns=dns
+            self.dir, regions, members, alive, cluster, error, http, summary, haproxy=proxy, dns=dns
         )
 
     async def _cluster(self, state: StackState) -> tuple[admin_pb2.ClusterStatus | None, str]:

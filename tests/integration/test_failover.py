@@ -25,10 +25,11 @@ from latitude.v1 import admin_pb2
 from tests.integration.connections import (
     CONNECTION_TROUBLE,
     TLS,
-    Ack,
     Writer,
     eventually,
-    failover_record,
+    failover_from,
+    kill_region,
+    missing_on,
     query,
     running,
     session,
@@ -102,43 +103,6 @@ class Monitor:
             for conn in self._conns.values():
                 if conn is not None:
                     conn.terminate()
-
-
-async def failover_from(
-    stack: Stack, region: str, timeout: float, since: float
-) -> admin_pb2.FailoverStatus:
-    """Wait for a failover away from ``region``, started after ``since`` (wall clock), to
-    finish; its record."""
-
-    async def finished():
-        record = await failover_record(stack)
-        if (
-            record
-            and record.from_region == region
-            and record.started_at.ToNanoseconds() / 1e9 > since
-            and record.HasField("finished_at")
-        ):
-            return record
-        return None
-
-    return await eventually(finished, timeout, f"a failover away from {region} to finish")
-
-
-async def kill_region(stack: Stack, region: str) -> float:
-    """kill -9 the region's agent and PostgreSQL; when (wall clock)."""
-    await stack.status()  # an agent may have restarted its server: learn the postmaster
-    killed_at = time.time()
-    await stack.kill(f"agent-{region}")
-    await stack.kill(f"postgres-{region}")
-    return killed_at
-
-
-async def missing_on(stack: Stack, region: str, table: str, writer: Writer) -> list[Ack]:
-    """The writer's acknowledged rows that ``region`` does not have."""
-    acked = list(writer.acked)  # before the query: later ones may commit after its snapshot
-    async with session(stack, region) as conn:
-        stored = {r["id"] for r in await conn.fetch(f"SELECT id FROM {table}")}
-    return [a for a in acked if a.id not in stored]
 
 
 def log_size(stack: Stack, name: str) -> int:

@@ -95,14 +95,21 @@ class Agents:
         self.failing: dict[int, str] = {}  # command kind -> error
         self.confirmed_ago: dict[str, float] = {}
         self.stopped_at_once = False  # FENCE had to stop the server at once: no final position
+        # (region, kind): sent on a stream that stays open, and never answered (the agent is
+        # dead or cut off, its connection half-open): the command times out.
+        self.unanswered: set[tuple[str, str]] = set()
 
     def db(self, region: str) -> common_pb2.DatabaseStatus:
         return self.registry.regions[region].report.database
 
     async def command(self, region, command, *, timeout, reason=""):
-        self.sent.append((region, short_name(K, command.kind)))
+        kind = short_name(K, command.kind)
+        self.sent.append((region, kind))
         if region in self.unreachable:
             raise CommandFailed(f"{region}: no answer")
+        if (region, kind) in self.unanswered:
+            await asyncio.sleep(timeout)
+            raise CommandFailed(f"{kind} to {region}: no answer within {timeout:.1f} s")
         result = agent_pb2.CommandResult(command_id=command.command_id, ok=True)
         if command.kind in self.failing:
             result.ok, result.error = False, self.failing[command.kind]
@@ -221,11 +228,30 @@ async def test_a_switchover_fences_promotes_past_the_fence_position_and_repoints
     assert cluster.store.data[keys.WRITE_REGION] == b"eu-west-1"
     assert record.fenced_by_command and record.old_primary_lsn == 5000
     assert record.data_loss_bound_bytes == 0
-    assert cluster.agents.kinds_to("us-east-1") == ["FENCE", "REJOIN"]
+    # The former primary rejoins in the background.
+    await run_until(machine, lambda: cluster.agents.kinds_to("us-east-1") == ["FENCE", "REJOIN"])
     # Asked afresh before the checks, and again before the choice.
     assert cluster.agents.kinds_to("eu-west-1") == ["REPORT_NOW", "REPORT_NOW", "PROMOTE"]
     assert "FOLLOW" in cluster.agents.kinds_to("ap-southeast-1")
     assert cluster.events.kinds()[0] == "FAILOVER_STARTED"
+
+
+async def test_a_failover_completes_while_the_former_primarys_rejoin_goes_unanswered():
+    """A dead or cut-off agent's stream can stay open (half-open TCP) for a while: a command
+    sent on it waits its whole timeout. The failover must not wait for the former primary's
+    rejoin, nor for one standby's FOLLOW after another."""
+    cluster = Cluster()
+    cluster.agents.unanswered |= {("us-east-1", "REJOIN"), ("ap-southeast-1", "FOLLOW")}
+    machine = cluster.leader()
+    machine.write_region, machine.resumed = "us-east-1", True
+    try:
+        async with asyncio.timeout(7.0):  # FOLLOW's own 5 s, and no more
+            record = await machine.start(SWITCHOVER, "planned", target="eu-west-1")
+        assert record.phase == P.Value("FAILOVER_PHASE_COMPLETED"), record.error
+        assert cluster.store.data[keys.WRITE_REGION] == b"eu-west-1"
+        await run_until(machine, lambda: ("us-east-1", "REJOIN") in cluster.agents.sent)
+    finally:
+        await machine.cancel_rejoins()
 
 
 async def test_a_switchover_to_a_region_in_maintenance_is_refused_before_any_fence():
