@@ -203,10 +203,14 @@ async def test_tcp_clients_past_the_bound_are_closed_at_once(monkeypatch):
     await server.start()
     try:
         host, port = server.address.rsplit(":", 1)
-        _, first = await asyncio.open_connection(host, int(port))
-        first.write(b"\x00")  # half a length prefix: the slot is taken
-        await first.drain()
         request = dns.message.make_query("write.latitude.test.", "A")
+        # One client answered once, then idle: its slot is certainly taken.
+        first_reader, first = await asyncio.open_connection(host, int(port))
+        wire = request.to_wire()
+        first.write(len(wire).to_bytes(2, "big") + wire)
+        await first.drain()
+        length = int.from_bytes(await first_reader.readexactly(2), "big")
+        assert dns.message.from_wire(await first_reader.readexactly(length)).answer
         with pytest.raises((EOFError, ConnectionError)):
             await dns.asyncquery.tcp(request, host, port=int(port), timeout=10)
         first.close()
