@@ -33,6 +33,11 @@ POSTGRES_IMAGE = "${LATITUDE_POSTGRES_IMAGE:-postgres:15-bookworm}"
 LATITUDE_IMAGE = "${LATITUDE_IMAGE:-latitude:local}"
 PYTHON_IMAGE = "${LATITUDE_PYTHON_IMAGE:-python:3.11-slim-bookworm}"
 
+# The compose network's /24, from a variable (its first three octets). The etcd members have
+# fixed addresses in it: the coordinators reach etcd through one gRPC target that lists every
+# member by IP address (coordinator/etcd.py), which takes no names.
+SUBNET_PREFIX = "${LATITUDE_SUBNET_PREFIX:-172.29.53}"
+ETCD_FIRST_HOST = 11
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 POSTGRES_PORT = 5432
@@ -146,12 +151,16 @@ def _latitude_image() -> dict[str, Any]:
     }
 
 
+def etcd_address(topology: Topology, member: str) -> str:
+    return f"{SUBNET_PREFIX}.{ETCD_FIRST_HOST + topology.etcd_members.index(member)}"
+
+
 def etcd(topology: Topology, member: str) -> dict[str, Any]:
     cluster = ",".join(f"{m}=http://{m}:{ETCD_PEER_PORT}" for m in topology.etcd_members)
     return {
         "image": ETCD_IMAGE,
         "restart": "unless-stopped",
-        "networks": ["latitude"],
+        "networks": {"latitude": {"ipv4_address": etcd_address(topology, member)}},
         "command": [
             "/usr/local/bin/etcd",
             f"--name={member}",
@@ -189,7 +198,7 @@ def coordinator(topology: Topology, index: int, name: str) -> dict[str, Any]:
         # The dashboard at /, Prometheus metrics at /metrics.
         "LATITUDE_COORDINATOR_HTTP_ADDRESS": f"0.0.0.0:{HTTP_PORT}",
         "LATITUDE_COORDINATOR_ETCD": ",".join(
-            f"{m}:{ETCD_CLIENT_PORT}" for m in topology.etcd_members
+            f"{etcd_address(topology, m)}:{ETCD_CLIENT_PORT}" for m in topology.etcd_members
         ),
         "LATITUDE_COORDINATOR_REGIONS": ",".join(r.name for r in topology.regions),
         # The DNS responder's settings (dns_address, dns_zone) belong here, with its port
@@ -338,7 +347,7 @@ def compose_document(topology: Topology = DEFAULT_TOPOLOGY) -> dict[str, Any]:
     volumes.append("agent-credentials")
     return {
         "services": services,
-        "networks": {"latitude": {}},
+        "networks": {"latitude": {"ipam": {"config": [{"subnet": f"{SUBNET_PREFIX}.0/24"}]}}},
         "volumes": {name: {} for name in volumes},
     }
 
@@ -385,7 +394,7 @@ def _scalar(value: Any) -> str:
 
 
 def _yaml(value: Any, indent: int) -> list[str]:
-    """Block-style lines for a mapping or a list of scalars."""
+    """Block-style lines for a mapping or a list."""
     pad = " " * indent
     lines: list[str] = []
     if isinstance(value, dict):
@@ -399,9 +408,13 @@ def _yaml(value: Any, indent: int) -> list[str]:
                 lines.append(f"{pad}{_scalar(key)}: {text}")
         return lines
     for item in value:
-        if isinstance(item, dict | list):
-            raise TypeError("no lists of mappings or lists here")
-        lines.append(f"{pad}- {_scalar(item)}")
+        if isinstance(item, list):
+            raise TypeError("no lists of lists here")
+        if isinstance(item, dict):  # "- " takes the place of the first key's indentation
+            inner = _yaml(item, indent + 2)
+            lines += [f"{pad}- {inner[0].lstrip()}", *inner[1:]]
+        else:
+            lines.append(f"{pad}- {_scalar(item)}")
     return lines
 
 

@@ -77,5 +77,7 @@ def test_generation_follows_the_topology() -> None:
     assert agent["LATITUDE_AGENT_LATITUDE"] == "-23.5"
     assert agent["LATITUDE_AGENT_COORDINATORS"] == "c-1:50051,c-2:50051"
     assert agent["LATITUDE_AGENT_PEER_AGENTS"] == "eu-west-1=agent-eu-west-1:50061"
-    assert services["c-2"]["environment"]["LATITUDE_COORDINATOR_ETCD"] == "etcd-a:2379"
+    assert services["c-2"]["environment"]["LATITUDE_COORDINATOR_ETCD"] == (
+        "${LATITUDE_SUBNET_PREFIX:-172.29.53}.11:2379"
+    )
     assert "127.0.0.1:${LATITUDE_PORT_C_2_GRPC:-50052}:50051" in services["c-2"]["ports"]
