@@ -10,10 +10,12 @@ the official postgres image's does for a ``postgres`` command and execs any othe
 is, as the etcd and latitude images would run it.
 
 Building the root filesystem (debootstrap, apt, the Python dependencies) takes minutes, so its
-result is cached as a tarball under ``/var/cache/latitude/compose`` (``LATITUDE_COMPOSE_CACHE``
+result is cached as a directory under ``/var/cache/latitude/compose`` (``LATITUDE_COMPOSE_CACHE``
 to move it), keyed by a hash of everything that goes in: the package list, the recipe version and
-latitude's pinned dependencies. Only the checkout itself is installed afresh on every build.
-Delete the directory to start cold. Needs root (debootstrap, chroot).
+latitude's pinned dependencies (about 300 MB; a changed key builds a new one beside the old,
+which may be deleted). Only the checkout is installed afresh on every build, into a small
+directory laid over the base in the one tar stream the engine imports. Delete the cache
+directory to start cold. Needs root (debootstrap, chroot).
 
     python -m latitude.stack.docker_images [--tag NAME ...]
 """
@@ -40,7 +42,7 @@ DEFAULT_CACHE = Path("/var/cache/latitude/compose")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # Bump when the recipe below changes in a way the package list does not show.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 PACKAGES = (
     "postgresql-15",
     "postgresql-client-15",
@@ -99,8 +101,9 @@ _USERS = (
         "latitude",
     ],
 )
-# Nothing a container reads: apt's lists and archives, documentation, translations, and the
-# LLVM that only PostgreSQL's JIT loads (without it the JIT is simply unavailable).
+# Nothing a container reads: apt's lists and archives, documentation, translations, perl (only
+# postgresql-common's wrappers use it; PATH finds PostgreSQL's own programs first), and the LLVM
+# that only PostgreSQL's JIT loads (without it the JIT is simply unavailable).
 _PRUNE = (
     "var/cache/apt",
     "var/lib/apt/lists",
@@ -109,6 +112,8 @@ _PRUNE = (
     "usr/share/locale",
     "usr/share/info",
     "usr/share/i18n",
+    "usr/share/perl",
+    "usr/lib/x86_64-linux-gnu/perl",
     "usr/lib/x86_64-linux-gnu/libLLVM-14.so.1",
     "usr/lib/x86_64-linux-gnu/libz3.so.4",
     "usr/lib/postgresql/15/lib/bitcode",
@@ -160,8 +165,7 @@ def _wheels(deps: Sequence[str], into: Path) -> None:
     )
 
 
-def _make_base(deps: Sequence[str], tarball: Path, work: Path) -> None:
-    rootfs = work / "rootfs"
+def _make_base(deps: Sequence[str], rootfs: Path) -> None:
     _run(
         ["debootstrap", "--variant=minbase", SUITE, str(rootfs), MIRROR],
         f"debootstrap of Debian {SUITE}",
@@ -215,6 +219,19 @@ def _make_base(deps: Sequence[str], tarball: Path, work: Path) -> None:
         what="installing latitude's dependencies",
     )
     shutil.rmtree(wheels)
+    # The checkout is installed from outside (_stage_checkout): pip has nothing left to do here.
+    _chroot(
+        rootfs,
+        f"{VENV}/bin/python3",
+        "-m",
+        "pip",
+        "uninstall",
+        "--yes",
+        "--quiet",
+        "pip",
+        "setuptools",
+        what="removing pip from the image",
+    )
     policy.unlink()
     (rootfs / "etc" / "resolv.conf").unlink()
     for path in _PRUNE:
@@ -223,26 +240,26 @@ def _make_base(deps: Sequence[str], tarball: Path, work: Path) -> None:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    partial = tarball.with_suffix(".partial")
-    _run(
-        ["tar", "-C", str(rootfs), "-cf", str(partial), "--numeric-owner", "."], "packing the base"
-    )
-    partial.rename(tarball)
 
 
-def base_tarball(deps: Sequence[str], cache: Path) -> Path:
-    """The cached root filesystem for ``deps``, built first if missing."""
-    tarball = cache / f"base-{base_key(deps)}.tar"
-    if tarball.is_file():
-        return tarball
+def base_rootfs(deps: Sequence[str], cache: Path) -> Path:
+    """The cached root filesystem for ``deps`` (a directory), built first if missing."""
+    rootfs = cache / f"base-{base_key(deps)}"
+    if rootfs.is_dir():
+        return rootfs
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="latitude-base-", dir=cache) as work:
-        _make_base(deps, tarball, Path(work))
-    return tarball
+        partial = Path(work) / "rootfs"
+        _make_base(deps, partial)
+        partial.rename(rootfs)  # whole or not at all: an interrupted build leaves no base
+    return rootfs
 
 
-def _checkout_wheel(into: Path) -> Path:
-    """A wheel of the checkout, built from a copy of what the package needs (the Dockerfile's
+def _stage_checkout(into: Path) -> Path:
+    """The checkout installed under ``into`` as it lies in the image (its package in the
+    virtual environment's site-packages, its console scripts in the environment's bin), by
+    this machine's pip and Python 3.11, like bookworm's: the cached base stays untouched and
+    no copy of it is made. Built from a copy of what the package needs (the Dockerfile's
     list), so that the work tree gets no build/ directory."""
     source = into / "src"
     source.mkdir()
@@ -251,23 +268,93 @@ def _checkout_wheel(into: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for package in ("latitude", "agent", "coordinator"):
         shutil.copytree(REPO_ROOT / package, source / package, ignore=ignore)
-    wheels = into / "wheels"
+    staged = into / "staged"
+    venv = staged / VENV.lstrip("/")
+    site = venv / "lib" / "python3.11" / "site-packages"
     _run(
         [
             sys.executable,
             "-m",
             "pip",
-            "wheel",
+            "install",
             "--quiet",
             "--no-deps",
-            "--wheel-dir",
-            str(wheels),
+            "--no-build-isolation",
+            "--no-compile",
+            "--target",
+            str(site),
             str(source),
         ],
-        "building the checkout's wheel",
+        "installing the checkout",
     )
-    (wheel,) = wheels.glob("latitude-*.whl")
-    return wheel
+    # pip --target puts the console scripts beside the packages, for this machine's Python.
+    (site / "bin").rename(venv / "bin")
+    for script in (venv / "bin").iterdir():
+        lines = script.read_text().split("\n", 1)
+        script.write_text(f"#!{VENV}/bin/python3\n{lines[1]}")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-d",
+            f"{VENV}/lib/python3.11/site-packages",
+            str(site),
+        ],
+        "compiling the checkout",
+    )
+    return staged
+
+
+def _import(docker: Sequence[str], base: Path, staged: Path, tag: str) -> str:
+    """One image from the base with the staged checkout laid over it, as one layer."""
+    changes = [
+        'ENTRYPOINT ["docker-entrypoint.sh"]',
+        f"ENV PATH={PATH}",
+        "ENV PGDATA=/var/lib/postgresql/data",
+        "ENV LANG=C.UTF-8",
+    ]
+    flags = [arg for change in changes for arg in ("--change", change)]
+    # One stream: the base, then what the checkout adds. The engine refuses a path twice in a
+    # layer, so the directories the base has already are not listed again.
+    added = [
+        path.relative_to(staged)
+        for path in sorted(staged.rglob("*"))
+        if not (path.is_dir() and (base / path.relative_to(staged)).is_dir())
+    ]
+    listing = staged.parent / "added"
+    listing.write_text("".join(f"./{path}\n" for path in added))
+    packer = subprocess.Popen(
+        [
+            "tar",
+            "-c",
+            "--numeric-owner",
+            "-C",
+            str(base),
+            ".",
+            "-C",
+            str(staged),
+            "--no-recursion",
+            "--files-from",
+            str(listing),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        imported = subprocess.run(
+            [*docker, "import", *flags, "-", tag],
+            stdin=packer.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        packer.stdout.close()
+        packer.wait()
+    if imported.returncode != 0 or packer.returncode != 0:
+        raise StackError(f"docker import failed: {imported.stderr.strip()}")
+    return imported.stdout.strip()
 
 
 def build(
@@ -277,56 +364,17 @@ def build(
     (e.g. ``["docker", "-H", "unix:///run/x.sock"]``). Returns the image id."""
     if os.geteuid() != 0:
         raise StackError("building the stand-in images needs root (debootstrap, chroot)")
-    deps = dependencies()
-    tarball = base_tarball(deps, cache or cache_dir())
+    base = base_rootfs(dependencies(), cache or cache_dir())
     with tempfile.TemporaryDirectory(prefix="latitude-image-") as work:
-        rootfs = Path(work) / "rootfs"
-        rootfs.mkdir()
-        _run(
-            ["tar", "-C", str(rootfs), "-xf", str(tarball), "--numeric-owner"], "unpacking the base"
-        )
-        wheel = _checkout_wheel(Path(work))
-        shutil.copy(wheel, rootfs / "tmp" / wheel.name)
-        _chroot(
-            rootfs,
-            f"{VENV}/bin/pip",
-            "install",
-            "--quiet",
-            "--no-index",
-            "--no-deps",
-            f"/tmp/{wheel.name}",
-            what="installing the checkout",
-        )
-        (rootfs / "tmp" / wheel.name).unlink()
-        entrypoint = rootfs / "usr" / "local" / "bin" / "docker-entrypoint.sh"
+        staged = _stage_checkout(Path(work))
+        entrypoint = staged / "usr" / "local" / "bin" / "docker-entrypoint.sh"
+        entrypoint.parent.mkdir(parents=True)
         shutil.copy(ENTRYPOINT, entrypoint)
         entrypoint.chmod(0o755)
-        changes = [
-            'ENTRYPOINT ["docker-entrypoint.sh"]',
-            f"ENV PATH={PATH}",
-            "ENV PGDATA=/var/lib/postgresql/data",
-            "ENV LANG=C.UTF-8",
-        ]
-        flags = [arg for change in changes for arg in ("--change", change)]
-        packer = subprocess.Popen(
-            ["tar", "-C", str(rootfs), "-c", "--numeric-owner", "."], stdout=subprocess.PIPE
-        )
-        try:
-            imported = subprocess.run(
-                [*docker, "import", *flags, "-", tags[0]],
-                stdin=packer.stdout,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        finally:
-            packer.stdout.close()
-            packer.wait()
-        if imported.returncode != 0 or packer.returncode != 0:
-            raise StackError(f"docker import failed: {imported.stderr.strip()}")
+        image = _import(docker, base, staged, tags[0])
     for tag in tags[1:]:
         _run([*docker, "tag", tags[0], tag], f"tagging {tag}")
-    return imported.stdout.strip()
+    return image
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -111,6 +111,8 @@ def stack(engine: engines.Engine) -> Iterator[ComposeStack]:
         print(running.logs())
         raise
     finally:
+        # Nothing here needs a graceful stop: killed first, the services go at once.
+        running.compose("kill", timeout=120)
         down = running.compose("down", "--volumes", "--remove-orphans", "--timeout=5")
         assert down.returncode == 0, f"docker-compose down failed:\n{down.stderr}"
 
