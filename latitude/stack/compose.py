@@ -115,6 +115,12 @@ def agent_service(region: str) -> str:
     return f"agent-{region}"
 
 
+def port_variable(service: str, listener: str) -> str:
+    """The variable that names the host port a service's listener is published on:
+    LATITUDE_PORT_COORDINATOR_1_GRPC."""
+    return f"LATITUDE_PORT_{service}_{listener}".upper().replace("-", "_")
+
+
 def _grpc_health(port: int) -> dict[str, Any]:
     """A check that the program serves grpc.health.v1 on ``port``: both programs do, on their
     listen address, and the image has no other client."""
@@ -204,15 +210,15 @@ def coordinator(topology: Topology, index: int, name: str) -> dict[str, Any]:
         # The DNS responder's settings (dns_address, dns_zone) belong here, with its port
         # published beside the others below, once coordinators have them.
     }
-    variable = f"LATITUDE_PORT_{name.upper().replace('-', '_')}"
+    grpc, http = port_variable(name, "grpc"), port_variable(name, "http")
     return {
         **_latitude_image(),
         "user": "latitude",
         "command": ["latitude-coordinator"],
         "environment": environment,
         "ports": [
-            f"127.0.0.1:${{{variable}_GRPC:-{PUBLISHED_GRPC_BASE + index}}}:{COORDINATOR_PORT}",
-            f"127.0.0.1:${{{variable}_HTTP:-{PUBLISHED_HTTP_BASE + index}}}:{HTTP_PORT}",
+            f"127.0.0.1:${{{grpc}:-{PUBLISHED_GRPC_BASE + index}}}:{COORDINATOR_PORT}",
+            f"127.0.0.1:${{{http}:-{PUBLISHED_HTTP_BASE + index}}}:{HTTP_PORT}",
         ],
         "depends_on": _healthy(*topology.etcd_members),
         "healthcheck": _grpc_health(COORDINATOR_PORT),

@@ -61,7 +61,7 @@ class Engine:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _links() -> set[str]:
+def links() -> set[str]:
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True)
     return {line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines()}
 
@@ -86,7 +86,7 @@ def leftovers(before_links: set[str], root: Path) -> list[str]:
     found += [f"mount {m} remains" for m in _mounts_under(root)]
     found += [
         f"network interface {link} remains"
-        for link in sorted(_links() - before_links)
+        for link in sorted(links() - before_links)
         if link.startswith(("br-", "docker", "veth"))
     ]
     if "docker" in _rules().lower():

@@ -40,8 +40,8 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 T = DEFAULT_TOPOLOGY
 HEALTHY = common_pb2.REGION_STATE_HEALTHY
-# A client in Dublin: eu-west-1 is its nearest region while it is healthy.
-DUBLIN = common_pb2.Location(latitude=53.35, longitude=-6.26)
+# A client in Virginia: us-east-1 is its nearest region while it is healthy.
+VIRGINIA = common_pb2.Location(latitude=38.95, longitude=-77.45)
 
 
 @dataclass
@@ -77,9 +77,22 @@ class ComposeStack:
         return self.compose("logs", "--no-color", f"--tail={lines}", timeout=60).stdout
 
 
+def _free_subnet_prefix() -> str:
+    """A /24 for the compose network that no route of this machine covers yet (another
+    engine's network, a test's namespaces), starting from one this process's id picks, so that
+    two runs on one machine do not meet."""
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True)
+    used = routes.stdout
+    for offset in range(200):
+        prefix = f"172.29.{(os.getpid() + offset) % 200 + 20}"
+        if f"{prefix}." not in used:
+            return prefix
+    raise AssertionError(f"no free 172.29.x.0/24 for the compose network:\n{used}")
+
+
 @pytest.fixture(scope="module")
 def engine() -> Iterator[engines.Engine]:
-    before = engines._links()
+    before = engines.links()
     with engines.running_engine() as started:
         root = started.root
         yield started
@@ -90,18 +103,18 @@ def engine() -> Iterator[engines.Engine]:
 @pytest.fixture(scope="module")
 def stack(engine: engines.Engine) -> Iterator[ComposeStack]:
     docker_images.build(engine.docker)
-    grpc_ports = allocate("127.0.0.1", [f"{c}-grpc" for c in T.coordinators])
-    http_ports = allocate("127.0.0.1", [f"{c}-http" for c in T.coordinators])
-    ports = {}
-    for name in T.coordinators:
-        variable = f"LATITUDE_PORT_{name.upper().replace('-', '_')}"
-        ports[f"{variable}_GRPC"] = str(grpc_ports[f"{name}-grpc"])
-        ports[f"{variable}_HTTP"] = str(http_ports[f"{name}-http"])
+    # Free ports for what the compose file publishes, and a free subnet: nothing meets
+    # another stack on this machine.
+    names = [compose.port_variable(c, what) for c in T.coordinators for what in ("grpc", "http")]
+    ports = allocate("127.0.0.1", names)
+    variables = {name: str(port) for name, port in ports.items()}
     running = ComposeStack(
         engine,
         project=f"latitudetest{os.getpid()}",
-        env=engine.env(**ports),
-        coordinators=[f"127.0.0.1:{p}" for p in grpc_ports.values()],
+        env=engine.env(**variables, LATITUDE_SUBNET_PREFIX=_free_subnet_prefix()),
+        coordinators=[
+            f"127.0.0.1:{ports[compose.port_variable(c, 'grpc')]}" for c in T.coordinators
+        ],
     )
     try:
         up = running.compose("up", "--detach", "--no-build", timeout=600)
@@ -124,17 +137,22 @@ async def _status(stack: ComposeStack):
         return None
 
 
+async def _routing(stack: ComposeStack, intent: int) -> routing_pb2.RoutingDecision:
+    request = routing_pb2.ResolveRequest(location=VIRGINIA, intent=intent)
+    return await resolve(stack.coordinators, request, timeout=3)
+
+
 async def _write_region_of(stack: ComposeStack) -> str:
-    decision = await resolve(
-        stack.coordinators,
-        routing_pb2.ResolveRequest(location=DUBLIN, intent=routing_pb2.INTENT_WRITE),
-        timeout=3,
-    )
-    return decision.write_region
+    return (await _routing(stack, routing_pb2.INTENT_WRITE)).write_region
 
 
-def _in_recovery(stack: ComposeStack, region: str) -> str:
-    """pg_is_in_recovery() of the region's database, asked inside its container."""
+async def _read_regions(stack: ComposeStack) -> list[str]:
+    return [t.region for t in (await _routing(stack, routing_pb2.INTENT_READ)).targets]
+
+
+def _psql(stack: ComposeStack, region: str, sql: str) -> str:
+    """What psql prints for ``sql`` on the region's database, asked inside its container (the
+    superuser over the Unix socket)."""
     done = stack.engine.run(
         "exec",
         stack.container(compose.postgres_service(region)),
@@ -144,10 +162,14 @@ def _in_recovery(stack: ComposeStack, region: str) -> str:
         "--no-psqlrc",
         "--tuples-only",
         "--no-align",
-        "--command=SELECT pg_is_in_recovery()",
+        "--quiet",
+        f"--command={sql}",
         timeout=30,
     )
     return done.stdout.strip() if done.returncode == 0 else f"error: {done.stderr.strip()}"
+
+
+WRITE = "CREATE TABLE IF NOT EXISTS compose_writes (n int); INSERT INTO compose_writes VALUES (1)"
 
 
 async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
@@ -166,7 +188,8 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
         print(stack.logs())
         raise
     assert await _write_region_of(stack) == T.primary.name
-    assert _in_recovery(stack, T.primary.name) == "f"
+    assert (await _read_regions(stack))[0] == T.primary.name
+    assert _psql(stack, T.primary.name, "SELECT pg_is_in_recovery()") == "f"
     healthy_after = time.monotonic() - started
 
     # kill -9 the primary region: its database and its agent.
@@ -194,7 +217,17 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
     assert await eventually(
         lambda: _write_region_of_is(stack, new_primary), 30, f"Resolve to name {new_primary}"
     )
-    assert _in_recovery(stack, new_primary) == "f"
+    assert _psql(stack, new_primary, "SELECT pg_is_in_recovery()") == "f"
+    assert _psql(stack, new_primary, WRITE) == "", "the promoted database refuses a write"
+
+    async def reads_elsewhere():
+        try:
+            reads = await _read_regions(stack)
+        except NoCoordinator:
+            return None
+        return reads if reads and primary not in reads else None
+
+    await eventually(reads_elsewhere, 30, f"reads routed away from the dead {primary}")
     print(
         f"compose: healthy {healthy_after:.0f} s after up; failover to {new_primary} "
         f"{time.monotonic() - killed_at:.1f} s after the kill"
