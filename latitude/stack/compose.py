@@ -2,8 +2,9 @@
 two stacks cannot drift apart; and deploy/postgres/agent-role.sql, the agents' role as the native
 stack creates it (latitude.stack.postgres.AGENT_GRANTS).
 
-Pure: a topology in, text out, the same text every time. ``scripts/gen-compose`` writes both
-files; tests/unit/test_compose_fresh.py fails when the committed ones are stale.
+Pure but for ``write``: a topology in, text out, the same text every time.
+``scripts/gen-compose`` writes both files; tests/unit/test_compose_fresh.py fails when the
+committed ones are stale.
 
 The YAML is written here rather than by a YAML library: the document uses mappings, lists and
 plain scalars only, every string is quoted unless it is plainly a word, and the output keeps
@@ -28,9 +29,12 @@ REGENERATE = "scripts/gen-compose"
 
 # The images, each from a variable whose default is what a Docker engine with a registry pulls
 # or builds (the compose test tags local stand-ins with these names: docker_images.py).
-ETCD_IMAGE = "${LATITUDE_ETCD_IMAGE:-quay.io/coreos/etcd:v3.5.21}"
-POSTGRES_IMAGE = "${LATITUDE_POSTGRES_IMAGE:-postgres:15-bookworm}"
-LATITUDE_IMAGE = "${LATITUDE_IMAGE:-latitude:local}"
+DEFAULT_IMAGES = {
+    "LATITUDE_ETCD_IMAGE": "quay.io/coreos/etcd:v3.5.21",
+    "LATITUDE_POSTGRES_IMAGE": "postgres:15-bookworm",
+    "LATITUDE_IMAGE": "latitude:local",
+}
+ETCD_IMAGE, POSTGRES_IMAGE, LATITUDE_IMAGE = (f"${{{v}:-{d}}}" for v, d in DEFAULT_IMAGES.items())
 PYTHON_IMAGE = "${LATITUDE_PYTHON_IMAGE:-python:3.11-slim-bookworm}"
 
 # The compose network's /24, from a variable (its first three octets). The etcd members have

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from latitude.errors import StackError
+from latitude.stack.compose import DEFAULT_IMAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO_ROOT / "deploy" / "docker" / "postgres-entrypoint.sh"
@@ -53,7 +54,7 @@ PACKAGES = (
     "python3-venv",
 )
 # The names docker-compose.yml falls back to when its image variables are unset.
-DEFAULT_TAGS = ("postgres:15-bookworm", "quay.io/coreos/etcd:v3.5.21", "latitude:local")
+DEFAULT_TAGS = tuple(DEFAULT_IMAGES.values())
 VENV = "/opt/latitude"
 PATH = ":".join(
     (
