@@ -127,13 +127,20 @@ def port_variable(service: str, listener: str) -> str:
 
 def _grpc_health(port: int) -> dict[str, Any]:
     """A check that the program serves grpc.health.v1 on ``port``: both programs do, on their
-    listen address, and the image has no other client."""
-    check = (
-        "import sys, grpc; "
-        "from grpc_health.v1 import health_pb2 as pb, health_pb2_grpc as rpc; "
-        f'channel = grpc.insecure_channel("127.0.0.1:{port}"); '
-        "reply = rpc.HealthStub(channel).Check(pb.HealthCheckRequest(), timeout=2); "
-        "sys.exit(0 if reply.status == pb.HealthCheckResponse.SERVING else 1)"
+    listen address, and the image has no other client. The channel is latitude's own
+    (latitude.channels), as every channel latitude opens."""
+    check = "\n".join(
+        (
+            "import asyncio, sys",
+            "from grpc_health.v1 import health_pb2 as pb, health_pb2_grpc as rpc",
+            "from latitude.channels import open_channel",
+            "async def check():",
+            f'    async with open_channel("127.0.0.1:{port}") as channel:',
+            "        stub = rpc.HealthStub(channel)",
+            "        reply = await stub.Check(pb.HealthCheckRequest(), timeout=2)",
+            "    return reply.status == pb.HealthCheckResponse.SERVING",
+            "sys.exit(0 if asyncio.run(check()) else 1)",
+        )
     )
     return _health(["CMD", "python", "-c", check], interval="5s", retries=12, start="10s")
 

@@ -56,51 +56,22 @@ PACKAGES = (
 # The names docker-compose.yml falls back to when its image variables are unset.
 DEFAULT_TAGS = tuple(DEFAULT_IMAGES.values())
 VENV = "/opt/latitude"
-PATH = ":".join(
-    (
-        f"{VENV}/bin",
-        "/usr/lib/postgresql/15/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    )
-)
+# The venv and PostgreSQL's programs first (as the postgres image has them on PATH).
+PATH = f"{VENV}/bin:/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
+PATH += ":/sbin:/bin"
 # What the image needs of the official images it stands in for: postgres (uid 999, as in
 # postgres:15, so the agent can share PGDATA), latitude (the Dockerfile's coordinator user),
 # the etcd image's binary paths.
-_USERS = (
-    ["groupadd", "--system", "--gid", "999", "postgres"],
-    [
-        "useradd",
-        "--system",
-        "--uid",
-        "999",
-        "--gid",
-        "postgres",
-        "--home-dir",
-        "/var/lib/postgresql",
-        "--shell",
-        "/bin/bash",
-        "postgres",
-    ],
-    ["groupadd", "--system", "--gid", "10001", "latitude"],
-    [
-        "useradd",
-        "--system",
-        "--uid",
-        "10001",
-        "--gid",
-        "latitude",
-        "--create-home",
-        "--home-dir",
-        "/home/latitude",
-        "--shell",
-        "/usr/sbin/nologin",
-        "latitude",
-    ],
+_USERS = tuple(
+    command.split()
+    for command in (
+        "groupadd --system --gid 999 postgres",
+        "useradd --system --uid 999 --gid postgres --home-dir /var/lib/postgresql "
+        "--shell /bin/bash postgres",
+        "groupadd --system --gid 10001 latitude",
+        "useradd --system --uid 10001 --gid latitude --create-home --home-dir /home/latitude "
+        "--shell /usr/sbin/nologin latitude",
+    )
 )
 # Nothing a container reads: apt's lists and archives, documentation, translations, perl (only
 # postgresql-common's wrappers use it; PATH finds PostgreSQL's own programs first), and the LLVM

@@ -258,7 +258,7 @@ def health_problems(name: str, service: Service, listen: str) -> list[str]:
         compile(test[3], f"{name} healthcheck", "exec")
     except SyntaxError as err:
         return [f"{name}: healthcheck is not valid Python: {err}"]
-    asked = re.findall(r"insecure_channel\(\s*[\"']([^\"']+)[\"']", test[3])
+    asked = re.findall(r"open_channel\(\s*[\"']([^\"']+)[\"']", test[3])
     port = parse_host_port(listen, "listen")[1]
     if "HealthStub" not in test[3] or asked != [f"127.0.0.1:{port}"]:
         return [f"{name}: healthcheck asks {asked}, not grpc.health.v1 at 127.0.0.1:{port}"]
