@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REQUIRED = ("dockerd", "docker", "docker-compose", "debootstrap", "containerd", "runc")
+REQUIRED = ("dockerd", "docker", "docker-compose", "debootstrap", "containerd", "runc", "ip", "nft")
 
 
 def missing() -> str:
