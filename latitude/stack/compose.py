@@ -86,8 +86,8 @@ HEADER = f"""\
 #
 #   etcd-1..3              a static three-member etcd cluster
 #   coordinator-1..3       latitude coordinators; the leader is elected through etcd
-#   postgres-<region>      PostgreSQL 15: {DEFAULT_TOPOLOGY.primary.name} the initial primary, the
-#                          others its streaming standbys, each through its own physical slot
+#   postgres-<region>      PostgreSQL 15; {{primary}} starts as the primary, the others as
+#                          its streaming standbys, each through its own physical slot
 #   agent-<region>         one latitude agent per region, beside its PostgreSQL
 #
 #   docker-compose up -d --build
@@ -372,7 +372,7 @@ def compose_document(topology: Topology = DEFAULT_TOPOLOGY) -> dict[str, Any]:
 def render_compose(topology: Topology = DEFAULT_TOPOLOGY) -> str:
     """The file's text: the header, then each section, a blank line between services."""
     document = compose_document(topology)
-    parts = [HEADER.rstrip("\n")]
+    parts = [HEADER.replace("{primary}", topology.primary.name).rstrip("\n")]
     for section, value in document.items():
         body = _separated(value, 2) if section == "services" else _yaml(value, 2)
         parts.append("\n".join([f"{section}:", *body]))
