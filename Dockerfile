@@ -7,8 +7,11 @@
 # (pg_rewind, pg_basebackup, pg_controldata), which it shares with the database container.
 #
 #   docker build -t latitude:local .
-
-FROM python:3.11-slim-bookworm
+#
+# The base image is an argument (docker-compose.yml passes LATITUDE_PYTHON_IMAGE) so that a
+# mirror's copy can stand in for it; by default it is Docker Hub's.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1,9 +1,12 @@
-"""docker-compose.yml describes the same stack as DEFAULT_TOPOLOGY, running the programs as is.
+"""docker-compose.yml runs the programs as they are, with what they need and nothing else.
 
-No Docker engine runs where these tests run, so the compose file, the Dockerfile and the scripts in
-deploy/ are checked by reading them. The agent and coordinator services are checked against the
-programs themselves: their commands go through the programs' own argument parsers and their
-environment through ``latitude.config.load``, as the programs would at start.
+The file is generated from DEFAULT_TOPOLOGY (latitude/stack/compose.py; test_compose_fresh.py
+keeps the committed one fresh), so what generation makes true by construction (one service per
+member and region, slots, the etcd cluster, ordering) is not checked here; what the generator
+can still get wrong is, without a Docker engine: the agent and coordinator services go through
+the programs' own argument parsers and ``latitude.config.load``, as the programs would at start;
+every variable is read by someone; agents hold no password; the scripts in deploy/ and the
+Dockerfile do what the services rely on. tests/compose runs the file in a real engine.
 
 Each check is a function that returns the problems it finds: ``test_*_matches`` assert that the
 real files have none, and ``test_check_catches_*`` hand each check a deliberately broken copy, so
@@ -18,7 +21,6 @@ import copy
 import dataclasses
 import functools
 import io
-import itertools
 import os
 import re
 import shlex
@@ -39,6 +41,7 @@ from coordinator.main import parse_args as parse_coordinator_args
 from latitude import config as configuration
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
+from latitude.stack.postgres import AGENT_ROLE
 from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,11 +52,7 @@ PRIMARY_INIT = DEPLOY_DIR / "postgres" / "primary-init.sh"
 STANDBY_ENTRYPOINT = DEPLOY_DIR / "postgres" / "standby-entrypoint.sh"
 
 PGDATA_MOUNT = "/var/lib/postgresql/data"
-INITDB_DIR = "/docker-entrypoint-initdb.d/"
-POSTGRES_PORT = 5432
 ETCD_CLIENT_PORT = 2379
-ETCD_PEER_PORT = 2380
-HEALTHY = "service_healthy"
 # Read by both programs (the default of --log-level), besides their LATITUDE_<PROGRAM>_ settings.
 LOG_LEVEL = "LATITUDE_LOG_LEVEL"
 
@@ -100,32 +99,6 @@ def args_of(value: Any) -> list[str]:
     if isinstance(value, str):
         return shlex.split(value)
     return [str(arg) for arg in value]
-
-
-def long_flags(args: list[str]) -> dict[str, str]:
-    """``--name=value`` and ``--name value`` as {name: value}; a bare ``--flag`` maps to ""."""
-    flags: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            if not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
-                value = args[i + 1]
-                i += 1
-            flags[name] = value
-        i += 1
-    return flags
-
-
-def postgres_settings(service: Service) -> dict[str, str]:
-    """The ``-c name=value`` settings on a postgres service's command line."""
-    settings: dict[str, str] = {}
-    for flag, value in itertools.pairwise(args_of(service.get("command"))):
-        if flag == "-c":
-            name, _, setting = value.partition("=")
-            settings[name.strip()] = setting.strip()
-    return settings
 
 
 def depends_on(service: Service) -> dict[str, str]:
@@ -285,7 +258,7 @@ def health_problems(name: str, service: Service, listen: str) -> list[str]:
         compile(test[3], f"{name} healthcheck", "exec")
     except SyntaxError as err:
         return [f"{name}: healthcheck is not valid Python: {err}"]
-    asked = re.findall(r"insecure_channel\(\s*[\"']([^\"']+)[\"']", test[3])
+    asked = re.findall(r"open_channel\(\s*[\"']([^\"']+)[\"']", test[3])
     port = parse_host_port(listen, "listen")[1]
     if "HealthStub" not in test[3] or asked != [f"127.0.0.1:{port}"]:
         return [f"{name}: healthcheck asks {asked}, not grpc.health.v1 at 127.0.0.1:{port}"]
@@ -294,102 +267,6 @@ def health_problems(name: str, service: Service, listen: str) -> list[str]:
 
 # --- checks on compose ----------------------------------------------------------------------
 # Each takes the parsed compose file and the topology it should describe.
-
-
-def service_set_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    services = set(compose["services"])
-    expected = {
-        *topology.etcd_members,
-        *topology.coordinators,
-        *(postgres_name(r.name) for r in topology.regions),
-        *(agent_name(r.name) for r in topology.regions),
-    }
-    problems = [f"service {name} is missing" for name in sorted(expected - services)]
-    problems += [
-        f"service {name} is not in DEFAULT_TOPOLOGY (unknown region or member?)"
-        for name in sorted(services - expected)
-    ]
-    return problems
-
-
-def replication_settings_problems(
-    compose: Compose, topology: Topology = DEFAULT_TOPOLOGY
-) -> list[str]:
-    """Every region's PostgreSQL can serve standbys once promoted, so all carry the settings."""
-    problems = []
-    for region in topology.regions:
-        name = postgres_name(region.name)
-        settings = postgres_settings(compose["services"].get(name, {}))
-        if settings.get("wal_level") not in {"replica", "logical"}:
-            problems.append(f"{name}: wal_level must be replica, got {settings.get('wal_level')}")
-        for setting in ("wal_log_hints", "hot_standby"):
-            if settings.get(setting) != "on":
-                problems.append(f"{name}: {setting} must be on, got {settings.get(setting)}")
-        for setting, minimum in (
-            ("max_wal_senders", 2 * len(topology.regions)),
-            ("max_replication_slots", len(topology.standbys)),
-        ):
-            value = settings.get(setting, "")
-            if not value.isdigit() or int(value) < minimum:
-                problems.append(f"{name}: {setting} must be at least {minimum}, got {value!r}")
-    return problems
-
-
-def primary_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    name = postgres_name(topology.primary.name)
-    service = compose["services"].get(name)
-    if service is None:
-        return [f"the initial primary's service {name} is missing"]
-    problems = []
-    env = environment(service)
-    entrypoint = " ".join(args_of(service.get("entrypoint")))
-    if "standby" in entrypoint:
-        problems.append(
-            f"{name} is the initial primary but runs a standby entrypoint: {entrypoint}"
-        )
-    for key in ("DEPLOY_PRIMARY_HOST", "DEPLOY_SLOT_NAME"):
-        if key in env:
-            problems.append(f"{name} is the initial primary but has the standby setting {key}")
-    if not any(
-        target.startswith(INITDB_DIR) and Path(source).name == PRIMARY_INIT.name
-        for target, source in mounts(service).items()
-    ):
-        problems.append(f"{name} does not mount {PRIMARY_INIT.name} into {INITDB_DIR}")
-    slots = sorted(s.strip() for s in env.get("DEPLOY_STANDBY_SLOTS", "").split(",") if s.strip())
-    expected = sorted(r.slot_name for r in topology.standbys)
-    if slots != expected:
-        problems.append(f"{name}: DEPLOY_STANDBY_SLOTS is {slots}, expected the slots {expected}")
-    return problems
-
-
-def standby_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    primary = postgres_name(topology.primary.name)
-    problems = []
-    for region in topology.standbys:
-        name = postgres_name(region.name)
-        service = compose["services"].get(name)
-        if service is None:
-            problems.append(f"standby service {name} is missing")
-            continue
-        env = environment(service)
-        entrypoint = args_of(service.get("entrypoint"))
-        script_mounts = [
-            target
-            for target, source in mounts(service).items()
-            if Path(source).name == STANDBY_ENTRYPOINT.name
-        ]
-        if not entrypoint or entrypoint[0] not in script_mounts:
-            problems.append(
-                f"{name}: entrypoint {entrypoint} is not the mounted {STANDBY_ENTRYPOINT.name} "
-                f"(mounted at {script_mounts})"
-            )
-        for key, expected in (
-            ("DEPLOY_PRIMARY_HOST", primary),
-            ("DEPLOY_SLOT_NAME", region.slot_name),
-        ):
-            if env.get(key) != expected:
-                problems.append(f"{name}: {key} is {env.get(key)!r}, expected {expected!r}")
-    return problems
 
 
 def settings_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
@@ -451,98 +328,20 @@ def dependency_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY)
     return problems
 
 
-def ordering_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    services = compose["services"]
-    primary = postgres_name(topology.primary.name)
-    problems = []
-
-    def require(name: str, dependency: str) -> None:
-        condition = depends_on(services.get(name, {})).get(dependency)
-        if condition != HEALTHY:
-            problems.append(f"{name} must depend on {dependency} ({HEALTHY}), got {condition}")
-
-    for region in topology.standbys:
-        require(postgres_name(region.name), primary)
-    for region in topology.regions:
-        agent = agent_name(region.name)
-        require(agent, postgres_name(region.name))
-        for coordinator in topology.coordinators:
-            require(agent, coordinator)
-        for other in topology.regions:
-            if other != region and postgres_name(other.name) in depends_on(services.get(agent, {})):
-                problems.append(f"{agent} depends on another region's {postgres_name(other.name)}")
-    for coordinator in topology.coordinators:
-        for member in topology.etcd_members:
-            require(coordinator, member)
-    return problems
-
-
-def etcd_config(service: Service) -> dict[str, str]:
-    """The member's settings: ETCD_* environment variables, overridden by command-line flags."""
-    config = {
-        key.removeprefix("ETCD_").lower().replace("_", "-"): value
-        for key, value in environment(service).items()
-        if key.startswith("ETCD_")
-    }
-    config.update(long_flags(args_of(service.get("command"))))
-    return config
-
-
-def etcd_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    expected_cluster = {m: f"http://{m}:{ETCD_PEER_PORT}" for m in topology.etcd_members}
-    problems = []
-    tokens = set()
-    for member in topology.etcd_members:
-        service = compose["services"].get(member)
-        if service is None:
-            problems.append(f"etcd member {member} is missing")
-            continue
-        config = etcd_config(service)
-        tokens.add(config.get("initial-cluster-token"))
-        entries = [e for e in config.get("initial-cluster", "").split(",") if e]
-        cluster = dict(entry.partition("=")[::2] for entry in entries)
-        if cluster != expected_cluster or len(entries) != len(expected_cluster):
-            problems.append(
-                f"{member}: --initial-cluster is {entries}, expected {expected_cluster}"
-            )
-        for setting, expected in (
-            ("name", member),
-            ("initial-advertise-peer-urls", expected_cluster[member]),
-            ("advertise-client-urls", f"http://{member}:{ETCD_CLIENT_PORT}"),
-            ("initial-cluster-state", "new"),  # a static cluster
-        ):
-            if config.get(setting) != expected:
-                problems.append(
-                    f"{member}: --{setting} is {config.get(setting)!r}, not {expected!r}"
-                )
-        data_dir = config.get("data-dir", "")
-        if not mounts(service).get(data_dir):
-            problems.append(f"{member}: data dir {data_dir!r} is not on a volume")
-        health = " ".join(args_of((service.get("healthcheck") or {}).get("test")))
-        if "etcdctl" not in health or "endpoint health" not in health:
-            problems.append(f"{member}: healthcheck must run `etcdctl endpoint health`: {health!r}")
-    if len(tokens) != 1 or None in tokens:
-        problems.append(f"etcd members must share one --initial-cluster-token, got {tokens}")
-    return problems
-
-
-def coordinator_configs(compose: Compose, topology: Topology) -> dict[str, Any]:
-    """{coordinator service: the CoordinatorConfig it starts with}, for those that would start."""
-    configs = {}
-    for name in topology.coordinators:
-        if name in compose["services"]:
-            config, _ = program_config(name, compose["services"][name], COORDINATOR)
-            if config is not None:
-                configs[name] = config
-    return configs
-
-
 def coordinator_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    etcd = sorted(f"{m}:{ETCD_CLIENT_PORT}" for m in topology.etcd_members)
-    regions = sorted(r.name for r in topology.regions)
+    """Each coordinator would start, where agents reach it, with etcd at addresses its client
+    takes (coordinator/etcd.py builds one gRPC target of IP addresses: no names), and its
+    health check asks its own port."""
+    services = compose["services"]
+    etcd_addresses = {
+        interpolate(str(spec.get("ipv4_address", "")))
+        for member in topology.etcd_members
+        for spec in (services.get(member, {}).get("networks") or {}).values()
+        if isinstance(spec, dict)
+    }
     problems = []
     for name in topology.coordinators:
-        service = compose["services"].get(name)
+        service = services.get(name)
         if service is None:
             problems.append(f"coordinator {name} is missing")
             continue
@@ -550,75 +349,80 @@ def coordinator_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY
         problems += found
         if config is None:
             continue
-        host, port = parse_host_port(config.listen, "listen")
-        for what, value, expected in (
-            ("id", config.id, name),
-            ("etcd", sorted(config.etcd), etcd),
-            ("regions", sorted(config.regions), regions),
-            ("advertised address", config.advertised, f"{name}:{port}"),
-        ):
-            if value != expected:
-                problems.append(f"{name}: {what} is {value!r}, expected {expected!r}")
+        host, _ = parse_host_port(config.listen, "listen")
         if host not in {"0.0.0.0", "::"}:
             problems.append(f"{name}: listens on {config.listen}, out of the agents' reach")
+        for endpoint in config.etcd:
+            etcd_host = parse_host_port(endpoint, "etcd")[0]
+            if etcd_host not in etcd_addresses:
+                problems.append(
+                    f"{name}: etcd endpoint {endpoint} is not an etcd member's fixed address "
+                    f"{sorted(etcd_addresses)}"
+                )
         problems += health_problems(name, service, config.listen)
     return problems
 
 
 def agent_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    services = compose["services"]
-    coordinators = sorted(c.advertised for c in coordinator_configs(compose, topology).values())
+    """Each agent would start, as the postgres uid that owns PGDATA, with a health check on its
+    own port."""
     problems = []
     for region in topology.regions:
         name = agent_name(region.name)
-        service = services.get(name)
+        service = compose["services"].get(name)
         if service is None:
             problems.append(f"agent {name} is missing")
             continue
-        database = services.get(postgres_name(region.name), {})
-        pgdata_volume = mounts(database).get(PGDATA_MOUNT)
-        if not pgdata_volume or mounts(service).get(PGDATA_MOUNT) != pgdata_volume:
-            problems.append(
-                f"{name} must mount its region's PGDATA volume {pgdata_volume!r} at "
-                f"{PGDATA_MOUNT}, got {mounts(service).get(PGDATA_MOUNT)!r}"
-            )
         if service.get("user") != "postgres":
             problems.append(f"{name} must run as the postgres user that owns PGDATA")
         config, found = program_config(name, service, AGENT)
         problems += found
-        if config is None:
+        if config is not None:
+            problems += health_problems(name, service, config.listen)
+    return problems
+
+
+def credential_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
+    """Agents log in as their own role (not the superuser) with a password from a file on the
+    read-only credentials volume that the primary's first start writes; no agent's environment
+    carries a password, and no other program's either."""
+    services = compose["services"]
+    primary = services.get(postgres_name(topology.primary.name), {})
+    written = {source: target for target, source in mounts(primary).items()}
+    problems = []
+    for name, service in services.items():
+        if name.startswith("postgres-"):
             continue
-        db_env = environment(database)
-        for what, value, expected in (
-            ("region", config.region, region.name),
-            # DEFAULT_TOPOLOGY's RegionSpec, for geographic routing.
-            ("latitude", config.latitude, region.latitude),
-            ("longitude", config.longitude, region.longitude),
-            ("coordinators", sorted(config.coordinators), coordinators),
-            # Its own region's PostgreSQL, over the compose network, as the superuser.
-            ("db_host", config.db_host, postgres_name(region.name)),
-            ("db_port", config.db_port, POSTGRES_PORT),
-            ("db_user", config.db_user, interpolate(db_env.get("POSTGRES_USER", "postgres"))),
-            # RTT is measured to every other region's PostgreSQL.
+        problems += [
+            f"{name}: {key} holds a password ({value})"
+            for key, value in environment(service).items()
+            if "PASSWORD" in value or (key.endswith("PASSWORD") and value)
+        ]
+    for region in topology.regions:
+        name = agent_name(region.name)
+        env = {k: interpolate(v) for k, v in environment(services.get(name, {})).items()}
+        user = env.get("LATITUDE_AGENT_DB_USER", "postgres")
+        if user != AGENT_ROLE:
+            problems.append(f"{name} logs in as {user}, not {AGENT_ROLE}")
+        password_file = env.get("LATITUDE_AGENT_DB_PASSWORD_FILE", "")
+        volume = next(
             (
-                "peers",
-                sorted(config.peers),
-                sorted(
-                    f"{other.name}={postgres_name(other.name)}:{POSTGRES_PORT}"
-                    for other in topology.regions
-                    if other != region
-                ),
+                (source, target)
+                for target, source in mounts(services.get(name, {})).items()
+                if password_file.startswith(f"{target}/")
             ),
-            # The same ${VAR:-default}, so that overriding the password reaches both.
-            (
-                "LATITUDE_AGENT_DB_PASSWORD",
-                environment(service).get("LATITUDE_AGENT_DB_PASSWORD"),
-                db_env.get("POSTGRES_PASSWORD"),
-            ),
+            None,
+        )
+        if volume is None or written.get(volume[0]) is None:
+            problems.append(
+                f"{name}: db_password_file {password_file!r} is not on a volume the initial "
+                f"primary writes ({sorted(written)})"
+            )
+        elif not any(
+            isinstance(v, str) and v.startswith(f"{volume[0]}:") and v.endswith(":ro")
+            for v in services[name].get("volumes") or []
         ):
-            if value != expected:
-                problems.append(f"{name}: {what} is {value!r}, expected {expected!r}")
-        problems += health_problems(name, service, config.listen)
+            problems.append(f"{name} must mount {volume[0]} read-only")
     return problems
 
 
@@ -637,27 +441,12 @@ def declaration_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY
     return problems
 
 
-def image_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    problems = []
-    for name, service in compose["services"].items():
-        image = service.get("image", "")
-        if "build" in service:
-            context = service["build"]["context"] if isinstance(service["build"], dict) else "."
-            if (ROOT / context).resolve() != ROOT:
-                problems.append(f"{name} builds from {context}, not the repository root")
-            continue
-        tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
-        if not tag or tag == "latest":
-            problems.append(f"{name}: image {image!r} must be pinned to a version")
-    return problems
-
-
 def password_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
     return [
         f"{name}: {key} must come from the environment as ${{VAR:-default}}"
         for name, service in compose["services"].items()
         for key, value in environment(service).items()
-        if "PASSWORD" in key and not re.fullmatch(r"\$\{[A-Z_]+:-[^}]*\}", value)
+        if key.endswith("PASSWORD") and not re.fullmatch(r"\$\{[A-Z_]+:-[^}]*\}", value)
     ]
 
 
@@ -709,6 +498,8 @@ def primary_init_problems(script: str) -> list[str]:
         "pg_create_physical_replication_slot": "create the physical slots",
         "WITH LOGIN REPLICATION": "create the replication role",
         "host replication": "allow replication connections in pg_hba.conf",
+        "\\i :role_sql": "create the agents' role (run agent-role.sql)",
+        "umask 077": "write the agents' password readable by its owner only",
     }
     return [
         f"{PRIMARY_INIT.name} must {why}"
@@ -720,8 +511,14 @@ def primary_init_problems(script: str) -> list[str]:
 def dockerfile_problems(text: str) -> list[str]:
     instructions = one_line(text)
     problems = []
-    if not re.search(r"^FROM python:3\.11-slim-bookworm\b", instructions, re.MULTILINE):
-        problems.append("Dockerfile must build FROM python:3.11-slim-bookworm")
+    base = re.search(
+        r"^ARG PYTHON_IMAGE=(\S+)\nFROM \$\{PYTHON_IMAGE\}$", instructions, re.MULTILINE
+    )
+    if base is None or base.group(1) != "python:3.11-slim-bookworm":
+        problems.append(
+            "Dockerfile must build FROM ${PYTHON_IMAGE}, an ARG defaulting to "
+            "python:3.11-slim-bookworm"
+        )
     if not re.search(r"^RUN .*\bpip install \.(?=[\s;&]|$)", instructions, re.MULTILINE):
         problems.append("Dockerfile must install the package with `pip install .`")
     if not re.search(r"apt-get install [^\n]*\bpostgresql-15\b", instructions):
@@ -743,18 +540,12 @@ def compose() -> Compose:
 
 
 COMPOSE_CHECKS: dict[str, Callable[[Compose], list[str]]] = {
-    "services": service_set_problems,
-    "replication settings": replication_settings_problems,
-    "primary": primary_problems,
-    "standbys": standby_problems,
     "settings": settings_problems,
     "dependencies": dependency_problems,
-    "ordering": ordering_problems,
-    "etcd": etcd_problems,
     "agents": agent_problems,
     "coordinators": coordinator_problems,
+    "credentials": credential_problems,
     "declarations": declaration_problems,
-    "images": image_problems,
     "passwords": password_problems,
 }
 
@@ -780,7 +571,10 @@ def test_file_matches(check: str) -> None:
 
 
 def test_referenced_deploy_scripts_exist_and_parse(compose: Compose) -> None:
-    scripts = {path for service in compose["services"].values() for path in deploy_scripts(service)}
+    mounted = {path for service in compose["services"].values() for path in deploy_scripts(service)}
+    for path in mounted:
+        assert path.is_file(), f"docker-compose.yml mounts {path}, which does not exist"
+    scripts = {path for path in mounted if path.suffix == ".sh"}
     assert {PRIMARY_INIT, STANDBY_ENTRYPOINT} <= scripts, (
         f"docker-compose.yml should mount both deploy scripts, mounts {sorted(scripts)}"
     )
@@ -843,48 +637,18 @@ def _health_port(service: str, port: int) -> Callable[[Compose], None]:
     return mutate
 
 
-def _replace_arg(service: str, old: str, new: str) -> Callable[[Compose], None]:
-    def mutate(c: Compose) -> None:
-        args = args_of(c["services"][service]["command"])
-        assert old in args, f"{old!r} is not in {service}'s command {args}"
-        c["services"][service]["command"] = [new if arg == old else arg for arg in args]
-
-    return mutate
-
-
 T = DEFAULT_TOPOLOGY
 PRIMARY = postgres_name(T.primary.name)
 STANDBY = postgres_name(T.standbys[0].name)
-STANDBY_SLOT = T.standbys[0].slot_name
-PRIMARY_DATA, STANDBY_DATA = f"pgdata-{T.primary.name}", f"pgdata-{T.standbys[0].name}"
+STANDBY_DATA = f"pgdata-{T.standbys[0].name}"
 # The agent and the coordinator the mutations break.
 A, C = agent_name(T.standbys[0].name), T.coordinators[1]
-FIRST_C = T.coordinators[0]
-ETCD, LAST_ETCD = T.etcd_members[1], T.etcd_members[-1]
+ETCD = T.etcd_members[1]
 ALL_ETCD = ",".join(f"{m}:{ETCD_CLIENT_PORT}" for m in T.etcd_members)
-INITIAL_CLUSTER = ",".join(f"{m}=http://{m}:{ETCD_PEER_PORT}" for m in T.etcd_members)
 AGENT_ENV, COORDINATOR_ENV = AGENT.env_prefix, COORDINATOR.env_prefix
 
 
 MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
-    "services": {
-        "agent missing": lambda c: c["services"].pop(A),
-        "unknown region": lambda c: c["services"].update({"postgres-x": c["services"][STANDBY]}),
-    },
-    "replication settings": {
-        "wal_log_hints off": _replace_arg(PRIMARY, "wal_log_hints=on", "wal_log_hints=off"),
-    },
-    "primary": {
-        "primary runs the standby entrypoint": lambda c: c["services"][PRIMARY].update(
-            entrypoint=c["services"][STANDBY]["entrypoint"]
-        ),
-        "primary misses a slot": _env(PRIMARY, "DEPLOY_STANDBY_SLOTS", STANDBY_SLOT),
-    },
-    "standbys": {
-        "standby uses another slot": _env(STANDBY, "DEPLOY_SLOT_NAME", "slot_x"),
-        "standby clones a standby": _env(STANDBY, "DEPLOY_PRIMARY_HOST", STANDBY),
-        "standby without its entrypoint": _set(STANDBY, "entrypoint", value=None),
-    },
     # Variables nothing reads, or that a script needs and does not get.
     "settings": {
         "agent keeps an old variable": _env(A, "LATITUDE_DATABASE_DSN", "postgresql://x"),
@@ -895,25 +659,11 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
         "database gets a latitude setting": _env(PRIMARY, "LATITUDE_REGION", "us-east-1"),
         "script input no script reads": _env(PRIMARY, "DEPLOY_SLOT_NAME", "slot_x"),
         "script input missing": _env(STANDBY, "DEPLOY_REPLICATION_USER"),
+        "primary script input missing": _env(PRIMARY, "DEPLOY_CREDENTIALS_DIR"),
     },
     "dependencies": {
         "dependency on nothing": _set(A, "depends_on", "postgres-x", value={}),
         "dependency cycle": _set(ETCD, "depends_on", C, value={}),
-    },
-    "ordering": {
-        "coordinator misses an etcd member": _set(C, "depends_on", LAST_ETCD),
-        "standby does not wait for a healthy primary": _set(
-            STANDBY, "depends_on", PRIMARY, "condition", value="service_started"
-        ),
-        "agent waits for another region": _set(
-            A, "depends_on", value={PRIMARY: {"condition": HEALTHY}}
-        ),
-    },
-    "etcd": {
-        "initial cluster misses a member": _replace_arg(
-            ETCD, INITIAL_CLUSTER, INITIAL_CLUSTER.rsplit(",", 1)[0]
-        ),
-        "etcd member misnamed": _replace_arg(ETCD, f"--name={ETCD}", "--name=etcd-9"),
     },
     # The agent, as it would start.
     "agents": {
@@ -925,19 +675,9 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
         "agent capacity the loader refuses": _env(A, AGENT_ENV + "CAPACITY", "0"),
         "agent port that is no number": _env(A, AGENT_ENV + "DB_PORT", "54x2"),
         "agent default the loader refuses": _env(A, AGENT_ENV + "PRIORITY", "${P:--1}"),
-        "agent in the wrong region": _env(A, AGENT_ENV + "REGION", "us-east-1"),
-        "agent flag overrides its region": _set(
-            A, "command", value=[AGENT.script, "--region", "us-east-1"]
-        ),
-        "agent in the wrong place": _env(A, AGENT_ENV + "LONGITUDE", "6.3"),
-        "agent on another region's database": _env(A, AGENT_ENV + "DB_HOST", PRIMARY),
-        "agent on another database port": _env(A, AGENT_ENV + "DB_PORT", "5433"),
-        "agent misses a peer": _env(A, AGENT_ENV + "PEERS", f"{T.primary.name}={PRIMARY}:5432"),
-        "agent with its own password": _env(A, AGENT_ENV + "DB_PASSWORD", "${PW:-x}"),
-        "agent knows one coordinator": _env(A, AGENT_ENV + "COORDINATORS", f"{FIRST_C}:50051"),
         "agent health on another port": _env(A, AGENT_ENV + "LISTEN", "0.0.0.0:50062"),
         "agent without a health check": _set(A, "healthcheck"),
-        "agent on another region's data": _set(A, "volumes", value=[f"{PRIMARY_DATA}:/x"]),
+        "agent as root": _set(A, "user", value="root"),
     },
     # The coordinator, as it would start.
     "coordinators": {
@@ -947,15 +687,22 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
         "coordinator without etcd": _env(C, COORDINATOR_ENV + "ETCD"),
         "coordinator without listen": _env(C, COORDINATOR_ENV + "LISTEN"),
         "coordinator ack_every the loader refuses": _env(C, COORDINATOR_ENV + "ACK_EVERY", "9"),
-        "coordinator sees one etcd member": _env(C, COORDINATOR_ENV + "ETCD", "etcd-1:2379"),
-        "coordinator misses a region": _env(C, COORDINATOR_ENV + "REGIONS", "us-east-1"),
-        "coordinator misnamed": _set(C, "command", value=[COORDINATOR.script, "--id", "x"]),
-        "coordinator advertises another": _env(C, COORDINATOR_ENV + "ADVERTISE", f"{FIRST_C}:1"),
+        "coordinator names etcd by host name": _env(C, COORDINATOR_ENV + "ETCD", ALL_ETCD),
         "coordinator on loopback": _env(C, COORDINATOR_ENV + "LISTEN", "127.0.0.1:50051"),
         "coordinator health on another port": _health_port(C, 50052),
     },
+    "credentials": {
+        "agent as the superuser": _env(A, AGENT_ENV + "DB_USER", "postgres"),
+        "agent with the superuser's password": _env(
+            A, AGENT_ENV + "DB_PASSWORD", "${POSTGRES_PASSWORD:-latitude-local}"
+        ),
+        "agent's password file elsewhere": _env(A, AGENT_ENV + "DB_PASSWORD_FILE", "/tmp/pw"),
+        "agent may write the credentials": _set(
+            A, "volumes", value=[f"{STANDBY_DATA}:{PGDATA_MOUNT}", "agent-credentials:/c"]
+        ),
+        "coordinator gets a password": _env(C, "PGPASSWORD", "${LATITUDE_REPLICATION_PASSWORD}"),
+    },
     "declarations": {"volume not declared": lambda c: c["volumes"].pop(STANDBY_DATA)},
-    "images": {"unpinned image": _set(ETCD, "image", value="quay.io/coreos/etcd:latest")},
     "passwords": {"hard-coded password": _env(PRIMARY, "POSTGRES_PASSWORD", "hunter2")},
 }
 CASES = [(check, mutation) for check, cases in MUTATIONS.items() for mutation in cases]
@@ -976,11 +723,13 @@ FILE_MUTATIONS: dict[str, dict[str, Callable[[str], str]]] = {
     },
     "primary init": {
         "no slot created": lambda t: t.replace("pg_create_physical_replication_slot", "now"),
+        "no agents' role": lambda t: t.replace("\\i :role_sql", ""),
     },
     "Dockerfile": {
         "package not installed": lambda t: t.replace("pip install .;", "pip install x;"),
         "runs as root": lambda t: t + "\nUSER root\n",
-        "another base image": lambda t: t.replace("3.11-slim-bookworm", "3.11"),
+        "another base image": lambda t: t.replace("=python:3.11-slim-bookworm", "=python:3.11"),
+        "fixed base image": lambda t: t.replace("FROM ${PYTHON_IMAGE}", "FROM python:3.11"),
     },
 }
 FILE_CASES = [(check, mutation) for check, cases in FILE_MUTATIONS.items() for mutation in cases]
