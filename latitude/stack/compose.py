@@ -21,7 +21,7 @@ from typing import Any
 
 from latitude.replication import REPLICATION_USER
 from latitude.stack.postgres import AGENT_GRANTS, AGENT_ROLE, SUPERUSER
-from latitude.stack.topology import DEFAULT_TOPOLOGY, RegionSpec, Topology
+from latitude.stack.topology import DEFAULT_TOPOLOGY, DNS_ZONE, RegionSpec, Topology
 
 COMPOSE_FILE = "docker-compose.yml"
 AGENT_ROLE_SQL = "deploy/postgres/agent-role.sql"
@@ -48,10 +48,13 @@ POSTGRES_PORT = 5432
 COORDINATOR_PORT = 50051
 AGENT_PORT = 50061
 HTTP_PORT = 8080
+# The coordinators' DNS responders, UDP and TCP (unprivileged inside: they run as latitude).
+DNS_PORT = 5353
 # Published on the host's loopback only, each from a variable (LATITUDE_PORT_<SERVICE>_<WHAT>)
 # whose default counts up from these.
 PUBLISHED_GRPC_BASE = 50051
 PUBLISHED_HTTP_BASE = 8081
+PUBLISHED_DNS_BASE = 5301
 
 PGDATA_MOUNT = "/var/lib/postgresql/data"
 PGDATA = f"{PGDATA_MOUNT}/pgdata"
@@ -92,8 +95,9 @@ HEADER = f"""\
 #
 #   docker-compose up -d --build
 #
-# Coordinators' gRPC and HTTP are published on 127.0.0.1 ({PUBLISHED_GRPC_BASE}.. and
-# {PUBLISHED_HTTP_BASE}..; each port from a LATITUDE_PORT_<SERVICE>_<GRPC|HTTP> variable).
+# Coordinators' gRPC, HTTP and DNS are published on 127.0.0.1 ({PUBLISHED_GRPC_BASE}..,
+# {PUBLISHED_HTTP_BASE}.. and {PUBLISHED_DNS_BASE}.., UDP and TCP; each port from a
+# LATITUDE_PORT_<SERVICE>_<GRPC|HTTP|DNS> variable).
 # The images come from LATITUDE_ETCD_IMAGE, LATITUDE_POSTGRES_IMAGE and LATITUDE_IMAGE
 # (built from the Dockerfile on LATITUDE_PYTHON_IMAGE). tests/compose/test_compose_run.py
 # runs this file in a real Docker engine (README, "Docker").
@@ -218,10 +222,12 @@ def coordinator(topology: Topology, index: int, name: str) -> dict[str, Any]:
             f"{etcd_address(topology, m)}:{ETCD_CLIENT_PORT}" for m in topology.etcd_members
         ),
         "LATITUDE_COORDINATOR_REGIONS": ",".join(r.name for r in topology.regions),
-        # The DNS responder's settings (dns_address, dns_zone) belong here, with its port
-        # published beside the others below, once coordinators have them.
+        # An authoritative DNS responder for the zone, answering from the routing table.
+        "LATITUDE_COORDINATOR_DNS_ADDRESS": f"0.0.0.0:{DNS_PORT}",
+        "LATITUDE_COORDINATOR_DNS_ZONE": DNS_ZONE,
     }
     grpc, http = port_variable(name, "grpc"), port_variable(name, "http")
+    dns = f"127.0.0.1:${{{port_variable(name, 'dns')}:-{PUBLISHED_DNS_BASE + index}}}:{DNS_PORT}"
     return {
         **_latitude_image(),
         "user": "latitude",
@@ -230,6 +236,8 @@ def coordinator(topology: Topology, index: int, name: str) -> dict[str, Any]:
         "ports": [
             f"127.0.0.1:${{{grpc}:-{PUBLISHED_GRPC_BASE + index}}}:{COORDINATOR_PORT}",
             f"127.0.0.1:${{{http}:-{PUBLISHED_HTTP_BASE + index}}}:{HTTP_PORT}",
+            f"{dns}/udp",
+            f"{dns}/tcp",
         ],
         "depends_on": _healthy(*topology.etcd_members),
         "healthcheck": _grpc_health(COORDINATOR_PORT),

@@ -35,14 +35,12 @@ from latitude.stack.processes import ProcessRecord
 from latitude.stack.progress import QUIET, Progress
 from latitude.stack.services import http_port_name, port_owner
 from latitude.stack.state import StackState, exclusive, state_path, write_private
-from latitude.stack.topology import DEFAULT_TOPOLOGY, Topology
+from latitude.stack.topology import DEFAULT_TOPOLOGY, DNS_ZONE, Topology
 from latitude.v1 import admin_pb2, common_pb2
 
 _POLL = 0.05
 # The coordinators' key prefix (their default etcd_prefix): etcd's role for them covers it.
 ETCD_PREFIX = "/latitude"
-# The zone every coordinator's DNS responder serves (.test is reserved for testing: RFC 2606).
-DNS_ZONE = "latitude.test."
 
 
 @dataclass(frozen=True, slots=True)

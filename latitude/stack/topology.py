@@ -48,6 +48,10 @@ class Topology:
         return tuple(r for r in self.regions if not r.initial_primary)
 
 
+# The zone every coordinator's DNS responder serves, natively and in compose (.test is
+# reserved for testing: RFC 2606).
+DNS_ZONE = "latitude.test."
+
 DEFAULT_TOPOLOGY = Topology(
     regions=(
         RegionSpec("us-east-1", 38.9, -77.4, initial_primary=True),  # northern Virginia

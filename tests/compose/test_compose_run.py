@@ -19,13 +19,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.asyncquery
+import dns.exception
+import dns.message
 import pytest
 
 from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.route_view import resolve
 from latitude.stack import compose, docker_images
 from latitude.stack.ports import allocate
-from latitude.stack.topology import DEFAULT_TOPOLOGY
+from latitude.stack.topology import DEFAULT_TOPOLOGY, DNS_ZONE
 from latitude.v1 import common_pb2, routing_pb2
 from tests.compose import engine as engines
 from tests.integration.connections import eventually
@@ -51,6 +54,7 @@ class ComposeStack:
     project: str
     env: dict[str, str]
     coordinators: list[str]
+    dns_ports: list[int]  # each coordinator's DNS responder, published on 127.0.0.1
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         done = subprocess.run(
@@ -106,7 +110,9 @@ def stack(engine: engines.Engine) -> Iterator[ComposeStack]:
     docker_images.build(engine.docker)
     # Free ports for what the compose file publishes, and a free subnet: nothing meets
     # another stack on this machine.
-    names = [compose.port_variable(c, what) for c in T.coordinators for what in ("grpc", "http")]
+    names = [
+        compose.port_variable(c, what) for c in T.coordinators for what in ("grpc", "http", "dns")
+    ]
     ports = allocate("127.0.0.1", names)
     variables = {name: str(port) for name, port in ports.items()}
     running = ComposeStack(
@@ -116,6 +122,7 @@ def stack(engine: engines.Engine) -> Iterator[ComposeStack]:
         coordinators=[
             f"127.0.0.1:{ports[compose.port_variable(c, 'grpc')]}" for c in T.coordinators
         ],
+        dns_ports=[ports[compose.port_variable(c, "dns")] for c in T.coordinators],
     )
     try:
         up = running.compose("up", "--detach", "--no-build", timeout=600)
@@ -220,6 +227,12 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
     )
     assert _psql(stack, new_primary, "SELECT pg_is_in_recovery()") == "f"
     assert _psql(stack, new_primary, WRITE) == "", "the promoted database refuses a write"
+    # Every coordinator's DNS names the new primary's database to clients that only speak DNS.
+    want = [f"{compose.postgres_service(new_primary)}."]
+    for port in stack.dns_ports:
+        await eventually(
+            lambda p=port: _write_srv_targets(p) == want, 30, f"DNS on port {port} to say {want}"
+        )
 
     async def reads_elsewhere():
         try:
@@ -233,6 +246,17 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
         f"compose: healthy {healthy_after:.0f} s after up; failover to {new_primary} "
         f"{time.monotonic() - killed_at:.1f} s after the kill"
     )
+
+
+async def _write_srv_targets(port: int) -> list[str] | None:
+    """The SRV targets a coordinator's DNS gives for the write region's PostgreSQL (its
+    endpoints are the compose services' names, so SRV, not A, carries them)."""
+    query = dns.message.make_query(f"_postgresql._tcp.write.{DNS_ZONE}", "SRV")
+    try:
+        answer = await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=3)
+    except (dns.exception.Timeout, OSError):
+        return None
+    return [r.target.to_text() for rrset in answer.answer for r in rrset]
 
 
 async def _write_region_of_is(stack: ComposeStack, region: str) -> bool:
