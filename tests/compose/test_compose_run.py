@@ -230,9 +230,11 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
     # Every coordinator's DNS names the new primary's database to clients that only speak DNS.
     want = [f"{compose.postgres_service(new_primary)}."]
     for port in stack.dns_ports:
-        await eventually(
-            lambda p=port: _write_srv_targets(p) == want, 30, f"DNS on port {port} to say {want}"
-        )
+
+        async def names_it(port=port):
+            return await _write_srv_targets(port) == want
+
+        await eventually(names_it, 30, f"DNS on port {port} to say {want}")
 
     async def reads_elsewhere():
         try:
