@@ -130,6 +130,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if session.error is not None:
                 await context.abort(*session.error)
         finally:
+            session.ended.set()  # commands waiting on it fail now, not at their timeout
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             node.sessions.discard(session)
@@ -164,9 +165,31 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         ack_every = node.config.ack_every
         acked_once = False
         rate = ReportRate(node.config.report_interval)
+        # An agent reports every interval, so a stream silent for the failure threshold is
+        # ended: the connection of a dead or cut-off agent can stay open on this side (no FIN
+        # seen, a half-open TCP connection), and a session nobody reads would keep the region
+        # "connected", take the commands meant for it until each one's timeout, and hold the
+        # region against the agent's next stream.
+        silence = node.config.fail_after
         try:
             while True:
-                message = await context.read()
+                try:
+                    async with asyncio.timeout(silence):
+                        message = await context.read()
+                except TimeoutError:
+                    log.warning(
+                        "agent stream for %s: nothing received for %.1f s: ending it",
+                        session.region,
+                        silence,
+                    )
+                    session.close(
+                        error=(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"nothing received for {silence:.1f} s (reports are due every "
+                            f"{node.config.report_interval:.1f} s)",
+                        )
+                    )
+                    return
                 if message is grpc.aio.EOF:
                     session.close()
                     return

@@ -53,17 +53,24 @@ class CommandDispatcher:
         command.time_limit.FromNanoseconds(int(timeout * 1e9))
         future = asyncio.get_running_loop().create_future()
         self._waiting[command.command_id] = future
+        ended = asyncio.ensure_future(session.ended.wait())
         try:
             session.send(agent_pb2.CoordinatorMessage(command=command))
             metrics.command_sent(session.region, command.kind)
             async with asyncio.timeout(timeout):
-                return await future
+                await asyncio.wait((future, ended), return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError as err:
             raise CommandFailed(
                 f"{kind} to {session.region}: no answer within {timeout:.1f} s"
             ) from err
         finally:
+            ended.cancel()
             self._waiting.pop(command.command_id, None)
+        if future.done():
+            return future.result()
+        # Ended or taken over: no answer can come on it, so waiting out the timeout would
+        # only hold the caller (a rejoin, a failover's step) for nothing.
+        raise CommandFailed(f"{kind} to {session.region}: its stream ended before an answer")
 
     def resolve(self, result: agent_pb2.CommandResult) -> None:
         future = self._waiting.get(result.command_id)

@@ -26,6 +26,8 @@ class AgentSession:
 
     def __post_init__(self) -> None:
         self.outbox: asyncio.Queue[agent_pb2.CoordinatorMessage | None] = asyncio.Queue()
+        # Set once the stream is over: a command still waiting on it will get no answer.
+        self.ended = asyncio.Event()
 
     def send(self, message: agent_pb2.CoordinatorMessage) -> None:
         if self.outbox.qsize() >= OUTBOX:
@@ -48,6 +50,7 @@ class AgentSession:
         if final is not None:
             self.outbox.put_nowait(final)
         self.outbox.put_nowait(_CLOSE)
+        self.ended.set()
 
 
 class Sessions:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 
@@ -69,21 +70,34 @@ class DnsServer:
         return join_host_port(self._host, self._port)
 
     async def start(self) -> None:
+        # Port 0: TCP must take the port the UDP socket got, which some TCP socket may hold
+        # already; then another port is drawn (an explicit port's conflict is the caller's).
+        attempts = 20 if self._port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                await self._bind(self._port if attempts == 1 else 0)
+                break
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
+        log.info("DNS for %s on %s (UDP and TCP)", self.responder.zone.origin, self.address)
+
+    async def _bind(self, port: int) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self.responder), local_addr=(self._host, self._port), family=family
+            lambda: _Datagrams(self.responder), local_addr=(self._host, port), family=family
         )
-        # Port 0: TCP on the port the UDP socket got.
-        self._port = self._udp.get_extra_info("sockname")[1]
+        bound = self._udp.get_extra_info("sockname")[1]
         try:
             self._tcp = await asyncio.start_server(
-                self._serve_connection, self._host, self._port, family=family, reuse_address=True
+                self._serve_connection, self._host, bound, family=family, reuse_address=True
             )
         except BaseException:
             self._udp.close()
+            self._udp = None
             raise
-        log.info("DNS for %s on %s (UDP and TCP)", self.responder.zone.origin, self.address)
+        self._port = bound
 
     async def _serve_connection(self, reader, writer) -> None:
         if len(self._clients) >= TCP_CLIENTS:

@@ -4,6 +4,7 @@ is INVALID_ARGUMENT, never UNKNOWN. Each test leaves the stack as it found it.""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import grpc
@@ -76,10 +77,70 @@ async def test_a_report_flood_ends_its_stream_and_the_real_agent_comes_back(clus
     # Back and HEALTHY, as the next module expects to find the stack.
     await wait_status(
         cluster,
-        lambda s: connected(s, REGION) and all(r.state == HEALTHY for r in s.regions),
+        lambda s: real_agent_back(s) and all(r.state == HEALTHY for r in s.regions),
         20,
         "the real agent back and every region HEALTHY",
     )
+
+
+def real_agent_back(view: admin_pb2.ClusterStatus) -> bool:
+    """The region held by its own agent again, not by a test's stream."""
+    held = next(r for r in view.regions if r.region == REGION)
+    return held.agent_connected and held.agent_id == f"{REGION}/stack"
+
+
+async def test_a_silent_agent_stream_is_ended_and_its_region_let_go(cluster: Stack):
+    """A stream that stays open but says nothing (an agent dead or cut off behind a
+    half-open connection) is ended by the leader within the failure threshold, so the region
+    is not held by a stream nobody reads."""
+    await cluster.kill(f"agent-{REGION}")
+    await wait_status(
+        cluster, lambda s: not connected(s, REGION), 5, "the leader to see the agent gone"
+    )
+    addresses = cluster.coordinator_addresses(cluster.state())
+    leader = (await cluster_status(addresses, 1.0, tls=TLS)).leader
+    tls = suite_client_tls("agent", REGION)
+    quiet = threading.Event()
+    try:
+        silent = asyncio.create_task(asyncio.to_thread(_silent, leader.address, tls, quiet))
+        await wait_status(cluster, lambda s: connected(s, REGION), 10, "the silent stream held")
+        error = await asyncio.wait_for(silent, 30)
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error
+        assert error.details().startswith("nothing received for 3.0 s"), error.details()
+        await wait_status(cluster, lambda s: not connected(s, REGION), 5, "the region let go")
+    finally:
+        quiet.set()
+        await cluster.up()
+    await wait_status(
+        cluster,
+        lambda s: real_agent_back(s) and all(r.state == HEALTHY for r in s.regions),
+        20,
+        "the real agent back and every region HEALTHY",
+    )
+
+
+def _silent(address: str, tls, quiet: threading.Event) -> grpc.RpcError:
+    """A hello and one report, then nothing on a stream kept open until ``quiet`` is set:
+    the leader's end of it."""
+
+    def messages():
+        yield agent_hello(REGION, "silent")
+        yield report(1)
+        quiet.wait(60)
+
+    if tls is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        cert, key, ca = tls.read()
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca, key, cert))
+    with channel:
+        answers = agent_pb2_grpc.AgentServiceStub(channel).Connect(messages(), timeout=30)
+        try:
+            for _ in answers:
+                pass
+        except grpc.RpcError as err:
+            return err
+    raise AssertionError("the leader ended the silent stream with OK")
 
 
 def _flood(address: str, tls) -> grpc.RpcError:

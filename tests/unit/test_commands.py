@@ -36,6 +36,24 @@ async def test_no_agent_or_no_answer_is_a_command_failure():
         await dispatcher.send(AgentSession(region="eu-west-1"), command, epoch=1, timeout=0.1)
 
 
+async def test_a_command_on_a_stream_that_ends_fails_at_once_not_at_its_timeout():
+    """A REJOIN waits a minute for its answer: if its stream ends meanwhile (the agent died,
+    or a new stream took the region over), nothing can answer, and the caller is told now."""
+    dispatcher = CommandDispatcher()
+    session = AgentSession(region="us-east-1")
+
+    async def stream_ends() -> None:
+        await session.outbox.get()  # the command went out
+        session.close(error=(grpc.StatusCode.ABORTED, "another stream took the region over"))
+
+    ending = asyncio.create_task(stream_ends())
+    command = agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_REJOIN)
+    async with asyncio.timeout(5.0):
+        with pytest.raises(CommandFailed, match="to us-east-1: its stream ended before an answer"):
+            await dispatcher.send(session, command, epoch=1, timeout=60.0)
+    await ending
+
+
 async def test_no_command_is_queued_for_an_agent_that_does_not_read():
     dispatcher = CommandDispatcher()
     session = AgentSession(region="eu-west-1")
