@@ -560,23 +560,34 @@ class FailoverMachine:
         result = await self._leader.agents.command(
             region, agent_pb2.Command(kind=agent_pb2.COMMAND_KIND_REPORT_NOW), timeout=1.0
         )
-        record = self._registry.regions[region]
-        if result.ok and record.report is not None:
-            record.report.database.CopyFrom(result.observed)
+        if result.ok:
+            self._believe(region, result.observed)
+
+    def _believe(self, region: str, observed: common_pb2.DatabaseStatus) -> None:
+        """What an agent just saw of its database, newer than its last report."""
+        report = self._registry.regions[region].report
+        if report is not None:
+            report.database.CopyFrom(observed)
+
+    async def _promoted_already(self, record: admin_pb2.FailoverStatus) -> bool:
+        """The target is a primary already: promoted by a predecessor, and perhaps fenced by
+        itself since, while no leader acknowledged it. It is the new primary (the target was
+        chosen among standbys), so its fence is lifted."""
+        target = self._registry.regions[record.to_region].report
+        if target is None or target.database.role != common_pb2.DATABASE_ROLE_PRIMARY:
+            return False
+        if target.database.fenced:
+            await unfence(
+                self._leader,
+                record.to_region,
+                f"failover {record.failover_id}",
+                record.failover_id,
+            )
+        self._stamp(record.steps["promoted"])
+        return True
 
     async def _promote(self, record: admin_pb2.FailoverStatus) -> None:
-        target = self._registry.regions[record.to_region].report
-        if target is not None and target.database.role == common_pb2.DATABASE_ROLE_PRIMARY:
-            # Promoted already (by a predecessor) and fenced itself while no leader
-            # acknowledged it: it is the new primary, so lift its fence.
-            if target.database.fenced:
-                await unfence(
-                    self._leader,
-                    record.to_region,
-                    f"failover {record.failover_id}",
-                    record.failover_id,
-                )
-            self._stamp(record.steps["promoted"])
+        if await self._promoted_already(record):
             return
         followers = [n for n in self._registry.regions if n != record.to_region]
         # In effect from the promotion on: in synchronous mode the new primary's first commit
@@ -595,6 +606,12 @@ class FailoverMachine:
             record.to_region, command, timeout=15.0, reason=f"failover {record.failover_id}"
         )
         if not result.ok:
+            # The registry's report can predate a predecessor's promotion (a new leader
+            # resumes at once): what the agent saw when it refused says.
+            if result.observed.role == common_pb2.DATABASE_ROLE_PRIMARY:
+                self._believe(record.to_region, result.observed)
+                if await self._promoted_already(record):
+                    return
             raise CommandFailed(f"promoting {record.to_region} failed: {result.error}")
         self._stamp(record.steps["promoted"])
         timeline = result.observed.timeline_id

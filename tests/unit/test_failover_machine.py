@@ -98,6 +98,8 @@ class Agents:
         # (region, kind): sent on a stream that stays open, and never answered (the agent is
         # dead or cut off, its connection half-open): the command times out.
         self.unanswered: set[tuple[str, str]] = set()
+        # What an agent sees when it differs from its last report (the registry's view).
+        self.seen: dict[str, common_pb2.DatabaseStatus] = {}
 
     def db(self, region: str) -> common_pb2.DatabaseStatus:
         return self.registry.regions[region].report.database
@@ -115,7 +117,7 @@ class Agents:
             result.ok, result.error = False, self.failing[command.kind]
         else:
             self._act(region, command, result)
-        result.observed.CopyFrom(self.db(region))
+        result.observed.CopyFrom(self.seen.pop(region, None) or self.db(region))
         return result
 
     def _act(self, region, command, result) -> None:
@@ -317,6 +319,36 @@ async def test_a_new_leader_resumes_a_switchover_in_every_phase(phase):
         1 if phase == "FAILOVER_PHASE_FENCING" else 0
     )
     assert machine.write_region == "eu-west-1" and machine.word().write_region == "eu-west-1"
+
+
+async def test_a_resumed_promotion_finds_the_target_promoted_and_fenced_and_unfences_it():
+    """The leader died once PROMOTE was carried out; unacknowledged, the new primary fenced
+    itself, and the successor resumes at once, its registry still holding the target's last
+    report as a standby. The PROMOTE it sends is refused; what the agent saw says the target
+    is the new primary, so its fence is lifted and the failover completes."""
+    cluster = Cluster()
+    record = admin_pb2.FailoverStatus(
+        failover_id="f1",
+        kind=AUTOMATIC,
+        phase=P.Value("FAILOVER_PHASE_PROMOTING"),
+        from_region="us-east-1",
+        to_region="eu-west-1",
+        reason="us-east-1 failed",
+    )
+    record.steps["fenced"].FromSeconds(1)
+    cluster.store.data[keys.FAILOVER] = record.SerializeToString()
+    cluster.agents.failing[K.COMMAND_KIND_PROMOTE] = (
+        "this is a fenced primary: PROMOTE never unfences"
+    )
+    cluster.agents.seen["eu-west-1"] = common_pb2.DatabaseStatus(
+        role=PRIMARY, fenced=True, current_lsn=5000, timeline_id=2
+    )
+    machine = cluster.leader()
+    done = (P.Value("FAILOVER_PHASE_COMPLETED"), P.Value("FAILOVER_PHASE_ABORTED"))
+    await run_until(machine, lambda: cluster.record().phase in done)
+    assert cluster.record().phase == P.Value("FAILOVER_PHASE_COMPLETED"), cluster.record().error
+    assert cluster.agents.kinds_to("eu-west-1")[:2] == ["PROMOTE", "UNFENCE"]
+    assert cluster.store.data[keys.WRITE_REGION] == b"eu-west-1"
 
 
 async def test_a_new_leader_does_not_fail_over_a_primary_it_has_not_heard_yet():
