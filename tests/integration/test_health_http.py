@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+import grpc
 import pytest
 
 from agent.demotion import postmaster_pid
@@ -29,6 +30,7 @@ from latitude.v1 import admin_pb2, common_pb2
 from tests.integration.connections import TLS, eventually, query, running
 from tests.integration.test_failsafe import FENCE_AFTER, failsafe_in_place
 
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 pytestmark = pytest.mark.stack
 
 HEALTHY = common_pb2.REGION_STATE_HEALTHY
@@ -231,8 +233,10 @@ async def test_a_switchover_drains_the_old_primary_before_fencing_it(private_sta
                 return None
             except LatitudeError as err:
                 # A leader elected a moment ago (the previous test took etcd's quorum away)
-                # that has not read the write region yet refuses, having done nothing.
-                if str(err).startswith("no write region is known yet"):
+                # refuses while it has not read the write region or heard every agent yet:
+                # a precondition, checked before anything is done.
+                cause = err.__cause__
+                if isinstance(cause, grpc.aio.AioRpcError) and cause.code() == PRECONDITION:
                     return None
                 raise
 
