@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
@@ -57,24 +59,19 @@ def report(sequence: int) -> agent_pb2.AgentMessage:
     return message
 
 
-async def test_a_report_flood_ends_its_stream_and_the_real_agent_comes_back(cluster: Stack):
+@asynccontextmanager
+async def region_to_ourselves(cluster: Stack) -> AsyncIterator[str]:
+    """The region's agent killed and the leader's address (for a test's own stream), then the
+    real agent back and every region HEALTHY, as the next test expects to find the stack."""
     await cluster.kill(f"agent-{REGION}")
     await wait_status(
         cluster, lambda s: not connected(s, REGION), 5, "the leader to see the agent gone"
     )
     addresses = cluster.coordinator_addresses(cluster.state())
-    leader = (await cluster_status(addresses, 1.0, tls=TLS)).leader
-
-    tls = suite_client_tls("agent", REGION)
-    started = time.monotonic()
     try:
-        error = await asyncio.to_thread(_flood, leader.address, tls)
-        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
-        assert "reports a second" in error.details()
-        assert time.monotonic() - started < 10
+        yield (await cluster_status(addresses, 1.0, tls=TLS)).leader.address
     finally:
         await cluster.up()
-    # Back and HEALTHY, as the next module expects to find the stack.
     await wait_status(
         cluster,
         lambda s: real_agent_back(s) and all(r.state == HEALTHY for r in s.regions),
@@ -89,83 +86,66 @@ def real_agent_back(view: admin_pb2.ClusterStatus) -> bool:
     return held.agent_connected and held.agent_id == f"{REGION}/stack"
 
 
-async def test_a_silent_agent_stream_is_ended_and_its_region_let_go(cluster: Stack):
-    """A stream that stays open but says nothing (an agent dead or cut off behind a
-    half-open connection) is ended by the leader within the failure threshold, so the region
-    is not held by a stream nobody reads."""
-    await cluster.kill(f"agent-{REGION}")
-    await wait_status(
-        cluster, lambda s: not connected(s, REGION), 5, "the leader to see the agent gone"
-    )
-    addresses = cluster.coordinator_addresses(cluster.state())
-    leader = (await cluster_status(addresses, 1.0, tls=TLS)).leader
-    tls = suite_client_tls("agent", REGION)
-    quiet = threading.Event()
-    try:
-        silent = asyncio.create_task(asyncio.to_thread(_silent, leader.address, tls, quiet))
-        await wait_status(cluster, lambda s: connected(s, REGION), 10, "the silent stream held")
-        error = await asyncio.wait_for(silent, 30)
-        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error
-        assert error.details().startswith("nothing received for 3.0 s"), error.details()
-        await wait_status(cluster, lambda s: not connected(s, REGION), 5, "the region let go")
-    finally:
-        quiet.set()
-        await cluster.up()
-    await wait_status(
-        cluster,
-        lambda s: real_agent_back(s) and all(r.state == HEALTHY for r in s.regions),
-        20,
-        "the real agent back and every region HEALTHY",
-    )
-
-
-def _silent(address: str, tls, quiet: threading.Event) -> grpc.RpcError:
-    """A hello and one report, then nothing on a stream kept open until ``quiet`` is set:
-    the leader's end of it."""
-
-    def messages():
-        yield agent_hello(REGION, "silent")
-        yield report(1)
-        quiet.wait(60)
-
-    if tls is None:
-        channel = grpc.insecure_channel(address)
-    else:
-        cert, key, ca = tls.read()
-        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca, key, cert))
-    with channel:
-        answers = agent_pb2_grpc.AgentServiceStub(channel).Connect(messages(), timeout=30)
-        try:
-            for _ in answers:
-                pass
-        except grpc.RpcError as err:
-            return err
-    raise AssertionError("the leader ended the silent stream with OK")
-
-
-def _flood(address: str, tls) -> grpc.RpcError:
-    """A hello, then reports as fast as the stream takes them, on grpc's synchronous client:
-    grpc.aio's reports its own write after the server's end as INTERNAL, hiding the server's
-    status, where this one gives the server's."""
-
-    def messages():
+async def test_a_report_flood_ends_its_stream_and_the_real_agent_comes_back(cluster: Stack):
+    def flood():
         yield agent_hello(REGION, "flood")
         for sequence in range(1, 100_001):
             yield report(sequence)
 
+    async with region_to_ourselves(cluster) as leader:
+        started = time.monotonic()
+        error = await asyncio.to_thread(_stream, leader, flood(), 20)
+        assert error is not None, "the flood was taken whole: no report limit"
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+        assert "reports a second" in error.details()
+        assert time.monotonic() - started < 10
+
+
+async def test_a_silent_agent_stream_is_ended_and_its_region_let_go(cluster: Stack):
+    """A stream that stays open but says nothing (an agent dead or cut off behind a
+    half-open connection) is ended by the leader within the failure threshold, so the region
+    is not held by a stream nobody reads."""
+    quiet = threading.Event()
+
+    def hello_then_nothing():
+        yield agent_hello(REGION, "silent")
+        yield report(1)
+        quiet.wait(60)
+
+    async with region_to_ourselves(cluster) as leader:
+        try:
+            silent = asyncio.create_task(
+                asyncio.to_thread(_stream, leader, hello_then_nothing(), 30)
+            )
+            await wait_status(cluster, lambda s: connected(s, REGION), 10, "the stream held")
+            error = await asyncio.wait_for(silent, 30)
+            assert error is not None, "the leader ended the silent stream with OK"
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error
+            assert error.details().startswith("nothing received for 3.0 s"), error.details()
+            await wait_status(cluster, lambda s: not connected(s, REGION), 5, "the region let go")
+        finally:
+            quiet.set()
+
+
+def _stream(address: str, messages, timeout: float) -> grpc.RpcError | None:
+    """``messages`` on an agent stream as the region's agent (its certificate in TLS mode),
+    on grpc's synchronous client: grpc.aio's reports its own write after the server's end as
+    INTERNAL, hiding the server's status, where this one gives the server's. How the stream
+    ended (None: OK)."""
+    tls = suite_client_tls("agent", REGION)
     if tls is None:
         channel = grpc.insecure_channel(address)
     else:
         cert, key, ca = tls.read()
         channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca, key, cert))
     with channel:
-        answers = agent_pb2_grpc.AgentServiceStub(channel).Connect(messages(), timeout=20)
+        answers = agent_pb2_grpc.AgentServiceStub(channel).Connect(messages, timeout=timeout)
         try:
             for _ in answers:
                 pass
         except grpc.RpcError as err:
             return err
-    raise AssertionError("the flood was taken whole: no report limit")
+    return None
 
 
 async def test_list_events_since_out_of_range_is_invalid_argument(cluster: Stack):
