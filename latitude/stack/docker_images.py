@@ -137,6 +137,14 @@ def _wheels(deps: Sequence[str], into: Path) -> None:
     )
 
 
+def _apt_install(rootfs: Path, *packages: str) -> None:
+    _chroot(
+        rootfs,
+        *("apt-get", "install", "-y", "--no-install-recommends", *packages),
+        what="installing " + " ".join(packages),
+    )
+
+
 def _make_base(deps: Sequence[str], rootfs: Path) -> None:
     _run(
         ["debootstrap", "--variant=minbase", SUITE, str(rootfs), MIRROR],
@@ -150,29 +158,13 @@ def _make_base(deps: Sequence[str], rootfs: Path) -> None:
     for argv in _USERS:  # before the packages, so that postgresql-common adopts uid 999
         _chroot(rootfs, *argv, what=f"adding user ({' '.join(argv)})")
     _chroot(rootfs, "apt-get", "update", what="apt-get update")
-    _chroot(
-        rootfs,
-        "apt-get",
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "postgresql-common",
-        what="installing postgresql-common",
-    )
+    _apt_install(rootfs, "postgresql-common")
     # The image holds binaries only: no "main" cluster created on install.
     conf = rootfs / "etc" / "postgresql-common" / "createcluster.conf"
     conf.write_text(
         conf.read_text().replace("#create_main_cluster = true", "create_main_cluster = false")
     )
-    _chroot(
-        rootfs,
-        "apt-get",
-        "install",
-        "-y",
-        "--no-install-recommends",
-        *PACKAGES,
-        what="installing " + " ".join(PACKAGES),
-    )
+    _apt_install(rootfs, *PACKAGES)
     for tool in ("etcd", "etcdctl"):  # where the etcd image has them
         (rootfs / "usr" / "local" / "bin" / tool).symlink_to(f"/usr/bin/{tool}")
     wheels = rootfs / "tmp" / "wheels"
