@@ -40,7 +40,9 @@ class ProcessRecord:
 def start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None if there is no such process.
 
-    Zombies count as gone: they hold a pid but nothing else.
+    Zombies count as gone: they hold a pid but nothing else. A process whose main thread is a
+    zombie while other threads are still exiting is not gone yet: the threads share its open
+    files, so its listening sockets stay bound until the last one has exited.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -48,9 +50,17 @@ def start_ticks(pid: int) -> int | None:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
+    if fields[0] in ("Z", "X") and not _other_threads(pid):
         return None
     return int(fields[19])
+
+
+def _other_threads(pid: int) -> bool:
+    """Whether the process has threads besides its main one (exiting ones included)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def record_for(name: str, pid: int) -> ProcessRecord:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from latitude.errors import StackError
-from latitude.stack import processes
+from latitude.stack import ports, processes
 
 
 async def test_a_daemon_is_detached_recorded_and_stopped(tmp_path: Path):
@@ -64,6 +64,48 @@ async def test_leftovers_are_found_by_their_command_line(tmp_path: Path):
     finally:
         await processes.stop(record)
     assert processes.find_by_cmdline(str(marker) + "/") == []
+
+
+# The main thread exits while another keeps a listening socket: what a multi-threaded server
+# (HAProxy, etcd, a coordinator) looks like for a moment after kill -9, while its threads exit.
+_MAIN_THREAD_EXITS = """
+import ctypes, socket, sys, threading, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen()
+print(sock.getsockname()[1], flush=True)
+threading.Thread(target=time.sleep, args=(60,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+async def test_a_zombie_main_thread_with_threads_left_is_not_gone(tmp_path: Path):
+    log = tmp_path / "l"
+    record = await processes.spawn_daemon(
+        "half-dead", [sys.executable, "-c", _MAIN_THREAD_EXITS], log=log
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 5
+        while _state(record.pid) != "Z":  # the main thread has exited
+            assert asyncio.get_running_loop().time() < deadline, log.read_text()
+            await asyncio.sleep(0.01)
+        port = int(log.read_text().split()[0])
+        # Its socket is still bound, so it is not gone: a restart would find the port taken.
+        assert processes.is_alive(record)
+        assert await processes.wait_gone(record, 0.1) is False
+        with pytest.raises(StackError, match=f"port {port} .* in use"):
+            ports.check_free("127.0.0.1", {"server": port})
+        os.kill(record.pid, signal.SIGKILL)
+        assert await processes.wait_gone(record, 5)
+        ports.check_free("127.0.0.1", {"server": port})  # gone means its ports are free
+    finally:
+        if processes.is_alive(record):
+            os.kill(record.pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()[0]
 
 
 async def test_run_reports_the_failing_command():
