@@ -51,7 +51,7 @@ import asyncpg
 from coordinator.etcd import Etcd
 from latitude.admin_client import NoCoordinator, call_leader, cluster_status
 from latitude.stack import haproxy, processes
-from latitude.stack.harness import running_stack
+from latitude.stack.harness import running_stack, superuser_conninfo
 from latitude.stack.postgres import SUPERUSER, connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
@@ -187,12 +187,11 @@ def prepare(workdir: Path) -> None:
 
 
 async def start_pgbench(stack: Stack, workdir: Path, old: str) -> asyncio.subprocess.Process:
-    state = stack.state()
-    node = stack.postgres_node(state, old)
-    conninfo = f"host={node.host} port={node.port} user={SUPERUSER} dbname=postgres"
+    node = stack.postgres_node(stack.state(), old)
+    conninfo = superuser_conninfo(stack, node.host, node.port, workdir)
     return await asyncio.create_subprocess_exec(
         PGBENCH, "-n", "-c", "4", "-T", "300", "-l", "-D", "n=0", "-f", str(workdir / "insert.sql"),
-        conninfo, cwd=workdir, env={**os.environ, "PGPASSWORD": state.superuser_password},
+        conninfo, cwd=workdir,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
 

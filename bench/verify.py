@@ -32,8 +32,8 @@ import statistics
 from pathlib import Path
 
 from latitude import verify_view
-from latitude.stack.harness import running_stack
-from latitude.stack.postgres import SUPERUSER, connect
+from latitude.stack.harness import running_stack, superuser_conninfo
+from latitude.stack.postgres import connect
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
 
@@ -62,17 +62,11 @@ async def fill(stack: Stack, rows: int) -> None:
         await conn.close()
 
 
-def _pgbench_env(stack: Stack) -> tuple[str, dict]:
-    state = stack.state()
-    node = stack.postgres_node(state, PRIMARY)
-    conninfo = f"host={node.host} port={node.port} user={SUPERUSER} dbname=postgres"
-    return conninfo, {**os.environ, "PGPASSWORD": state.superuser_password}
-
-
 async def pgbench(stack: Stack, *args: str) -> str:
-    conninfo, env = _pgbench_env(stack)
+    node = stack.postgres_node(stack.state(), PRIMARY)
+    conninfo = superuser_conninfo(stack, node.host, node.port, stack.dir)
     process = await asyncio.create_subprocess_exec(
-        PGBENCH, *args, conninfo, env=env,
+        PGBENCH, *args, conninfo,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await process.communicate()

@@ -15,6 +15,7 @@ from pathlib import Path
 from latitude import pki
 from latitude.pki import CertFiles, Identity
 from latitude.stack.config import StackConfig
+from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.stack.tls import ETCD_CLIENT_USER, TLS_DIR
 
@@ -59,6 +60,18 @@ def suite_etcd_tls(user: str = ETCD_CLIENT_USER) -> CertFiles | None:
     if not tls_requested():
         return None
     return pki.issue(_test_ca(), f"test-etcd-{user}", common_name=user)
+
+
+def superuser_conninfo(stack: Stack, host: str, port: int, directory: Path) -> str:
+    """A libpq conninfo for the stack's superuser at ``host``:``port``, for programs such as
+    pgbench: its password goes in a passfile (0600, in ``directory``), never in the child's
+    environment or command line, where other users' ``ps`` could read it."""
+    passfile = directory / "pgpass"
+    fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(f"*:*:*:{SUPERUSER}:{stack.state().superuser_password}\n")
+    return f"host={host} port={port} user={SUPERUSER} dbname=postgres passfile={passfile}"
 
 
 @contextmanager

@@ -16,7 +16,6 @@ after it was fenced, and HAProxy never had two servers up in its write listener.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pytest
 from latitude.admin_client import call_leader
 from latitude.errors import StackError
 from latitude.stack import haproxy, processes
-from latitude.stack.harness import running_stack
+from latitude.stack.harness import running_stack, superuser_conninfo
 from latitude.stack.postgres import SUPERUSER
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2
@@ -171,9 +170,8 @@ class Pgbench:
         self._dir.mkdir(parents=True)
         (self._dir / "insert.sql").write_text(PGBENCH_SCRIPT)
         host, port = write_address(self._stack)
-        password = self._stack.state().superuser_password
         options = ["-n", "-c", "2", "-T", "300", "-l", "-D", "n=0", "-D", f"run={self.run}"]
-        conninfo = f"host={host} port={port} user={SUPERUSER} dbname=postgres connect_timeout=3"
+        conninfo = superuser_conninfo(self._stack, host, port, self._dir) + " connect_timeout=3"
         self.process = await asyncio.create_subprocess_exec(
             PGBENCH,
             *options,
@@ -181,7 +179,6 @@ class Pgbench:
             str(self._dir / "insert.sql"),
             conninfo,
             cwd=self._dir,
-            env={**os.environ, "PGPASSWORD": password},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
