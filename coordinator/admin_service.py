@@ -23,6 +23,7 @@ from coordinator.failover.machine import FailoverRefused
 from coordinator.incidents.listing import list_incidents
 from coordinator.limits import LimitExceeded, RateLimits, StreamSlots
 from coordinator.node import CoordinatorNode
+from coordinator.verify import record as verify_record
 from coordinator.verify.runner import Verifier, VerifyFailed
 from coordinator.verify.settings import InvalidVerify, VerifySettings
 from coordinator.verify.targets import NoTargets, verify_targets
@@ -286,6 +287,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             self.verifications.release(caller)
+        verify_record.record(self._node.events, report)
         yield admin_pb2.VerifyUpdate(report=report)
 
     def _background_task(self, coroutine) -> asyncio.Task:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from google.protobuf import json_format
 
-from latitude.admin_client import NoCoordinator
+from latitude.admin_client import NoCoordinator, cluster_status
 from latitude.channels import open_channel
 from latitude.errors import LatitudeError
 from latitude.lsn import format_lsn
@@ -27,10 +27,12 @@ async def verify(
     *,
     tls: CertFiles | None = None,
 ) -> admin_pb2.VerifyReport:
-    """Run Verify on the first coordinator that answers; its progress goes to
-    ``on_progress``, its report is returned."""
+    """Run Verify on the first coordinator that answers, the leader first (any coordinator
+    can run the check, but only the leader records its outcome as an event, and so as an
+    incident when rows differ); its progress goes to ``on_progress``, its report is
+    returned."""
     errors: list[str] = []
-    for address in addresses:
+    for address in await _leader_first(addresses, tls):
         async with open_channel(address, tls) as channel:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             started = False
@@ -49,6 +51,15 @@ async def verify(
                 raise LatitudeError(err.details() or err.code().name) from err
             raise LatitudeError(f"{address} ended the check without a report")
     raise NoCoordinator("no coordinator answered (" + ("; ".join(errors) or "none given") + ")")
+
+
+async def _leader_first(addresses: Sequence[str], tls: CertFiles | None) -> list[str]:
+    """``addresses`` with the leader's first when one is known; as given when none answers."""
+    try:
+        leader = (await cluster_status(addresses, tls=tls)).leader.address
+    except NoCoordinator:
+        return list(addresses)
+    return [leader, *(a for a in addresses if a != leader)] if leader else list(addresses)
 
 
 def format_progress(progress: admin_pb2.VerifyProgress) -> str:

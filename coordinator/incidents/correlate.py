@@ -44,6 +44,7 @@ _CASCADE = (
 )
 _SYNC = "synchronous replication restored on "
 _STORM = "elections quiet"
+_CONSISTENT = "data consistent (latitude verify)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +149,21 @@ def interpret(event: admin_pb2.Event) -> Signal:
         return _alert(event)
     if kind in (K.EVENT_KIND_PROMOTED, K.EVENT_KIND_COMMAND_FAILED):
         return Signal(severity=event.severity)
+    if kind == K.EVENT_KIND_CONSISTENCY_CHECKED and attributes.get("check") == "data":
+        return _data_check(event)
     # Connections, elections (storms are counted apart), strategy, maintenance, checks:
     # entries of an incident they fall into, never an opening.
     return Signal(severity=_INFO)
+
+
+def _data_check(event: admin_pb2.Event) -> Signal:
+    """A data-level check (latitude verify): rows unlike across regions open a divergence that
+    only a later clean check closes; a check that agreed closes it."""
+    if event.attributes.get("consistent") == "true":
+        return Signal(satisfies=(_CONSISTENT,))
+    if event.attributes.get("tables_unlike"):
+        return Signal("data_divergence", _CRITICAL, (_CONSISTENT,))
+    return Signal(severity=event.severity)  # unsettled ranges only: nothing found unlike
 
 
 def _alert(event: admin_pb2.Event) -> Signal:

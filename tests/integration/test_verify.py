@@ -19,7 +19,8 @@ from latitude.channels import open_channel
 from latitude.errors import LatitudeError
 from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, admin_pb2_grpc
-from tests.integration.connections import CLI_TLS, TLS, session
+from tests.integration.connections import CLI_TLS, TLS, eventually, session
+from tests.integration.test_operations import events_after, newest_sequence
 
 pytestmark = pytest.mark.stack
 
@@ -63,6 +64,7 @@ async def test_verify_agrees_and_compares_a_table_without_a_primary_key_whole(cl
     request = admin_pb2.VerifyRequest(
         tables=["public.verify_items", "public.verify_log"], rows_per_range=250
     )
+    since = await newest_sequence(cluster)
 
     report = await verify_view.verify(addresses(cluster), request, 60.0, seen.append, tls=TLS)
 
@@ -83,6 +85,13 @@ async def test_verify_agrees_and_compares_a_table_without_a_primary_key_whole(cl
     assert backends and all(os.getpriority(os.PRIO_PROCESS, b["pid"]) == 10 for b in backends)
     text = verify_view.format_report(report)
     assert text.startswith("consistent: 100 % of 14 key ranges agree")
+    # The leader keeps the outcome in the event history (and so in incidents).
+    kinds = [admin_pb2.EVENT_KIND_CONSISTENCY_CHECKED]
+    (event,) = await eventually(
+        lambda: events_after(cluster, since, kinds=kinds), 10, "the check's event"
+    )
+    assert event.message == "data consistent: 100 % of 14 key ranges agree"
+    assert event.attributes["check"] == "data" and event.attributes["consistent"] == "true"
     assert "no primary key: compared whole" in text
 
     command = await asyncio.create_subprocess_exec(

@@ -376,3 +376,26 @@ def test_a_region_failing_during_a_storm_is_not_part_of_the_storm():
     storm, region = h.incidents()
     assert storm.cause == "leader_storm" and not storm.regions
     assert region.cause == "region_unhealthy" and region.awaiting == ["eu-west-1 healthy"]
+
+
+def test_rows_unlike_across_regions_open_a_divergence_that_a_clean_check_resolves():
+    h = History()
+    check = pb.EVENT_KIND_CONSISTENCY_CHECKED
+    h.event(check, pb.SEVERITY_WARNING, check="data", consistent="false", tables_unlike="")
+    assert h.incidents() == [], "ranges that only kept changing are no divergence"
+    h.at(1001.0).event(
+        check,
+        pb.SEVERITY_CRITICAL,
+        "ap-southeast-1",
+        check="data",
+        consistent="false",
+        tables_unlike="public.ledger",
+    )
+    incident = h.only()
+    assert (incident.cause, incident.severity) == ("data_divergence", pb.SEVERITY_CRITICAL)
+    assert incident.awaiting == ["data consistent (latitude verify)"]
+    # The WAL-position check agreeing says nothing of the rows.
+    h.at(1100.0).event(check, consistent="true", primary_region="us-east-1")
+    assert h.only().state == OPEN
+    h.at(1200.0).event(check, check="data", consistent="true", tables_unlike="")
+    assert h.only().state == RESOLVED
