@@ -1,7 +1,8 @@
 """The agents' HTTP health endpoints on the real stack, asked over HTTP as a load balancer asks.
 
 On the shared stack: each agent answers for its own database, one /primary at a time, with the
-JSON a person debugging a load balancer needs. On a private stack (it moves and fences the
+JSON a person debugging a load balancer needs; a standby an operator puts in maintenance leaves
+the read checks until it is cleared. On a private stack (it moves and fences the
 primary): a switchover turns the old primary's /primary to 503 before its database is fenced,
 and the new one's to 200 only after; a primary cut off from every coordinator and standby
 drains a margin before it fences itself.
@@ -29,6 +30,7 @@ from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2
 from tests.integration.connections import TLS, eventually, query, running
 from tests.integration.test_failsafe import FENCE_AFTER, failsafe_in_place
+from tests.integration.test_operations import maintenance
 
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 pytestmark = pytest.mark.stack
@@ -131,6 +133,36 @@ async def test_the_listener_speaks_http_as_load_balancers_expect(stack: Stack):
         "lag='lots': expected a size such as 16MB, 1GB or 1048576 (bytes), or a duration such "
         "as 10s or 500ms",
     )
+
+
+async def test_a_standby_in_maintenance_leaves_the_read_checks_until_cleared(stack: Stack):
+    """AdminService.SetMaintenance reaches the region's agent with the leader's next word:
+    /replica and /read-only answer 503 saying why, while the process stays healthy, alive and
+    ready (maintenance is no reason to restart it or pull it from every Service); cleared, the
+    next word brings 200 back."""
+    view = await settled(stack)
+    region = next(r for r in REGIONS if r != view.write_region)
+    address = agents(stack)[region]
+
+    async def replica_says(status: int) -> dict | None:
+        code, body = await ask(address, "/replica")
+        return body if code == status else None
+
+    try:
+        await maintenance(stack, region, True, reason="kernel upgrade")
+        body = await eventually(lambda: replica_says(503), 30, f"{region}'s /replica to say 503")
+        assert body["reason"].startswith("region in maintenance (the leader, epoch "), body
+        assert body["maintenance"] is True and body["role"] == "standby", body
+        status, body = await ask(address, "/read-only")
+        assert status == 503 and "nor a replica (region in maintenance" in body["reason"], body
+        for path in ("/health", "/liveness", "/readiness"):
+            status, body = await ask(address, path)
+            assert status == 200 and body["maintenance"] is True, (path, body)
+    finally:
+        await maintenance(stack, region, False)
+    body = await eventually(lambda: replica_says(200), 30, f"{region}'s /replica 200 again")
+    assert body["maintenance"] is False, body
+    await settled(stack)
 
 
 @dataclass
