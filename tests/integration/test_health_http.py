@@ -247,6 +247,24 @@ async def test_a_leader_change_or_an_etcd_outage_leaves_the_primary_saying_yes(
     assert not no, f"{len(no)} of {len(said)} answers said no, the first: {no[0].body}"
 
 
+async def as_leader(stack: Stack, method: str, request):
+    """The leader's answer to an AdminService call that moves the primary; None when no leader
+    took it up, so the caller asks again."""
+    addresses = stack.coordinator_addresses(stack.state())
+    try:
+        return await call_leader(addresses, method, request, 60, tls=TLS)
+    except NoCoordinator:  # a leader stepping down under load: nothing was done
+        return None
+    except LatitudeError as err:
+        # A leader elected a moment ago (a test before took etcd's quorum away) refuses while
+        # it has not read the write region or heard every agent yet: a precondition, checked
+        # before anything is done.
+        cause = err.__cause__
+        if isinstance(cause, grpc.aio.AioRpcError) and cause.code() == PRECONDITION:
+            return None
+        raise
+
+
 @pytest.mark.timeout(300)
 async def test_a_switchover_drains_the_old_primary_before_fencing_it(private_stack: Stack):
     stack = private_stack
@@ -256,23 +274,9 @@ async def test_a_switchover_drains_the_old_primary_before_fencing_it(private_sta
     async with running(watch.run()):
         await eventually(lambda: watch.yes(old), 10, f"{old} to answer 200 on /primary")
         request = admin_pb2.SwitchoverRequest(target_region=new, wait=True)
-        addresses = stack.coordinator_addresses(stack.state())
-
-        async def switch():
-            try:
-                return await call_leader(addresses, "Switchover", request, 60, tls=TLS)
-            except NoCoordinator:  # a leader stepping down under load: nothing was done
-                return None
-            except LatitudeError as err:
-                # A leader elected a moment ago (the previous test took etcd's quorum away)
-                # refuses while it has not read the write region or heard every agent yet:
-                # a precondition, checked before anything is done.
-                cause = err.__cause__
-                if isinstance(cause, grpc.aio.AioRpcError) and cause.code() == PRECONDITION:
-                    return None
-                raise
-
-        reply = await eventually(switch, 60, "a leader to carry out the switchover")
+        reply = await eventually(
+            lambda: as_leader(stack, "Switchover", request), 60, "a leader to switch over"
+        )
         assert reply.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, reply.failover.error
         await eventually(lambda: watch.yes(new), 30, f"{new} to answer 200 on /primary")
     fenced = watch.first(old, lambda s: s.body.get("fenced"))
@@ -330,6 +334,47 @@ async def test_a_primary_cut_off_drains_before_it_fences_itself(private_stack: S
     assert drained.body["lease_remaining_seconds"] > 0
     assert not any(s.status == 200 for s in watch.samples[primary] if s.sent > drained.sent)
     # The control plane back, the cluster settles with one primary saying yes again.
+    await settled(stack)
+
+
+@pytest.mark.timeout(300)
+async def test_maintenance_of_the_primary_region_drains_its_primary_check_first(
+    private_stack: Stack,
+):
+    """The primary's region goes into maintenance only through a drain (a switchover): its
+    /primary turns 503 before its database is fenced, as in any switchover, and never says
+    yes again; once flagged, the old primary, now a standby, is no replica for reads either."""
+    stack = private_stack
+    view = await settled(stack)
+    old = view.write_region
+    watch = Watch(agents(stack))
+    request = admin_pb2.SetMaintenanceRequest(region=old, enabled=True, drain=True)
+    try:
+        async with running(watch.run()):
+            await eventually(lambda: watch.yes(old), 10, f"{old} to answer 200 on /primary")
+            reply = await eventually(
+                lambda: as_leader(stack, "SetMaintenance", request), 60, "a leader to drain it"
+            )
+            new = reply.switchover.to_region
+            assert reply.switchover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, reply.switchover
+            await eventually(lambda: watch.yes(new), 30, f"{new} to answer 200 on /primary")
+
+            async def resting() -> dict | None:
+                # Rejoining as a standby restarts its database: DOWN for a moment.
+                status, body = await ask(agents(stack)[old], "/replica")
+                in_maintenance = body["reason"].startswith("region in maintenance")
+                return body if status == 503 and in_maintenance else None
+
+            body = await eventually(resting, 60, f"{old}'s /replica to say it is in maintenance")
+            assert body["maintenance"] is True and body["role"] == "standby", body
+        fenced = watch.first(old, lambda s: s.body.get("fenced"))
+        drained = watch.first(old, lambda s: s.status == 503)
+        assert fenced is not None and drained is not None and drained.sent < fenced.sent
+        assert not drained.body["fenced"] and drained.body["role"] == "primary", drained.body
+        assert not any(s.status == 200 for s in watch.samples[old] if s.sent > drained.sent)
+        assert watch.yes(old)[-1].received < watch.yes(new)[0].sent
+    finally:
+        await maintenance(stack, old, False)
     await settled(stack)
 
 
