@@ -158,6 +158,10 @@ async def test_a_standby_in_maintenance_leaves_the_read_checks_until_cleared(sta
         for path in ("/health", "/liveness", "/readiness"):
             status, body = await ask(address, path)
             assert status == 200 and body["maintenance"] is True, (path, body)
+        # The word is each region's own: the other standby still serves reads.
+        other = next(r for r in REGIONS if r not in (region, view.write_region))
+        status, body = await ask(agents(stack)[other], "/replica")
+        assert body["maintenance"] is False, body
     finally:
         await maintenance(stack, region, False)
     body = await eventually(lambda: replica_says(200), 30, f"{region}'s /replica 200 again")
