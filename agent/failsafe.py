@@ -55,6 +55,9 @@ class Word:
     write_region: str
     failover_in_progress: bool
     epoch: int
+    # This agent's region is in maintenance: agent.health stops offering its standby for
+    # reads. Confirming is unchanged (a standby in maintenance still follows the primary).
+    maintenance: bool = False
 
 
 def refusal(
@@ -105,7 +108,7 @@ class Failsafe:
         """A leader of ``epoch`` gave ``word`` (the link passes only the newest leaders')."""
         if self.word is not None and epoch < self.word.epoch:
             return
-        self.word = Word(word.write_region, word.failover_in_progress, epoch)
+        self.word = Word(word.write_region, word.failover_in_progress, epoch, word.maintenance)
         if not word.failover_in_progress:
             for region, stopped in list(self._stops.items()):
                 if epoch >= stopped:

@@ -15,6 +15,14 @@ one's lease deadline, two agents never say yes at once. A FENCE (switchover, mai
 drain, failover) is marked before it is carried out, so the answer turns before the database
 is demoted.
 
+A region an operator put in maintenance (the leader's word says so, ``Word.maintenance``) is no
+longer offered for reads: ``/replica`` and ``/read-only`` answer 503, as routing already sends
+gRPC clients elsewhere, so a load balancer's read listener drops it too (Patroni does the same
+for a member tagged ``noloadbalance``). ``/primary`` needs no rule of its own: the leader puts
+the write region in maintenance only after draining it (a switchover, whose FENCE marks the
+drain before the database is demoted), so by then this region is not the write region. The
+process is no less healthy for it: ``/health``, ``/liveness`` and ``/readiness`` ignore the flag.
+
 Pure: the snapshot carries its own clock readings; unit tests drive it with a fake clock.
 """
 
@@ -158,13 +166,20 @@ def primary(s: Snapshot) -> Answer:
 
 
 def replica(s: Snapshot, lag: LagBound | None = None) -> Answer:
-    """200 for a streaming, unfenced standby, within ``lag`` when one is given."""
+    """200 for a streaming, unfenced standby not in maintenance, within ``lag`` when one is
+    given."""
     why = _seen(s)
     if why:
         return Answer(NO, why)
     db = s.database
     if db.role != _STANDBY:
         return Answer(NO, "the database is a primary, not a standby")
+    if s.word is not None and s.word.maintenance:
+        # The newest word stands however old it is, as for every other rule here: the flag
+        # lives in etcd and only a leader clears it, so no leader means it is still set; and
+        # a word without it keeps a streaming standby serving reads through an outage of the
+        # control plane, as clients keep the last good routing table.
+        return Answer(NO, f"region in maintenance (the leader, epoch {s.word.epoch})")
     if db.fenced:
         return Answer(NO, "the standby is fenced")
     if not db.wal_receiver_streaming:
@@ -210,7 +225,13 @@ def liveness(s: Snapshot) -> Answer:
 def readiness(s: Snapshot) -> Answer:
     """200 once the agent is alive, has heard a leader since it started, and sees its
     database run. The leader need not be reachable now: an etcd outage must not take every
-    region out of its Service."""
+    region out of its Service.
+
+    Maintenance does not make it unready, as a ``noloadbalance`` tag leaves Patroni's
+    /readiness alone: readiness gates every Service the pod backs, a headless one carrying
+    replication or the agents' failsafe confirmations included, and a StatefulSet's
+    rolling update waits for pods to be ready, in the very window maintenance is for. Whether
+    reads go to the region is a routing question, and /replica answers it."""
     alive = liveness(s)
     if not alive.ok:
         return alive
@@ -251,6 +272,7 @@ def body(s: Snapshot, answer: Answer) -> dict:
         if db.fenced
         else None,
         "draining": s.draining or None,
+        "maintenance": word.maintenance if word else None,
         "write_region": (word.write_region or None) if word else None,
         "failover_in_progress": word.failover_in_progress if word else None,
         "leader_epoch": word.epoch if word else None,

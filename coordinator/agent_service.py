@@ -122,7 +122,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             # as the region's.
             previous.close(error=(grpc.StatusCode.ABORTED, "another stream took the region over"))
         node.sessions.add(session)
-        session.send(node.welcome())
+        welcome = node.welcome()
+        welcome.welcome.word.maintenance = record.monitor.maintenance
+        session.send(welcome)
         reader = asyncio.create_task(self._read(context, session, record))
         try:
             while (message := await session.outbox.get()) is not None:
@@ -221,6 +223,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     ack = agent_pb2.ReportAck(
                         sequence=report.sequence, epoch=node.epoch, word=node.word()
                     )
+                    # The agent's own region only: its health endpoints stop offering a
+                    # standby in maintenance for reads, as routing already does.
+                    ack.word.maintenance = record.monitor.maintenance
                     session.send(agent_pb2.CoordinatorMessage(report_ack=ack))
                 elif kind == "command_result":
                     node.commands.resolve(message.command_result)

@@ -182,12 +182,14 @@ class Welcome(_message.Message):
     def __init__(self, leader_id: _Optional[str] = ..., epoch: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peer_probe_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ack_every: _Optional[int] = ..., word: _Optional[_Union[ClusterWord, _Mapping]] = ...) -> None: ...
 
 class ClusterWord(_message.Message):
-    __slots__ = ("write_region", "failover_in_progress")
+    __slots__ = ("write_region", "failover_in_progress", "maintenance")
     WRITE_REGION_FIELD_NUMBER: _ClassVar[int]
     FAILOVER_IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     write_region: str
     failover_in_progress: bool
-    def __init__(self, write_region: _Optional[str] = ..., failover_in_progress: _Optional[bool] = ...) -> None: ...
+    maintenance: bool
+    def __init__(self, write_region: _Optional[str] = ..., failover_in_progress: _Optional[bool] = ..., maintenance: _Optional[bool] = ...) -> None: ...
 
 class ReportAck(_message.Message):
     __slots__ = ("sequence", "epoch", "word")

@@ -43,6 +43,7 @@ from tests.integration.connections import (
     session,
     streams_to,
 )
+from tests.integration.test_operations import maintenance
 
 pytestmark = pytest.mark.stack
 
@@ -267,6 +268,22 @@ async def test_up_runs_haproxy_routing_writes_to_the_primary_and_reads_to_standb
     assert (write["r"], by_port[write["p"]]) == (False, "us-east-1")
     read = await through(stack, "read", "SELECT pg_is_in_recovery() r, inet_server_port() p")
     assert read["r"] and by_port[read["p"]] in standbys
+
+    # A standby in maintenance answers 503 on /replica: the read listener drops it, and
+    # takes it back once the flag is cleared.
+    resting, serving = standbys
+    try:
+        await maintenance(stack, resting, True, reason="kernel upgrade")
+
+        async def dropped() -> bool:
+            return (await haproxy.servers_up(stats)).get("read") == [serving]
+
+        await eventually(dropped, 15, f"HAProxy to drop {resting} from its read listener")
+        read = await through(stack, "read", "SELECT inet_server_port() p")
+        assert by_port[read["p"]] == serving
+    finally:
+        await maintenance(stack, resting, False)
+    await eventually(routed, 15, f"HAProxy to take {resting} back for reads")
 
     # A crashed HAProxy is started again by `up`, on the same ports, like any component.
     killed = await stack.kill(haproxy.COMPONENT)

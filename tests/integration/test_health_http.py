@@ -1,7 +1,8 @@
 """The agents' HTTP health endpoints on the real stack, asked over HTTP as a load balancer asks.
 
 On the shared stack: each agent answers for its own database, one /primary at a time, with the
-JSON a person debugging a load balancer needs. On a private stack (it moves and fences the
+JSON a person debugging a load balancer needs; a standby an operator puts in maintenance leaves
+the read checks until it is cleared. On a private stack (it moves and fences the
 primary): a switchover turns the old primary's /primary to 503 before its database is fenced,
 and the new one's to 200 only after; a primary cut off from every coordinator and standby
 drains a margin before it fences itself.
@@ -29,6 +30,7 @@ from latitude.stack.stack import Stack
 from latitude.v1 import admin_pb2, common_pb2
 from tests.integration.connections import TLS, eventually, query, running
 from tests.integration.test_failsafe import FENCE_AFTER, failsafe_in_place
+from tests.integration.test_operations import maintenance
 
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 pytestmark = pytest.mark.stack
@@ -133,6 +135,40 @@ async def test_the_listener_speaks_http_as_load_balancers_expect(stack: Stack):
     )
 
 
+async def test_a_standby_in_maintenance_leaves_the_read_checks_until_cleared(stack: Stack):
+    """AdminService.SetMaintenance reaches the region's agent with the leader's next word:
+    /replica and /read-only answer 503 saying why, while the process stays healthy, alive and
+    ready (maintenance is no reason to restart it or pull it from every Service); cleared, the
+    next word brings 200 back."""
+    view = await settled(stack)
+    region = next(r for r in REGIONS if r != view.write_region)
+    address = agents(stack)[region]
+
+    async def replica_says(status: int) -> dict | None:
+        code, body = await ask(address, "/replica")
+        return body if code == status else None
+
+    try:
+        await maintenance(stack, region, True, reason="kernel upgrade")
+        body = await eventually(lambda: replica_says(503), 30, f"{region}'s /replica to say 503")
+        assert body["reason"].startswith("region in maintenance (the leader, epoch "), body
+        assert body["maintenance"] is True and body["role"] == "standby", body
+        status, body = await ask(address, "/read-only")
+        assert status == 503 and "nor a replica (region in maintenance" in body["reason"], body
+        for path in ("/health", "/liveness", "/readiness"):
+            status, body = await ask(address, path)
+            assert status == 200 and body["maintenance"] is True, (path, body)
+        # The word is each region's own: the other standby still serves reads.
+        other = next(r for r in REGIONS if r not in (region, view.write_region))
+        status, body = await ask(agents(stack)[other], "/replica")
+        assert body["maintenance"] is False, body
+    finally:
+        await maintenance(stack, region, False)
+    body = await eventually(lambda: replica_says(200), 30, f"{region}'s /replica 200 again")
+    assert body["maintenance"] is False, body
+    await settled(stack)
+
+
 @dataclass
 class Sample:
     sent: float  # monotonic, when the request left
@@ -215,6 +251,24 @@ async def test_a_leader_change_or_an_etcd_outage_leaves_the_primary_saying_yes(
     assert not no, f"{len(no)} of {len(said)} answers said no, the first: {no[0].body}"
 
 
+async def as_leader(stack: Stack, method: str, request):
+    """The leader's answer to an AdminService call that moves the primary; None when no leader
+    took it up, so the caller asks again."""
+    addresses = stack.coordinator_addresses(stack.state())
+    try:
+        return await call_leader(addresses, method, request, 60, tls=TLS)
+    except NoCoordinator:  # a leader stepping down under load: nothing was done
+        return None
+    except LatitudeError as err:
+        # A leader elected a moment ago (a test before took etcd's quorum away) refuses while
+        # it has not read the write region or heard every agent yet: a precondition, checked
+        # before anything is done.
+        cause = err.__cause__
+        if isinstance(cause, grpc.aio.AioRpcError) and cause.code() == PRECONDITION:
+            return None
+        raise
+
+
 @pytest.mark.timeout(300)
 async def test_a_switchover_drains_the_old_primary_before_fencing_it(private_stack: Stack):
     stack = private_stack
@@ -224,23 +278,9 @@ async def test_a_switchover_drains_the_old_primary_before_fencing_it(private_sta
     async with running(watch.run()):
         await eventually(lambda: watch.yes(old), 10, f"{old} to answer 200 on /primary")
         request = admin_pb2.SwitchoverRequest(target_region=new, wait=True)
-        addresses = stack.coordinator_addresses(stack.state())
-
-        async def switch():
-            try:
-                return await call_leader(addresses, "Switchover", request, 60, tls=TLS)
-            except NoCoordinator:  # a leader stepping down under load: nothing was done
-                return None
-            except LatitudeError as err:
-                # A leader elected a moment ago (the previous test took etcd's quorum away)
-                # refuses while it has not read the write region or heard every agent yet:
-                # a precondition, checked before anything is done.
-                cause = err.__cause__
-                if isinstance(cause, grpc.aio.AioRpcError) and cause.code() == PRECONDITION:
-                    return None
-                raise
-
-        reply = await eventually(switch, 60, "a leader to carry out the switchover")
+        reply = await eventually(
+            lambda: as_leader(stack, "Switchover", request), 60, "a leader to switch over"
+        )
         assert reply.failover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, reply.failover.error
         await eventually(lambda: watch.yes(new), 30, f"{new} to answer 200 on /primary")
     fenced = watch.first(old, lambda s: s.body.get("fenced"))
@@ -298,6 +338,47 @@ async def test_a_primary_cut_off_drains_before_it_fences_itself(private_stack: S
     assert drained.body["lease_remaining_seconds"] > 0
     assert not any(s.status == 200 for s in watch.samples[primary] if s.sent > drained.sent)
     # The control plane back, the cluster settles with one primary saying yes again.
+    await settled(stack)
+
+
+@pytest.mark.timeout(300)
+async def test_maintenance_of_the_primary_region_drains_its_primary_check_first(
+    private_stack: Stack,
+):
+    """The primary's region goes into maintenance only through a drain (a switchover): its
+    /primary turns 503 before its database is fenced, as in any switchover, and never says
+    yes again; once flagged, the old primary, now a standby, is no replica for reads either."""
+    stack = private_stack
+    view = await settled(stack)
+    old = view.write_region
+    watch = Watch(agents(stack))
+    request = admin_pb2.SetMaintenanceRequest(region=old, enabled=True, drain=True)
+    try:
+        async with running(watch.run()):
+            await eventually(lambda: watch.yes(old), 10, f"{old} to answer 200 on /primary")
+            reply = await eventually(
+                lambda: as_leader(stack, "SetMaintenance", request), 60, "a leader to drain it"
+            )
+            new = reply.switchover.to_region
+            assert reply.switchover.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, reply.switchover
+            await eventually(lambda: watch.yes(new), 30, f"{new} to answer 200 on /primary")
+
+            async def resting() -> dict | None:
+                # Rejoining as a standby restarts its database: DOWN for a moment.
+                status, body = await ask(agents(stack)[old], "/replica")
+                in_maintenance = body["reason"].startswith("region in maintenance")
+                return body if status == 503 and in_maintenance else None
+
+            body = await eventually(resting, 60, f"{old}'s /replica to say it is in maintenance")
+            assert body["maintenance"] is True and body["role"] == "standby", body
+        fenced = watch.first(old, lambda s: s.body.get("fenced"))
+        drained = watch.first(old, lambda s: s.status == 503)
+        assert fenced is not None and drained is not None and drained.sent < fenced.sent
+        assert not drained.body["fenced"] and drained.body["role"] == "primary", drained.body
+        assert not any(s.status == 200 for s in watch.samples[old] if s.sent > drained.sent)
+        assert watch.yes(old)[-1].received < watch.yes(new)[0].sent
+    finally:
+        await maintenance(stack, old, False)
     await settled(stack)
 
 

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from agent import health
-from agent.failsafe import Word
+from agent.failsafe import Failsafe, Word
 from agent.health import Marks, Snapshot
 from agent.health_lag import BadLag, parse_lag
 from latitude.v1 import agent_pb2, common_pb2
@@ -199,6 +199,84 @@ def test_what_is_not_a_replica(database, reason):
     assert health.replica(snap(database)) == health.Answer(503, reason)
 
 
+IN_MAINTENANCE = Word("us-east-1", False, 8, maintenance=True)
+
+
+def test_a_standby_in_maintenance_is_no_replica_however_close_it_follows():
+    s = snap(standby_db(), word=IN_MAINTENANCE)
+    expected = health.Answer(503, "region in maintenance (the leader, epoch 8)")
+    assert health.replica(s) == expected
+    assert health.replica(s, parse_lag("1GB")) == expected
+    assert health.read_only(s, parse_lag("1GB")) == health.Answer(
+        503,
+        "not the primary (the database is a standby), nor a replica (region in maintenance "
+        "(the leader, epoch 8))",
+    )
+    body = health.body(s, health.replica(s))
+    assert (body["maintenance"], body["reason"]) == (True, expected.reason)
+
+
+def test_maintenance_comes_and_goes_with_the_leaders_words():
+    """The agent keeps the newest word (Failsafe.word_seen, given every Welcome and ReportAck
+    by the link): /replica turns with the word that sets the flag, stays so while a deposed
+    leader says otherwise, and is 200 again with the next word that clears it."""
+    failsafe = Failsafe(REGION, clock=lambda: 0.0)
+    seen = []
+    for word, epoch in [
+        (agent_pb2.ClusterWord(write_region="eu-west-1"), 8),
+        (agent_pb2.ClusterWord(write_region="eu-west-1", maintenance=True), 8),
+        (agent_pb2.ClusterWord(write_region="eu-west-1"), 7),  # a deposed leader's: ignored
+        (agent_pb2.ClusterWord(write_region="eu-west-1", maintenance=True), 9),
+        (agent_pb2.ClusterWord(write_region="eu-west-1"), 9),
+    ]:
+        failsafe.word_seen(word, epoch)
+        answer = health.replica(snap(standby_db(), word=failsafe.word))
+        seen.append((answer.status, answer.reason))
+    assert seen == [
+        (200, "a streaming standby of eu-west-1"),
+        (503, "region in maintenance (the leader, epoch 8)"),
+        (503, "region in maintenance (the leader, epoch 8)"),
+        (503, "region in maintenance (the leader, epoch 9)"),
+        (200, "a streaming standby of eu-west-1"),
+    ]
+
+
+@pytest.mark.parametrize(("maintenance", "status"), [(True, 503), (False, 200)])
+def test_a_word_from_a_leader_long_gone_still_decides_maintenance(maintenance, status):
+    """No leader for well past the fence lease (an etcd outage): the newest word stands, as
+    for every other answer. The flag lives in etcd and only a leader clears it; a word
+    without it keeps reads flowing while the control plane is away."""
+    word = Word("us-east-1", False, 8, maintenance=maintenance)
+    s = snap(standby_db(), word=word, lease_remaining=-60.0)
+    assert health.replica(s).status == status
+
+
+def test_maintenance_leaves_the_process_healthy_live_and_ready():
+    s = snap(standby_db(), word=IN_MAINTENANCE)
+    assert health.health(s) == health.Answer(200, "the database runs as a standby")
+    assert health.liveness(s) == health.Answer(200, "the agent's loops are going round")
+    assert health.readiness(s) == health.Answer(
+        200, "the agent knows the cluster and its database runs"
+    )
+
+
+def test_maintenance_of_the_primary_region_answers_no_on_primary_only_through_the_drain():
+    """The leader puts the write region in maintenance only after a switchover drained it:
+    the FENCE's mark turns /primary first, then the region is a standby of another write
+    region. The flag itself adds no rule to /primary (a write region in maintenance would
+    be the leader's error, and saying no would take writes down with nowhere else to go)."""
+    drained = snap(
+        draining="FENCE f1 from the leader (epoch 8): draining us-east-1 for maintenance"
+    )
+    assert health.primary(drained) == health.Answer(
+        503, "draining: FENCE f1 from the leader (epoch 8): draining us-east-1 for maintenance"
+    )
+    after = snap(standby_db(), word=Word("eu-west-1", False, 8, maintenance=True))
+    assert health.primary(after) == health.Answer(503, "the database is a standby")
+    assert health.replica(after).reason == "region in maintenance (the leader, epoch 8)"
+    assert health.primary(snap(word=Word(REGION, False, 8, maintenance=True))).ok
+
+
 def test_read_only_is_the_primary_or_a_replica_in_bounds():
     assert health.read_only(snap()).ok
     assert health.read_only(snap(standby_db()), parse_lag("1MB")).ok
@@ -257,6 +335,7 @@ def test_the_body_says_what_the_answer_rests_on():
         "fenced": False,
         "fence_cause": None,
         "draining": None,
+        "maintenance": False,
         "write_region": "eu-west-1",
         "failover_in_progress": False,
         "leader_epoch": 7,
@@ -266,6 +345,7 @@ def test_the_body_says_what_the_answer_rests_on():
     first = snap(word=None, observed_age=math.inf, database=common_pb2.DatabaseStatus())
     empty = health.body(first, health.primary(first))
     assert empty["observed_seconds_ago"] is None and empty["leader_epoch"] is None
+    assert empty["maintenance"] is None
     assert empty["lsn"] == {"current": None, "received": None, "replayed": None}
     primary = health.body(snap(), health.primary(snap()))
     assert primary["lsn"]["current"] == "1/60" and primary["lag"] is None
