@@ -29,6 +29,7 @@ import grpc
 
 from agent.peers import Peer
 from latitude.channels import open_channel
+from latitude.identity import peer_identity
 from latitude.pki import CertFiles
 from latitude.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -184,6 +185,20 @@ class FailsafeServicer(agent_pb2_grpc.FailsafeServiceServicer):
         for field in ("primary_region", "primary_address"):
             if not getattr(request, field):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: required")
+        caller = peer_identity(context)
+        if (
+            caller is not None
+            and caller.role == "agent"
+            and caller.region != request.primary_region
+        ):
+            # A confirmation keeps a primary writable through an outage of the control plane,
+            # so only that primary's own agent may collect one: another region's agent asking
+            # would make this standby vouch for a database it never heard from.
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the {caller} may ask for confirmations of its own region only, "
+                f"not of {request.primary_region}",
+            )
         database, observed_at = self._observation()
         return self._failsafe.answer(
             request, database=database, observed_at=observed_at, fresh_for=self._fresh_for()

@@ -21,7 +21,8 @@ it, and tests/unit/test_authz.py fails until they do).
 - AgentService Connect: agent. Which region an agent may speak for is the AgentService's
   check, from the same certificate (latitude.identity.peer_identity).
 - FailsafeService Confirm: agent, coordinator. A primary's agent asks the standbys' agents
-  whether they still follow it.
+  whether they still follow it; an agent may ask only about its own region, which
+  agent.failsafe checks against the request.
 - VerifyService Tables, Checksum, Bounds, Rows: coordinator. The replica that runs Verify asks
   each region's agent; nobody else queries databases through agents.
 - grpc.health.v1 and server reflection: anyone who completes the handshake. They reveal

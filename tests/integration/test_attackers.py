@@ -269,3 +269,32 @@ async def test_etcd_refuses_a_client_without_credentials(tls_stack: Stack, tmp_p
         )
     view = await _wait_healthy(stack)
     assert view.leader.leader_id in stack.topology.coordinators
+
+
+async def test_a_rogue_agent_cannot_collect_confirmations_for_another_regions_primary(
+    tls_stack: Stack,
+):
+    """Failsafe confirmations keep a primary writable while the leader is away: a valid
+    certificate for eu-west-1 asking a standby to vouch for us-east-1 is refused, while
+    us-east-1's own agent is answered at the same door."""
+    stack = tls_stack
+    state = stack.state()
+    view = await _wait_healthy(stack)
+    primary = view.write_region
+    standby, other = (r for r in view.regions if r.region != primary)
+    database = stack.postgres_node(state, primary)
+    request = agent_pb2.ConfirmRequest(
+        primary_region=primary, primary_address=f"{database.host}:{database.port}"
+    )
+
+    async def confirm(certificate: str):
+        async with open_channel(standby.agent_address, state.cert_files(certificate)) as channel:
+            stub = agent_pb2_grpc.FailsafeServiceStub(channel)
+            return await stub.Confirm(request, timeout=5)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await confirm(f"agent-{other.region}")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert f"not of {primary}" in refused.value.details()
+    reply = await confirm(f"agent-{primary}")
+    assert reply.region == standby.region and reply.confirmed, reply.reason
