@@ -203,6 +203,14 @@ def test_the_link_records_only_the_newest_leaders_word():
 
 
 class FakeContext:
+    """A call's context; ``uri`` is the caller certificate's latitude URI (none: plaintext)."""
+
+    def __init__(self, uri: str = "") -> None:
+        self._uri = uri
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"peer_uri": [self._uri.encode()]} if self._uri else {}
+
     async def abort(self, code, details):
         raise AssertionError(f"{code.name}: {details}")
 
@@ -215,6 +223,20 @@ async def test_the_servicer_answers_from_the_latest_observation():
     assert reply.confirmed
     with pytest.raises(AssertionError, match="INVALID_ARGUMENT: primary_address: required"):
         await servicer.Confirm(agent_pb2.ConfirmRequest(primary_region="us-east-1"), FakeContext())
+
+
+async def test_an_agent_may_collect_confirmations_of_its_own_region_only():
+    failsafe = standby(Clock())
+    servicer = FailsafeServicer(failsafe, lambda: (STREAMING, 99.8), lambda: 1.5)
+    own = FakeContext("latitude://region/us-east-1")
+    assert (await servicer.Confirm(ASK, own)).confirmed
+    assert (await servicer.Confirm(ASK, FakeContext("latitude://role/coordinator"))).confirmed
+    with pytest.raises(
+        AssertionError,
+        match="PERMISSION_DENIED: the agent of eu-west-1 may ask for confirmations of its own "
+        "region only, not of us-east-1",
+    ):
+        await servicer.Confirm(ASK, FakeContext("latitude://region/eu-west-1"))
 
 
 async def serve(failsafe: Failsafe, database=STREAMING) -> Server:
