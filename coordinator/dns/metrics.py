@@ -33,7 +33,8 @@ DROPPED = Counter(
     "latitude_dns_dropped_packets",
     "DNS packets dropped unanswered, by why: malformed (no readable header), response (a "
     "response sent to the server), oversized, busy (a full send buffer or too many TCP "
-    "clients)",
+    "clients), rate_limited (over dns_rate_limit: dropped), rate_limit_slipped (over it: sent "
+    "truncated instead, so that a real client asks again over TCP)",
     ["reason"],
 )
 

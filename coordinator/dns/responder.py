@@ -15,6 +15,10 @@ its ID; an opcode other than QUERY NOTIMP; EDNS past version 0 BADVERS; a class 
 REFUSED. Over UDP, an answer larger than the client's payload size (512 bytes without EDNS,
 else what it advertised, at most ``UDP_PAYLOAD``) goes out empty with TC set, and the client
 asks again over TCP.
+
+Over UDP every response, kept or rendered, passes the rate limiter (``ratelimit``) last: it is
+sent, dropped, or sent truncated so that a real client retries over TCP, which is never
+limited.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 
-from coordinator.dns import ecs, metrics
+from coordinator.dns import ecs, metrics, ratelimit, wire
 from coordinator.dns.answer import Zone, answer
 from coordinator.routing.answers import AnswerCache
 from latitude.routing.locating import TableLocator
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Larger queries are not DNS questions (an ordinary one is under 100 bytes).
 MAX_QUERY_BYTES = 4096
-HEADER_BYTES = 12
+HEADER_BYTES = wire.HEADER_BYTES
 # The EDNS payload size we advertise and accept at most over UDP (the DNS flag day 2020 figure:
 # no IP fragmentation on ordinary paths).
 UDP_PAYLOAD = 1232
@@ -55,14 +59,29 @@ _KEPT_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
 class Responder:
     """Not thread-safe: one event loop serves the UDP and TCP listeners."""
 
-    def __init__(self, zone: Zone, tables, *, mmdb_path: str = "") -> None:
-        """``tables``: the replica's ``TableCache`` (its ``resolver`` follows the table)."""
+    def __init__(
+        self,
+        zone: Zone,
+        tables,
+        *,
+        mmdb_path: str = "",
+        rate_limit: ratelimit.RateLimit | None = None,
+        clock=time.monotonic,
+    ) -> None:
+        """``tables``: the replica's ``TableCache`` (its ``resolver`` follows the table);
+        ``rate_limit``: how UDP responses are limited (None: not at all); ``clock``: the
+        limiter's, in seconds."""
         self.zone = zone
+        self.limiter = ratelimit.ResponseLimiter(
+            rate_limit or ratelimit.RateLimit(responses_per_second=0)
+        )
+        self._clock = clock
         self._tables = tables
         self._locator = TableLocator(mmdb_path)
         self.answers = AnswerCache(max_bytes=ANSWER_BYTES)
         self._answers_for: object = None
-        self._sources: dict[str, bytes] = {}
+        # source address -> (its network as an answer key part, its rate-limited network)
+        self._sources: dict[str, tuple[bytes, bytes]] = {}
 
     def respond(self, data: bytes, source: str, *, udp: bool) -> bytes | None:
         """The response to ``data`` from ``source`` (an IP address); None: drop it."""
@@ -74,28 +93,46 @@ class Responder:
         if resolver is not self._answers_for:
             self._answers_for = resolver
             self.answers.clear()
-        where = self._sources.get(source)
-        if where is None:
-            where = self._source_key(source)
-        key = (b"u" if udp else b"t") + where + data[2:]
+        known = self._sources.get(source)
+        if known is None:
+            known = self._source_key(source)
+        key = (b"u" if udp else b"t") + known[0] + data[2:]
         kept = self.answers.get(key)
         if kept is not None:
             kept[1].done(started)
+            if udp and self.limiter.enabled:
+                return self._limit(data[:2] + kept[0], known[1], kept[2])
             return data[:2] + kept[0]
         response, rdtype, rcode = self._render(data, source, udp, resolver)
         if response is None:
             return None
         timing = metrics.TIMINGS.pair(rdtype, rcode)
         timing.done(started)
+        counted = ratelimit.answer_key(
+            response[wire.HEADER_BYTES : wire.question_end(response)], rcode
+        )
         if rcode in _KEPT_RCODES and self._tables.resolver is resolver and resolver is not None:
-            self.answers.keep(key, (response[2:], timing), len(response))
+            self.answers.keep(key, (response[2:], timing, counted), len(response))
+        if udp and self.limiter.enabled:
+            return self._limit(response, known[1], counted)
         return response
 
-    def _source_key(self, source: str) -> bytes:
+    def _limit(self, response: bytes, network: bytes, counted: bytes) -> bytes | None:
+        decision = self.limiter.decide(network, counted, self._clock())
+        if decision == ratelimit.SEND:
+            return response
+        if decision == ratelimit.SLIP:
+            metrics.dropped("rate_limit_slipped")
+            return wire.truncated(response)
+        metrics.dropped("rate_limited")
+        return None
+
+    def _source_key(self, source: str) -> tuple[bytes, bytes]:
         if len(self._sources) >= _SOURCES_KEPT:
             self._sources.clear()
-        where = self._sources[source] = ecs.key_bytes(ecs.client_subnet((), source))
-        return where
+        where = ecs.key_bytes(ecs.client_subnet((), source))
+        known = self._sources[source] = (where, ratelimit.client_network(source))
+        return known
 
     def _render(self, data: bytes, source: str, udp: bool, resolver):
         """(response wire or None, query type or -1, rcode)."""
