@@ -30,9 +30,11 @@ import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdataclass
+import dns.renderer
 
 from coordinator.dns import ecs, metrics, ratelimit, wire
 from coordinator.dns.answer import Zone, answer
@@ -80,6 +82,11 @@ class Responder:
         self._locator = TableLocator(mmdb_path)
         self.answers = AnswerCache(max_bytes=ANSWER_BYTES)
         self._answers_for: object = None
+        # For the table served: answers by what they show of the decision (answer's memo),
+        # and their rendering after the question by (question, answer).
+        self._memo: dict = {}
+        self._bodies: dict[tuple[bytes, int], tuple] = {}
+        self._names: dict[bytes, dns.name.Name] = {}
         # source address -> (its network as an answer key part, its rate-limited network)
         self._sources: dict[str, tuple[bytes, bytes]] = {}
 
@@ -93,6 +100,8 @@ class Responder:
         if resolver is not self._answers_for:
             self._answers_for = resolver
             self.answers.clear()
+            self._memo.clear()
+            self._bodies.clear()
         known = self._sources.get(source)
         if known is None:
             known = self._source_key(source)
@@ -140,6 +149,11 @@ class Responder:
         if flags & dns.flags.QR:
             metrics.dropped("response")
             return None, -1, 0
+        plain = wire.read_query(data)
+        if plain is not None:
+            found = self._plain(data, plain, source, udp, resolver)
+            if found is not None:
+                return found
         try:
             query = dns.message.from_wire(data)
         except Exception:  # dnspython refuses it in many ways; the header is what we answer
@@ -179,21 +193,96 @@ class Responder:
                 response.use_edns(0, 0, UDP_PAYLOAD, options=[echo])
         return self._wire(response, query, udp), rdtype, rcode
 
+    def _plain(self, data: bytes, query: wire.Query, source: str, udp: bool, resolver):
+        """The response to a plain query (``wire.read_query``) without a dnspython message
+        either way: the header and question from the query, the records after them rendered
+        once per (question, answer) and the answer itself shared by every network routed
+        alike; the OPT record and its Client Subnet echo put on as bytes. The same bytes as
+        the general path (a unit test compares them); None when the answer does not fit in
+        UDP (the general path truncates it)."""
+        name = self._names.get(query.question)
+        if name is None:
+            if len(self._names) >= _SOURCES_KEPT:
+                self._names.clear()
+            name = self._names[query.question] = dns.name.Name(query.labels)
+        address, scope = ecs.located_by(query.subnet, source)
+        client = None
+        if resolver is not None:
+            client = self._locator.locate(resolver.table, address, None)
+        found = answer(self.zone, name, query.rdtype, resolver, client, self._memo)
+        rendered = self._bodies.get((query.question, id(found)))
+        if rendered is None or rendered[0] is not found:
+            rendered = self._render_body(query, name, found)
+        _, flags, counts, body = rendered
+        flags |= int.from_bytes(data[2:4], "big") & dns.flags.RD
+        additional = counts[2]
+        opt = b""
+        if query.edns:
+            additional += 1
+            echo = b""
+            if query.subnet is not None:
+                echo = wire.subnet_echo(query.subnet, scope if found.located else 0)
+            opt = wire.opt_record(UDP_PAYLOAD, echo)
+        response = b"".join(
+            (
+                data[:2],
+                flags.to_bytes(2, "big"),
+                b"\x00\x01",
+                counts[0].to_bytes(2, "big"),
+                counts[1].to_bytes(2, "big"),
+                additional.to_bytes(2, "big"),
+                query.question,
+                body,
+                opt,
+            )
+        )
+        limit = TCP_MAX
+        if udp:
+            limit = min(max(query.payload, PLAIN_UDP), UDP_PAYLOAD) if query.edns else PLAIN_UDP
+        if len(response) > limit:
+            return None
+        return response, query.rdtype, found.rcode
+
+    def _render_body(self, query: wire.Query, name: dns.name.Name, found) -> tuple:
+        """(found, flags but RD, section counts, the records after the question)."""
+        renderer = dns.renderer.Renderer(0, 0, TCP_MAX)
+        renderer.add_question(name, query.rdtype, dns.rdataclass.IN)
+        for section, rrsets in (
+            (dns.renderer.ANSWER, found.answer),
+            (dns.renderer.AUTHORITY, found.authority),
+            (dns.renderer.ADDITIONAL, found.additional),
+        ):
+            for rrset in rrsets:
+                renderer.add_rrset(section, rrset, want_shuffle=False)
+        renderer.write_header()
+        rendered = renderer.get_wire()
+        flags = dns.flags.QR | (found.rcode & 0xF)
+        if found.rcode != dns.rcode.REFUSED:
+            flags |= dns.flags.AA
+        counts = tuple(int.from_bytes(rendered[at : at + 2], "big") for at in (6, 8, 10))
+        entry = (found, flags, counts, rendered[HEADER_BYTES + len(query.question) :])
+        if len(self._bodies) >= _SOURCES_KEPT:
+            self._bodies.clear()
+        self._bodies[(query.question, id(found))] = entry
+        return entry
+
     def _wire(self, response: dns.message.Message, query: dns.message.Message, udp: bool):
+        # Records in the order decided (dnspython shuffles an RRset's by default): the best
+        # region first.
         limit = TCP_MAX
         if udp and query.edns >= 0:
             limit = min(max(query.payload, PLAIN_UDP), UDP_PAYLOAD)
         elif udp:
             limit = PLAIN_UDP
         try:
-            return response.to_wire(max_size=limit)
+            return response.to_wire(max_size=limit, want_shuffle=False)
         except dns.exception.TooBig:
             # Nothing partial: the question, TC, and the OPT record; the client retries on TCP.
             response.answer.clear()
             response.authority.clear()
             response.additional.clear()
             response.flags |= dns.flags.TC
-            return response.to_wire(max_size=limit)
+            return response.to_wire(max_size=limit, want_shuffle=False)
 
     def close(self) -> None:
         self._locator.close()
