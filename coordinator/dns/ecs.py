@@ -19,6 +19,7 @@ answered as a query without the option, by the resolver's own address, with scop
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 import dns.edns
@@ -81,10 +82,14 @@ def located_by(subnet: bytes | None, source: str) -> tuple[str, int]:
     where the client is)."""
     if subnet is None or subnet[2] == 0:
         return _network(source, 128)[0], 0
-    family = 4 if subnet[1] == 1 else 6
-    padded = subnet[4:] + bytes((4 if family == 4 else 16) - len(subnet) + 4)
+    if subnet[1] == 1:  # IPv4, the common case: no text parsed
+        length = min(subnet[2], DECISION_PREFIX[4])
+        value = int.from_bytes(subnet[4:] + bytes(8 - len(subnet)), "big")
+        value &= (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        return socket.inet_ntoa(value.to_bytes(4, "big")), DECISION_PREFIX[4]
+    padded = subnet[4:] + bytes(20 - len(subnet))
     address, _ = _network(str(ipaddress.ip_address(padded)), subnet[2])
-    return address, DECISION_PREFIX[family]
+    return address, DECISION_PREFIX[6]
 
 
 def _network(address: str, length: int) -> tuple[str, int]:
