@@ -4,7 +4,8 @@ same decisions as those that call Resolve.
 
 ``answer`` decides (pure: question, table, client location -> records and rcode), ``ecs``
 says where the client is and for which network the answer holds, ``responder`` parses,
-renders and keeps answers, ``server`` listens on UDP and TCP.
+renders and keeps answers, ``wire`` reads and writes plain queries and answers as bytes,
+``ratelimit`` decides which UDP responses go out (pure), ``server`` listens on UDP and TCP.
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ bounded in bytes and entries, a key over 512 bytes never kept, emptied when the 
 changes). A repeated query costs a dict lookup and the ID spliced in: no parse, no decision,
 no rendering.
 
+A query not answered before (a client network never seen, each one with ECS) in the shape
+resolvers send (``wire.read_query``) is answered without dnspython's message parsing and
+rendering, the costliest part of a miss: its decision's answer is shared by every network
+routed alike (``answer``'s memo), its records rendered once per question and answer, the
+header, question and OPT spliced around them as bytes. Everything else takes the general
+path through ``dns.message``, which gives the same bytes.
+
 Bounds and bad input: a datagram over ``MAX_QUERY_BYTES`` or without a 12-byte header is
 dropped, as is a response sent to us (no reflection loops). A packet whose header reads but
 whose body does not (dnspython refuses it, or it carries two ECS options) gets FORMERR with
