@@ -93,6 +93,8 @@ class Answer:
     additional: list[dns.rrset.RRset] = field(default_factory=list)
     # The answer depends on where the client is (the ECS scope is then the client's network).
     located: bool = False
+    # Kept in the caller's memo and returned to every client routed alike (not to be changed).
+    shared: bool = False
 
 
 def answer(
@@ -153,7 +155,8 @@ def answer(
     chosen = [c for c in having if c[1] > 0] or having[:1]
     key = None
     if memo is not None and rdtype != TXT:
-        shown = tuple((region, weight, e.address) for region, weight, e in chosen)
+        # Addresses show the regions and their order; SRV records their weights too.
+        shown = tuple((region, weight if srv else 0, e.address) for region, weight, e in chosen)
         key = (name, rdtype, srv, service, located, shown)
         kept = memo.get(key)
         if kept is not None:
@@ -170,6 +173,7 @@ def answer(
         if len(memo) >= MEMO_ENTRIES:
             memo.clear()
         memo[key] = result
+        result.shared = True
     return result
 
 

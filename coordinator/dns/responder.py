@@ -62,6 +62,9 @@ TCP_MAX = 65535
 ANSWER_BYTES = 8 * 1024 * 1024
 # Source addresses whose network key is remembered (emptied when full).
 _SOURCES_KEPT = 65536
+# Question names and rendered records kept for the plain path (emptied when full): the names
+# asked and the decisions seen are few; a flood of random names must not grow them.
+_RENDERINGS_KEPT = 4096
 _KEPT_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
 
 
@@ -209,7 +212,7 @@ class Responder:
         UDP (the general path truncates it)."""
         name = self._names.get(query.question)
         if name is None:
-            if len(self._names) >= _SOURCES_KEPT:
+            if len(self._names) >= _RENDERINGS_KEPT:
                 self._names.clear()
             name = self._names[query.question] = dns.name.Name(query.labels)
         address, scope = ecs.located_by(query.subnet, source)
@@ -268,9 +271,10 @@ class Responder:
             flags |= dns.flags.AA
         counts = tuple(int.from_bytes(rendered[at : at + 2], "big") for at in (6, 8, 10))
         entry = (found, flags, counts, rendered[HEADER_BYTES + len(query.question) :])
-        if len(self._bodies) >= _SOURCES_KEPT:
-            self._bodies.clear()
-        self._bodies[(query.question, id(found))] = entry
+        if found.shared:  # an answer made for this query alone is not asked for again
+            if len(self._bodies) >= _RENDERINGS_KEPT:
+                self._bodies.clear()
+            self._bodies[(query.question, id(found))] = entry
         return entry
 
     def _wire(self, response: dns.message.Message, query: dns.message.Message, udp: bool):

@@ -159,3 +159,13 @@ def test_records_keep_the_decisions_order(monkeypatch, plain):
     for _ in range(20):  # a fresh responder each time: nothing kept
         reply = dns.message.from_wire(Responder(ZONE, routing).respond(data, "8.8.8.8", udp=True))
         assert [r.to_text() for r in reply.answer[0]] == ["10.0.1.5", "10.0.2.5"]
+
+
+def test_answers_made_for_one_query_are_not_kept():
+    found = Responder(ZONE, tables())
+    for n in range(50):
+        data = packet(f"nothing-{n}.latitude.test.", "A", f"10.{n}.0.0/24", 0, True)
+        assert dns.message.from_wire(found.respond(data, "127.0.0.1", udp=True)).rcode() == 3
+    data = packet("read.latitude.test.", "TXT", "10.0.0.0/24", 0, True)
+    found.respond(data, "127.0.0.1", udp=False)
+    assert found._bodies == {}
