@@ -154,6 +154,15 @@ class CoordinatorConfig:
     dns_zone: str = "latitude.test."
     # TTL (seconds) of the answers that come from the routing table, and of NXDOMAIN/NODATA.
     dns_ttl: int = 5
+    # UDP responses per second per client network (/24, /56) and answer before the rest are
+    # dropped or, every dns_rate_limit_slip-th, sent truncated (coordinator/dns/ratelimit.py);
+    # 0: no limit. TCP is never limited.
+    dns_rate_limit: float = 20.0
+    # Every this-many-th limited response goes out truncated (a real client retries over TCP);
+    # 0: all are dropped, 1: all are truncated.
+    dns_rate_limit_slip: int = 2
+    # Seconds a flood stays limited after it eases (the debt an account may run up).
+    dns_rate_limit_window: float = 15.0
     # Webhooks told of incidents ([[coordinator.alerts]] tables; in the environment, a JSON
     # list of objects: LATITUDE_COORDINATOR_ALERTS='[{"url": "https://..."}]').
     alerts: tuple[AlertTarget, ...] = ()
@@ -262,6 +271,18 @@ class CoordinatorConfig:
             raise ConfigError(f"dns_zone: {self.dns_zone!r} is not a zone latitude can serve")
         if not 0 <= self.dns_ttl <= 86400:
             raise ConfigError(f"dns_ttl: must be within 0..86400 s, got {self.dns_ttl}")
+        if not 0 <= self.dns_rate_limit <= 1e6:
+            raise ConfigError(
+                f"dns_rate_limit: must be within 0..1000000 responses/s, got {self.dns_rate_limit}"
+            )
+        if not 0 <= self.dns_rate_limit_slip <= 10:
+            raise ConfigError(
+                f"dns_rate_limit_slip: must be within 0..10, got {self.dns_rate_limit_slip}"
+            )
+        if not 1 <= self.dns_rate_limit_window <= 3600:
+            raise ConfigError(
+                f"dns_rate_limit_window: must be within 1..3600 s, got {self.dns_rate_limit_window}"
+            )
 
     def _validate_etcd_tls(self) -> None:
         paths = {"etcd_ca": self.etcd_ca, "etcd_cert": self.etcd_cert, "etcd_key": self.etcd_key}

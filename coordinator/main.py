@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--dns-address", help="host:port for the DNS responder (UDP and TCP)")
     parser.add_argument("--dns-zone", help="the zone the DNS responder serves")
     parser.add_argument("--dns-ttl", help="TTL of DNS answers, seconds")
+    parser.add_argument("--dns-rate-limit", help="UDP DNS responses/s per client /24 and answer")
+    parser.add_argument("--dns-rate-limit-slip", help="every Nth limited response truncated")
+    parser.add_argument("--dns-rate-limit-window", help="seconds a DNS flood stays limited")
     parser.add_argument(
         "--synchronous", action="store_const", const=True, help="synchronous replication"
     )
@@ -75,6 +78,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
              "http_address", "tls_ca", "tls_cert", "tls_key", "region_hosts")  # fmt: skip
     names += ("etcd_ca", "etcd_cert", "etcd_key", "etcd_server_name")
     names += ("dns_address", "dns_zone", "dns_ttl")
+    names += ("dns_rate_limit", "dns_rate_limit_slip", "dns_rate_limit_window")
     flags = {name: getattr(args, name) for name in names}
     return args, flags
 

@@ -69,6 +69,8 @@ WRITE, READ, NAMESERVER = "write", "read", "ns"
 APEX_TTL = 300
 # What one TXT string may hold (RFC 1035: a length byte).
 TXT_STRING_MAX = 255
+# Answers kept per table in a caller's memo (a few per name and type and region order).
+MEMO_ENTRIES = 4096
 _LOCATED = (routing_pb2.STRATEGY_GEOGRAPHIC, routing_pb2.STRATEGY_LATENCY)
 
 
@@ -91,6 +93,8 @@ class Answer:
     additional: list[dns.rrset.RRset] = field(default_factory=list)
     # The answer depends on where the client is (the ECS scope is then the client's network).
     located: bool = False
+    # Kept in the caller's memo and returned to every client routed alike (not to be changed).
+    shared: bool = False
 
 
 def answer(
@@ -99,9 +103,17 @@ def answer(
     rdtype: int,
     resolver: Resolver | None,
     client: ClientLocation | None,
+    memo: dict | None = None,
 ) -> Answer:
     """The answer to (``name``, ``rdtype``, class IN) for a client at ``client`` from the
-    table ``resolver`` was built from (None: no table yet)."""
+    table ``resolver`` was built from (None: no table yet).
+
+    ``memo``: the caller's dict for this one table, where answers that follow from a decision
+    are kept by what they show of it (the regions chosen, their weights and endpoints), so
+    that a client in a network never seen, routed like one seen before, gets the same Answer
+    object (records not built again, and the caller may keep its rendering by identity). A
+    TXT answer shows the whole decision and is never kept. Returned answers are shared: not
+    to be changed."""
     if not name.is_subdomain(zone.origin) or rdtype in TRANSFERS:
         return Answer(rcode=dns.rcode.REFUSED)
     if resolver is None:
@@ -141,6 +153,14 @@ def answer(
     # The regions with a share of the traffic; when none of those has the service, the first
     # fallback (in the decision's order) that has it.
     chosen = [c for c in having if c[1] > 0] or having[:1]
+    key = None
+    if memo is not None and rdtype != TXT:
+        # Addresses show the regions and their order; SRV records their weights too.
+        shown = tuple((region, weight if srv else 0, e.address) for region, weight, e in chosen)
+        key = (name, rdtype, srv, service, located, shown)
+        kept = memo.get(key)
+        if kept is not None:
+            return kept
     if srv:
         result = _srv(zone, name, rdtype, table, chosen, service)
     elif rdtype == TXT:
@@ -149,6 +169,11 @@ def answer(
         hosts = [_host(endpoint) for _, _, endpoint in chosen]
         result = _addresses_at(zone, name, rdtype, table, [h for h in hosts if h])
     result.located = located
+    if key is not None:
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = result
+        result.shared = True
     return result
 
 

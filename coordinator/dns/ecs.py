@@ -19,6 +19,7 @@ answered as a query without the option, by the resolver's own address, with scop
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 import dns.edns
@@ -69,16 +70,37 @@ def client_subnet(options, source: str) -> ClientSubnet:
     if option is not None and not isinstance(option, dns.edns.ECSOption):
         raise ValueError("unreadable EDNS Client Subnet option")
     if option is not None and option.srclen > 0:
-        address, length = option.address, option.srclen
+        address, length = _network(option.address, option.srclen)
     else:
-        address = source
-        length = 128
+        address, length = _network(source, 128)
+    return ClientSubnet(address, length, option)
+
+
+def located_by(subnet: bytes | None, source: str) -> tuple[str, int]:
+    """What ``client_subnet`` says, from an option's data as sent (``coordinator.dns.wire``
+    checked its form): (the network's first address, the answer's scope when it depends on
+    where the client is)."""
+    if subnet is None or subnet[2] == 0:
+        return _network(source, 128)[0], 0
+    if subnet[1] == 1:  # IPv4, the common case: no text parsed
+        length = min(subnet[2], DECISION_PREFIX[4])
+        value = int.from_bytes(subnet[4:] + bytes(8 - len(subnet)), "big")
+        value &= (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        return socket.inet_ntoa(value.to_bytes(4, "big")), DECISION_PREFIX[4]
+    padded = subnet[4:] + bytes(20 - len(subnet))
+    address, _ = _network(str(ipaddress.ip_address(padded)), subnet[2])
+    return address, DECISION_PREFIX[6]
+
+
+def _network(address: str, length: int) -> tuple[str, int]:
+    """The first address of ``address``'s network of ``length`` bits (at most a decision's
+    prefix), and that length."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     length = min(length, DECISION_PREFIX[ip.version])
     network = ipaddress.ip_network((ip, length), strict=False)
-    return ClientSubnet(str(network.network_address), length, option)
+    return str(network.network_address), length
 
 
 def key_bytes(subnet: ClientSubnet) -> bytes:

@@ -33,7 +33,8 @@ DROPPED = Counter(
     "latitude_dns_dropped_packets",
     "DNS packets dropped unanswered, by why: malformed (no readable header), response (a "
     "response sent to the server), oversized, busy (a full send buffer or too many TCP "
-    "clients)",
+    "clients), rate_limited (over dns_rate_limit: dropped), rate_limit_slipped (over it: sent "
+    "truncated instead, so that a real client asks again over TCP)",
     ["reason"],
 )
 
@@ -41,13 +42,20 @@ DROPPED = Counter(
 class DnsTimings(Collector):
     def __init__(self) -> None:
         self._pairs: dict[tuple[str, str], Resolved] = {}
+        # (rdtype, rcode) -> its pair: label texts are not made again for every query.
+        self._by_code: dict[tuple[int, int], Resolved] = {}
 
     def pair(self, rdtype: int, rcode: int) -> Resolved:
         """Where a query of ``rdtype`` answered ``rcode`` is counted (-1: no question)."""
+        found = self._by_code.get((rdtype, rcode))
+        if found is not None:
+            return found
         labels = (_type(rdtype), _rcode(rcode))
         found = self._pairs.get(labels)
         if found is None:
             found = self._pairs[labels] = Resolved(*labels)
+        if len(self._by_code) < 65536:  # types and rcodes are the sender's to choose
+            self._by_code[(rdtype, rcode)] = found
         return found
 
     def describe(self):

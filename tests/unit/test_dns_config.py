@@ -37,6 +37,27 @@ def test_from_the_environment_and_flags():
     )
 
 
+def test_rate_limit_on_by_default_and_from_each_source(tmp_path):
+    config = load()
+    limits = ("dns_rate_limit", "dns_rate_limit_slip", "dns_rate_limit_window")
+    assert tuple(getattr(config, name) for name in limits) == (20.0, 2, 15.0)
+    env = {"LATITUDE_COORDINATOR_DNS_RATE_LIMIT": "0"}
+    config = load(env, ["--dns-rate-limit-slip", "1", "--dns-rate-limit-window", "5"])
+    assert tuple(getattr(config, name) for name in limits) == (0.0, 1, 5.0)
+    file = tmp_path / "latitude.toml"
+    file.write_text("[coordinator]\ndns_rate_limit = 50\n")
+    _, flags = parse_args([])
+    config = configuration.load(
+        CoordinatorConfig,
+        section="coordinator",
+        env_prefix="LATITUDE_COORDINATOR_",
+        file=file,
+        env={},
+        flags=flags,
+    )
+    assert config.dns_rate_limit == 50
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -45,6 +66,9 @@ def test_from_the_environment_and_flags():
         (["--dns-zone", "a..b"], "dns_zone: 'a..b' is not a domain name"),
         (["--dns-zone", "."], "dns_zone: '.' is not a zone latitude can serve"),
         (["--dns-ttl", "-1"], "dns_ttl: must be within 0..86400 s, got -1"),
+        (["--dns-rate-limit", "-1"], "dns_rate_limit: must be within 0..1000000 responses/s"),
+        (["--dns-rate-limit-slip", "11"], "dns_rate_limit_slip: must be within 0..10, got 11"),
+        (["--dns-rate-limit-window", "0"], "dns_rate_limit_window: must be within 1..3600 s"),
     ],
 )
 def test_bad_settings_name_the_field(argv, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dns.edns
 import pytest
 
+from coordinator.dns import ecs
 from coordinator.dns.ecs import ClientSubnet, client_subnet, key_bytes
 
 
@@ -54,3 +55,24 @@ def test_two_subnets_are_ambiguous():
 
 def test_the_cache_key_is_the_network_and_its_length():
     assert key_bytes(client_subnet([], "10.1.2.3")) == bytes([10, 1, 2, 0, 24])
+
+
+@pytest.mark.parametrize(
+    ("address", "srclen"),
+    [
+        ("81.2.69.0", 24),
+        ("81.2.69.128", 25),
+        ("81.2.0.0", 16),
+        ("81.2.69.7", 32),
+        ("0.0.0.0", 0),
+        ("2001:db8:1:2::", 64),
+        ("2001:db8::", 32),
+        ("::ffff:81.2.69.0", 120),
+    ],
+)
+def test_located_by_the_option_as_sent_agrees_with_the_parsed_option(address, srclen):
+    option = dns.edns.ECSOption(address, srclen)
+    subnet = ecs.client_subnet([option], "192.0.2.1")
+    data = option.to_wire()
+    assert ecs.located_by(data, "192.0.2.1") == (subnet.address, subnet.decision_scope)
+    assert ecs.located_by(None, "192.0.2.1") == ("192.0.2.0", 0)
