@@ -164,13 +164,15 @@ class Registry:
         DEGRADED, when standbys that report now still stream WAL from its database)."""
         now = self._clock()
         # Who streams WAL from whom is read only for a region whose reports are overdue (the
-        # detector's silence branch), so it is worked out only when one is: not ten times a
-        # second over every region while all of them report.
+        # detector's silence branch; one that never reported is PENDING before that), so it
+        # is worked out only when one is: not ten times a second over every region while all
+        # of them report.
         alive: dict[str, str] | None = None
         changes = []
         for record in self.regions.values():
             monitor = record.monitor
-            if monitor.arrivals.overdue(now):
+            arrivals = monitor.arrivals
+            if arrivals.last_arrival is not None and arrivals.overdue(now):
                 if alive is None:
                     alive = self._streamed_from(now)
                 monitor.database_alive = alive.get(record.name, "")
