@@ -190,6 +190,12 @@ async def measure(
         coordinator.terminate()
         await coordinator.wait()
     cpu = cpu1 - cpu0
+    if not latencies:
+        raise RuntimeError(
+            f"{agents} agents, {mode}: no report was acknowledged in the window; the "
+            "coordinator probably lost its leadership (etcd slow on a loaded machine: see its "
+            "log above), so there is nothing to measure: run again on a quieter machine"
+        )
     latencies.sort()
     return {
         "agents": agents,
