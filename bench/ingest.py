@@ -190,6 +190,12 @@ async def measure(
         coordinator.terminate()
         await coordinator.wait()
     cpu = cpu1 - cpu0
+    if not latencies:
+        raise RuntimeError(
+            f"{agents} agents, {mode}: no report was acknowledged in the window; the "
+            "coordinator probably lost its leadership (etcd slow on a loaded machine: see its "
+            "log above), so there is nothing to measure: run again on a quieter machine"
+        )
     latencies.sort()
     return {
         "agents": agents,
@@ -224,15 +230,23 @@ def main() -> None:
     parser.add_argument("--agents", default="100,500,1000")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--modes",
+        default="plaintext,tls",
+        help="plaintext, tls or both (quick profiling loops need only one)",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.agents.split(",")]
+    modes = args.modes.split(",")
+    if not modes or not set(modes) <= {"plaintext", "tls"}:
+        parser.error(f"--modes: plaintext, tls or both, got {args.modes!r}")
     regions = [f"r{i:04d}" for i in range(max(sizes))]
     with running_stack() as stack, tempfile.TemporaryDirectory() as directory:
         endpoints = [m.endpoint for m in stack.etcd_members(stack.state())]
-        certs = certificates(Path(directory), regions)
+        certs = certificates(Path(directory), regions) if "tls" in modes else None
         results = []
         for n in sizes:
-            for mode in (None, certs):
+            for mode in [None] * ("plaintext" in modes) + [certs] * ("tls" in modes):
                 results.append(asyncio.run(measure(endpoints, n, args.seconds, args.warmup, mode)))
     by = {(r["agents"], r["mode"]): r for r in results}
     tls_cost = {
@@ -248,6 +262,7 @@ def main() -> None:
             ],
         }
         for n in sizes
+        if (n, "tls") in by and (n, "plaintext") in by
     }
     print(
         json.dumps(

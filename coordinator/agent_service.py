@@ -167,31 +167,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         ack_every = node.config.ack_every
         acked_once = False
         rate = ReportRate(node.config.report_interval)
-        # An agent reports every interval, so a stream silent for the failure threshold is
-        # ended: the connection of a dead or cut-off agent can stay open on this side (no FIN
-        # seen, a half-open TCP connection), and a session nobody reads would keep the region
-        # "connected", take the commands meant for it until each one's timeout, and hold the
-        # region against the agent's next stream.
-        silence = node.config.fail_after
+        # A stream silent for the failure threshold is ended by the leader's tick
+        # (Sessions.end_silent), timed from here and from each message received.
+        session.heard_at = time.monotonic()
         try:
             while True:
-                try:
-                    async with asyncio.timeout(silence):
-                        message = await context.read()
-                except TimeoutError:
-                    log.warning(
-                        "agent stream for %s: nothing received for %.1f s: ending it",
-                        session.region,
-                        silence,
-                    )
-                    session.close(
-                        error=(
-                            grpc.StatusCode.DEADLINE_EXCEEDED,
-                            f"nothing received for {silence:.1f} s (reports are due every "
-                            f"{node.config.report_interval:.1f} s)",
-                        )
-                    )
-                    return
+                message = await context.read()
+                session.heard_at = now = time.monotonic()
                 if message is grpc.aio.EOF:
                     session.close()
                     return
@@ -200,7 +182,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     session.close()  # taken over after going silent: nothing more from it
                     return
                 if kind == "report":
-                    if not rate.admit(time.monotonic()):
+                    if not rate.admit(now):
                         continue  # a flood: dropped, then ended (LimitExceeded)
                     report = message.report
                     check_report(report, record.sequence)

@@ -270,6 +270,8 @@ class CoordinatorNode:
             for change in registry.evaluate():
                 self._log_change(change)
                 self._publish_now.set()
+            config = self.config
+            self.sessions.end_silent(time.monotonic(), config.fail_after, config.report_interval)
             await asyncio.sleep(TICK)
 
     def reported(self, region: str, database: common_pb2.DatabaseStatus) -> None:

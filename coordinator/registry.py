@@ -163,10 +163,21 @@ class Registry:
         """Re-assess every region at the current time: silence turns into UNHEALTHY here (or
         DEGRADED, when standbys that report now still stream WAL from its database)."""
         now = self._clock()
-        alive = self._streamed_from(now)
+        # Who streams WAL from whom is read only for a region whose reports are overdue (the
+        # detector's silence branch; one that never reported is PENDING before that), so it
+        # is worked out only when one is: not ten times a second over every region while all
+        # of them report.
+        alive: dict[str, str] | None = None
         changes = []
         for record in self.regions.values():
-            record.monitor.database_alive = alive.get(record.name, "")
+            monitor = record.monitor
+            arrivals = monitor.arrivals
+            if arrivals.last_arrival is not None and arrivals.overdue(now):
+                if alive is None:
+                    alive = self._streamed_from(now)
+                monitor.database_alive = alive.get(record.name, "")
+            else:
+                monitor.database_alive = ""
             before = record.monitor.current
             after = record.monitor.evaluate(now)
             if after is not before:

@@ -67,27 +67,29 @@ def check_report(report: agent_pb2.Report, previous_sequence: int) -> None:
     _non_negative(report.response_time_seconds, "report.response_time_seconds")
     if len(report.checks) > MAX_CHECKS:
         raise InvalidMessage("report.checks", f"at most {MAX_CHECKS} checks")
+    # Field names with an index are formatted only for an error: this runs on every report.
     for i, check in enumerate(report.checks):
-        _name(check.name, f"report.checks[{i}].name")
-        _non_negative(check.latency_seconds, f"report.checks[{i}].latency_seconds")
+        _name(check.name, "report.checks[{}].name", i)
+        _non_negative(check.latency_seconds, "report.checks[{}].latency_seconds", i)
     if len(report.peers) > MAX_PEERS:
         raise InvalidMessage("report.peers", f"at most {MAX_PEERS} peers")
     for i, peer in enumerate(report.peers):
-        _name(peer.region, f"report.peers[{i}].region")
-        _non_negative(peer.rtt_seconds, f"report.peers[{i}].rtt_seconds")
+        _name(peer.region, "report.peers[{}].region", i)
+        _non_negative(peer.rtt_seconds, "report.peers[{}].rtt_seconds", i)
     database = report.database
     _non_negative(database.replay_lag_seconds, "report.database.replay_lag_seconds")
     for i, replica in enumerate(database.replicas):
         _non_negative(
-            replica.replay_lag_seconds, f"report.database.replicas[{i}].replay_lag_seconds"
+            replica.replay_lag_seconds, "report.database.replicas[{}].replay_lag_seconds", i
         )
 
 
-def _name(value: str, field: str) -> None:
+def _name(value: str, field: str, *index: int) -> None:
+    """``field`` with ``{}`` for each of ``index`` (filled in only for an error)."""
     if not value:
-        raise InvalidMessage(field, "required")
+        raise InvalidMessage(field.format(*index), "required")
     if len(value) > MAX_NAME:
-        raise InvalidMessage(field, f"longer than {MAX_NAME} characters")
+        raise InvalidMessage(field.format(*index), f"longer than {MAX_NAME} characters")
 
 
 def _within(value: float, low: float, high: float, field: str) -> None:
@@ -95,6 +97,6 @@ def _within(value: float, low: float, high: float, field: str) -> None:
         raise InvalidMessage(field, f"must be a number within {low}..{high}, got {value}")
 
 
-def _non_negative(value: float, field: str) -> None:
+def _non_negative(value: float, field: str, *index: int) -> None:
     if not math.isfinite(value) or value < 0:
-        raise InvalidMessage(field, f"must be a finite number >= 0, got {value}")
+        raise InvalidMessage(field.format(*index), f"must be a finite number >= 0, got {value}")

@@ -269,6 +269,17 @@ def test_commands_are_counted_by_region_kind_and_result():
     assert {o: results(o) - before[o] for o in before} == {"ok": 1, "refused": 1, "unanswered": 1}
 
 
+def test_reports_are_counted_per_region_through_the_cached_children():
+    def reports(region: str) -> float:
+        return value("latitude_reports_received_total", region=region)
+
+    before = {r: reports(r) for r in REGIONS}
+    for _ in range(3):
+        metrics.report_received("us-east-1")
+    metrics.report_received("eu-west-1")
+    assert {r: reports(r) - before[r] for r in REGIONS} == {"us-east-1": 3, "eu-west-1": 1}
+
+
 # -- the agent -----------------------------------------------------------------------------
 
 

@@ -311,6 +311,24 @@ def test_a_hello_needs_exactly_one_postgres_endpoint():
             "report.checks[0].latency_seconds",
         ),
         ({"peers": [agent_pb2.PeerRtt(region="", rtt_seconds=0.1)]}, "report.peers[0].region"),
+        (
+            {
+                "checks": [
+                    common_pb2.CheckResult(name="api", latency_seconds=0.1),
+                    common_pb2.CheckResult(name="x" * 129, latency_seconds=0.1),
+                ]
+            },
+            "report.checks[1].name",
+        ),
+        (
+            {
+                "peers": [
+                    agent_pb2.PeerRtt(region="a", rtt_seconds=0.1),
+                    agent_pb2.PeerRtt(region="b", rtt_seconds=math.nan),
+                ]
+            },
+            "report.peers[1].rtt_seconds",
+        ),
     ],
 )
 def test_bad_reports_name_the_field(fields, field):
