@@ -43,6 +43,8 @@ COARSE_BUCKET = 3600.0
 COARSE_KEEP = 7 * 24 * 3600.0
 # How often the leader folds and deletes expired buckets.
 COMPACT_EVERY = 300.0
+# Buckets per write: with the leader guard it stays within etcd's --max-txn-ops (128).
+TXN_PUTS = 100
 DEFAULT_SINCE = 3600.0
 DEFAULT_MAX_SAMPLES = 2000
 RAW = "raw"
@@ -252,8 +254,9 @@ class HealthHistory:
         weights: dict[str, float],
         write: Callable,
     ) -> bool:
-        """Add one sample per region and write each region's current bucket (one guarded
-        write, by ``write(puts, deletes) -> bool``). False when the write failed."""
+        """Add one sample per region and write each region's current bucket (guarded writes,
+        by ``write(puts, deletes) -> bool``, of at most TXN_PUTS buckets each, since etcd
+        refuses a transaction of more than 128 operations). False when a write failed."""
         now = self._clock()
         now_ms = int(now * 1000)
         start = bucket_start(now_ms, RAW_BUCKET)
@@ -269,9 +272,12 @@ class HealthHistory:
             held[1].append(sample_of(status, weights.get(region, 0.0), now))
             body = history_pb2.HealthSamples(samples=held[1]).SerializeToString()
             puts[bucket_name(region, RAW, start)] = body
-        if not puts:
-            return True
-        return bool(await write(puts, []))
+        names = list(puts)
+        for first in range(0, len(names), TXN_PUTS):
+            chunk = {name: puts[name] for name in names[first : first + TXN_PUTS]}
+            if not await write(chunk, []):
+                return False
+        return True
 
     async def _load(self, region: str, start: int) -> list[history_pb2.HealthSample]:
         try:
@@ -306,8 +312,8 @@ class HealthHistory:
             gone += [
                 bucket_name(region, RAW, s) for c in plan.drop_coarse for s in plan.fold.get(c, [])
             ]
-            for chunk in range(0, len(gone), 100):
-                if not await write({}, gone[chunk : chunk + 100]):
+            for chunk in range(0, len(gone), TXN_PUTS):
+                if not await write({}, gone[chunk : chunk + TXN_PUTS]):
                     return
 
     async def run_term(

@@ -200,3 +200,25 @@ def test_the_timeline_shows_spans_a_silence_and_sparklines():
     assert len(sparkline(list(range(1000)), 60)) == 60
     empty = history_pb2.GetHistoryResponse(region="eu-west-1")
     assert "no samples" in format_history(empty, 60)
+
+
+async def test_many_regions_are_written_in_transactions_etcd_accepts():
+    """etcd refuses a transaction of more than 128 operations: 1,000 regions' buckets go in
+    writes of at most TXN_PUTS, and every region's sample lands."""
+    store, clock = MemoryStore(), Clock()
+    regions = [f"region-{n}" for n in range(250)]
+    sizes: list[int] = []
+
+    async def write(puts, deletes) -> bool:
+        sizes.append(len(puts) + len(deletes))
+        return await store.write(puts, deletes)
+
+    leader = HealthHistory(store, regions, clock)
+    assert await leader.record({r: status() for r in regions}, {}, write)
+    assert sizes == [history.TXN_PUTS, history.TXN_PUTS, 50]
+    assert all([(await leader.read(r, 3600))[0] for r in regions])
+
+    async def refused(puts, deletes) -> bool:
+        return False
+
+    assert not await leader.record({r: status() for r in regions}, {}, refused)
