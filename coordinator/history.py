@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from coordinator import keys
 from coordinator.etcd import EtcdError
-from coordinator.store import Store
+from coordinator.store import MAX_WRITE_KEYS, Store
 from latitude.v1 import admin_pb2, common_pb2, history_pb2
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,6 @@ COARSE_BUCKET = 3600.0
 COARSE_KEEP = 7 * 24 * 3600.0
 # How often the leader folds and deletes expired buckets.
 COMPACT_EVERY = 300.0
-# Buckets per write: with the leader guard it stays within etcd's --max-txn-ops (128).
-TXN_PUTS = 100
 DEFAULT_SINCE = 3600.0
 DEFAULT_MAX_SAMPLES = 2000
 RAW = "raw"
@@ -255,7 +253,7 @@ class HealthHistory:
         write: Callable,
     ) -> bool:
         """Add one sample per region and write each region's current bucket (guarded writes,
-        by ``write(puts, deletes) -> bool``, of at most TXN_PUTS buckets each, since etcd
+        by ``write(puts, deletes) -> bool``, of at most MAX_WRITE_KEYS buckets each, since etcd
         refuses a transaction of more than 128 operations). False when a write failed."""
         now = self._clock()
         now_ms = int(now * 1000)
@@ -273,8 +271,8 @@ class HealthHistory:
             body = history_pb2.HealthSamples(samples=held[1]).SerializeToString()
             puts[bucket_name(region, RAW, start)] = body
         names = list(puts)
-        for first in range(0, len(names), TXN_PUTS):
-            chunk = {name: puts[name] for name in names[first : first + TXN_PUTS]}
+        for first in range(0, len(names), MAX_WRITE_KEYS):
+            chunk = {name: puts[name] for name in names[first : first + MAX_WRITE_KEYS]}
             if not await write(chunk, []):
                 return False
         return True
@@ -312,8 +310,8 @@ class HealthHistory:
             gone += [
                 bucket_name(region, RAW, s) for c in plan.drop_coarse for s in plan.fold.get(c, [])
             ]
-            for chunk in range(0, len(gone), TXN_PUTS):
-                if not await write({}, gone[chunk : chunk + TXN_PUTS]):
+            for chunk in range(0, len(gone), MAX_WRITE_KEYS):
+                if not await write({}, gone[chunk : chunk + MAX_WRITE_KEYS]):
                     return
 
     async def run_term(

@@ -29,7 +29,7 @@ from coordinator.registry import HealthPolicy, Registry
 from coordinator.routing.cache import TableCache
 from coordinator.routing.publisher import TablePublisher
 from coordinator.sessions import Sessions
-from coordinator.store import Candidate, Store
+from coordinator.store import MAX_WRITE_KEYS, Candidate, Store
 from latitude.enums import short_name
 from latitude.v1 import admin_pb2, agent_pb2, common_pb2
 
@@ -42,9 +42,6 @@ _STATE_SEVERITY = {
     RegionState.DEGRADED.value: admin_pb2.SEVERITY_WARNING,
     RegionState.FAILOVER.value: admin_pb2.SEVERITY_WARNING,
 }
-
-# Most region keys one transaction writes (etcd's --max-txn-ops defaults to 128).
-_TXN_OPS = 100
 
 
 # Fences that no command made: seen only in the fenced region's reports.
@@ -398,8 +395,8 @@ class CoordinatorNode:
         return applied
 
     async def _write_statuses(self, registry: Registry, names: list[str]) -> None:
-        for start in range(0, len(names), _TXN_OPS):
-            chunk = names[start : start + _TXN_OPS]
+        for start in range(0, len(names), MAX_WRITE_KEYS):
+            chunk = names[start : start + MAX_WRITE_KEYS]
             puts = {f"{keys.REGIONS}/{n}": registry.status(n).SerializeToString() for n in chunk}
             if not await self.write(puts):
                 registry.dirty.update(chunk)  # tried again at the next publish, if still leader

@@ -24,6 +24,10 @@ from typing import Protocol
 from coordinator import keys
 from coordinator.etcd import Etcd
 
+# The most keys one ``write`` should put or delete: with the leader guard it stays within
+# etcd's --max-txn-ops (128 by default). Callers with more split them.
+MAX_WRITE_KEYS = 100
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:

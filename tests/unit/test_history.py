@@ -18,6 +18,7 @@ from coordinator.history import (
     request_bounds,
     thin,
 )
+from coordinator.store import MAX_WRITE_KEYS
 from latitude.errors import LatitudeError
 from latitude.history_view import format_history, parse_duration, spans, sparkline
 from latitude.v1 import admin_pb2, common_pb2, history_pb2
@@ -204,7 +205,7 @@ def test_the_timeline_shows_spans_a_silence_and_sparklines():
 
 async def test_many_regions_are_written_in_transactions_etcd_accepts():
     """etcd refuses a transaction of more than 128 operations: 1,000 regions' buckets go in
-    writes of at most TXN_PUTS, and every region's sample lands."""
+    writes of at most MAX_WRITE_KEYS, and every region's sample lands."""
     store, clock = MemoryStore(), Clock()
     regions = [f"region-{n}" for n in range(250)]
     sizes: list[int] = []
@@ -215,7 +216,7 @@ async def test_many_regions_are_written_in_transactions_etcd_accepts():
 
     leader = HealthHistory(store, regions, clock)
     assert await leader.record({r: status() for r in regions}, {}, write)
-    assert sizes == [history.TXN_PUTS, history.TXN_PUTS, 50]
+    assert sizes == [MAX_WRITE_KEYS, MAX_WRITE_KEYS, 50]
     assert all([(await leader.read(r, 3600))[0] for r in regions])
 
     async def refused(puts, deletes) -> bool:
