@@ -1,6 +1,8 @@
 """docker-compose.yml, run: a Docker engine of the test's own builds the images, brings the
-compose stack up, and the test kills the primary region's containers and sees a failover and
-the routing change; then everything goes, the engine included.
+compose stack up, and the test switches the primary over to another region (the old primary
+fenced, then rejoining as a standby of the new one: the hard fence and REJOIN at work inside a
+region's container), kills the primary region's container and sees a failover and the routing
+change; then everything goes, the engine included.
 
 No registry is reachable here, so the images are local stand-ins (latitude.stack.docker_images)
 tagged with the names the compose file defaults to. The test talks to the coordinators through
@@ -24,12 +26,12 @@ import dns.exception
 import dns.message
 import pytest
 
-from latitude.admin_client import NoCoordinator, cluster_status
+from latitude.admin_client import NoCoordinator, call_leader, cluster_status
 from latitude.route_view import resolve
 from latitude.stack import compose, docker_images
 from latitude.stack.ports import allocate
 from latitude.stack.topology import DEFAULT_TOPOLOGY, DNS_ZONE
-from latitude.v1 import common_pb2, routing_pb2
+from latitude.v1 import admin_pb2, common_pb2, routing_pb2
 from tests.compose import engine as engines
 from tests.integration.connections import eventually
 
@@ -160,9 +162,10 @@ async def _read_regions(stack: ComposeStack) -> list[str]:
 
 def _psql(stack: ComposeStack, region: str, sql: str) -> str:
     """What psql prints for ``sql`` on the region's database, asked inside its container (the
-    superuser over the Unix socket)."""
+    superuser over the Unix socket, as the postgres OS user: peer authentication)."""
     done = stack.engine.run(
         "exec",
+        "--user=postgres",
         stack.container(compose.postgres_service(region)),
         "psql",
         "--username=postgres",
@@ -199,12 +202,54 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
     assert (await _read_regions(stack))[0] == T.primary.name
     assert _psql(stack, T.primary.name, "SELECT pg_is_in_recovery()") == "f"
     healthy_after = time.monotonic() - started
+    # The agent runs beside the database and holds no password of the superuser's.
+    for region in T.regions:
+        assert "POSTGRES_PASSWORD" not in _agent_environment(stack, region.name)
 
-    # kill -9 the primary region: its database and its agent.
-    primary = T.primary.name
-    killed = stack.compose(
-        "kill", compose.postgres_service(primary), compose.agent_service(primary), timeout=60
-    )
+    # A switchover: the old primary is fenced, the target promoted, and the old primary
+    # rejoins as a standby streaming from the new one, all inside the regions' containers.
+    old, target = T.primary.name, T.standbys[0].name
+    switch_started = time.monotonic()
+    request = admin_pb2.SwitchoverRequest(target_region=target, wait=True)
+    try:
+        reply = await call_leader(stack.coordinators, "Switchover", request, 120)
+    except Exception:
+        print(stack.logs(60))
+        raise
+    record = reply.failover
+    assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
+    assert (record.from_region, record.to_region) == (old, target)
+    assert record.data_loss_bound_bytes == 0
+    assert _psql(stack, target, "SELECT pg_is_in_recovery()") == "f"
+    assert _psql(stack, target, WRITE) == "", "the new primary refuses a write"
+
+    async def rejoined():
+        sender = _psql(
+            stack, old, "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+        )
+        return sender == compose.postgres_service(target)
+
+    try:
+        await eventually(rejoined, 120, f"{old} to stream from {target} as a standby")
+    except AssertionError:
+        print(stack.logs(60))
+        raise
+    assert _psql(stack, old, "SELECT pg_is_in_recovery()") == "t"
+    assert _psql(stack, old, WRITE).startswith("error:"), "the old primary takes writes"
+
+    async def healthy_under(region: str):
+        status = await _status(stack)
+        if status is None or status.write_region != region or status.HasField("failover"):
+            return None
+        healthy = {r.region for r in status.regions if r.state == HEALTHY}
+        return status if healthy == {r.name for r in T.regions} else None
+
+    await eventually(lambda: healthy_under(target), 120, f"three regions HEALTHY under {target}")
+    switched_after = time.monotonic() - switch_started
+
+    # kill -9 the primary region's container: its database, keeper and agent at once.
+    primary = target
+    killed = stack.compose("kill", compose.postgres_service(primary), timeout=60)
     assert killed.returncode == 0, killed.stderr
     killed_at = time.monotonic()
 
@@ -220,7 +265,7 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
         print(stack.logs())
         raise
     new_primary = status.write_region
-    assert new_primary in {r.name for r in T.standbys}
+    assert new_primary in {r.name for r in T.regions} - {primary}
     # The routing table says so to clients, and the promoted database takes writes.
     assert await eventually(
         lambda: _write_region_of_is(stack, new_primary), 30, f"Resolve to name {new_primary}"
@@ -245,9 +290,27 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
 
     await eventually(reads_elsewhere, 30, f"reads routed away from the dead {primary}")
     print(
-        f"compose: healthy {healthy_after:.0f} s after up; failover to {new_primary} "
+        f"compose: healthy {healthy_after:.0f} s after up; switchover to {target} and "
+        f"{old} streaming again in {switched_after:.1f} s; failover to {new_primary} "
         f"{time.monotonic() - killed_at:.1f} s after the kill"
     )
+
+
+def _agent_environment(stack: ComposeStack, region: str) -> str:
+    """The agent's environment in its region's container, as /proc has it."""
+    script = "\n".join(
+        (
+            "import pathlib",
+            "for proc in pathlib.Path('/proc').glob('[0-9]*'):",
+            "    if b'-m\\0agent.main\\0' in (proc / 'cmdline').read_bytes():",
+            "        print((proc / 'environ').read_bytes().replace(b'\\0', b'\\n').decode())",
+        )
+    )
+    container = stack.container(compose.postgres_service(region))
+    # As the agent's own uid: root in a container without CAP_SYS_PTRACE may not read it.
+    done = stack.engine.run("exec", "--user=postgres", container, "python", "-c", script)
+    assert done.returncode == 0 and "LATITUDE_AGENT_REGION" in done.stdout, done.stderr
+    return done.stdout
 
 
 async def _write_srv_targets(port: int) -> list[str] | None:
