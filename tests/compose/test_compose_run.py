@@ -183,18 +183,14 @@ def _psql(stack: ComposeStack, region: str, sql: str) -> str:
 WRITE = "CREATE TABLE IF NOT EXISTS compose_writes (n int); INSERT INTO compose_writes VALUES (1)"
 
 
-async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
+async def test_compose_stack_switches_over_fences_and_fails_over(stack: ComposeStack) -> None:
     started = time.monotonic()
-
-    async def all_healthy():
-        status = await _status(stack)
-        if status is None or status.write_region != T.primary.name:
-            return None
-        healthy = {r.region for r in status.regions if r.state == HEALTHY}
-        return status if healthy == {r.name for r in T.regions} else None
-
     try:
-        await eventually(all_healthy, 300, "three regions HEALTHY with the initial primary")
+        await eventually(
+            lambda: _healthy_under(stack, T.primary.name),
+            300,
+            "three regions HEALTHY with the initial primary",
+        )
     except AssertionError:
         print(stack.logs())
         raise
@@ -209,63 +205,19 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
     # A switchover: the old primary is fenced, the target promoted, and the old primary
     # rejoins as a standby streaming from the new one, all inside the regions' containers.
     old, target = T.primary.name, T.standbys[0].name
-    switch_started = time.monotonic()
-    request = admin_pb2.SwitchoverRequest(target_region=target, wait=True)
-    try:
-        reply = await call_leader(stack.coordinators, "Switchover", request, 120)
-    except Exception:
-        print(stack.logs(60))
-        raise
-    record = reply.failover
-    assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
-    assert (record.from_region, record.to_region) == (old, target)
-    assert record.data_loss_bound_bytes == 0
-    assert _psql(stack, target, "SELECT pg_is_in_recovery()") == "f"
-    assert _psql(stack, target, WRITE) == "", "the new primary refuses a write"
+    switched_after = await _switch_over(stack, old, target)
 
-    async def rejoined():
-        sender = _psql(
-            stack, old, "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'"
-        )
-        return sender == compose.postgres_service(target)
-
-    try:
-        await eventually(rejoined, 120, f"{old} to stream from {target} as a standby")
-    except AssertionError:
-        print(stack.logs(60))
-        raise
-    assert _psql(stack, old, "SELECT pg_is_in_recovery()") == "t"
-    assert _psql(stack, old, WRITE).startswith("error:"), "the old primary takes writes"
-
-    async def healthy_under(region: str):
-        status = await _status(stack)
-        if status is None or status.write_region != region or status.HasField("failover"):
-            return None
-        healthy = {r.region for r in status.regions if r.state == HEALTHY}
-        return status if healthy == {r.name for r in T.regions} else None
-
-    await eventually(lambda: healthy_under(target), 120, f"three regions HEALTHY under {target}")
-    switched_after = time.monotonic() - switch_started
+    # The primary's container cut from the compose network: its agent hears no coordinator
+    # and no standby, and fences its database while the others fail over; back on the
+    # network, it rejoins as a standby.
+    primary, cut_after = await _cut_off(stack, target)
 
     # kill -9 the primary region's container: its database, keeper and agent at once.
-    primary = target
     killed = stack.compose("kill", compose.postgres_service(primary), timeout=60)
     assert killed.returncode == 0, killed.stderr
     killed_at = time.monotonic()
-
-    async def failed_over():
-        status = await _status(stack)
-        if status is None or status.write_region in ("", primary) or status.HasField("failover"):
-            return None
-        return status
-
-    try:
-        status = await eventually(failed_over, 180, "a failover away from the killed primary")
-    except AssertionError:
-        print(stack.logs())
-        raise
+    status = await _failed_over(stack, primary, "the killed primary")
     new_primary = status.write_region
-    assert new_primary in {r.name for r in T.regions} - {primary}
     # The routing table says so to clients, and the promoted database takes writes.
     assert await eventually(
         lambda: _write_region_of_is(stack, new_primary), 30, f"Resolve to name {new_primary}"
@@ -290,10 +242,109 @@ async def test_compose_stack_fails_over(stack: ComposeStack) -> None:
 
     await eventually(reads_elsewhere, 30, f"reads routed away from the dead {primary}")
     print(
-        f"compose: healthy {healthy_after:.0f} s after up; switchover to {target} and "
-        f"{old} streaming again in {switched_after:.1f} s; failover to {new_primary} "
-        f"{time.monotonic() - killed_at:.1f} s after the kill"
+        f"compose: healthy {healthy_after:.0f} s after up; switchover to {target} with "
+        f"{old} streaming again in {switched_after:.1f} s; {target} cut off, fenced and "
+        f"{primary} promoted and {target} streaming again in {cut_after:.1f} s; failover to "
+        f"{new_primary} {time.monotonic() - killed_at:.1f} s after the kill"
     )
+
+
+async def _switch_over(stack: ComposeStack, old: str, target: str) -> float:
+    """Switch the primary from ``old`` to ``target`` through AdminService and see ``old``
+    rejoin as ``target``'s standby: its server restarted by its agent inside its container,
+    which itself never restarts. The seconds it all took."""
+    started = time.monotonic()
+    old_container = stack.container(compose.postgres_service(old))
+    container_started = _inspect(stack, old_container, "{{.State.StartedAt}}")
+    postmaster_started = _psql(stack, old, "SELECT pg_postmaster_start_time()")
+    request = admin_pb2.SwitchoverRequest(target_region=target, wait=True)
+    try:
+        reply = await call_leader(stack.coordinators, "Switchover", request, 120)
+    except Exception:
+        print(stack.logs(60))
+        raise
+    record = reply.failover
+    assert record.phase == admin_pb2.FAILOVER_PHASE_COMPLETED, record.error
+    assert (record.from_region, record.to_region) == (old, target)
+    assert record.data_loss_bound_bytes == 0
+    assert _psql(stack, target, "SELECT pg_is_in_recovery()") == "f"
+    assert _psql(stack, target, WRITE) == "", "the new primary refuses a write"
+    await _streams_from(stack, old, target)
+    assert _psql(stack, old, WRITE).startswith("error:"), "the old primary takes writes"
+    assert _psql(stack, old, "SELECT pg_postmaster_start_time()") != postmaster_started
+    assert _inspect(stack, old_container, "{{.State.StartedAt}}") == container_started
+    await eventually(lambda: _healthy_under(stack, target), 120, f"all HEALTHY under {target}")
+    return time.monotonic() - started
+
+
+async def _cut_off(stack: ComposeStack, primary: str) -> tuple[str, float]:
+    """Disconnect ``primary``'s container from the compose network until another region is
+    promoted; ``primary``'s database must refuse writes by then (self-fenced: never two
+    writable primaries). Then reconnect it and see it rejoin the new primary as a standby.
+    The new primary, and the seconds it all took."""
+    started = time.monotonic()
+    service = compose.postgres_service(primary)
+    container, network = stack.container(service), f"{stack.project}_latitude"
+    cut = stack.engine.run("network", "disconnect", network, container, timeout=60)
+    assert cut.returncode == 0, cut.stderr
+    status = await _failed_over(stack, primary, "the cut-off primary")
+    # At once, with no polling: the promotion waited for the old primary's fence deadline.
+    refused = _psql(stack, primary, WRITE)
+    assert refused.startswith("error:"), f"the cut-off {primary} still took a write"
+    rejoined = stack.engine.run(
+        "network", "connect", f"--alias={service}", network, container, timeout=60
+    )
+    assert rejoined.returncode == 0, rejoined.stderr
+    await _streams_from(stack, primary, status.write_region)
+    return status.write_region, time.monotonic() - started
+
+
+async def _failed_over(stack: ComposeStack, away_from: str, what: str):
+    """The cluster's status once a failover has moved the write region off ``away_from``."""
+
+    async def failed_over():
+        status = await _status(stack)
+        if status is None or status.write_region in ("", away_from):
+            return None
+        return None if status.HasField("failover") else status
+
+    try:
+        status = await eventually(failed_over, 180, f"a failover away from {what}")
+    except AssertionError:
+        print(stack.logs())
+        raise
+    assert status.write_region in {r.name for r in T.regions} - {away_from}
+    return status
+
+
+async def _streams_from(stack: ComposeStack, standby: str, primary: str) -> None:
+    """``standby``'s server comes to stream WAL from ``primary``'s, in recovery."""
+    want = compose.postgres_service(primary)
+    query = "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+
+    async def streaming():
+        return _psql(stack, standby, query) == want
+
+    try:
+        await eventually(streaming, 120, f"{standby} to stream from {primary} as a standby")
+    except AssertionError:
+        print(stack.logs(60))
+        raise
+    assert _psql(stack, standby, "SELECT pg_is_in_recovery()") == "t"
+
+
+async def _healthy_under(stack: ComposeStack, region: str):
+    status = await _status(stack)
+    if status is None or status.write_region != region or status.HasField("failover"):
+        return None
+    healthy = {r.region for r in status.regions if r.state == HEALTHY}
+    return status if healthy == {r.name for r in T.regions} else None
+
+
+def _inspect(stack: ComposeStack, container: str, template: str) -> str:
+    done = stack.engine.run("inspect", f"--format={template}", container, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def _agent_environment(stack: ComposeStack, region: str) -> str:

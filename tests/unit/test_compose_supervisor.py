@@ -112,31 +112,71 @@ def test_postmaster_status_without_a_server(tmp_path: Path) -> None:
     assert region_container.postmaster_status(tmp_path) == ""
 
 
+def _trapping(name: str, order: Path) -> list[str]:
+    """A program that, on SIGTERM, notes its name in ``order`` and exits 0."""
+    trap = f"trap 'echo {name} >> {order}; exit 0' TERM; while :; do sleep 0.05; done"
+    return ["sh", "-c", trap]
+
+
+def _database(order: Path) -> Program:
+    """The database as the region container has it: its own process, stopped by a callable
+    (which here only notes that it was called, and ends the process)."""
+
+    def stop(grace: float) -> None:
+        with order.open("a") as out:
+            out.write("postgres\n")
+        assert database.process is not None
+        database.process.terminate()
+        database.process.wait(5)  # as the real one returns once the server is gone
+
+    database = Program("postgres", ["sleep", "30"], essential=False, stop=stop)
+    return database
+
+
+def test_sigterm_stops_agent_then_keeper_then_postgres(tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    agent = Program("agent", _trapping("agent", order), grace=2)
+    keeper = Program("keeper", _trapping("keeper", order), grace=2)
+    database = _database(order)
+    supervisor = Supervisor([agent, keeper, database])
+    for program in (database, keeper, agent):
+        supervisor.start(program)
+    time.sleep(0.2)  # the traps are set
+    supervisor._signalled = True  # what SIGTERM's handler does
+    assert supervisor.run() == 0
+    assert order.read_text() == "agent\nkeeper\npostgres\n"
+    assert (agent.status, keeper.status) == (0, 0)
+
+
 def test_a_dead_agent_ends_the_container_after_stopping_the_rest_in_order(
     tmp_path: Path,
 ) -> None:
     """Real processes: the "agent" exits 3 on its own; the supervisor then stops the "keeper"
     (TERM), then the database (its stop callable), and returns the agent's status."""
-    stopped: list[str] = []
-
-    def stop_database(grace: float) -> None:
-        stopped.append("postgres")
-
-    trap = f"trap 'echo keeper >> {tmp_path}/order; exit 0' TERM; while :; do sleep 0.05; done"
+    order = tmp_path / "order"
     agent = Program("agent", ["sh", "-c", "sleep 0.3; exit 3"], grace=2)
-    keeper = Program("keeper", ["sh", "-c", trap], grace=2)
-    database = Program("postgres", ["sleep", "30"], essential=False, stop=stop_database)
+    keeper = Program("keeper", _trapping("keeper", order), grace=2)
+    database = _database(order)
     supervisor = Supervisor([agent, keeper, database])
     for program in (database, keeper, agent):
         supervisor.start(program)
     started = time.monotonic()
-    status = supervisor.run()
-    assert status == 3
-    assert (tmp_path / "order").read_text() == "keeper\n"
-    assert stopped == ["postgres"]
+    assert supervisor.run() == 3
+    assert order.read_text() == "keeper\npostgres\n"
     assert time.monotonic() - started < 5
-    # The database's own process was left to its stop callable; end it here.
-    supervisor.stopping = True
-    database.stop = None
-    supervisor._stop(database)
-    assert database.status == -signal.SIGTERM
+
+
+def test_a_stopped_postmaster_does_not_end_the_container(tmp_path: Path) -> None:
+    """A fence stops the postmaster; the supervisor reaps it and carries on."""
+    database = Program("postgres", ["true"], essential=False, stop=lambda grace: None)
+    agent = Program("agent", ["sleep", "30"], grace=2)
+    supervisor = Supervisor([agent, database])
+    supervisor.start(database)
+    supervisor.start(agent)
+    until = time.monotonic() + 5
+    while database.status is None and time.monotonic() < until:
+        assert supervisor.reap() is None
+        time.sleep(0.02)
+    assert database.status == 0
+    supervisor.shutdown()
+    assert agent.status == -signal.SIGTERM
