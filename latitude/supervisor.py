@@ -162,9 +162,11 @@ class Supervisor:
         if program.stop is not None:
             log.info("stopping %s", program.name)
             try:
-                program.stop(program.grace)
+                how = program.stop(program.grace)
             except Exception:  # the next program must still be stopped
                 log.exception("stopping %s failed", program.name)
+            else:
+                log.info("stopped %s: %s", program.name, how)
             return
         assert program.pid is not None
         log.info("stopping %s (pid %d)", program.name, program.pid)
