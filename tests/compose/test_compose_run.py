@@ -242,7 +242,9 @@ async def test_compose_stack_switches_over_fences_and_fails_over(stack: ComposeS
         return reads if reads and primary not in reads else None
 
     await eventually(reads_elsewhere, 30, f"reads routed away from the dead {primary}")
-    _stops_in_order(stack, next(r.name for r in T.regions if r.name not in (primary, new_primary)))
+    standby = next(r.name for r in T.regions if r.name not in (primary, new_primary))
+    await _restarts_without_its_agent(stack, standby)
+    _stops_in_order(stack, standby)
     print(
         f"compose: healthy {healthy_after:.0f} s after up; switchover to {target} with "
         f"{old} streaming again in {switched_after:.1f} s; {target} cut off, fenced and "
@@ -369,20 +371,49 @@ def _stops_in_order(stack: ComposeStack, region: str) -> None:
     assert -1 not in found and found == sorted(found), f"stopped out of order:\n{said[-3000:]}"
 
 
+async def _restarts_without_its_agent(stack: ComposeStack, region: str) -> None:
+    """kill -9 of the agent alone: the region's PID 1 ends the container non-zero, the restart
+    policy starts it again, and the region comes back HEALTHY (its database a standby still)."""
+    container = stack.container(compose.postgres_service(region))
+    _in_agent(stack, region, "os.kill(pid, signal.SIGKILL)")
+
+    async def back():
+        if _inspect(stack, container, "{{.RestartCount}}") == "0":
+            return None
+        status = await _status(stack)
+        states = {r.region: r.state for r in status.regions} if status else {}
+        return states.get(region) == HEALTHY
+
+    await eventually(back, 120, f"{region} restarted without its agent and HEALTHY again")
+    assert _psql(stack, region, "SELECT pg_is_in_recovery()") == "t"
+
+
 def _agent_environment(stack: ComposeStack, region: str) -> str:
     """The agent's environment in its region's container, as /proc has it."""
+    said = _in_agent(
+        stack, region, "print((proc / 'environ').read_bytes().replace(b'\\0', b'\\n').decode())"
+    )
+    assert "LATITUDE_AGENT_REGION" in said, said
+    return said
+
+
+def _in_agent(stack: ComposeStack, region: str, statement: str) -> str:
+    """Run ``statement`` in the region's container with ``proc`` (its /proc entry) and ``pid``
+    naming its agent; what it printed. As the agent's own uid: root in a container without
+    CAP_SYS_PTRACE may not read another user's /proc/<pid>/environ."""
     script = "\n".join(
         (
-            "import pathlib",
+            "import os, pathlib, signal",
             "for proc in pathlib.Path('/proc').glob('[0-9]*'):",
             "    if b'-m\\0agent.main\\0' in (proc / 'cmdline').read_bytes():",
-            "        print((proc / 'environ').read_bytes().replace(b'\\0', b'\\n').decode())",
+            "        pid = int(proc.name)",
+            "        print('agent', pid)",
+            f"        {statement}",
         )
     )
     container = stack.container(compose.postgres_service(region))
-    # As the agent's own uid: root in a container without CAP_SYS_PTRACE may not read it.
     done = stack.engine.run("exec", "--user=postgres", container, "python", "-c", script)
-    assert done.returncode == 0 and "LATITUDE_AGENT_REGION" in done.stdout, done.stderr
+    assert done.returncode == 0 and "agent " in done.stdout, done.stderr
     return done.stdout
 
 
