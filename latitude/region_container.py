@@ -162,6 +162,8 @@ def wait_ready(supervisor: Supervisor, postgres: Program, pg_data: Path) -> str:
     until = time.monotonic() + READY_WITHIN
     status = postmaster_status(pg_data)
     while status not in ("ready", "standby") and time.monotonic() < until:
+        if supervisor.stop_requested:
+            return "not waited for (stopping)"
         supervisor.reap()
         if postgres.status is not None:
             return f"exited with {postgres.status}"
@@ -232,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_start(args.first_start, args.pg_data, environ)
     supervisor.start(postgres)
     log.info("PostgreSQL is %s", wait_ready(supervisor, postgres, args.pg_data))
-    supervisor.start(keeper)
-    supervisor.start(agent)
+    if not supervisor.stop_requested:  # a docker stop during the first start: nothing more
+        supervisor.start(keeper)
+        supervisor.start(agent)
     return supervisor.run()
 
 

@@ -99,12 +99,20 @@ class Supervisor:
         program.process, program.pid, program.status = process, process.pid, None
         log.info("started %s (pid %d)", program.name, process.pid)
 
-    def install_signals(self) -> None:
-        def request_stop(signum: int, frame: object) -> None:
-            self._signalled = True
+    def request_stop(self) -> None:
+        """What SIGTERM and SIGINT do: ``run`` stops everything and returns."""
+        self._signalled = True
 
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+    @property
+    def stop_requested(self) -> bool:
+        return self._signalled
+
+    def install_signals(self) -> None:
+        def on_signal(signum: int, frame: object) -> None:
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
 
     # -- running --------------------------------------------------------------------------
 

@@ -142,7 +142,7 @@ def test_sigterm_stops_agent_then_keeper_then_postgres(tmp_path: Path) -> None:
     for program in (database, keeper, agent):
         supervisor.start(program)
     time.sleep(0.2)  # the traps are set
-    supervisor._signalled = True  # what SIGTERM's handler does
+    supervisor.request_stop()  # what SIGTERM's handler does
     assert supervisor.run() == 0
     assert order.read_text() == "agent\nkeeper\npostgres\n"
     assert (agent.status, keeper.status) == (0, 0)
