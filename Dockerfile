@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 #
-# One image for latitude's own processes: the coordinator (`latitude-coordinator`) and the region
-# agent (`latitude-agent`), plus the `latitude` CLI. PostgreSQL itself runs from the official
-# postgres:15 image as separate services (see docker-compose.yml); this image carries the
-# PostgreSQL 15 server binaries only because the agent works on its region's data directory
-# (pg_rewind, pg_basebackup, pg_controldata), which it shares with the database container.
+# One image for latitude's processes: the coordinator (`latitude-coordinator`), the `latitude` CLI,
+# and a region's container (docker-compose.yml): PostgreSQL 15, its fence keeper and its agent
+# under `python -m latitude.region_container` as PID 1 (run as root, which hands every program
+# to the postgres user). They share one container because the hard fence stops the postmaster
+# with signals and a REJOIN starts it again (pg_ctl, pg_rewind, pg_basebackup): the agent and
+# the keeper must see its processes and own its data directory.
 #
 #   docker build -t latitude:local .
 #
@@ -18,10 +19,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The postgres user gets uid/gid 999, the ids the official postgres image uses, so that the agent
-# (run as this user) owns the PGDATA volume it shares with the database container. It is created
-# before the packages are installed so that postgresql-common adopts it instead of picking its own
-# ids. The coordinator runs as the unprivileged `latitude` user.
+# The postgres user gets uid/gid 999, the ids the official postgres image uses, so that a PGDATA
+# volume made by that image keeps its owner. It is created before the packages are installed so
+# that postgresql-common adopts it instead of picking its own ids. The coordinator runs as the
+# unprivileged `latitude` user.
 RUN set -eux; \
     groupadd --system --gid 999 postgres; \
     useradd --system --uid 999 --gid postgres --home-dir /var/lib/postgresql \
@@ -33,7 +34,8 @@ RUN set -eux; \
         --shell /usr/sbin/nologin latitude
 
 # Debian bookworm ships PostgreSQL 15. postgresql-common would create and start a "main" cluster on
-# install; the image must hold binaries only, so cluster creation is switched off first.
+# install; the image must hold binaries only (a region's first start makes its cluster in the
+# volume), so cluster creation is switched off first.
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends postgresql-common; \
@@ -58,7 +60,8 @@ RUN set -eux; \
 WORKDIR /home/latitude
 RUN rm -rf /tmp/latitude-src
 
-# No HEALTHCHECK here: the same image runs agents and coordinators, which serve grpc.health.v1 on
-# different ports. docker-compose.yml gives each service its health check.
+# No HEALTHCHECK here: the same image runs regions (their agents) and coordinators, which serve
+# grpc.health.v1 on different ports. docker-compose.yml gives each service its health check, and
+# runs the regions as root (their PID 1 drops to postgres for every program).
 USER latitude
 CMD ["latitude", "--help"]

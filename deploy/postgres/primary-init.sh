@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs once, on the first start of the PostgreSQL container of the region that starts as primary
-# (mounted into the official image's /docker-entrypoint-initdb.d/, which runs it as the postgres
-# user against the temporary, socket-only server the image starts for initialisation).
+# Runs once, on the first start of the container of the region that starts as primary
+# (first-start.sh runs it as the postgres user against the temporary, socket-only server it
+# starts for initialisation).
 #
 # It creates the replication role, lets that role connect for replication from the compose network,
 # creates one physical replication slot per standby region, and creates the agents' role

@@ -1,6 +1,15 @@
 """docker-compose.yml, made from the topology ``latitude up`` runs (DEFAULT_TOPOLOGY), so that the
-two stacks cannot drift apart; and deploy/postgres/agent-role.sql, the agents' role as the native
-stack creates it (latitude.stack.postgres.AGENT_GRANTS).
+two stacks cannot drift apart; deploy/postgres/agent-role.sql, the agents' role as the native
+stack creates it (latitude.stack.postgres.AGENT_GRANTS); and deploy/postgres/server.conf, the
+settings every region's server runs with.
+
+Each region is one container, as the native stack runs a region's processes side by side:
+PostgreSQL, its fence keeper and its agent under latitude.region_container (PID 1), which gives
+the keeper and the agent the native stack's arguments (latitude.stack.services), so that a
+FENCE, a self-fence, a REJOIN and a switchover work in compose as they do natively. The service
+keeps the name ``postgres-<region>``: it is what clients and the other regions address (the
+database's endpoint, replication, the failsafe's peer agents), and the database is what it
+holds; the agent is its sidecar.
 
 Pure but for ``write``: a topology in, text out, the same text every time.
 ``scripts/gen-compose`` writes both files; tests/unit/test_compose_fresh.py fails when the
@@ -25,16 +34,16 @@ from latitude.stack.topology import DEFAULT_TOPOLOGY, DNS_ZONE, RegionSpec, Topo
 
 COMPOSE_FILE = "docker-compose.yml"
 AGENT_ROLE_SQL = "deploy/postgres/agent-role.sql"
+SERVER_CONF = "deploy/postgres/server.conf"
 REGENERATE = "scripts/gen-compose"
 
 # The images, each from a variable whose default is what a Docker engine with a registry pulls
 # or builds (the compose test tags local stand-ins with these names: docker_images.py).
 DEFAULT_IMAGES = {
     "LATITUDE_ETCD_IMAGE": "quay.io/coreos/etcd:v3.5.21",
-    "LATITUDE_POSTGRES_IMAGE": "postgres:15-bookworm",
     "LATITUDE_IMAGE": "latitude:local",
 }
-ETCD_IMAGE, POSTGRES_IMAGE, LATITUDE_IMAGE = (f"${{{v}:-{d}}}" for v, d in DEFAULT_IMAGES.items())
+ETCD_IMAGE, LATITUDE_IMAGE = (f"${{{v}:-{d}}}" for v, d in DEFAULT_IMAGES.items())
 PYTHON_IMAGE = "${LATITUDE_PYTHON_IMAGE:-python:3.11-slim-bookworm}"
 
 # The compose network's /24, from a variable (its first three octets). The etcd members have
@@ -63,12 +72,17 @@ PGDATA = f"{PGDATA_MOUNT}/pgdata"
 CREDENTIALS_DIR = "/var/lib/latitude-credentials"
 AGENT_PASSWORD_FILE = f"{CREDENTIALS_DIR}/agent-db-password"
 AGENT_ROLE_SQL_MOUNT = "/usr/local/share/latitude/agent-role.sql"
-INITDB_DIR = "/docker-entrypoint-initdb.d"
-STANDBY_ENTRYPOINT = "/usr/local/bin/latitude-standby-entrypoint.sh"
-PRIMARY_ENTRYPOINT = "/usr/local/bin/latitude-primary-entrypoint.sh"
+SERVER_CONF_MOUNT = "/usr/local/share/latitude/server.conf"
+FIRST_START = "/usr/local/bin/latitude-first-start.sh"
+PRIMARY_INIT = "/usr/local/bin/latitude-primary-init.sh"
+# The region container's PID 1; the image's python has latitude installed.
+SUPERVISOR = ("python", "-m", "latitude.region_container")
 
 # What every region's server runs with, so that any standby can be promoted and serve the
 # others; the timeouts are the native stack's (latitude.stack.postgres), for quick reconnects.
+# In postgresql.conf (server.conf, appended by the first start; clones copy it), not on a
+# command line: the agent's REJOIN starts the server with pg_ctl, without the container's
+# command.
 POSTGRES_SETTINGS = (
     "listen_addresses=*",
     "wal_level=replica",
@@ -89,38 +103,38 @@ HEADER = f"""\
 #
 #   etcd-1..3              a static three-member etcd cluster
 #   coordinator-1..3       latitude coordinators; the leader is elected through etcd
-#   postgres-<region>      PostgreSQL 15; {{primary}} starts as the primary, the others as
-#                          its streaming standbys, each through its own physical slot
-#   agent-<region>         one latitude agent per region, beside its PostgreSQL
+#   postgres-<region>      a region: PostgreSQL 15, its fence keeper and its agent in one
+#                          container under latitude.region_container (PID 1), which stops
+#                          them agent first, PostgreSQL last; {{primary}} starts as the
+#                          primary, the others as its streaming standbys, each through its
+#                          own physical slot. The agent fences, rejoins and switches over as
+#                          natively (it may stop and start the server in the container).
 #
 #   docker-compose up -d --build
 #
 # Coordinators' gRPC, HTTP and DNS are published on 127.0.0.1 ({PUBLISHED_GRPC_BASE}..,
 # {PUBLISHED_HTTP_BASE}.. and {PUBLISHED_DNS_BASE}.., UDP and TCP; each port from a
 # LATITUDE_PORT_<SERVICE>_<GRPC|HTTP|DNS> variable).
-# The images come from LATITUDE_ETCD_IMAGE, LATITUDE_POSTGRES_IMAGE and LATITUDE_IMAGE
-# (built from the Dockerfile on LATITUDE_PYTHON_IMAGE). tests/compose/test_compose_run.py
+# The images come from LATITUDE_ETCD_IMAGE and LATITUDE_IMAGE (built from the Dockerfile on
+# LATITUDE_PYTHON_IMAGE, with PostgreSQL 15 from Debian). tests/compose/test_compose_run.py
 # runs this file in a real Docker engine (README, "Docker").
 #
 # The passwords are defaults for local use only: set POSTGRES_PASSWORD and
 # LATITUDE_REPLICATION_PASSWORD in the environment or a .env file beside this one. The agents
-# never see either: they log in as {AGENT_ROLE}, whose password the primary's first start
-# generates into the agent-credentials volume.
+# never see the superuser's: the region's PID 1 hands it to the first start alone; agents log
+# in as {AGENT_ROLE}, whose password the primary's first start generates into the
+# agent-credentials volume, and rejoin with the replication role's, from a passfile.
 #
 # Environment variables in the services are of three kinds, and nothing else is set:
 #   LATITUDE_COORDINATOR_<FIELD>, LATITUDE_AGENT_<FIELD>   the programs' settings, one per field of
 #       CoordinatorConfig (coordinator/config.py) and AgentConfig (agent/config.py)
-#   DEPLOY_*                  inputs of the scripts in deploy/postgres/, read by nothing else
-#   POSTGRES_*, PGDATA        settings of the postgres image
+#   DEPLOY_*, POSTGRES_*      inputs of deploy/postgres/first-start.sh (and of the region's
+#                             PID 1: the replication passfile), passed to no other program
 """
 
 
 def postgres_service(region: str) -> str:
     return f"postgres-{region}"
-
-
-def agent_service(region: str) -> str:
-    return f"agent-{region}"
 
 
 def port_variable(service: str, listener: str) -> str:
@@ -129,7 +143,7 @@ def port_variable(service: str, listener: str) -> str:
     return f"LATITUDE_PORT_{service}_{listener}".upper().replace("-", "_")
 
 
-def _grpc_health(port: int) -> dict[str, Any]:
+def _grpc_health(port: int, start: str = "10s") -> dict[str, Any]:
     """A check that the program serves grpc.health.v1 on ``port``: both programs do, on their
     listen address, and the image has no other client. The channel is latitude's own
     (latitude.channels), as every channel latitude opens."""
@@ -146,7 +160,7 @@ def _grpc_health(port: int) -> dict[str, Any]:
             "sys.exit(0 if asyncio.run(check()) else 1)",
         )
     )
-    return _health(["CMD", "python", "-c", check], interval="5s", retries=12, start="10s")
+    return _health(["CMD", "python", "-c", check], interval="5s", retries=12, start=start)
 
 
 def _health(test: list[str], *, interval: str, retries: int, start: str) -> dict[str, Any]:
@@ -244,89 +258,25 @@ def coordinator(topology: Topology, index: int, name: str) -> dict[str, Any]:
     }
 
 
-def _postgres_base(region: RegionSpec) -> dict[str, Any]:
-    command = ["postgres"]
-    for setting in POSTGRES_SETTINGS:
-        command += ["-c", setting]
-    return {
-        "image": POSTGRES_IMAGE,
-        "restart": "unless-stopped",
-        "networks": ["latitude"],
-        # PostgreSQL's fast shutdown, as the postgres image asks for: SIGTERM's smart shutdown
-        # would wait for the agent's sessions to end.
-        "stop_signal": "SIGINT",
-        "command": command,
-        "environment": {
-            "POSTGRES_USER": SUPERUSER,
-            "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:-latitude-local}",
-            # C.UTF-8 is built into glibc: no locale package needed in any image.
-            "POSTGRES_INITDB_ARGS": "--locale=C.UTF-8 --encoding=UTF8",
-            "PGDATA": PGDATA,
-            "DEPLOY_REPLICATION_USER": REPLICATION_USER,
-            "DEPLOY_REPLICATION_PASSWORD": (
-                "${LATITUDE_REPLICATION_PASSWORD:-latitude-replication-local}"
-            ),
-        },
-        # Over TCP on purpose: during first-start initialisation the image's temporary server
-        # listens on the Unix socket only, so this turns healthy once the real server is up.
-        "healthcheck": _health(
-            [
-                "CMD",
-                "pg_isready",
-                "--host=127.0.0.1",
-                f"--port={POSTGRES_PORT}",
-                f"--username={SUPERUSER}",
-                "--dbname=postgres",
-            ],
-            interval="2s",
-            retries=30,
-            start="60s",
-        ),
-        "volumes": [f"pgdata-{region.name}:{PGDATA_MOUNT}"],
-    }
-
-
-def postgres(topology: Topology, region: RegionSpec) -> dict[str, Any]:
-    service = _postgres_base(region)
-    environment = service["environment"]
-    if region.initial_primary:
-        service["entrypoint"] = [PRIMARY_ENTRYPOINT]
-        environment["DEPLOY_STANDBY_SLOTS"] = ",".join(r.slot_name for r in topology.standbys)
-        environment["DEPLOY_AGENT_ROLE_SQL"] = AGENT_ROLE_SQL_MOUNT
-        environment["DEPLOY_CREDENTIALS_DIR"] = CREDENTIALS_DIR
-        service["volumes"] += [
-            f"./deploy/postgres/primary-entrypoint.sh:{PRIMARY_ENTRYPOINT}:ro",
-            f"./deploy/postgres/primary-init.sh:{INITDB_DIR}/10-latitude-primary-init.sh:ro",
-            f"./{AGENT_ROLE_SQL}:{AGENT_ROLE_SQL_MOUNT}:ro",
-            f"agent-credentials:{CREDENTIALS_DIR}",
-        ]
-        return service
-    service["entrypoint"] = [STANDBY_ENTRYPOINT]
-    environment["DEPLOY_PRIMARY_HOST"] = postgres_service(topology.primary.name)
-    environment["DEPLOY_PRIMARY_PORT"] = str(POSTGRES_PORT)
-    environment["DEPLOY_SLOT_NAME"] = region.slot_name
-    service["volumes"].append(f"./deploy/postgres/standby-entrypoint.sh:{STANDBY_ENTRYPOINT}:ro")
-    service["depends_on"] = _healthy(postgres_service(topology.primary.name))
-    return service
-
-
-def agent(topology: Topology, region: RegionSpec) -> dict[str, Any]:
-    others = [r for r in topology.regions if r.name != region.name]
-    name = agent_service(region.name)
+def region(topology: Topology, spec: RegionSpec) -> dict[str, Any]:
+    """A region's container: PostgreSQL, its fence keeper and its agent under one PID 1."""
+    name = postgres_service(spec.name)
+    others = [r for r in topology.regions if r.name != spec.name]
     environment = {
-        "LATITUDE_AGENT_REGION": region.name,
-        "LATITUDE_AGENT_AGENT_ID": f"{region.name}/compose",
+        "LATITUDE_AGENT_REGION": spec.name,
+        "LATITUDE_AGENT_AGENT_ID": f"{spec.name}/compose",
         "LATITUDE_AGENT_LISTEN": f"0.0.0.0:{AGENT_PORT}",
         # Where coordinators reach this agent's gRPC server (latitude verify).
         "LATITUDE_AGENT_ADVERTISE": f"{name}:{AGENT_PORT}",
         # Health endpoints and Prometheus metrics.
         "LATITUDE_AGENT_HTTP_ADDRESS": f"0.0.0.0:{HTTP_PORT}",
-        "LATITUDE_AGENT_LATITUDE": str(region.latitude),
-        "LATITUDE_AGENT_LONGITUDE": str(region.longitude),
+        "LATITUDE_AGENT_LATITUDE": str(spec.latitude),
+        "LATITUDE_AGENT_LONGITUDE": str(spec.longitude),
         "LATITUDE_AGENT_COORDINATORS": ",".join(
             f"{c}:{COORDINATOR_PORT}" for c in topology.coordinators
         ),
-        "LATITUDE_AGENT_DB_HOST": postgres_service(region.name),
+        # The database's endpoint as clients are given it: this container, by its name.
+        "LATITUDE_AGENT_DB_HOST": name,
         "LATITUDE_AGENT_DB_PORT": str(POSTGRES_PORT),
         # The agents' own role, never the superuser; its password from a file, never the
         # environment.
@@ -338,22 +288,71 @@ def agent(topology: Topology, region: RegionSpec) -> dict[str, Any]:
         ),
         # The failsafe: the other regions' agents confirm this region's primary.
         "LATITUDE_AGENT_PEER_AGENTS": ",".join(
-            f"{r.name}={agent_service(r.name)}:{AGENT_PORT}" for r in others
+            f"{r.name}={postgres_service(r.name)}:{AGENT_PORT}" for r in others
+        ),
+        # The replication role (primary-init.sh creates it, a clone logs in with it), and the
+        # passfile the agent's REJOIN streams with (written by the region's PID 1).
+        "DEPLOY_REPLICATION_USER": REPLICATION_USER,
+        "DEPLOY_REPLICATION_PASSWORD": (
+            "${LATITUDE_REPLICATION_PASSWORD:-latitude-replication-local}"
         ),
     }
+    # The first start makes the data directory: by initdb on the initial primary, by a
+    # clone elsewhere (deploy/postgres/<role>-first-start.sh).
+    role = "primary" if spec.initial_primary else "standby"
+    volumes = [
+        f"pgdata-{spec.name}:{PGDATA_MOUNT}",
+        f"./deploy/postgres/{role}-first-start.sh:{FIRST_START}:ro",
+    ]
+    depends_on = _healthy(*topology.coordinators)
+    if spec.initial_primary:
+        environment |= {
+            "POSTGRES_USER": SUPERUSER,
+            "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:-latitude-local}",
+            # C.UTF-8 is built into glibc: no locale package needed in any image.
+            "POSTGRES_INITDB_ARGS": "--locale=C.UTF-8 --encoding=UTF8",
+            "DEPLOY_SETTINGS_FILE": SERVER_CONF_MOUNT,
+            "DEPLOY_INIT_SCRIPT": PRIMARY_INIT,
+            "DEPLOY_STANDBY_SLOTS": ",".join(r.slot_name for r in topology.standbys),
+            "DEPLOY_AGENT_ROLE_SQL": AGENT_ROLE_SQL_MOUNT,
+            "DEPLOY_CREDENTIALS_DIR": CREDENTIALS_DIR,
+        }
+        volumes += [
+            f"./deploy/postgres/primary-init.sh:{PRIMARY_INIT}:ro",
+            f"./{AGENT_ROLE_SQL}:{AGENT_ROLE_SQL_MOUNT}:ro",
+            f"./{SERVER_CONF}:{SERVER_CONF_MOUNT}:ro",
+            # Written by the first start; the agent reads its password there.
+            f"agent-credentials:{CREDENTIALS_DIR}",
+        ]
+    else:
+        environment |= {
+            "DEPLOY_PRIMARY_HOST": postgres_service(topology.primary.name),
+            "DEPLOY_PRIMARY_PORT": str(POSTGRES_PORT),
+            "DEPLOY_SLOT_NAME": spec.slot_name,
+        }
+        volumes.append(f"agent-credentials:{CREDENTIALS_DIR}:ro")
+        # Started, not healthy: the first start waits for the primary's server itself, so
+        # the regions start side by side.
+        depends_on[postgres_service(topology.primary.name)] = {"condition": "service_started"}
     return {
         **_latitude_image(),
-        # The uid that owns PGDATA and the credentials in the postgres image.
-        "user": "postgres",
-        "command": ["latitude-agent"],
-        "environment": environment,
-        "volumes": [
-            f"pgdata-{region.name}:{PGDATA_MOUNT}",
-            f"agent-credentials:{CREDENTIALS_DIR}:ro",
+        # PID 1 starts as root to prepare the volume, then runs everything as postgres (the
+        # uid that owns PGDATA).
+        "user": "root",
+        "command": [
+            *SUPERVISOR,
+            f"--region={spec.name}",
+            f"--pg-data={PGDATA}",
+            f"--first-start={FIRST_START}",
         ],
-        # A primary's agent fences its database when no coordinator acknowledges its reports.
-        "depends_on": _healthy(*topology.coordinators, postgres_service(region.name)),
-        "healthcheck": _grpc_health(AGENT_PORT),
+        "environment": environment,
+        # The agent first, then the keeper, then PostgreSQL's fast shutdown.
+        "stop_grace_period": "30s",
+        "volumes": volumes,
+        "depends_on": depends_on,
+        # The agent serves once its database has started (or its first start has failed,
+        # which ends the container).
+        "healthcheck": _grpc_health(AGENT_PORT, start="120s"),
     }
 
 
@@ -364,9 +363,8 @@ def compose_document(topology: Topology = DEFAULT_TOPOLOGY) -> dict[str, Any]:
         services[member] = etcd(topology, member)
     for index, name in enumerate(topology.coordinators):
         services[name] = coordinator(topology, index, name)
-    for region in topology.regions:
-        services[postgres_service(region.name)] = postgres(topology, region)
-        services[agent_service(region.name)] = agent(topology, region)
+    for spec in topology.regions:
+        services[postgres_service(spec.name)] = region(topology, spec)
     volumes = [f"{m}-data" for m in topology.etcd_members]
     volumes += [f"pgdata-{r.name}" for r in topology.regions]
     volumes.append("agent-credentials")
@@ -400,6 +398,20 @@ def render_agent_role_sql() -> str:
         "-- The agents' role, created by primary-init.sh on the primary's first start.\n"
     )
     return header + "".join(f"{statement};\n" for statement in statements)
+
+
+def render_server_conf() -> str:
+    """POSTGRES_SETTINGS as postgresql.conf lines, for first-start.sh to append."""
+    header = (
+        f"# Generated by {REGENERATE} from latitude/stack/compose.py: do not edit.\n"
+        "# Appended to postgresql.conf by first-start.sh on the initial primary; the standbys'\n"
+        "# clones copy it.\n"
+    )
+    lines = []
+    for setting in POSTGRES_SETTINGS:
+        key, value = setting.split("=", 1)
+        lines.append(f"{key} = '{value}'\n")
+    return header + "".join(lines)
 
 
 # A plain (unquoted) scalar: a word, a path, a flag, host:port; never ending in ":".
@@ -453,11 +465,12 @@ def _separated(mapping: dict[str, Any], indent: int) -> list[str]:
 
 
 def write(root: Path) -> list[Path]:
-    """Write docker-compose.yml and agent-role.sql under ``root`` (the checkout)."""
+    """Write docker-compose.yml, agent-role.sql and server.conf under ``root`` (the checkout)."""
     written = []
     for relative, text in (
         (COMPOSE_FILE, render_compose()),
         (AGENT_ROLE_SQL, render_agent_role_sql()),
+        (SERVER_CONF, render_server_conf()),
     ):
         path = root / relative
         path.write_text(text, encoding="utf-8")

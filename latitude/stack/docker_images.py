@@ -1,13 +1,13 @@
 """Local stand-ins for the images docker-compose.yml names, for a Docker engine that can pull
 nothing (no registry is reachable where the compose test runs).
 
-One Debian bookworm root filesystem serves as all three: PostgreSQL 15 and etcd from Debian's
-packages, and latitude in a virtual environment at /opt/latitude. It is imported once and
-tagged with each name the compose file defaults to (``postgres:15-bookworm``, the etcd image,
-``latitude:local``), so the engine stores it once, which matters with the vfs storage driver
-(every layer is a full copy). Its entrypoint, deploy/docker/postgres-entrypoint.sh, does what
-the official postgres image's does for a ``postgres`` command and execs any other command as
-is, as the etcd and latitude images would run it.
+One Debian bookworm root filesystem serves as both: PostgreSQL 15 and etcd from Debian's
+packages, and latitude in a virtual environment at /opt/latitude (the regions' containers run
+PostgreSQL, its fence keeper and its agent from this one image, as they would from the
+Dockerfile's). It is imported once and tagged with each name the compose file defaults to (the
+etcd image, ``latitude:local``), so the engine stores it once, which matters with the vfs
+storage driver (every layer is a full copy). Its entrypoint, deploy/docker/postgres-entrypoint.sh,
+execs any command but ``postgres`` as is, as the etcd and latitude images would run it.
 
 Building the root filesystem (debootstrap, apt, the Python dependencies) takes minutes, so its
 result is cached as a directory under ``/var/cache/latitude/compose`` (``LATITUDE_COMPOSE_CACHE``

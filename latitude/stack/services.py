@@ -72,20 +72,33 @@ def agent_argv(
         "--db-user", db_user,
         "--latitude", str(region.latitude),
         "--longitude", str(region.longitude),
-        # For REJOIN: the agent stops, rewinds and starts its region's server itself.
-        "--pg-data", str(database.data_dir),
-        "--pg-log", str(database.log),
-        # Beside the data directories, where Stack._up_postgres writes it.
-        "--replication-passfile", str(database.data_dir.parent / "pgpass"),
+        *agent_database_flags(database, fence_lease),
         # RTT to the other regions is measured against their databases.
         "--peers", ",".join(f"{p.region}={join_host_port(p.host, p.port)}" for p in peers),
         "--utilization-source", str(utilization_file),
         # The failsafe: the other regions' agents confirm this region's primary.
         "--peer-agents", ",".join(f"{r}={a}" for r, a in peer_agents.items()),
-        "--fence-lease", str(fence_lease),
         *(["--http-address", http_address] if http_address else []),
         *tls_flags(tls),
     ]  # fmt: skip
+
+
+def agent_database_flags(database: PostgresNode, fence_lease: Path) -> list[str]:
+    """What an agent that runs beside its database is told of it, for the hard fence and
+    REJOIN: the native stack's agents and a compose region's (latitude.region_container)."""
+    return [
+        # For REJOIN: the agent stops, rewinds and starts its region's server itself.
+        "--pg-data",
+        str(database.data_dir),
+        "--pg-log",
+        str(database.log),
+        # Beside the data directories, where Stack._up_postgres writes it.
+        "--replication-passfile",
+        str(database.data_dir.parent / "pgpass"),
+        # Where the region's fence keeper (keeper_argv) reads the deadline.
+        "--fence-lease",
+        str(fence_lease),
+    ]
 
 
 def tls_flags(files: CertFiles | None, prefix: str = "--tls-") -> list[str]:

@@ -1,6 +1,6 @@
-"""The committed docker-compose.yml and deploy/postgres/agent-role.sql must be exactly what
-scripts/gen-compose makes of DEFAULT_TOPOLOGY (latitude/stack/compose.py), and the generator
-must follow the topology it is given."""
+"""The committed docker-compose.yml, deploy/postgres/agent-role.sql and deploy/postgres/server.conf
+must be exactly what scripts/gen-compose makes of DEFAULT_TOPOLOGY (latitude/stack/compose.py),
+and the generator must follow the topology it is given."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ STALE = "{} is stale: run scripts/gen-compose and commit the result"
     [
         (compose.COMPOSE_FILE, compose.render_compose),
         (compose.AGENT_ROLE_SQL, compose.render_agent_role_sql),
+        (compose.SERVER_CONF, compose.render_server_conf),
     ],
 )
 def test_committed_file_is_generated(relative: str, render) -> None:
@@ -47,6 +48,14 @@ def test_writer_refuses_what_it_cannot_write(value) -> None:
         compose._yaml({"x": value}, 0)
 
 
+def test_server_conf_carries_every_setting_quoted() -> None:
+    conf = compose.render_server_conf()
+    assert "listen_addresses = '*'\n" in conf
+    assert len([line for line in conf.splitlines() if " = '" in line]) == len(
+        compose.POSTGRES_SETTINGS
+    )
+
+
 def test_agent_role_sql_carries_every_grant() -> None:
     sql = compose.render_agent_role_sql()
     assert all(f"{grant};\n" in sql for grant in AGENT_GRANTS)
@@ -65,18 +74,22 @@ OTHER = Topology(
 
 def test_generation_follows_the_topology() -> None:
     services = compose.compose_document(OTHER)["services"]
-    regions = ["postgres-eu-west-1", "agent-eu-west-1", "postgres-sa-east-1", "agent-sa-east-1"]
+    regions = ["postgres-eu-west-1", "postgres-sa-east-1"]
     assert list(services) == ["etcd-a", "c-1", "c-2", *regions]
     standby = services["postgres-eu-west-1"]["environment"]
     assert standby["DEPLOY_PRIMARY_HOST"] == "postgres-sa-east-1"
     assert standby["DEPLOY_SLOT_NAME"] == OTHER.regions[0].slot_name
-    assert services["postgres-sa-east-1"]["environment"]["DEPLOY_STANDBY_SLOTS"] == (
-        OTHER.regions[0].slot_name
+    assert "POSTGRES_PASSWORD" not in standby, "only the initial primary runs initdb"
+    primary = services["postgres-sa-east-1"]
+    assert primary["environment"]["DEPLOY_STANDBY_SLOTS"] == OTHER.regions[0].slot_name
+    assert "--region=sa-east-1" in primary["command"]
+    assert any(
+        v.startswith("./deploy/postgres/primary-first-start.sh:") for v in primary["volumes"]
     )
-    agent = services["agent-sa-east-1"]["environment"]
+    agent = primary["environment"]
     assert agent["LATITUDE_AGENT_LATITUDE"] == "-23.5"
     assert agent["LATITUDE_AGENT_COORDINATORS"] == "c-1:50051,c-2:50051"
-    assert agent["LATITUDE_AGENT_PEER_AGENTS"] == "eu-west-1=agent-eu-west-1:50061"
+    assert agent["LATITUDE_AGENT_PEER_AGENTS"] == "eu-west-1=postgres-eu-west-1:50061"
     assert services["c-2"]["environment"]["LATITUDE_COORDINATOR_ETCD"] == (
         "${LATITUDE_SUBNET_PREFIX:-172.29.53}.11:2379"
     )

@@ -3,10 +3,12 @@
 The file is generated from DEFAULT_TOPOLOGY (latitude/stack/compose.py; test_compose_fresh.py
 keeps the committed one fresh), so what generation makes true by construction (one service per
 member and region, slots, the etcd cluster, ordering) is not checked here; what the generator
-can still get wrong is, without a Docker engine: the agent and coordinator services go through
-the programs' own argument parsers and ``latitude.config.load``, as the programs would at start;
-every variable is read by someone; agents hold no password; the scripts in deploy/ and the
-Dockerfile do what the services rely on. tests/compose runs the file in a real engine.
+can still get wrong is, without a Docker engine: the coordinators, and the agent each region's
+container runs under its PID 1 (latitude.region_container, whose own parser reads the command),
+go through the programs' own argument parsers and ``latitude.config.load``, as the programs
+would at start; every variable is read by someone; agents hold no password; the scripts in
+deploy/ and the Dockerfile do what the services rely on. tests/compose runs the file in a real
+engine.
 
 Each check is a function that returns the problems it finds: ``test_*_matches`` assert that the
 real files have none, and ``test_check_catches_*`` hand each check a deliberately broken copy, so
@@ -39,6 +41,7 @@ from agent.config import AgentConfig
 from coordinator.config import CoordinatorConfig
 from coordinator.main import parse_args as parse_coordinator_args
 from latitude import config as configuration
+from latitude import region_container
 from latitude.errors import ConfigError
 from latitude.netaddr import parse_host_port
 from latitude.stack.postgres import AGENT_ROLE
@@ -49,7 +52,10 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DEPLOY_DIR = ROOT / "deploy"
 PRIMARY_INIT = DEPLOY_DIR / "postgres" / "primary-init.sh"
-STANDBY_ENTRYPOINT = DEPLOY_DIR / "postgres" / "standby-entrypoint.sh"
+PRIMARY_FIRST_START = DEPLOY_DIR / "postgres" / "primary-first-start.sh"
+STANDBY_FIRST_START = DEPLOY_DIR / "postgres" / "standby-first-start.sh"
+# A region container's PID 1, as its command names it.
+SUPERVISOR = ["python", "-m", "latitude.region_container"]
 
 PGDATA_MOUNT = "/var/lib/postgresql/data"
 ETCD_CLIENT_PORT = 2379
@@ -61,11 +67,8 @@ Service = dict[str, Any]
 
 
 def postgres_name(region: str) -> str:
+    """A region's container: PostgreSQL, its keeper and its agent."""
     return f"postgres-{region}"
-
-
-def agent_name(region: str) -> str:
-    return f"agent-{region}"
 
 
 # --- reading compose ------------------------------------------------------------------------
@@ -133,13 +136,14 @@ def deploy_scripts(service: Service) -> list[Path]:
 
 
 def script_inputs(service: Service) -> tuple[set[str], set[str]]:
-    """The DEPLOY_* variables the service's deploy scripts read, and those they need set (the
-    ones some reference uses without a ${VAR:-default})."""
+    """The DEPLOY_* and POSTGRES_* variables the service's deploy scripts read, and those they
+    need set (the ones some reference uses without a ${VAR:-default})."""
     read: set[str] = set()
     required: set[str] = set()
     for path in deploy_scripts(service):
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        for brace, name, default in re.findall(r"\$(\{?)(DEPLOY_\w+)(:?[-=+])?", text):
+        pattern = r"\$(\{?)((?:DEPLOY|POSTGRES)_\w+)(:?[-=+])?"
+        for brace, name, default in re.findall(pattern, text):
             read.add(name)
             if not (brace and default):
                 required.add(name)
@@ -174,6 +178,18 @@ def agent_parser() -> argparse.ArgumentParser:
 def agent_flags(argv: list[str]) -> dict[str, Any]:
     args = agent_parser().parse_args(argv)
     return {name: getattr(args, name) for name in agent_main._FLAGS}
+
+
+def supervised_agent(args: list[str]) -> tuple[list[str], Path]:
+    """The agent's command line in a region container whose command is ``args``: what its PID
+    1 runs (latitude.region_container.agent_argv), from the PID 1's own parser; and the lease's
+    directory, which that PID 1 makes before the agent starts. SystemExit when that parser
+    refuses ``args``."""
+    if args[: len(SUPERVISOR)] != SUPERVISOR:
+        raise SystemExit(f"not the region container's PID 1 ({' '.join(SUPERVISOR)})")
+    parsed = region_container.parse_args(args[len(SUPERVISOR) :])
+    agent = region_container.agent_argv(parsed.region, parsed.pg_data, parsed.fence_lease)
+    return [AGENT.script, *agent[3:]], parsed.fence_lease.parent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +227,7 @@ COORDINATOR = Program(
 
 
 def program_of(name: str, topology: Topology) -> Program | None:
-    if name in {agent_name(r.name) for r in topology.regions}:
+    if name in {postgres_name(r.name) for r in topology.regions}:
         return AGENT
     return COORDINATOR if name in topology.coordinators else None
 
@@ -221,29 +237,34 @@ def program_config(name: str, service: Service, program: Program) -> tuple[Any, 
     what is wrong on the way: its command through its own parser, its environment (defaults
     substituted) through latitude.config.load."""
     args = args_of(service.get("command"))
-    if not args or args[0] != program.script:
-        return None, [f"{name}: command must start with {program.script}, got {args}"]
     errors = io.StringIO()
+    prepared = None  # a directory the container's PID 1 makes, which the host need not have
     try:
         with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(errors):
+            if program is AGENT:  # a region's: run by the container's PID 1
+                args, prepared = supervised_agent(args)
+            if not args or args[0] != program.script:
+                return None, [f"{name}: command must start with {program.script}, got {args}"]
             flags = program.flags(args[1:])
-    except SystemExit:
-        error = (errors.getvalue().strip().splitlines() or ["exits"])[-1]
-        return None, [f"{name}: {program.script} refuses {args[1:]}: {error}"]
+    except SystemExit as stop:
+        said = errors.getvalue().strip().splitlines() or [str(stop.code or "exits")]
+        return None, [f"{name}: {program.script} refuses {args[1:]}: {said[-1]}"]
     env = {key: interpolate(value) for key, value in environment(service).items()}
     problems = [
         f"{name}: sets neither {program.env_prefix}{setting.upper()} nor a --{setting} flag"
         for setting in program.required
         if not env.get(program.env_prefix + setting.upper()) and flags.get(setting) is None
     ]
+    is_dir = Path.is_dir
     try:
-        config = configuration.load(
-            program.config,
-            section=program.section,
-            env_prefix=program.env_prefix,
-            env=env,
-            flags=flags,
-        )
+        with mock.patch.object(Path, "is_dir", lambda p: p == prepared or is_dir(p)):
+            config = configuration.load(
+                program.config,
+                section=program.section,
+                env_prefix=program.env_prefix,
+                env=env,
+                flags=flags,
+            )
     except ConfigError as err:
         return None, [*problems, f"{name}: {program.script} would refuse its settings: {err}"]
     return config, problems
@@ -277,20 +298,19 @@ def settings_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -
     for name, service in compose["services"].items():
         env = environment(service)
         program = program_of(name, topology)
-        if program is not None:
-            problems += [
-                f"{name}: {key} is no setting of {program.script} "
-                f"(a {program.env_prefix}<FIELD> of {program.config.__name__}, or {LOG_LEVEL})"
-                for key in env
-                if key not in program.settings
-            ]
-            continue
         read, required = script_inputs(service)
         for key in env:
-            if key.startswith("LATITUDE_"):
-                problems.append(f"{name}: {key} looks like a setting, but {name} runs no program")
-            elif key.startswith("DEPLOY_") and key not in read:
-                problems.append(f"{name}: {key} is read by none of its deploy scripts")
+            if key.startswith(("DEPLOY_", "POSTGRES_")):
+                if key not in read:
+                    problems.append(f"{name}: {key} is read by none of its deploy scripts")
+            elif program is None:
+                if key.startswith("LATITUDE_"):
+                    problems.append(f"{name}: {key} looks like a setting, but {name} runs none")
+            elif key not in program.settings:
+                problems.append(
+                    f"{name}: {key} is no setting of {program.script} "
+                    f"(a {program.env_prefix}<FIELD> of {program.config.__name__}, or {LOG_LEVEL})"
+                )
         problems += [
             f"{name}: its deploy scripts need {key}" for key in sorted(required - set(env))
         ]
@@ -364,42 +384,53 @@ def coordinator_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY
 
 
 def agent_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
-    """Each agent would start, as the postgres uid that owns PGDATA, with a health check on its
-    own port."""
+    """Each region's container starts its PID 1 as root (it prepares the volume, then runs
+    everything as the postgres uid that owns PGDATA), its agent would start beside the data
+    directory it fences, and the health check asks the agent's own port."""
     problems = []
+    if region_container.OS_USER != "postgres":
+        problems.append("the region's programs must run as postgres, the owner of PGDATA")
     for region in topology.regions:
-        name = agent_name(region.name)
+        name = postgres_name(region.name)
         service = compose["services"].get(name)
         if service is None:
-            problems.append(f"agent {name} is missing")
+            problems.append(f"region container {name} is missing")
             continue
-        if service.get("user") != "postgres":
-            problems.append(f"{name} must run as the postgres user that owns PGDATA")
+        if service.get("user") != "root":
+            problems.append(f"{name}: its PID 1 must start as root to prepare the volume")
         config, found = program_config(name, service, AGENT)
         problems += found
-        if config is not None:
-            problems += health_problems(name, service, config.listen)
+        if config is None:
+            continue
+        problems += health_problems(name, service, config.listen)
+        data = mounts(service).get(PGDATA_MOUNT, "")
+        if config.pg_data is None or not str(config.pg_data).startswith(f"{PGDATA_MOUNT}/"):
+            problems.append(f"{name}: the agent's pg_data {config.pg_data} is not on the volume")
+        elif data != f"pgdata-{region.name}":
+            problems.append(f"{name}: {PGDATA_MOUNT} is {data!r}, not pgdata-{region.name}")
     return problems
 
 
 def credential_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY) -> list[str]:
     """Agents log in as their own role (not the superuser) with a password from a file on the
-    read-only credentials volume that the primary's first start writes; no agent's environment
-    carries a password, and no other program's either."""
+    credentials volume that the primary's first start writes (read-only to the other regions);
+    no agent's environment carries a password (the region's PID 1 passes its programs what
+    region_container.program_env leaves), and no other program's either."""
     services = compose["services"]
     primary = services.get(postgres_name(topology.primary.name), {})
     written = {source: target for target, source in mounts(primary).items()}
     problems = []
     for name, service in services.items():
-        if name.startswith("postgres-"):
-            continue
+        programs_see = environment(service)
+        if program_of(name, topology) is AGENT:
+            programs_see = region_container.program_env(programs_see)
         problems += [
             f"{name}: {key} holds a password ({value})"
-            for key, value in environment(service).items()
+            for key, value in programs_see.items()
             if "PASSWORD" in value or (key.endswith("PASSWORD") and value)
         ]
     for region in topology.regions:
-        name = agent_name(region.name)
+        name = postgres_name(region.name)
         env = {k: interpolate(v) for k, v in environment(services.get(name, {})).items()}
         user = env.get("LATITUDE_AGENT_DB_USER", "postgres")
         if user != AGENT_ROLE:
@@ -418,7 +449,7 @@ def credential_problems(compose: Compose, topology: Topology = DEFAULT_TOPOLOGY)
                 f"{name}: db_password_file {password_file!r} is not on a volume the initial "
                 f"primary writes ({sorted(written)})"
             )
-        elif not any(
+        elif not region.initial_primary and not any(
             isinstance(v, str) and v.startswith(f"{volume[0]}:") and v.endswith(":ro")
             for v in services[name].get("volumes") or []
         ):
@@ -480,16 +511,34 @@ def standby_script_problems(script: str) -> list[str]:
         if "pg_basebackup " in line and not line.lstrip().startswith("#")
     ]
     if len(calls) != 1:
-        return [f"expected one pg_basebackup call in {STANDBY_ENTRYPOINT.name}, found {len(calls)}"]
+        return [
+            f"expected one pg_basebackup call in {STANDBY_FIRST_START.name}, found {len(calls)}"
+        ]
     options = calls[0].split("pg_basebackup", 1)[1]
     problems = [
         f"pg_basebackup call lacks {option!r}: {calls[0].strip()}"
         for option in ('-h "$DEPLOY_PRIMARY_HOST"', '-S "$DEPLOY_SLOT_NAME"', "-X stream", "-R")
         if option not in options
     ]
-    if not re.search(r'^exec "\$@"$', script, re.MULTILINE):
-        problems.append(f"{STANDBY_ENTRYPOINT.name} must end by exec'ing the command (postgres)")
+    if not re.search(r'^mv -- "\$partial" "\$PGDATA"$', script, re.MULTILINE):
+        problems.append(f"{STANDBY_FIRST_START.name} must move a whole clone into place")
     return problems
+
+
+def primary_first_start_problems(script: str) -> list[str]:
+    """The server settings reach postgresql.conf (the agent's pg_ctl start has no -c), and
+    TCP logins need a password."""
+    required = {
+        '>>"$PGDATA/postgresql.conf"': "append the server settings to postgresql.conf",
+        "--auth-host=scram-sha-256": "make TCP logins need a password",
+        '"$DEPLOY_INIT_SCRIPT"': "run primary-init.sh",
+        "listen_addresses=''": "initialise on a server no one reaches over TCP",
+    }
+    return [
+        f"{PRIMARY_FIRST_START.name} must {why}"
+        for needle, why in required.items()
+        if needle not in script
+    ]
 
 
 def primary_init_problems(script: str) -> list[str]:
@@ -522,7 +571,7 @@ def dockerfile_problems(text: str) -> list[str]:
     if not re.search(r"^RUN .*\bpip install \.(?=[\s;&]|$)", instructions, re.MULTILINE):
         problems.append("Dockerfile must install the package with `pip install .`")
     if not re.search(r"apt-get install [^\n]*\bpostgresql-15\b", instructions):
-        problems.append("Dockerfile must install postgresql-15 (pg_rewind, pg_basebackup)")
+        problems.append("Dockerfile must install postgresql-15 (the regions' servers)")
     users = re.findall(r"^USER\s+(\S+)", instructions, re.MULTILINE)
     if not users or users[-1] in {"root", "0"} or users[-1].startswith(("root:", "0:")):
         problems.append(f"Dockerfile must end as a non-root USER, got {users}")
@@ -550,7 +599,8 @@ COMPOSE_CHECKS: dict[str, Callable[[Compose], list[str]]] = {
 }
 
 FILE_CHECKS: dict[str, tuple[Path, Callable[[str], list[str]]]] = {
-    "standby entrypoint": (STANDBY_ENTRYPOINT, standby_script_problems),
+    "standby first start": (STANDBY_FIRST_START, standby_script_problems),
+    "primary first start": (PRIMARY_FIRST_START, primary_first_start_problems),
     "primary init": (PRIMARY_INIT, primary_init_problems),
     "Dockerfile": (DOCKERFILE, dockerfile_problems),
 }
@@ -575,8 +625,8 @@ def test_referenced_deploy_scripts_exist_and_parse(compose: Compose) -> None:
     for path in mounted:
         assert path.is_file(), f"docker-compose.yml mounts {path}, which does not exist"
     scripts = {path for path in mounted if path.suffix == ".sh"}
-    assert {PRIMARY_INIT, STANDBY_ENTRYPOINT} <= scripts, (
-        f"docker-compose.yml should mount both deploy scripts, mounts {sorted(scripts)}"
+    assert {PRIMARY_INIT, PRIMARY_FIRST_START, STANDBY_FIRST_START} <= scripts, (
+        f"docker-compose.yml should mount the deploy scripts, mounts {sorted(scripts)}"
     )
     assert shutil.which("bash"), "bash is needed to syntax-check the deploy scripts"
     every_script = scripts | set(DEPLOY_DIR.rglob("*.sh"))
@@ -585,18 +635,15 @@ def test_referenced_deploy_scripts_exist_and_parse(compose: Compose) -> None:
 
 
 def test_settings_may_come_from_flags(compose: Compose) -> None:
-    """The programs' own precedence: a flag in the command stands in for an environment
-    variable, so a required setting given as a flag is enough."""
+    """The coordinator's own precedence: a flag in the command stands in for an environment
+    variable, so a required setting given as a flag is enough. (A region's agent gets flags
+    from its PID 1 only: those region_container.agent_argv gives.)"""
     changed = copy.deepcopy(compose)
-    for service, program, setting in (
-        (C, COORDINATOR, "listen"),
-        (A, AGENT, "region"),
-    ):
-        env = dict(changed["services"][service]["environment"])
-        value = env.pop(program.env_prefix + setting.upper())
-        changed["services"][service]["environment"] = env
-        changed["services"][service]["command"] = [program.script, f"--{setting}", value]
-    problems = coordinator_problems(changed) + agent_problems(changed)
+    env = dict(changed["services"][C]["environment"])
+    value = env.pop(COORDINATOR.env_prefix + "LISTEN")
+    changed["services"][C]["environment"] = env
+    changed["services"][C]["command"] = [COORDINATOR.script, "--listen", value]
+    problems = coordinator_problems(changed)
     assert not problems, "\n".join(problems)
 
 
@@ -641,8 +688,14 @@ T = DEFAULT_TOPOLOGY
 PRIMARY = postgres_name(T.primary.name)
 STANDBY = postgres_name(T.standbys[0].name)
 STANDBY_DATA = f"pgdata-{T.standbys[0].name}"
-# The agent and the coordinator the mutations break.
-A, C = agent_name(T.standbys[0].name), T.coordinators[1]
+# The region container (its agent) and the coordinator the mutations break.
+A, C = STANDBY, T.coordinators[1]
+REGION_COMMAND = [
+    *SUPERVISOR,
+    f"--region={T.standbys[0].name}",
+    f"--pg-data={PGDATA_MOUNT}/pgdata",
+    "--first-start=/usr/local/bin/latitude-first-start.sh",
+]
 ETCD = T.etcd_members[1]
 ALL_ETCD = ",".join(f"{m}:{ETCD_CLIENT_PORT}" for m in T.etcd_members)
 AGENT_ENV, COORDINATOR_ENV = AGENT.env_prefix, COORDINATOR.env_prefix
@@ -656,8 +709,9 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
         "agent relies on PGPASSWORD": _env(A, "PGPASSWORD", "${POSTGRES_PASSWORD:-x}"),
         "coordinator gets an agent setting": _env(C, AGENT_ENV + "REGION", "us-east-1"),
         "coordinator setting by an old name": _env(C, "LATITUDE_ETCD_ENDPOINTS", ALL_ETCD),
-        "database gets a latitude setting": _env(PRIMARY, "LATITUDE_REGION", "us-east-1"),
+        "region gets a latitude setting of no program": _env(PRIMARY, "LATITUDE_REGION", "x"),
         "script input no script reads": _env(PRIMARY, "DEPLOY_SLOT_NAME", "slot_x"),
+        "postgres input no script reads": _env(STANDBY, "POSTGRES_PASSWORD", "${P:-x}"),
         "script input missing": _env(STANDBY, "DEPLOY_REPLICATION_USER"),
         "primary script input missing": _env(PRIMARY, "DEPLOY_CREDENTIALS_DIR"),
     },
@@ -667,8 +721,18 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
     },
     # The agent, as it would start.
     "agents": {
-        "agent runs another program": _set(A, "command", value=[COORDINATOR.script]),
-        "agent flag the program lacks": _set(A, "command", value=[AGENT.script, "--pgdata", "/x"]),
+        "region runs another program": _set(A, "command", value=[COORDINATOR.script]),
+        "region runs the agent alone": _set(A, "command", value=[AGENT.script]),
+        "PID 1 flag it lacks": _set(A, "command", value=[*REGION_COMMAND, "--pgdata=/x"]),
+        "PID 1 without its region": _set(
+            A, "command", value=REGION_COMMAND[:3] + REGION_COMMAND[4:]
+        ),
+        "data directory off the volume": _set(
+            A, "command", value=[*REGION_COMMAND[:4], "--pg-data=/tmp/pgdata", REGION_COMMAND[5]]
+        ),
+        "another region's volume": _set(
+            A, "volumes", value=[f"pgdata-{T.primary.name}:{PGDATA_MOUNT}"]
+        ),
         "agent without its region": _env(A, AGENT_ENV + "REGION"),
         "agent without coordinators": _env(A, AGENT_ENV + "COORDINATORS"),
         "agent without its database": _env(A, AGENT_ENV + "DB_HOST"),
@@ -677,7 +741,7 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
         "agent default the loader refuses": _env(A, AGENT_ENV + "PRIORITY", "${P:--1}"),
         "agent health on another port": _env(A, AGENT_ENV + "LISTEN", "0.0.0.0:50062"),
         "agent without a health check": _set(A, "healthcheck"),
-        "agent as root": _set(A, "user", value="root"),
+        "PID 1 not root": _set(A, "user", value="postgres"),
     },
     # The coordinator, as it would start.
     "coordinators": {
@@ -700,6 +764,9 @@ MUTATIONS: dict[str, dict[str, Callable[[Compose], None]]] = {
         "agent may write the credentials": _set(
             A, "volumes", value=[f"{STANDBY_DATA}:{PGDATA_MOUNT}", "agent-credentials:/c"]
         ),
+        "agent's environment with the replication password": _env(
+            A, AGENT_ENV + "REPLICATION_PASSWORD", "${LATITUDE_REPLICATION_PASSWORD:-x}"
+        ),
         "coordinator gets a password": _env(C, "PGPASSWORD", "${LATITUDE_REPLICATION_PASSWORD}"),
     },
     "declarations": {"volume not declared": lambda c: c["volumes"].pop(STANDBY_DATA)},
@@ -718,8 +785,13 @@ def test_check_catches_broken_compose(compose: Compose, check: str, mutation: st
 
 
 FILE_MUTATIONS: dict[str, dict[str, Callable[[str], str]]] = {
-    "standby entrypoint": {
+    "standby first start": {
         "pg_basebackup without the slot": lambda t: t.replace('-S "$DEPLOY_SLOT_NAME"', ""),
+        "clone never moved into place": lambda t: t.replace('mv -- "$partial"', 'cp -- "$x"'),
+    },
+    "primary first start": {
+        "settings on no file": lambda t: t.replace('>>"$PGDATA/postgresql.conf"', ">/dev/null"),
+        "TCP logins by trust": lambda t: t.replace("--auth-host=scram-sha-256", "--auth=trust"),
     },
     "primary init": {
         "no slot created": lambda t: t.replace("pg_create_physical_replication_slot", "now"),
