@@ -112,7 +112,7 @@ def passfile(path: Path, user: str, password: str, owner: tuple[int, int] | None
         try:
             if owner is not None:
                 os.fchown(fd, *owner)
-            os.write(fd, f"*:*:*:{_pgpass_field(user)}:{_pgpass_field(password)}\n".encode())
+            os.write(fd, f"*:*:*:{pgpass_field(user)}:{pgpass_field(password)}\n".encode())
         finally:
             os.close(fd)
         yield path
@@ -120,7 +120,7 @@ def passfile(path: Path, user: str, password: str, owner: tuple[int, int] | None
         path.unlink(missing_ok=True)
 
 
-def _pgpass_field(value: str) -> str:
+def pgpass_field(value: str) -> str:
     """A passfile's field: ``:`` and ``\\`` escaped with a backslash."""
     return value.replace("\\", "\\\\").replace(":", "\\:")
 

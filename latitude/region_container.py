@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from agent.demotion import postmaster_pid, stop_postmaster
-from agent.pg_programs import Programs, _pgpass_field
+from agent.pg_programs import Programs, pgpass_field
 from latitude.stack import services
 from latitude.stack.postgres import PostgresNode
 from latitude.stack.topology import RegionSpec
@@ -128,7 +128,7 @@ def prepare(pg_data: Path, lease: Path, environ: Mapping[str, str]) -> None:
     password = environ.get(REPLICATION_PASSWORD_ENV)
     if replication_user and password:
         passfile = database("", pg_data).data_dir.parent / "pgpass"
-        line = f"*:*:*:{_pgpass_field(replication_user)}:{_pgpass_field(password)}\n"
+        line = f"*:*:*:{pgpass_field(replication_user)}:{pgpass_field(password)}\n"
         passfile.unlink(missing_ok=True)  # never written through a link planted there
         fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from agent.pg_programs import pgpass_field
 from latitude import pki
 from latitude.pki import CertFiles, Identity
 from latitude.stack.config import StackConfig
@@ -70,7 +71,7 @@ def superuser_conninfo(stack: Stack, host: str, port: int, directory: Path) -> s
     fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         os.fchmod(out.fileno(), 0o600)
-        out.write(f"*:*:*:{SUPERUSER}:{stack.state().superuser_password}\n")
+        out.write(f"*:*:*:{SUPERUSER}:{pgpass_field(stack.state().superuser_password)}\n")
     return f"host={host} port={port} user={SUPERUSER} dbname=postgres passfile={passfile}"
 
 
