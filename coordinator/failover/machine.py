@@ -211,6 +211,16 @@ class FailoverMachine:
             raise FailoverRefused(f"unknown region {target!r}")
         if target == self.write_region:
             raise FailoverRefused(f"{target} already holds the primary")
+        if kind == admin_pb2.FAILOVER_KIND_SWITCHOVER and (
+            self._registry.regions[self.write_region].session is None
+        ):
+            # A switchover begins with FENCE on the primary's own stream; without it, it
+            # would only start and abort. A new leader hears each agent within an interval.
+            raise FailoverRefused(
+                f"{self.write_region}'s agent is not connected to this leader, and a "
+                "switchover fences the primary through it first (try again once it reports; "
+                "Failover moves the primary away from a region whose agent is gone)"
+            )
         if kind != admin_pb2.FAILOVER_KIND_AUTOMATIC:
             # An operator's request is checked against what the candidates say now, not a
             # report up to an interval old (a former primary rejoined a moment ago, say).

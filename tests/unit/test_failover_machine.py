@@ -269,6 +269,19 @@ async def test_a_switchover_to_a_region_in_maintenance_is_refused_before_any_fen
     assert keys.FAILOVER not in cluster.store.data
 
 
+async def test_a_switchover_is_refused_while_the_primarys_agent_is_not_connected():
+    """A leader elected a moment ago may not have heard the primary's agent yet: a switchover
+    is refused before anything is recorded, not started only to abort on its FENCE."""
+    cluster = Cluster()
+    cluster.registry.detach("us-east-1", cluster.registry.regions["us-east-1"].session)
+    machine = cluster.leader()
+    machine.write_region, machine.resumed = "us-east-1", True
+    with pytest.raises(FailoverRefused, match="us-east-1's agent is not connected to this leader"):
+        await machine.start(SWITCHOVER, "planned", target="eu-west-1")
+    assert cluster.agents.sent == [] and keys.FAILOVER not in cluster.store.data
+    assert cluster.events.kinds() == []
+
+
 async def test_an_abort_after_the_fence_lifts_it():
     cluster = Cluster()
     cluster.agents.failing[K.COMMAND_KIND_PROMOTE] = "promotion did not finish"
