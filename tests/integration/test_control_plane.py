@@ -233,10 +233,12 @@ async def test_bad_streams_are_refused_naming_the_problem(cluster: Stack, messag
 async def test_bad_reports_are_refused_naming_the_field(cluster: Stack, fields, names):
     # A region nobody holds: a stack agent would rightly be refused as a duplicate.
     await cluster.kill("agent-ap-southeast-1")
+    # Setup, not the subject: the leader ends a stream silent for fail_after (3 s) and
+    # publishes within a second; the margin is for a loaded machine.
     await wait_status(
         cluster,
         lambda s: not region(s, "ap-southeast-1").agent_connected,
-        5,
+        15,
         "the leader to notice the agent's stream closed",
     )
     error = await _stream(cluster, agent_hello("ap-southeast-1", "impostor"), _report(**fields))
